@@ -1,0 +1,1 @@
+"""Data contracts: Arrow schemas of every dataset, pandera checks, and the source DDL."""

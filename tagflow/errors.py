@@ -1,0 +1,43 @@
+"""The one exception hierarchy of tagflow.
+
+Messages are written for the person who called tagflow: they say what was wrong
+and what to do, and never contain SQL text, file paths or secrets.
+"""
+
+from __future__ import annotations
+
+
+class TagflowError(Exception):
+    """Base of every error tagflow raises on purpose."""
+
+
+class InvalidName(TagflowError, ValueError):
+    """A tenant or tag name that is not acceptable (syntax, length, characters)."""
+
+
+class UnknownTenant(TagflowError, LookupError):
+    """The tenant is not a schema with the three source tables."""
+
+
+class UnknownTag(TagflowError, LookupError):
+    """The tag name does not exist for this tenant."""
+
+
+class InvalidTimeRange(TagflowError, ValueError):
+    """A time range or bucket width that cannot be used (naive, reversed, empty, unaligned)."""
+
+
+class SourceUnavailable(TagflowError, ConnectionError):
+    """The source database could not be reached or dropped the connection."""
+
+
+class MissingPartition(TagflowError, LookupError):
+    """A dataset partition that was asked for has not been materialised."""
+
+
+class NotMaterialised(MissingPartition):
+    """Days of a read are not materialised and source fallback was turned off."""
+
+
+class AuthenticationFailed(TagflowError, PermissionError):
+    """An API key that does not open the requested tenant."""
