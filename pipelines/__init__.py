@@ -1,1 +1,1 @@
-
+"""Dagster wiring (partitions, resources, definitions) and the `tagflow` command line."""

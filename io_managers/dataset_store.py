@@ -1,0 +1,134 @@
+"""The dataset layout of DESIGN §3 and atomic Parquet reads and writes on any UPath root.
+
+This is the only code that knows where a dataset partition lives:
+``{root}/{dataset}/tenant={tenant}/date={YYYY-MM-DD}/part-0.parquet`` (``tags`` has no date level).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Iterable
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from upath import UPath
+
+from schemas.arrow import DATASET_SCHEMAS
+from tagflow.errors import MissingPartition, TagflowError
+from tagflow.names import validate_tenant_name
+
+# Datasets with one file per tenant instead of one per tenant-day.
+UNDATED_DATASETS = frozenset({"tags"})
+PART_FILE = "part-0.parquet"
+# Rows per row group: large enough for good compression and few footers, small enough that
+# a reader filtering on tag_name statistics skips most of a big day.
+ROW_GROUP_ROWS = 256 * 1024
+
+# Columns each dataset is sorted by, declared in the Parquet footer for readers that use it.
+_SORT_KEYS = {
+    "tags": ("tag_name",),
+    "transitions": ("tag_name", "time"),
+    "carry_in": ("tag_name",),
+    "spans": ("tag_name", "raw_begin_at"),
+}
+
+
+def _sort_keys(dataset: str) -> tuple[str, ...]:
+    return _SORT_KEYS.get(dataset, ("tag_name", "bucket_start"))
+
+
+class DatasetStore:
+    """Reads and writes dataset partitions under one root (local path or object-store URL)."""
+
+    def __init__(self, root: str | os.PathLike[str] | UPath) -> None:
+        self.root = root if isinstance(root, UPath) else UPath(root)
+
+    def __repr__(self) -> str:
+        # The root can name a bucket or a private directory: keep it out of reprs and logs.
+        return f"DatasetStore(protocol={self.root.protocol or 'file'!r})"
+
+    @property
+    def _is_local(self) -> bool:
+        return self.root.protocol in ("", "file", "local")
+
+    def partition_path(self, dataset: str, tenant: str, day: date | None = None) -> UPath:
+        if dataset not in DATASET_SCHEMAS:
+            raise TagflowError(f"unknown dataset {dataset!r}")
+        validate_tenant_name(tenant)
+        base = self.root / dataset / f"tenant={tenant}"
+        if dataset in UNDATED_DATASETS:
+            return base / PART_FILE
+        if not isinstance(day, date):
+            raise TagflowError(f"dataset {dataset!r} is partitioned by date: a date is required")
+        return base / f"date={day.isoformat()}" / PART_FILE
+
+    def exists(self, dataset: str, tenant: str, day: date | None = None) -> bool:
+        return self.partition_path(dataset, tenant, day).exists()
+
+    def write(self, dataset: str, tenant: str, day: date | None, table: pa.Table) -> int:
+        """Replace one partition with `table` atomically; return the bytes written.
+
+        Readers see either the previous complete file or the new one, never a partial file.
+        """
+        schema = DATASET_SCHEMAS[dataset]
+        table = table.select(schema.names).cast(schema)
+        path = self.partition_path(dataset, tenant, day)
+        options = {
+            "compression": "zstd",
+            "compression_level": 3,
+            "write_statistics": True,
+            "row_group_size": ROW_GROUP_ROWS,
+            "sorting_columns": pq.SortingColumn.from_ordering(
+                schema, [(key, "ascending") for key in _sort_keys(dataset)]
+            ),
+        }
+        if self._is_local:
+            return self._write_local(path, table, options)
+        # An object-store PUT is atomic: the object appears whole or not at all.
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, **options)
+        data = buffer.getvalue()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.fs.pipe_file(path.path, data)
+        return len(data)
+
+    @staticmethod
+    def _write_local(path: UPath, table: pa.Table, options: dict) -> int:
+        target = path.path
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        # Hidden name without the .parquet suffix: pyarrow.dataset (ignores '.'-prefixed files)
+        # and DuckDB globs on *.parquet never pick up an unfinished file.
+        temp = os.path.join(os.path.dirname(target), f".{PART_FILE}.{uuid.uuid4().hex}.tmp")
+        try:
+            pq.write_table(table, temp, **options)
+            with open(temp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
+        return os.path.getsize(target)
+
+    def read(self, dataset: str, tenant: str, day: date | None = None) -> pa.Table:
+        """One partition as a table of the dataset's schema; MissingPartition if absent."""
+        path = self.partition_path(dataset, tenant, day)
+        try:
+            with path.open("rb") as handle:
+                table = pq.read_table(handle)
+        except FileNotFoundError:
+            when = f" on {day.isoformat()}" if day is not None else ""
+            raise MissingPartition(
+                f"{dataset} for tenant {tenant!r}{when} has not been materialised"
+            ) from None
+        schema = DATASET_SCHEMAS[dataset]
+        return table.select(schema.names).cast(schema)
+
+    def read_days(self, dataset: str, tenant: str, days: Iterable[date]) -> pa.Table:
+        """Several day partitions concatenated in day order."""
+        tables = [self.read(dataset, tenant, day) for day in sorted(days)]
+        if not tables:
+            return DATASET_SCHEMAS[dataset].empty_table()
+        return pa.concat_tables(tables)

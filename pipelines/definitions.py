@@ -1,0 +1,34 @@
+"""The tagflow code location: assets, checks and resources assembled for Dagster."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets import checks, derived, extraction
+from pipelines.resources import dataset_io_manager, source_database
+
+ASSETS = [
+    extraction.tags,
+    extraction.transitions,
+    derived.spans,
+    derived.samples_1m,
+    derived.samples_1h,
+    derived.samples_1d,
+]
+
+
+def build_definitions(
+    source_url: str | None = None, store_root: str | None = None
+) -> dg.Definitions:
+    """Definitions with the source and store from arguments, else from the environment."""
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=checks.schema_checks,
+        resources={
+            "source": source_database(source_url),
+            "datasets": dataset_io_manager(store_root),
+        },
+    )
+
+
+defs = build_definitions()

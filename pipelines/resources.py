@@ -1,0 +1,60 @@
+"""Dagster resources: the source database and the dataset IO manager, configured from env vars."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+
+from io_managers import ParquetDatasetIOManager
+from schemas.arrow import RAW_ROWS
+from source import connection, extract, tenants
+
+DEFAULT_STORE = ".tagflow/store"
+DEFAULT_EMBEDDED_PG = ".tagflow/pg"
+
+
+class SourceDatabase(dg.ConfigurableResource):
+    """The tenants' PostgreSQL database (read only). Without a URL, the embedded demo server."""
+
+    url: str | None = None
+    embedded_dir: str = DEFAULT_EMBEDDED_PG
+
+    def resolved_url(self) -> str:
+        if self.url:
+            return self.url
+        from pipelines.embedded_pg import embedded_server_url
+
+        return embedded_server_url(Path(self.embedded_dir))
+
+    def list_tenants(self) -> list[str]:
+        with connection.connect(self.resolved_url()) as conn:
+            return tenants.list_tenants(conn)
+
+    def read_tags(self, tenant: str) -> pa.Table:
+        with connection.connect(self.resolved_url()) as conn:
+            tenants.require_tenant(conn, tenant)
+            return extract.read_tags(conn, tenant)
+
+    def read_carry_in(self, tenant: str, day_start: datetime) -> pa.Table:
+        with connection.connect(self.resolved_url()) as conn:
+            tenants.require_tenant(conn, tenant)
+            return extract.read_carry_in(conn, tenant, day_start)
+
+    def read_day_rows(self, tenant: str, day_start: datetime, day_end: datetime) -> pa.Table:
+        batches = list(extract.stream_day_rows(self.resolved_url(), tenant, day_start, day_end))
+        return pa.Table.from_batches(batches, schema=RAW_ROWS)
+
+
+def dataset_io_manager(root: str | None = None) -> ParquetDatasetIOManager:
+    if root is not None:
+        return ParquetDatasetIOManager(root=root)
+    return ParquetDatasetIOManager(root=dg.EnvVar("TAGFLOW_STORE").get_value(DEFAULT_STORE))
+
+
+def source_database(url: str | None = None) -> SourceDatabase:
+    if url is not None:
+        return SourceDatabase(url=url)
+    return SourceDatabase(url=dg.EnvVar("TAGFLOW_SOURCE_URL").get_value())
