@@ -1,6 +1,5 @@
 """Assets derived from a day's transitions: spans and LOCF-resampled metrics at 1m, 1h, 1d."""
 
-
 from datetime import timedelta
 
 import dagster as dg

@@ -1,6 +1,5 @@
 """Materialisation metadata shared by the assets: rows, tags, covered time range, timing."""
 
-
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager

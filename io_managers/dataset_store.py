@@ -112,6 +112,27 @@ class DatasetStore:
                 os.unlink(temp)
         return os.path.getsize(target)
 
+    def materialised_days(self, dataset: str, tenant: str) -> list[date]:
+        """Days of `tenant` for which `dataset` has a complete partition file."""
+        if dataset in UNDATED_DATASETS:
+            raise TagflowError(f"dataset {dataset!r} is not partitioned by date")
+        folder = self.partition_path(dataset, tenant, date(2000, 1, 1)).parent.parent
+        if not folder.exists():
+            return []
+        days = []
+        for child in folder.iterdir():
+            name = child.name
+            if name.startswith("date=") and (child / PART_FILE).exists():
+                days.append(date.fromisoformat(name.removeprefix("date=")))
+        return sorted(days)
+
+    def parquet_glob(self, dataset: str) -> str:
+        """A glob over every file of `dataset`, for DuckDB's read_parquet(hive_partitioning)."""
+        if dataset not in DATASET_SCHEMAS:
+            raise TagflowError(f"unknown dataset {dataset!r}")
+        suffix = "*/*.parquet" if dataset in UNDATED_DATASETS else "*/*/*.parquet"
+        return str(self.root / dataset / suffix)
+
     def read(self, dataset: str, tenant: str, day: date | None = None) -> pa.Table:
         """One partition as a table of the dataset's schema; MissingPartition if absent."""
         path = self.partition_path(dataset, tenant, day)

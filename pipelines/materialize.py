@@ -14,6 +14,8 @@ from pipelines.resources import source_database
 from tagflow.errors import InvalidTimeRange
 from tagflow.names import validate_tenant_name
 
+# Runs are recorded in the instance (and the UI); the terminal shows only warnings and worse.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Ranges longer than this are a backfill's job, not one command's.
 MAX_DAYS = 3660
 
@@ -71,6 +73,7 @@ def _run_each(
         result = job.execute_in_process(
             partition_key=tenant_day_key(tenant, day.isoformat()),
             instance=instance,
+            run_config=QUIET_CONSOLE,
             raise_on_error=False,
         )
         yield PartitionRun(tenant, day, result.run_id, result.success)

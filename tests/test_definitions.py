@@ -1,0 +1,59 @@
+"""The whole Dagster code location loads and its asset graph is wired as DESIGN §4 says."""
+
+import dagster as dg
+
+from pipelines.definitions import defs
+from pipelines.partitions import tenant_days
+
+DATASETS = {
+    "tags",
+    "transitions",
+    "carry_in",
+    "spans",
+    "samples_1m",
+    "samples_str_1m",
+    "samples_1h",
+    "samples_str_1h",
+    "samples_1d",
+    "samples_str_1d",
+}
+
+
+def asset_graph():
+    return defs.resolve_asset_graph()
+
+
+def test_every_dataset_is_an_asset_partitioned_by_tenant_and_day():
+    graph = asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == DATASETS
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).partitions_def == tenant_days
+
+
+def test_lineage_follows_the_design():
+    graph = asset_graph()
+
+    def parents(name: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert parents("transitions") == {"tags"}
+    assert parents("spans") == {"transitions", "carry_in", "tags"}
+    assert parents("samples_1m") == {"transitions", "carry_in", "tags"}
+    assert parents("samples_1h") == {"samples_1m", "samples_str_1m"}
+    assert parents("samples_str_1d") == {"samples_1h", "samples_str_1h"}
+
+
+def test_every_dataset_has_a_blocking_schema_check():
+    graph = asset_graph()
+    checks = {key.asset_key.to_user_string(): key for key in graph.asset_check_keys}
+    assert set(checks) == DATASETS
+    for key in checks.values():
+        assert key.name == "pandera_schema"
+        assert graph.get_check_spec(key).blocking
+
+
+def test_implicit_job_resolves_with_resources():
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert job.partitions_def == tenant_days
+    assert {"source", "datasets"} <= set(defs.resources)
