@@ -4,14 +4,14 @@ from datetime import timedelta
 
 import dagster as dg
 import pyarrow as pa
-from transforms.rollup import rollup
-from transforms.samples import samples
-from transforms.spans import spans_for_day
 
 from assets.extraction import OWNERS
 from assets.metadata import partition_of, stopwatch, table_metadata
 from pipelines.partitions import tenant_days
 from tagflow.time_ranges import day_bounds
+from transforms.rollup import rollup
+from transforms.samples import samples
+from transforms.spans import spans_for_day
 
 SPANS_DOC = (
     "Periods of constant value (runs) of every tag intersecting the day: raw_begin_at/raw_end_at "

@@ -2,12 +2,12 @@
 
 import dagster as dg
 import pyarrow as pa
-from transforms.transitions import carry_in_for_day, resolve_rows
 
 from assets.metadata import partition_of, stopwatch, table_metadata
 from pipelines.partitions import tenant_days
 from pipelines.resources import SourceDatabase
 from tagflow.time_ranges import day_bounds
+from transforms.transitions import carry_in_for_day, resolve_rows
 
 OWNERS = ["team:tagflow"]
 SOURCE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)

@@ -18,7 +18,9 @@ def _parse_day(value: str, option: str) -> date:
     try:
         return date.fromisoformat(value)
     except (TypeError, ValueError):
-        raise InvalidTimeRange(f"{option} must be a date like 2026-03-01, got {value[:40]!r}")
+        raise InvalidTimeRange(
+            f"{option} must be a date like 2026-03-01, got {value[:40]!r}"
+        ) from None
 
 
 def _progress() -> Progress:
@@ -82,7 +84,7 @@ def demo(
     tags: int = typer.Option(200, help="Tags per tenant."),
     days: int = typer.Option(3, help="Days of history."),
 ) -> None:
-    """Start an embedded PostgreSQL, generate two synthetic plants, materialise them, show a read."""
+    """Start an embedded PostgreSQL, generate two synthetic plants, materialise, show a read."""
     from pipelines.demo import run_demo
 
     try:

@@ -185,9 +185,7 @@ def _bucket_columns(day_start: datetime, day_end: datetime, width: timedelta) ->
         "tag_id": pa_pd.Column("int32"),
         "tag_name": pa_pd.Column(str),
         "bucket_start": _ts(in_day=_in_day(day_start, day_end), aligned=aligned),
-        "covered_s": pa_pd.Column(
-            "float64", pa_pd.Check.in_range(0.0, width.total_seconds())
-        ),
+        "covered_s": pa_pd.Column("float64", pa_pd.Check.in_range(0.0, width.total_seconds())),
         "count": pa_pd.Column("int64", pa_pd.Check.ge(0)),
     }
 
@@ -200,7 +198,9 @@ def _null_iff_uncovered(columns: list[str]) -> pa_pd.Check:
             ok &= df[column].notna() == covered
         return ok
 
-    return pa_pd.Check(check, error=f"{', '.join(columns)} must be null exactly where covered_s = 0")
+    return pa_pd.Check(
+        check, error=f"{', '.join(columns)} must be null exactly where covered_s = 0"
+    )
 
 
 def samples_schema(day_start: datetime, day_end: datetime, width: timedelta):

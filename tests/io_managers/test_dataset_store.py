@@ -150,7 +150,8 @@ def test_io_manager_materialises_partition_and_loads_range(tmp_path):
     io_manager = ParquetDatasetIOManager(root=str(tmp_path))
     for day in ["2026-03-01", "2026-03-02"]:
         key = dg.MultiPartitionKey({"tenant": "acme", "date": day})
-        assert dg.materialize([throwaway], partition_key=key, resources={"datasets": io_manager}).success
+        result = dg.materialize([throwaway], partition_key=key, resources={"datasets": io_manager})
+        assert result.success
     expected = tmp_path / "transitions" / "tenant=acme" / "date=2026-03-02" / "part-0.parquet"
     assert expected.is_file()
     loaded = DatasetStore(tmp_path).read_days("transitions", "acme", [date(2026, 3, 1), DAY])
