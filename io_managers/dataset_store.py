@@ -6,13 +6,18 @@ This is the only code that knows where a dataset partition lives:
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
+import threading
 import uuid
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from upath import UPath
 
@@ -147,9 +152,105 @@ class DatasetStore:
         schema = DATASET_SCHEMAS[dataset]
         return table.select(schema.names).cast(schema)
 
+    def read_tag_rows(
+        self,
+        dataset: str,
+        tenant: str,
+        day: date | None,
+        tag_names: Collection[str] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pa.Table:
+        """The rows of `tag_names` (all tags if None) of one partition, only `columns` (all if
+        None), in file order; MissingPartition if absent.
+
+        For the read API: files are sorted by tag_name, so row groups whose tag_name
+        statistics exclude every wanted name are not read at all, and footers of local files
+        are cached (keyed by inode, size and mtime, so a rewritten partition is re-read)."""
+        schema = DATASET_SCHEMAS[dataset]
+        names = list(columns) if columns is not None else schema.names
+        out_schema = pa.schema([schema.field(name) for name in names])
+        wanted = None if tag_names is None else sorted(set(tag_names))
+        if wanted == []:
+            return out_schema.empty_table()
+        path = self.partition_path(dataset, tenant, day)
+        read_columns = names if wanted is None or "tag_name" in names else [*names, "tag_name"]
+        try:
+            with self._open_parquet(path) as parquet:
+                groups = _row_groups_holding(parquet.metadata, wanted)
+                if not groups:
+                    return out_schema.empty_table()
+                table = parquet.read_row_groups(groups, columns=read_columns)
+        except FileNotFoundError:
+            when = f" on {day.isoformat()}" if day is not None else ""
+            raise MissingPartition(
+                f"{dataset} for tenant {tenant!r}{when} has not been materialised"
+            ) from None
+        if wanted is not None:
+            table = table.filter(pc.is_in(table.column("tag_name"), value_set=pa.array(wanted)))
+        return table.select(names).cast(out_schema)
+
+    @contextmanager
+    def _open_parquet(self, path: UPath) -> Iterator[pq.ParquetFile]:
+        if not self._is_local:
+            with path.open("rb") as handle, pq.ParquetFile(handle) as parquet:
+                yield parquet
+            return
+        local = path.path
+        stat = os.stat(local)
+        key = (local, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        metadata = _FOOTERS.get(key)
+        with pq.ParquetFile(local, metadata=metadata) as parquet:
+            if metadata is None:
+                _FOOTERS.put(key, parquet.metadata)
+            yield parquet
+
     def read_days(self, dataset: str, tenant: str, days: Iterable[date]) -> pa.Table:
         """Several day partitions concatenated in day order."""
         tables = [self.read(dataset, tenant, day) for day in sorted(days)]
         if not tables:
             return DATASET_SCHEMAS[dataset].empty_table()
         return pa.concat_tables(tables)
+
+
+class _FooterCache:
+    """A small thread-safe LRU of Parquet footers (FileMetaData) of local files."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple, pq.FileMetaData] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> pq.FileMetaData | None:
+        with self._lock:
+            metadata = self._entries.get(key)
+            if metadata is not None:
+                self._entries.move_to_end(key)
+            return metadata
+
+    def put(self, key: tuple, metadata: pq.FileMetaData) -> None:
+        with self._lock:
+            self._entries[key] = metadata
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+_FOOTERS = _FooterCache(4096)
+
+
+def _row_groups_holding(metadata: pq.FileMetaData, wanted: list[str] | None) -> list[int]:
+    """Row groups that may hold any of the sorted names `wanted` (all if None), judged by the
+    tag_name min/max statistics; a group without statistics is always read."""
+    groups = list(range(metadata.num_row_groups))
+    if wanted is None:
+        return groups
+    column = metadata.schema.names.index("tag_name")
+    kept = []
+    for group in groups:
+        stats = metadata.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            kept.append(group)
+            continue
+        first = bisect.bisect_left(wanted, stats.min)
+        if first < len(wanted) and wanted[first] <= stats.max:
+            kept.append(group)
+    return kept

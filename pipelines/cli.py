@@ -93,5 +93,38 @@ def demo(
         _fail(error)
 
 
+@app.command()
+def serve(
+    store: str | None = typer.Option(
+        None, envvar="TAGFLOW_STORE", help="Dataset root, a path or URL (default .tagflow/store)."
+    ),
+    port: int = typer.Option(8000, help="TCP port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 for all interfaces)."),
+    keys_file: str | None = typer.Option(
+        None, envvar="TAGFLOW_KEYS_FILE", help="API keys file (default .tagflow/api_keys.json)."
+    ),
+    source_url: str | None = typer.Option(
+        None,
+        envvar="TAGFLOW_SOURCE_URL",
+        help="Source database for days not materialised (default: the demo's embedded server "
+        "if it exists, else no fallback).",
+    ),
+) -> None:
+    """Serve the read API (FastAPI + uvicorn): JSON or Arrow IPC, one API key per tenant."""
+    from pathlib import Path
+
+    from pipelines.resources import DEFAULT_EMBEDDED_PG, DEFAULT_STORE, source_database
+    from readapi.service import serve as serve_read_api
+
+    try:
+        if source_url is None and Path(DEFAULT_EMBEDDED_PG).exists():
+            source_url = source_database(None).resolved_url()
+        if source_url is None:
+            console.print("no source database: days not materialised will be refused")
+        serve_read_api(store or DEFAULT_STORE, port, host, keys_file, source_url)
+    except TagflowError as error:
+        _fail(error)
+
+
 if __name__ == "__main__":
     app()

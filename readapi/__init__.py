@@ -1,0 +1,71 @@
+"""The read API: `Client` (datasets or HTTP service) and the HTTP service (`readapi.service`).
+
+It never imports assets/ or pipelines/: it reads the datasets through io_managers, computes
+missing days through source/ and transforms/, and is started by `tagflow serve`.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from readapi.client import Client
+    from readapi.errors import (
+        AuthenticationFailed,
+        InvalidArgument,
+        InvalidName,
+        InvalidTimeRange,
+        NotMaterialised,
+        SourceUnavailable,
+        TagflowError,
+        UnknownTag,
+        UnknownTenant,
+    )
+    from readapi.models import Span, Tag
+    from readapi.time_range import TimeRange
+
+# Imported on first use, so `python -m readapi.keys` and the service do not pay for pandas
+# and the client transports they do not need.
+_HOMES = {
+    "Client": "readapi.client",
+    "Span": "readapi.models",
+    "Tag": "readapi.models",
+    "TimeRange": "readapi.time_range",
+    **{
+        name: "readapi.errors"
+        for name in (
+            "AuthenticationFailed",
+            "InvalidArgument",
+            "InvalidName",
+            "InvalidTimeRange",
+            "NotMaterialised",
+            "SourceUnavailable",
+            "TagflowError",
+            "UnknownTag",
+            "UnknownTenant",
+        )
+    },
+}
+
+__all__ = [
+    "AuthenticationFailed",
+    "Client",
+    "InvalidArgument",
+    "InvalidName",
+    "InvalidTimeRange",
+    "NotMaterialised",
+    "SourceUnavailable",
+    "Span",
+    "Tag",
+    "TagflowError",
+    "TimeRange",
+    "UnknownTag",
+    "UnknownTenant",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'readapi' has no attribute {name!r}")

@@ -1,0 +1,309 @@
+"""readapi.Client: the CVec-shaped read client over tagflow's precomputed datasets.
+
+`Client(store=...)` reads the Parquet datasets directly (falling back to the source database
+for days not materialised); `Client(host=...)` asks the HTTP service. Both transports return
+the same Arrow tables, which this class turns into records and DataFrames in one place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from datetime import timedelta
+from types import TracebackType
+from typing import Protocol
+
+import pandas as pd
+import pyarrow as pa
+from upath import UPath
+
+from io_managers.dataset_store import DatasetStore
+from readapi.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
+from readapi.engine import DEFAULT_MAX_SOURCE_DAYS, TenantReader
+from readapi.errors import InvalidArgument
+from readapi.http_transport import DEFAULT_TIMEOUT_S, HttpTransport, public_address
+from readapi.models import (
+    Span,
+    Tag,
+    metric_frame,
+    spans_from_table,
+    tags_from_table,
+    wide_frame,
+)
+from readapi.time_range import TimeRange, parse_duration, parse_time_range, parse_width
+from tagflow.errors import AuthenticationFailed
+from tagflow.names import validate_tag_name, validate_tenant_name
+
+TimeRangeLike = TimeRange | tuple[object, object] | list[object]
+
+
+class Transport(Protocol):
+    """What a transport answers (TenantReader locally, HttpTransport remotely)."""
+
+    def tags(self, time_range: TimeRange | None, allow_source: bool = True) -> pa.Table: ...
+
+    def spans(
+        self,
+        tag_name: str,
+        time_range: TimeRange | None,
+        limit: int | None = None,
+        allow_source: bool = True,
+    ) -> pa.Table: ...
+
+    def metric_data(
+        self, tag_names: list[str] | None, time_range: TimeRange | None, allow_source: bool = True
+    ) -> pa.Table: ...
+
+    def samples(
+        self,
+        tag_names: list[str] | None,
+        time_range: TimeRange | None,
+        width: timedelta,
+        offset: timedelta = ...,
+        aggregate: str = "average",
+        bucket_function: str = "locf",
+        allow_source: bool = True,
+    ) -> pa.Table: ...
+
+    def derivative(
+        self,
+        tag_names: list[str] | None,
+        time_range: TimeRange | None,
+        width: timedelta,
+        offset: timedelta = ...,
+        aggregate: str = "average",
+        allow_source: bool = True,
+    ) -> pa.Table: ...
+
+    def counter_rate(
+        self,
+        tag_names: list[str] | None,
+        time_range: TimeRange | None,
+        width: timedelta,
+        offset: timedelta = ...,
+        allow_source: bool = True,
+    ) -> pa.Table: ...
+
+
+def _tag_list(tag_names: str | Iterable[str] | None) -> list[str] | None:
+    """None (all tags), one name, or several names (duplicates dropped, order kept)."""
+    if tag_names is None:
+        return None
+    if isinstance(tag_names, str):
+        tag_names = [tag_names]
+    try:
+        names = list(tag_names)
+    except TypeError:
+        raise InvalidArgument("tag_names must be a tag name, a list of tag names or None") from None
+    return list(dict.fromkeys(validate_tag_name(name) for name in names))
+
+
+class Client:
+    """Read tags, spans, transitions and samples of one tenant.
+
+    Arguments left out come from TAGFLOW_HOST, TAGFLOW_TENANT, TAGFLOW_API_KEY, TAGFLOW_STORE
+    (and TAGFLOW_SOURCE_URL for the store transport's fallback). An explicit `host` or
+    `store` wins over the environment; giving both is an error.
+
+    `time_range` arguments are (start, end) pairs of aware datetimes, ISO 8601 strings with
+    an offset, or pandas Timestamps; end is exclusive. `default_time_range` applies when a
+    call gives none; with neither, a call covers everything materialised (up to now when
+    the source may fill in). `allow_source=False` makes a read of days not materialised
+    fail with NotMaterialised instead of asking the source database.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        tenant: str | None = None,
+        api_key: str | None = None,
+        default_time_range: TimeRangeLike | None = None,
+        store: str | os.PathLike[str] | UPath | DatasetStore | None = None,
+        *,
+        source_url: str | None = None,
+        allow_source: bool = True,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        cache_ttl_s: float = DEFAULT_TTL_S,
+        max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
+    ) -> None:
+        if host is not None and store is not None:
+            raise InvalidArgument("give either host= (HTTP service) or store= (datasets), not both")
+        if host is None and store is None:
+            host = os.environ.get("TAGFLOW_HOST") or None
+            if host is None:
+                store = os.environ.get("TAGFLOW_STORE") or None
+        if host is None and store is None:
+            raise InvalidArgument(
+                "no data to read: pass host= (or set TAGFLOW_HOST) for the HTTP service, or "
+                "store= (or set TAGFLOW_STORE) for the datasets"
+            )
+        tenant = tenant or os.environ.get("TAGFLOW_TENANT") or None
+        self.tenant = validate_tenant_name(tenant) if tenant is not None else None
+        self.default_time_range = (
+            parse_time_range(default_time_range) if default_time_range is not None else None
+        )
+        self.allow_source = bool(allow_source)
+        self._api_key = api_key or os.environ.get("TAGFLOW_API_KEY") or None
+        self._transport: Transport
+        if host is not None:
+            if self._api_key is None:
+                raise AuthenticationFailed(
+                    "no API key: pass api_key= or set TAGFLOW_API_KEY (the service needs one)"
+                )
+            self.host: str | None = public_address(host)
+            self.store = None
+            self._transport = HttpTransport(host, self._api_key, self.tenant, timeout_s)
+        else:
+            if self.tenant is None:
+                raise InvalidArgument(
+                    "reading datasets needs a tenant: pass tenant= or set TAGFLOW_TENANT"
+                )
+            self.host = None
+            self.store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+            source = source_url or os.environ.get("TAGFLOW_SOURCE_URL") or None
+            self._transport = TenantReader(
+                self.store,
+                self.tenant,
+                CoverageIndex(self.store, cache_ttl_s),
+                TagCatalogue(self.store, source, cache_ttl_s),
+                source,
+                max_source_days,
+            )
+
+    # ------------------------------------------------------------------ plumbing
+
+    def __repr__(self) -> str:
+        # The key is never shown, only whether one is set; the store's repr hides its root.
+        where = f"host={self.host!r}" if self.host is not None else f"store={self.store!r}"
+        key = "set" if self._api_key else "unset"
+        window = ""
+        if self.default_time_range is not None:
+            start, end = self.default_time_range.as_strings()
+            window = f", default_time_range=({start!r}, {end!r})"
+        return f"Client({where}, tenant={self.tenant!r}, api_key=<{key}>{window})"
+
+    def close(self) -> None:
+        if isinstance(self._transport, HttpTransport):
+            self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _range(self, time_range: TimeRangeLike | None) -> TimeRange | None:
+        if time_range is not None:
+            return parse_time_range(time_range)
+        return self.default_time_range
+
+    # ------------------------------------------------------------------ reads
+
+    def get_tags(self, time_range: TimeRangeLike | None = None) -> list[Tag]:
+        """Tags with at least one transition in the range, by name; all tags without one."""
+        table = self._transport.tags(self._range(time_range), self.allow_source)
+        return tags_from_table(table)
+
+    def get_spans(
+        self, tag_name: str, time_range: TimeRangeLike | None = None, limit: int | None = None
+    ) -> list[Span]:
+        """Runs of one value of `tag_name` intersecting the range, newest first, one per run
+        even across days; `limit` keeps the newest ones. raw_end_at is None when the run has
+        not ended before the range end."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise InvalidArgument("limit must be a positive integer or None")
+        if limit is not None and limit < 1:
+            raise InvalidArgument("limit must be a positive integer or None")
+        table = self._transport.spans(
+            validate_tag_name(tag_name), self._range(time_range), limit, self.allow_source
+        )
+        return spans_from_table(table)
+
+    def get_metric_arrow(
+        self,
+        tag_names: str | Iterable[str] | None = None,
+        time_range: TimeRangeLike | None = None,
+    ) -> pa.Table:
+        """Every transition in the range as Arrow: tag_name, time, value_double,
+        value_string, sorted by time (then tag name)."""
+        return self._transport.metric_data(
+            _tag_list(tag_names), self._range(time_range), self.allow_source
+        )
+
+    def get_metric_data(
+        self,
+        tag_names: str | Iterable[str] | None = None,
+        time_range: TimeRangeLike | None = None,
+    ) -> pd.DataFrame:
+        """Every transition in the range: DataFrame tag_name, time, value (float64, or
+        object when some values are strings), sorted by time."""
+        return metric_frame(self.get_metric_arrow(tag_names, time_range))
+
+    def sample_metric_data(
+        self,
+        bucket_width: timedelta | str,
+        bucket_function: str = "locf",
+        aggregate_function: str = "average",
+        bucket_offset: timedelta | str = timedelta(0),
+        tag_names: str | Iterable[str] | None = None,
+        time_range: TimeRangeLike | None = None,
+    ) -> pd.DataFrame:
+        """LOCF samples as a wide DataFrame: `time` (bucket start, buckets [b, b+width)
+        aligned to the epoch plus `bucket_offset`) and one column per tag holding
+        `aggregate_function` (average = time-weighted, min, max, first, last, count) over the
+        part of the bucket inside the range. NaN/None where the tag held no usable value."""
+        table = self._transport.samples(
+            _tag_list(tag_names),
+            self._range(time_range),
+            parse_width(bucket_width),
+            parse_duration(bucket_offset, "bucket offset"),
+            aggregate_function,
+            bucket_function,
+            self.allow_source,
+        )
+        return wide_frame(table)
+
+    def derivative(
+        self,
+        bucket_width: timedelta | str,
+        aggregate_function: str = "average",
+        bucket_offset: timedelta | str = timedelta(0),
+        tag_names: str | Iterable[str] | None = None,
+        time_range: TimeRangeLike | None = None,
+    ) -> pd.DataFrame:
+        """Rate of change per second of the sampled `aggregate_function` between
+        consecutive buckets: (v[k] − v[k−1]) / bucket_width. NaN for the first bucket,
+        beside missing values and for string tags."""
+        table = self._transport.derivative(
+            _tag_list(tag_names),
+            self._range(time_range),
+            parse_width(bucket_width),
+            parse_duration(bucket_offset, "bucket offset"),
+            aggregate_function,
+            self.allow_source,
+        )
+        return wide_frame(table)
+
+    def counter_rate(
+        self,
+        bucket_width: timedelta | str,
+        bucket_offset: timedelta | str = timedelta(0),
+        tag_names: str | Iterable[str] | None = None,
+        time_range: TimeRangeLike | None = None,
+    ) -> pd.DataFrame:
+        """Increase per second of counter tags in each bucket, exact from the transitions: a
+        drop is a reset (the counter restarted from zero), never a negative rate. NaN before
+        the tag's first value."""
+        table = self._transport.counter_rate(
+            _tag_list(tag_names),
+            self._range(time_range),
+            parse_width(bucket_width),
+            parse_duration(bucket_offset, "bucket offset"),
+            self.allow_source,
+        )
+        return wide_frame(table)

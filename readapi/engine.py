@@ -1,0 +1,624 @@
+"""Every read of one tenant as an Arrow table: the range's days are split by the coverage
+index into materialised days (read from the datasets) and missing days (computed from the
+source with the assets' transforms), then assembled. Both transports of the client end here:
+the local one calls it directly, the HTTP service calls it for the key's tenant."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Protocol, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from io_managers.dataset_store import DatasetStore
+from readapi.assembly import (
+    AGGREGATES,
+    NUMERIC_ONLY,
+    BucketGrid,
+    aligned_segments,
+    carry_in_at,
+    counter_rate,
+    derivative,
+    in_intervals,
+    materialised_source,
+    sort_samples,
+    stitch_spans,
+    wide_samples,
+)
+from readapi.coverage import CoverageIndex, TagCatalogue
+from readapi.errors import InvalidArgument
+from readapi.models import METRIC_DATA, TAG_LIST
+from readapi.source_fallback import SourceDays
+from readapi.store_reader import MATERIALISED_WIDTHS, StoredDays
+from readapi.time_range import ONE_US, TimeRange, to_us
+from schemas.arrow import SAMPLES, SAMPLES_STR
+from tagflow.errors import (
+    InvalidTimeRange,
+    MissingPartition,
+    NotMaterialised,
+    SourceUnavailable,
+    UnknownTag,
+    UnknownTenant,
+)
+from tagflow.names import validate_tag_name, validate_tenant_name
+from tagflow.time_ranges import day_bounds
+from transforms.columns import time_us
+from transforms.rollup import rollup
+from transforms.samples import samples
+
+# Missing days one read may compute from the source: each costs the production database a
+# day's extract, so a read over months of unmaterialised history is refused, not attempted.
+DEFAULT_MAX_SOURCE_DAYS = 31
+# Guards against answers too large to build: days per read, buckets per call and cells
+# (buckets × tags). The service answers many callers; one read must not exhaust its memory.
+MAX_RANGE_DAYS = 731
+MAX_BUCKETS = 1_000_000
+MAX_CELLS = 50_000_000
+BUCKET_FUNCTIONS = ("locf",)
+
+T = TypeVar("T")
+
+# Stored day partitions are read concurrently: Arrow decodes with the GIL released, so a
+# 30-day read takes about the time of the slowest few files instead of their sum.
+_DAY_READERS = 4
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _day_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_DAY_READERS, thread_name_prefix="tagflow-read")
+        return _pool
+
+
+def map_days(
+    plan: _Plan, products: Callable[[date], DayProducts], read: Callable[[DayProducts, date], T]
+) -> list[T]:
+    """`read` of every day of the plan, in day order: stored days concurrently, source days
+    one after the other (they share one memo and the production database)."""
+    stored = [day for day in plan.days if day in plan.stored]
+    results: dict[date, T] = {}
+    if len(stored) > 1:
+        results.update(
+            zip(stored, _day_pool().map(lambda d: read(products(d), d), stored), strict=True)
+        )
+    for day in plan.days:
+        if day not in results:
+            results[day] = read(products(day), day)
+    return [results[day] for day in plan.days]
+
+
+class DayProducts(Protocol):
+    """A day's transitions, carry-in, spans and samples of some tags (None = all)."""
+
+    def transitions(
+        self, day: date, tag_names: Collection[str] | None, columns: Sequence[str] | None = None
+    ) -> pa.Table: ...
+
+    def carry_in(self, day: date, tag_names: Collection[str] | None) -> pa.Table: ...
+
+    def spans(self, day: date, tag_names: Collection[str] | None) -> pa.Table: ...
+
+    def samples(
+        self,
+        width_name: str,
+        string: bool,
+        day: date,
+        tag_names: Collection[str] | None,
+        columns: Sequence[str] | None = None,
+    ) -> pa.Table: ...
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where each day of a read comes from."""
+
+    time_range: TimeRange
+    days: list[date]
+    stored: frozenset[date]
+    missing: list[date]
+
+    @property
+    def start_us(self) -> int:
+        return to_us(self.time_range.start)
+
+    @property
+    def end_us(self) -> int:
+        return to_us(self.time_range.end)
+
+    def day_window_us(self, day: date) -> tuple[int, int]:
+        """The part of the range inside `day`."""
+        day_start, day_end = day_bounds(day)
+        return max(self.start_us, to_us(day_start)), min(self.end_us, to_us(day_end))
+
+
+def describe_days(days: Sequence[date]) -> str:
+    """'2026-03-04..2026-03-06, 2026-03-09' — consecutive days folded into ranges."""
+    parts: list[str] = []
+    run_start = previous = None
+    for day in sorted(days):
+        if previous is not None and day == previous + timedelta(days=1):
+            previous = day
+            continue
+        if run_start is not None:
+            parts.append(_day_run(run_start, previous))
+        run_start = previous = day
+    if run_start is not None:
+        parts.append(_day_run(run_start, previous))
+    shown = ", ".join(parts[:6]) + (", …" if len(parts) > 6 else "")
+    return f"{shown} ({len(days)} day{'s' if len(days) != 1 else ''})"
+
+
+def _day_run(first: date, last: date | None) -> str:
+    return first.isoformat() if last in (None, first) else f"{first}..{last}"
+
+
+class TenantReader:
+    """Reads of one tenant over a store, with source fallback for days not materialised."""
+
+    def __init__(
+        self,
+        store: DatasetStore,
+        tenant: str,
+        coverage: CoverageIndex,
+        catalogue: TagCatalogue,
+        source_url: str | None = None,
+        max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
+    ) -> None:
+        self.tenant = validate_tenant_name(tenant)
+        self._store = store
+        self._coverage = coverage
+        self._catalogue = catalogue
+        self._source_url = source_url or None
+        self._max_source_days = max_source_days
+
+    # ------------------------------------------------------------------ planning
+
+    def _retrying(self, read: Callable[[], T]) -> T:
+        """Run `read`; if a partition vanished under it (a rerun replacing files, a cleanup),
+        refresh the coverage and run it once more, answering that day from the source."""
+        try:
+            return read()
+        except MissingPartition as error:
+            if isinstance(error, NotMaterialised):
+                raise
+            self._coverage.invalidate(self.tenant)
+            self._catalogue.invalidate(self.tenant)
+            return read()
+
+    def _require_tenant(self, allow_source: bool) -> None:
+        if self._catalogue.stored(self.tenant) is not None:
+            return
+        if allow_source and self._source_url:
+            self._catalogue.source(self.tenant)  # UnknownTenant if the source lacks it too
+            return
+        raise UnknownTenant(
+            f"unknown tenant {self.tenant!r}: nothing is materialised for it"
+            + ("" if self._source_url else " and no source database is configured")
+        )
+
+    def default_range(self, allow_source: bool) -> TimeRange:
+        """The range of a call that gives none: from the first materialised day (at most
+        MAX_RANGE_DAYS back) to now when the source may fill the rest (and the rest is short
+        enough to compute), else to the end of the last materialised day."""
+        self._require_tenant(allow_source)
+        days = self._coverage.days(self.tenant)
+        if not days:
+            raise InvalidTimeRange(
+                "no time range was given and nothing is materialised for this tenant yet; "
+                "pass time_range=(start, end)"
+            )
+        start = day_bounds(min(days))[0]
+        end = day_bounds(max(days))[1]
+        if allow_source and self._source_url:
+            now = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+            if now - end <= timedelta(days=self._max_source_days - 1):
+                end = max(end, now)
+        # A long history: the default is its most recent MAX_RANGE_DAYS days.
+        last_day = (end - ONE_US).date()
+        start = max(start, day_bounds(last_day - timedelta(days=MAX_RANGE_DAYS - 1))[0])
+        return TimeRange(start, end)
+
+    def _plan(self, time_range: TimeRange | None, allow_source: bool) -> _Plan:
+        time_range = time_range or self.default_range(allow_source)
+        self._require_tenant(allow_source)
+        days = time_range.days()
+        if len(days) > MAX_RANGE_DAYS:
+            raise InvalidTimeRange(
+                f"the range touches {len(days)} days; at most {MAX_RANGE_DAYS} per read: "
+                "split it into several reads"
+            )
+        stored, missing = self._coverage.split(self.tenant, days)
+        if missing:
+            if not allow_source:
+                raise NotMaterialised(
+                    f"not materialised for tenant {self.tenant!r}: {describe_days(missing)}; "
+                    "materialise those days, or allow source fallback (allow_source=True)"
+                )
+            if not self._source_url:
+                raise SourceUnavailable(
+                    f"not materialised for tenant {self.tenant!r}: {describe_days(missing)}, "
+                    "and no source database is configured to compute them "
+                    "(set TAGFLOW_SOURCE_URL); narrow the range to materialised days"
+                )
+            if len(missing) > self._max_source_days:
+                raise NotMaterialised(
+                    f"not materialised for tenant {self.tenant!r}: {describe_days(missing)}; "
+                    f"at most {self._max_source_days} days are computed from the source per "
+                    "read: materialise them, or narrow the range"
+                )
+        return _Plan(time_range, days, frozenset(stored), missing)
+
+    def _tag_table(self, use_source: bool) -> pa.Table:
+        """The TAGS rows to answer with: the source's when some days come from the source (it
+        is fresher), plus stored tags the source no longer lists; else the stored snapshot."""
+        stored = self._catalogue.stored(self.tenant)
+        if not use_source:
+            if stored is None:
+                raise UnknownTenant(f"unknown tenant {self.tenant!r}")
+            return stored
+        source = self._catalogue.source(self.tenant)
+        if stored is None:
+            return source
+        only_stored = stored.filter(
+            pc.invert(pc.is_in(stored.column("tag_name"), value_set=source.column("tag_name")))
+        )
+        if only_stored.num_rows == 0:
+            return source
+        return pa.concat_tables([source, only_stored]).sort_by("tag_name")
+
+    def _resolve_tags(
+        self, tag_names: Sequence[str] | None, plan: _Plan, allow_source: bool
+    ) -> tuple[pa.Table, list[str], list[str] | None]:
+        """(TAGS rows of the asked tags, their names in the asked order, the name filter to
+        pass to day products: None when every tag is asked for)."""
+        use_source = bool(plan.missing)
+        table = self._tag_table(use_source)
+        if tag_names is None:
+            return table, table.column("tag_name").to_pylist(), None
+        names = list(dict.fromkeys(validate_tag_name(name) for name in tag_names))
+        known = set(table.column("tag_name").to_pylist())
+        unknown = [name for name in names if name not in known]
+        if unknown and not use_source and allow_source and self._source_url:
+            # A tag created after the last materialisation: the source knows it.
+            table = self._tag_table(True)
+            known = set(table.column("tag_name").to_pylist())
+            unknown = [name for name in names if name not in known]
+        if unknown:
+            shown = ", ".join(repr(name[:80]) for name in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise UnknownTag(
+                f"unknown tag{'s' if len(unknown) > 1 else ''} {shown}{more} for this tenant; "
+                "get_tags() lists the valid names"
+            )
+        wanted = pa.array(names, type=pa.string())
+        return table.filter(pc.is_in(table.column("tag_name"), value_set=wanted)), names, names
+
+    def _days_of(self, plan: _Plan, tags: pa.Table) -> Callable[[date], DayProducts]:
+        stored = StoredDays(self._store, self.tenant)
+        source = None
+        if plan.missing:
+            assert self._source_url is not None
+            source = SourceDays(self._source_url, self.tenant, tags)
+
+        def products(day: date) -> DayProducts:
+            return stored if day in plan.stored or source is None else source
+
+        return products
+
+    # ------------------------------------------------------------------ reads
+
+    def tags(self, time_range: TimeRange | None, allow_source: bool = True) -> pa.Table:
+        """TAG_LIST of the tags with a transition in the range (all tags without a range),
+        sorted by name. Materialised days are answered from the 1d/1h/1m sample counts (the
+        coarsest that fits each part of the range), only sub-minute edges from transitions."""
+        return self._retrying(lambda: self._tags(time_range, allow_source))
+
+    def _tags(self, time_range: TimeRange | None, allow_source: bool) -> pa.Table:
+        if time_range is None:
+            self._require_tenant(allow_source)
+            use_source = self._catalogue.stored(self.tenant) is None
+            return self._tag_table(use_source).select(TAG_LIST.names).cast(TAG_LIST)
+        plan = self._plan(time_range, allow_source)
+        table = self._tag_table(bool(plan.missing))
+        products = self._days_of(plan, table)
+
+        def active_in(day_products: DayProducts, day: date) -> set[str]:
+            lo, hi = plan.day_window_us(day)
+            if day in plan.stored:
+                return self._active_in_stored_day(day_products, day, lo, hi)
+            rows = day_products.transitions(day, None, ["tag_name", "time"])
+            return _names_where(rows, in_intervals(time_us(rows.column("time")), [(lo, hi)]))
+
+        active: set[str] = set().union(*map_days(plan, products, active_in))
+        keep = pc.is_in(table.column("tag_name"), value_set=pa.array(sorted(active), pa.string()))
+        return table.filter(keep).select(TAG_LIST.names).cast(TAG_LIST)
+
+    @staticmethod
+    def _active_in_stored_day(products: DayProducts, day: date, lo: int, hi: int) -> set[str]:
+        active: set[str] = set()
+        for width_name, intervals in aligned_segments(lo, hi).items():
+            if width_name is None:
+                rows = products.transitions(day, None, ["tag_name", "time"])
+                active |= _names_where(rows, in_intervals(time_us(rows.column("time")), intervals))
+                continue
+            for string in (False, True):
+                rows = products.samples(
+                    width_name, string, day, None, ["tag_name", "bucket_start", "count"]
+                )
+                counted = rows.column("count").to_numpy() > 0
+                inside = in_intervals(time_us(rows.column("bucket_start")), intervals)
+                active |= _names_where(rows, counted & inside)
+        return active
+
+    def spans(
+        self,
+        tag_name: str,
+        time_range: TimeRange | None,
+        limit: int | None = None,
+        allow_source: bool = True,
+    ) -> pa.Table:
+        """SPAN_LIST of the runs of `tag_name` intersecting the range, one per run across
+        days, newest first, at most `limit`."""
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise InvalidArgument("limit must be a positive integer or None")
+        return self._retrying(lambda: self._spans(tag_name, time_range, limit, allow_source))
+
+    def _spans(
+        self, tag_name: str, time_range: TimeRange | None, limit: int | None, allow_source: bool
+    ) -> pa.Table:
+        plan = self._plan(time_range, allow_source)
+        tags, _, names = self._resolve_tags([tag_name], plan, allow_source)
+        products = self._days_of(plan, tags)
+        pieces = pa.concat_tables(map_days(plan, products, lambda p, day: p.spans(day, names)))
+        stitched = stitch_spans(pieces, plan.start_us, plan.end_us)
+        return stitched if limit is None else stitched.slice(0, limit)
+
+    def metric_data(
+        self,
+        tag_names: Sequence[str] | None,
+        time_range: TimeRange | None,
+        allow_source: bool = True,
+    ) -> pa.Table:
+        """METRIC_DATA: every transition of the tags (all if None) in the range, by time."""
+        return self._retrying(lambda: self._metric_data(tag_names, time_range, allow_source))
+
+    def _metric_data(
+        self, tag_names: Sequence[str] | None, time_range: TimeRange | None, allow_source: bool
+    ) -> pa.Table:
+        plan = self._plan(time_range, allow_source)
+        tags, _, names = self._resolve_tags(tag_names, plan, allow_source)
+        products = self._days_of(plan, tags)
+
+        def rows_of(day_products: DayProducts, day: date) -> pa.Table:
+            lo, hi = plan.day_window_us(day)
+            rows = day_products.transitions(day, names, METRIC_DATA.names)
+            times = time_us(rows.column("time"))
+            return rows.filter(pa.array((times >= lo) & (times < hi)))
+
+        table = pa.concat_tables(map_days(plan, products, rows_of)).cast(METRIC_DATA)
+        if table.num_rows == 0:
+            return table
+        return table.sort_by([("time", "ascending"), ("tag_name", "ascending")])
+
+    def samples(
+        self,
+        tag_names: Sequence[str] | None,
+        time_range: TimeRange | None,
+        width: timedelta,
+        offset: timedelta = timedelta(0),
+        aggregate: str = "average",
+        bucket_function: str = "locf",
+        allow_source: bool = True,
+    ) -> pa.Table:
+        """Wide table: `time` (bucket starts of the buckets meeting the range) + one column
+        per tag with `aggregate` of its LOCF samples over the part of each bucket inside the
+        range."""
+        _check_sampling(width, aggregate, bucket_function, time_range)
+        return self._retrying(
+            lambda: self._samples(tag_names, time_range, width, offset, aggregate, allow_source)
+        )
+
+    def derivative(
+        self,
+        tag_names: Sequence[str] | None,
+        time_range: TimeRange | None,
+        width: timedelta,
+        offset: timedelta = timedelta(0),
+        aggregate: str = "average",
+        allow_source: bool = True,
+    ) -> pa.Table:
+        """Per-second rate of change of the sampled `aggregate` between consecutive buckets."""
+        _check_sampling(width, aggregate, "locf", time_range)
+        if aggregate == "count":
+            raise InvalidArgument("derivative needs a value aggregate, not 'count'")
+        wide = self._retrying(
+            lambda: self._samples(tag_names, time_range, width, offset, aggregate, allow_source)
+        )
+        return derivative(wide, width // ONE_US)
+
+    def counter_rate(
+        self,
+        tag_names: Sequence[str] | None,
+        time_range: TimeRange | None,
+        width: timedelta,
+        offset: timedelta = timedelta(0),
+        allow_source: bool = True,
+    ) -> pa.Table:
+        """Per bucket, the counter's increase per second (a drop is a reset), exact from the
+        transitions."""
+        _check_sampling(width, "average", "locf", time_range)
+        return self._retrying(
+            lambda: self._counter_rate(tag_names, time_range, width, offset, allow_source)
+        )
+
+    # ------------------------------------------------------------------ sampling
+
+    def _grid(self, plan: _Plan, width: timedelta, offset: timedelta, columns: int) -> BucketGrid:
+        width_us = width // ONE_US
+        grid = BucketGrid.of(plan.start_us, plan.end_us, width_us, (offset // ONE_US) % width_us)
+        if grid.count > MAX_BUCKETS or grid.count * max(columns, 1) > MAX_CELLS:
+            raise InvalidTimeRange(
+                f"{grid.count} buckets × {columns} tags is too large an answer; use a wider "
+                "bucket_width, fewer tags or a shorter range"
+            )
+        return grid
+
+    def _samples(
+        self,
+        tag_names: Sequence[str] | None,
+        time_range: TimeRange | None,
+        width: timedelta,
+        offset: timedelta,
+        aggregate: str,
+        allow_source: bool,
+    ) -> pa.Table:
+        plan = self._plan(time_range, allow_source)
+        tags, names, name_filter = self._resolve_tags(tag_names, plan, allow_source)
+        grid = self._grid(plan, width, offset, len(names))
+        kind_of = dict(
+            zip(
+                tags.column("tag_name").to_pylist(),
+                tags.column("value_kind").to_pylist(),
+                strict=True,
+            )
+        )
+        columns = [(name, kind_of.get(name) == "string") for name in names]
+        need_numeric = any(not is_string for _, is_string in columns)
+        need_string = any(is_string for _, is_string in columns) or (
+            aggregate == "count" and any(kind_of.get(name) == "mixed" for name in names)
+        )
+        if aggregate in NUMERIC_ONLY:
+            need_string = False
+        products = self._days_of(plan, tags)
+        offset_us = (offset // ONE_US) % grid.width_us
+        fine = materialised_source(grid.width_us, offset_us, plan.start_us, plan.end_us)
+        if fine is not None:
+            numeric, string = self._rolled_up(
+                plan, products, fine, name_filter, grid, offset, need_numeric, need_string
+            )
+        else:
+            numeric, string = self._computed(plan, products, tags, name_filter, width, offset)
+        return wide_samples(sort_samples(numeric), sort_samples(string), columns, aggregate, grid)
+
+    def _rolled_up(
+        self,
+        plan: _Plan,
+        products: Callable[[date], DayProducts],
+        fine: str,
+        name_filter: list[str] | None,
+        grid: BucketGrid,
+        offset: timedelta,
+        need_numeric: bool,
+        need_string: bool,
+    ) -> tuple[pa.Table, pa.Table]:
+        """Samples at the grid's width from the materialised `fine` width (exact roll-up)."""
+        out = []
+        for string, needed in ((False, need_numeric), (True, need_string)):
+            schema = SAMPLES_STR if string else SAMPLES
+            if not needed:
+                out.append(schema.empty_table())
+                continue
+
+            def buckets_of(day_products: DayProducts, day: date, string: bool = string) -> pa.Table:
+                lo, hi = plan.day_window_us(day)
+                rows = day_products.samples(fine, string, day, name_filter)
+                buckets = time_us(rows.column("bucket_start"))
+                return rows.filter(pa.array((buckets >= lo) & (buckets < hi)))
+
+            table = pa.concat_tables(map_days(plan, products, buckets_of))
+            if grid.width_us != MATERIALISED_WIDTHS[fine] // ONE_US:
+                table = rollup(table, timedelta(microseconds=grid.width_us), offset)
+            out.append(table)
+        return out[0], out[1]
+
+    def _window_inputs(
+        self,
+        plan: _Plan,
+        products: Callable[[date], DayProducts],
+        tags: pa.Table,
+        name_filter: list[str] | None,
+    ) -> tuple[pa.Table, pa.Table]:
+        """(transitions inside the range, carry-in at the range start) of the tags."""
+        first_day = plan.days[0]
+        day_transitions = map_days(plan, products, lambda p, day: p.transitions(day, name_filter))
+        carry_in = products(first_day).carry_in(first_day, name_filter)
+        if plan.time_range.start != day_bounds(first_day)[0]:
+            carry_in = carry_in_at(carry_in, day_transitions[0], plan.time_range.start, tags)
+        transitions = pa.concat_tables(day_transitions)
+        times = time_us(transitions.column("time"))
+        inside = (times >= plan.start_us) & (times < plan.end_us)
+        return transitions.filter(pa.array(inside)), carry_in
+
+    def _computed(
+        self,
+        plan: _Plan,
+        products: Callable[[date], DayProducts],
+        tags: pa.Table,
+        name_filter: list[str] | None,
+        width: timedelta,
+        offset: timedelta,
+    ) -> tuple[pa.Table, pa.Table]:
+        """Samples at any width and offset, exactly, from transitions and the carry-in."""
+        transitions, carry_in = self._window_inputs(plan, products, tags, name_filter)
+        result = samples(
+            transitions, carry_in, plan.time_range.start, plan.time_range.end, width, tags, offset
+        )
+        return result.numeric, result.string
+
+    def _counter_rate(
+        self,
+        tag_names: Sequence[str] | None,
+        time_range: TimeRange | None,
+        width: timedelta,
+        offset: timedelta,
+        allow_source: bool,
+    ) -> pa.Table:
+        plan = self._plan(time_range, allow_source)
+        tags, names, name_filter = self._resolve_tags(tag_names, plan, allow_source)
+        grid = self._grid(plan, width, offset, len(names))
+        products = self._days_of(plan, tags)
+        transitions, carry_in = self._window_inputs(plan, products, tags, name_filter)
+        return counter_rate(transitions, carry_in, names, grid)
+
+
+def _check_sampling(
+    width: timedelta, aggregate: str, bucket_function: str, time_range: TimeRange | None
+) -> None:
+    """Checks that need no data, done before any read."""
+    if not isinstance(width, timedelta) or width <= timedelta(0) or width % ONE_US:
+        raise InvalidTimeRange("bucket width must be a positive whole number of microseconds")
+    if time_range is not None:
+        buckets = -(-(time_range.end - time_range.start) // width) + 1
+        if buckets > MAX_BUCKETS:
+            raise InvalidTimeRange(
+                f"about {buckets} buckets is too large an answer (at most {MAX_BUCKETS}); use "
+                "a wider bucket_width or a shorter range"
+            )
+    if bucket_function not in BUCKET_FUNCTIONS:
+        raise InvalidArgument(
+            f"unsupported bucket_function {str(bucket_function)[:40]!r}: only 'locf' (last "
+            "observation carried forward, the step function) is supported"
+        )
+    if aggregate not in AGGREGATES:
+        raise InvalidArgument(
+            f"unsupported aggregate_function {str(aggregate)[:40]!r}: use one of "
+            + ", ".join(AGGREGATES)
+        )
+
+
+def _names_where(rows: pa.Table, mask: np.ndarray) -> set[str]:
+    if not mask.any():
+        return set()
+    chosen = rows.column("tag_name").filter(pa.array(mask))
+    return set(pc.unique(chosen).to_pylist())

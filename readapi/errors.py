@@ -1,0 +1,76 @@
+"""The read API's errors: the tagflow hierarchy plus InvalidArgument, and the one table that maps
+each error to an HTTP status and a wire code (the service sends it, the client raises it back).
+"""
+
+from __future__ import annotations
+
+from tagflow.errors import (
+    AuthenticationFailed,
+    InvalidName,
+    InvalidTimeRange,
+    MissingPartition,
+    NotMaterialised,
+    SourceUnavailable,
+    TagflowError,
+    UnknownTag,
+    UnknownTenant,
+)
+
+
+class InvalidArgument(TagflowError, ValueError):
+    """An option of a read that is not supported (aggregate, bucket function, limit, format)."""
+
+
+# Most specific first: the first class an error is an instance of decides.
+WIRE_ERRORS: tuple[tuple[type[TagflowError], int, str], ...] = (
+    (AuthenticationFailed, 401, "unauthorized"),
+    (NotMaterialised, 409, "not_materialised"),
+    (MissingPartition, 404, "missing_partition"),
+    (UnknownTenant, 404, "unknown_tenant"),
+    (UnknownTag, 404, "unknown_tag"),
+    (InvalidName, 400, "invalid_name"),
+    (InvalidTimeRange, 400, "invalid_time_range"),
+    (InvalidArgument, 400, "invalid_argument"),
+    (SourceUnavailable, 503, "source_unavailable"),
+    (TagflowError, 400, "error"),
+)
+_BY_CODE = {code: cls for cls, _, code in WIRE_ERRORS}
+
+# One body for every authentication failure: no key, a wrong key, a revoked key, a key of
+# another tenant and an unknown tenant are indistinguishable from outside.
+UNAUTHORIZED_MESSAGE = "missing or invalid API key"
+
+
+def wire_error(error: TagflowError) -> tuple[int, str]:
+    """(HTTP status, wire code) of an error."""
+    for cls, status, code in WIRE_ERRORS:
+        if isinstance(error, cls):
+            return status, code
+    return 400, "error"
+
+
+def error_from_wire(status: int, code: object, message: object) -> TagflowError:
+    """The exception a client raises for an error response."""
+    text = str(message)[:2000] if message else f"the service answered HTTP {status}"
+    if status == 401 or status == 403:
+        return AuthenticationFailed(UNAUTHORIZED_MESSAGE)
+    cls = _BY_CODE.get(str(code), TagflowError)
+    if status >= 500 and cls is TagflowError:
+        return TagflowError(f"the read service failed (HTTP {status}); retry, or ask its operator")
+    return cls(text)
+
+
+__all__ = [
+    "AuthenticationFailed",
+    "InvalidArgument",
+    "InvalidName",
+    "InvalidTimeRange",
+    "MissingPartition",
+    "NotMaterialised",
+    "SourceUnavailable",
+    "TagflowError",
+    "UnknownTag",
+    "UnknownTenant",
+    "error_from_wire",
+    "wire_error",
+]

@@ -1,0 +1,130 @@
+"""Client construction: environment variables, transport choice, default time ranges,
+unknown tenants and tags, and argument checking."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from readapi import (
+    AuthenticationFailed,
+    Client,
+    InvalidArgument,
+    InvalidName,
+    InvalidTimeRange,
+    UnknownTag,
+    UnknownTenant,
+)
+
+D1 = datetime(2026, 3, 1, tzinfo=UTC)
+D4 = D1 + timedelta(days=3)
+ENV = ("TAGFLOW_HOST", "TAGFLOW_TENANT", "TAGFLOW_API_KEY", "TAGFLOW_STORE", "TAGFLOW_SOURCE_URL")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_missing_arguments_come_from_the_environment(plant, service_url, monkeypatch):
+    tenant = plant.tenants[0]
+    monkeypatch.setenv("TAGFLOW_STORE", str(plant.root))
+    monkeypatch.setenv("TAGFLOW_TENANT", tenant)
+    with Client() as from_store:
+        assert from_store.store is not None and from_store.tenant == tenant
+        tags = from_store.get_tags()
+    monkeypatch.setenv("TAGFLOW_HOST", service_url)
+    monkeypatch.setenv("TAGFLOW_API_KEY", plant.key(tenant))
+    with Client() as from_host:  # TAGFLOW_HOST wins over TAGFLOW_STORE
+        assert from_host.host == service_url and from_host.get_tags() == tags
+    assert Client(store=plant.root).store is not None  # an explicit store wins over the host
+
+
+def test_transport_arguments_are_checked(plant, service_url):
+    with pytest.raises(InvalidArgument):
+        Client(host=service_url, store=plant.root, tenant="acme")
+    with pytest.raises(InvalidArgument):
+        Client()
+    with pytest.raises(InvalidArgument, match="tenant"):
+        Client(store=plant.root)
+    with pytest.raises(AuthenticationFailed, match="TAGFLOW_API_KEY"):
+        Client(host=service_url, tenant="acme")
+    with pytest.raises(InvalidName):
+        Client(store=plant.root, tenant="acme; drop schema x")
+
+
+def test_calls_without_a_range_cover_the_materialised_days(plant):
+    tenant = plant.tenants[0]
+    client = Client(store=plant.root, tenant=tenant)  # no source: only materialised days
+    assert client.get_spans("plant/special/constant") == client.get_spans(
+        "plant/special/constant", (D1, D4)
+    )
+    window = (D1 + timedelta(hours=1), D1 + timedelta(hours=3))
+    with_default = Client(store=plant.root, tenant=tenant, default_time_range=window)
+    frame = with_default.sample_metric_data("1h", tag_names="plant/special/constant")
+    assert len(frame) == 2 and "default_time_range" in repr(with_default)
+    assert with_default.get_spans("plant/special/constant")[0].begin_at == window[0]
+
+
+def test_unknown_tenant_and_unknown_tags_are_typed_errors(plant, pg_url):
+    with pytest.raises(UnknownTenant):
+        Client(store=plant.root, tenant="nobody_here", source_url=pg_url).get_tags()
+    with pytest.raises(UnknownTenant):
+        Client(store=plant.root, tenant="nobody_here").get_spans("x", (D1, D4))
+    client = Client(store=plant.root, tenant=plant.tenants[0], source_url=pg_url)
+    with pytest.raises(UnknownTag, match="'no/such'"):
+        client.get_spans("no/such", (D1, D4))
+    with pytest.raises(UnknownTag, match="2 more"):
+        client.get_metric_data([f"missing/{n}" for n in range(7)], (D1, D4))
+    with pytest.raises(InvalidName):
+        client.get_spans("", (D1, D4))
+    with pytest.raises(InvalidName):
+        client.get_metric_data(["ok", 3], (D1, D4))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.get_spans("plant/special/constant", (D1, D4), limit=0),
+        lambda c: c.get_spans("plant/special/constant", (D1, D4), limit=-1),
+        lambda c: c.get_spans("plant/special/constant", (D1, D4), limit=2.5),
+        lambda c: c.sample_metric_data("1h", bucket_function="interpolate", time_range=(D1, D4)),
+        lambda c: c.sample_metric_data("1h", aggregate_function="sum", time_range=(D1, D4)),
+        lambda c: c.derivative("1h", aggregate_function="count", time_range=(D1, D4)),
+    ],
+)
+def test_unsupported_options_are_clear_errors(plant, call):
+    with pytest.raises(InvalidArgument):
+        call(Client(store=plant.root, tenant=plant.tenants[0]))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.sample_metric_data("0s", time_range=(D1, D4)),
+        lambda c: c.sample_metric_data(timedelta(minutes=-5), time_range=(D1, D4)),
+        lambda c: c.sample_metric_data("1s", time_range=(D1, D1 + timedelta(days=30))),
+        lambda c: c.get_tags((datetime(2026, 3, 1), D4)),
+        lambda c: c.get_tags((D4, D1)),
+        lambda c: c.get_spans("plant/special/constant", (D1, D1 + timedelta(days=800))),
+    ],
+)
+def test_bad_widths_and_ranges_are_invalid_time_ranges(plant, call):
+    with pytest.raises(InvalidTimeRange):
+        call(Client(store=plant.root, tenant=plant.tenants[0]))
+
+
+def test_readapi_imports_neither_assets_nor_pipelines():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, readapi.client, readapi.service, readapi.keys\n"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'assets', 'pipelines'})\n"
+        "print(bad)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
