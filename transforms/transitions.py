@@ -149,7 +149,8 @@ def carry_in_for_day(raw_carry_in: pa.Table, tags: pa.Table, day_start: datetime
     """The carry-in of the day starting at `day_start` (CARRY_IN, sorted by tag_name).
 
     Keeps, per tag alive at day_start, its last row before day_start: death_at is null,
-    before the row (reborn) or not before day_start. Rows of unknown tags are dropped.
+    before the row (reborn) or after day_start. A death exactly at day_start takes effect at
+    00:00, so nothing is carried in. Rows of unknown tags are dropped.
     """
     start_us = datetime_to_us(day_start, "day_start")
     order = TagOrder.from_table(tags)
@@ -162,7 +163,7 @@ def carry_in_for_day(raw_carry_in: pa.Table, tags: pa.Table, day_start: datetime
         last_of_tag = np.append(rank[1:] != rank[:-1], True)
         positions, rank, time = positions[last_of_tag], rank[last_of_tag], time[last_of_tag]
     death = order.death_us[rank]
-    alive = (death == NO_TIME) | (death < time) | (death >= start_us)
+    alive = (death == NO_TIME) | (death < time) | (death > start_us)
     positions, rank, time = positions[alive], rank[alive], time[alive]
     kept = rows.select(["value_double", "value_string", "is_string", "run_begin_at"]).take(
         pa.array(positions, type=pa.int64())

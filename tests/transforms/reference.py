@@ -278,7 +278,7 @@ class Reference:
                 continue
             last = before[-1]
             death = tag.death_at_us
-            if not (death is None or death < last.time_us or death >= at):
+            if not (death is None or death < last.time_us or death > at):
                 continue
             run_begin = None
             for run in self._runs[tag_id]:

@@ -323,4 +323,4 @@ def test_builder_raw_carry_in_agrees_with_reference_carry_in(history):
         for tag_id in raw.keys() - expected.keys():
             death = deaths.get(tag_id)
             t = to_us(raw[tag_id]["time"])
-            assert tag_id not in deaths or (death is not None and t <= death < d0)
+            assert tag_id not in deaths or (death is not None and t <= death <= d0)

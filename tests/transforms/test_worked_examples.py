@@ -869,12 +869,8 @@ def test_tag_dying_exactly_at_midnight(engine):
     y = Tag(18, "Y", death_at_us=D1)
     rows = [(18, t("03-01 10:00"), 1.0, False)]
     e = engine(rows, [y])
-    # the carry-in is kept by the simple rule (death_at >= day_start) ...
-    assert_rows_equal(
-        e.carry_in(D1),
-        [{**trans(y, t("03-01 10:00"), 1.0, "numeric"), "run_begin_at": t("03-01 10:00")}],
-    )
-    # ... but holds for zero time in the day
+    # dead from 00:00: nothing is carried into the day
+    assert_rows_equal(e.carry_in(D1), [])
     assert e.spans(D1, D2) == []
     assert e.samples(D1, D2, HOUR) == ([], [])
     # seen from the day before, the run ends exactly at d1: raw_end_at null
@@ -884,14 +880,13 @@ def test_tag_dying_exactly_at_midnight(engine):
     )
 
 
-def test_carry_in_dying_at_midnight_still_makes_a_reborn_string_tag_numeric_too(engine):
-    # SPEC: membership follows the carry-in kept by carry_in_for_day, which keeps a
-    # carry-in when death_at >= day_start; it holds for zero time, so the numeric rows
-    # are gap rows driven by the string row
+def test_death_exactly_at_midnight_carries_nothing_into_the_day(engine):
+    # Death at 00:00 takes effect at 00:00: the tag is dead when the day starts, so its
+    # numeric last row is no carry-in and the string-only revival is in string samples only
     y = Tag(40, "Y2", death_at_us=D1)
     rows = [(40, t("03-01 10:00"), 1.0, False), (40, t("03-02 06:00"), "s", True)]
     numeric, string = engine(rows, [y]).samples(D1, D2, DAY)
-    assert_rows_equal(numeric, [gap(y, D1, 1)])
+    assert_rows_equal(numeric, [])
     assert_rows_equal(string, [strs(y, D1, 18 * 3600, "s", "s", "s", 1, [("s", 18 * 3600)])])
 
 
