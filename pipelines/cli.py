@@ -126,5 +126,13 @@ def serve(
         _fail(error)
 
 
+def _add_keys_commands() -> None:
+    from readapi.keys import keys_app
+
+    app.add_typer(keys_app, name="keys", help="Manage the read API's per-tenant keys.")
+
+
+_add_keys_commands()
+
 if __name__ == "__main__":
     app()

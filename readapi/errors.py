@@ -1,4 +1,4 @@
-"""The read API's errors: the tagflow hierarchy plus InvalidArgument, and the one table that maps
+"""The read API's side of the tagflow error hierarchy: the one table that maps
 each error to an HTTP status and a wire code (the service sends it, the client raises it back).
 """
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from tagflow.errors import (
     AuthenticationFailed,
+    InvalidArgument,
     InvalidName,
     InvalidTimeRange,
     MissingPartition,
@@ -15,11 +16,6 @@ from tagflow.errors import (
     UnknownTag,
     UnknownTenant,
 )
-
-
-class InvalidArgument(TagflowError, ValueError):
-    """An option of a read that is not supported (aggregate, bucket function, limit, format)."""
-
 
 # Most specific first: the first class an error is an instance of decides.
 WIRE_ERRORS: tuple[tuple[type[TagflowError], int, str], ...] = (

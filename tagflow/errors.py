@@ -27,6 +27,10 @@ class InvalidTimeRange(TagflowError, ValueError):
     """A time range or bucket width that cannot be used (naive, reversed, empty, unaligned)."""
 
 
+class InvalidArgument(TagflowError, ValueError):
+    """An option of a read that is not supported (aggregate, bucket function, limit, format)."""
+
+
 class SourceUnavailable(TagflowError, ConnectionError):
     """The source database could not be reached or dropped the connection."""
 
