@@ -6,6 +6,8 @@ import dagster as dg
 
 from assets import checks, derived, extraction
 from pipelines.resources import dataset_io_manager, source_database
+from pipelines.schedules import all_assets_job, daily_schedule
+from pipelines.sensors import tenant_discovery_sensor
 
 ASSETS = [
     extraction.tags,
@@ -24,6 +26,9 @@ def build_definitions(
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=checks.schema_checks,
+        jobs=[all_assets_job],
+        schedules=[daily_schedule],
+        sensors=[tenant_discovery_sensor],
         resources={
             "source": source_database(source_url),
             "datasets": dataset_io_manager(store_root),

@@ -38,6 +38,10 @@ class SourceDatabase(dg.ConfigurableResource):
             tenants.require_tenant(conn, tenant)
             return extract.read_tags(conn, tenant)
 
+    def first_row_time(self, tenant: str) -> datetime | None:
+        with connection.connect(self.resolved_url()) as conn:
+            return extract.first_row_time(conn, tenant)
+
     def read_carry_in(self, tenant: str, day_start: datetime) -> pa.Table:
         with connection.connect(self.resolved_url()) as conn:
             tenants.require_tenant(conn, tenant)

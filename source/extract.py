@@ -158,6 +158,13 @@ SELECT n.id, ci.t, cv.vd, cv.vs, cv.is_string, rb.run_begin_at
 """
 
 
+# The earliest row of the tenant: min() of each table's time index, read from its low end.
+_FIRST_ROW = """
+SELECT LEAST((SELECT min(tag_value_changed_at) FROM {s}.tag_data),
+             (SELECT min(tag_value_changed_at) FROM {s}.tag_data_str))
+"""
+
+
 def _check_day(d0: datetime, d1: datetime) -> None:
     if d0.tzinfo is None or d1.tzinfo is None:
         raise InvalidTimeRange("day bounds must be timezone-aware (UTC) datetimes")
@@ -193,6 +200,15 @@ def read_tags(conn: psycopg.Connection, tenant: str) -> pa.Table:
         ],
         schema=TAGS,
     )
+
+
+def first_row_time(conn: psycopg.Connection, tenant: str) -> datetime | None:
+    """Time of the tenant's earliest row in either table (None when it has no rows); two
+    index look-ups, so a new tenant's backfill can start where its history does."""
+    require_tenant(conn, tenant)
+    with source_errors("reading the first row time"):
+        row = conn.execute(sql.SQL(_FIRST_ROW).format(s=sql.Identifier(tenant))).fetchone()
+    return row[0] if row else None
 
 
 def _day_query(

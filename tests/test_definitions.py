@@ -57,3 +57,17 @@ def test_implicit_job_resolves_with_resources():
     job = defs.resolve_implicit_global_asset_job_def()
     assert job.partitions_def == tenant_days
     assert {"source", "datasets"} <= set(defs.resources)
+
+
+def test_daily_schedule_and_tenant_sensor_target_the_all_assets_job():
+    schedules = {s.name: s for s in defs.schedules}
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(schedules) == {"daily_tenant_days"}
+    assert set(sensors) == {"tenant_discovery"}
+    assert schedules["daily_tenant_days"].job_name == "all_assets"
+    assert schedules["daily_tenant_days"].execution_timezone == "UTC"
+    assert sensors["tenant_discovery"].job_name == "all_assets"
+    assert "source" in sensors["tenant_discovery"].required_resource_keys
+    job = defs.resolve_job_def("all_assets")
+    assert job.partitions_def == tenant_days
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == DATASETS

@@ -1,6 +1,5 @@
 """The dataset layout, atomic replacement and partition reads of DatasetStore and its IO manager."""
 
-
 from datetime import UTC, date, datetime
 
 import dagster as dg

@@ -1,0 +1,198 @@
+"""Tenant discovery: a sensor that registers tenants found in the source as dynamic partitions,
+backfills each new tenant's past days a bounded slice per tick, and reports (never deletes)
+tenants that have left the source."""
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+
+from pipelines.partitions import START_DATE, TENANT_DIMENSION, tenant_day_key, tenants
+from pipelines.resources import SourceDatabase
+from pipelines.schedules import TRIGGER_TAG, all_assets_job, previous_utc_day, run_key
+
+# A new tenant's history starts at the floor; the partitions' first day when unset.
+BACKFILL_FLOOR = os.environ.get("TAGFLOW_BACKFILL_FLOOR", START_DATE)
+# Tenant-days launched per tick, over all tenants: bounds the tick's time and the burst of runs
+# one discovery adds to the queue; the rest follows on later ticks.
+BACKFILL_DAYS_PER_TICK = int(os.environ.get("TAGFLOW_BACKFILL_DAYS_PER_TICK", "31"))
+# Discovery needs no hurry, but a backfill advances one slice per tick.
+MINIMUM_INTERVAL_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class PendingBackfill:
+    """The days of one new tenant not yet launched: `next_day` through `last_day` inclusive.
+
+    `last_day` is fixed when the tenant is discovered (the last complete UTC day then): later
+    days belong to the daily schedule, which requests them once the tenant is registered."""
+
+    next_day: date
+    last_day: date
+
+
+@dataclass
+class DiscoveryState:
+    """What the sensor remembers between ticks (its cursor, as JSON).
+
+    `backfill` holds the new tenants whose history is still being launched; `missing` holds
+    the registered tenants that the source no longer lists, so each is reported once when it
+    disappears and once when it comes back."""
+
+    backfill: dict[str, PendingBackfill] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_cursor(cls, cursor: str | None) -> "DiscoveryState":
+        if not cursor:
+            return cls()
+        raw = json.loads(cursor)
+        backfill = {
+            tenant: PendingBackfill(date.fromisoformat(d["next"]), date.fromisoformat(d["last"]))
+            for tenant, d in raw.get("backfill", {}).items()
+        }
+        return cls(backfill=backfill, missing=list(raw.get("missing", [])))
+
+    def to_cursor(self) -> str:
+        backfill = {
+            tenant: {"next": p.next_day.isoformat(), "last": p.last_day.isoformat()}
+            for tenant, p in self.backfill.items()
+        }
+        return json.dumps({"backfill": backfill, "missing": sorted(self.missing)}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class DiscoveryTick:
+    """The outcome of one tick: tenants to register, (tenant, day) pairs to launch, registered
+    tenants gone from the source, and the state for the next tick."""
+
+    new_tenants: list[str]
+    backfill_days: list[tuple[str, str]]
+    gone: list[str]
+    state: DiscoveryState
+
+
+def plan_discovery(
+    source_tenants: list[str],
+    registered: list[str],
+    state: DiscoveryState,
+    floor: date,
+    last_complete_day: date,
+    days_per_tick: int,
+    first_days: Mapping[str, date | None] | None = None,
+) -> DiscoveryTick:
+    """Compare the source's tenants with the registered ones and pick this tick's backfill.
+
+    A new tenant is queued from its first day with rows (`first_days`; never before `floor`
+    nor the first partition day; a tenant without rows is not queued) through
+    `last_complete_day`; queued tenants are served in name order, `days_per_tick` tenant-days
+    in all, so one tenant's history completes before the next one's starts. A queued tenant
+    that leaves the source is dropped from the queue."""
+    in_source = set(source_tenants)
+    new_tenants = sorted(in_source - set(registered))
+    gone = sorted(set(registered) - in_source)
+    first_day = max(floor, date.fromisoformat(START_DATE))
+
+    queue = {t: p for t, p in state.backfill.items() if t in in_source}
+    for tenant in new_tenants:
+        start = first_day
+        if first_days is not None:
+            first_row_day = first_days.get(tenant)
+            if first_row_day is None:
+                continue
+            start = max(start, first_row_day)
+        queue[tenant] = PendingBackfill(start, last_complete_day)
+
+    chosen: list[tuple[str, str]] = []
+    remaining: dict[str, PendingBackfill] = {}
+    for tenant in sorted(queue):
+        day, last_day = queue[tenant].next_day, queue[tenant].last_day
+        while day <= last_day and len(chosen) < days_per_tick:
+            chosen.append((tenant, day.isoformat()))
+            day += timedelta(days=1)
+        if day <= last_day:
+            remaining[tenant] = PendingBackfill(day, last_day)
+    return DiscoveryTick(new_tenants, chosen, gone, DiscoveryState(remaining, gone))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_tenant_discovery_sensor(
+    floor: str = BACKFILL_FLOOR,
+    days_per_tick: int = BACKFILL_DAYS_PER_TICK,
+    clock: Callable[[], datetime] = _utc_now,
+) -> dg.SensorDefinition:
+    """The tenant discovery sensor; tests pass a fixed `clock`, a small `days_per_tick` and a
+    recent `floor` so every expected run request can be written down by hand."""
+    floor_day = date.fromisoformat(floor)
+
+    @dg.sensor(
+        name="tenant_discovery",
+        job=all_assets_job,
+        minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
+        description=(
+            "Registers every tenant the source lists (a schema with the three source tables) "
+            "as a dynamic partition, then backfills each new tenant's days from its first row "
+            f"(not before TAGFLOW_BACKFILL_FLOOR, now {floor}) through the UTC day before its "
+            "discovery (later days are the daily schedule's), at most "
+            f"{days_per_tick} tenant-days per tick, continuing on later ticks through the "
+            "cursor. Tenants that leave the source are reported in the log and kept: their "
+            "partitions and datasets are never deleted."
+        ),
+    )
+    def tenant_discovery(
+        context: dg.SensorEvaluationContext, source: SourceDatabase
+    ) -> dg.SensorResult:
+        """Tenants already registered when the sensor first runs (by hand, or by `tagflow
+        materialize`) are not backfilled: only tenants this sensor adds are. The cursor is JSON
+        (see DiscoveryState); resetting it forgets pending backfills, not registered tenants."""
+        state = DiscoveryState.from_cursor(context.cursor)
+        registered = context.instance.get_dynamic_partitions(TENANT_DIMENSION)
+        source_tenants = source.list_tenants()
+        new_tenants = sorted(set(source_tenants) - set(registered))
+        first_rows = {tenant: source.first_row_time(tenant) for tenant in new_tenants}
+        tick = plan_discovery(
+            source_tenants,
+            registered,
+            state,
+            floor_day,
+            previous_utc_day(clock()),
+            days_per_tick,
+            first_days={t: None if at is None else at.date() for t, at in first_rows.items()},
+        )
+        for tenant in sorted(set(tick.gone) - set(state.missing)):
+            context.log.warning(
+                f"tenant {tenant!r} is no longer in the source; its partitions and datasets "
+                "are kept (remove the dynamic partition by hand to stop scheduling it)"
+            )
+        for tenant in sorted(set(state.missing) & set(source_tenants)):
+            context.log.info(f"tenant {tenant!r} is back in the source")
+        if tick.new_tenants:
+            context.log.info(f"new tenants: {', '.join(tick.new_tenants)}")
+
+        requests = [
+            dg.RunRequest(
+                run_key=run_key(tenant, day),
+                partition_key=tenant_day_key(tenant, day),
+                tags={TRIGGER_TAG: "tenant_backfill"},
+            )
+            for tenant, day in tick.backfill_days
+        ]
+        adds = [tenants.build_add_request(tick.new_tenants)] if tick.new_tenants else []
+        skip = None if requests or adds else "no new tenants and no backfill pending"
+        return dg.SensorResult(
+            run_requests=requests,
+            dynamic_partitions_requests=adds,
+            cursor=tick.state.to_cursor(),
+            skip_reason=skip,
+        )
+
+    return tenant_discovery
+
+
+tenant_discovery_sensor = build_tenant_discovery_sensor()
