@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from io_managers import ParquetDatasetIOManager
 from schemas.arrow import RAW_ROWS
-from source import connection, extract, tenants
+from source import connection, extract, fingerprints, tenants
 
 DEFAULT_STORE = ".tagflow/store"
 DEFAULT_EMBEDDED_PG = ".tagflow/pg"
@@ -41,6 +41,12 @@ class SourceDatabase(dg.ConfigurableResource):
     def first_row_time(self, tenant: str) -> datetime | None:
         with connection.connect(self.resolved_url()) as conn:
             return extract.first_row_time(conn, tenant)
+
+    def day_fingerprint(
+        self, tenant: str, day_start: datetime, day_end: datetime
+    ) -> fingerprints.DayFingerprint:
+        with connection.connect(self.resolved_url()) as conn:
+            return fingerprints.day_fingerprint(conn, tenant, day_start, day_end)
 
     def read_carry_in(self, tenant: str, day_start: datetime) -> pa.Table:
         with connection.connect(self.resolved_url()) as conn:

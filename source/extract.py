@@ -224,10 +224,11 @@ def _day_query(
     return sql.SQL(template).format(s=sql.Identifier(tenant), day=day)
 
 
-def _day_rows_query(
+def day_rows_query(
     tenant: str, d0: datetime, d1: datetime, tag_ids: tuple[int, int] | None
 ) -> sql.Composed:
-    """Both tables' rows of the day in RAW_ROWS column order."""
+    """Both tables' rows of the day in RAW_ROWS column order (also the late-data fingerprint's
+    input, so it covers exactly the rows a partition reads)."""
     return sql.SQL("{} UNION ALL {}").format(
         _day_query(_DAY_NUMERIC, tenant, d0, d1, tag_ids),
         _day_query(_DAY_STRING, tenant, d0, d1, tag_ids),
@@ -377,8 +378,22 @@ def stream_day_rows(
         return _stream_psycopg(source, tenant, d0, d1, tag_ids, batch_bytes)
     with open_source(source) as conn:
         require_tenant(conn, tenant)
-        text = _day_rows_query(tenant, d0, d1, tag_ids).as_string(conn)
+        text = day_rows_query(tenant, d0, d1, tag_ids).as_string(conn)
     return _stream_adbc(source, text, batch_bytes, statement_timeout_s)
+
+
+def carry_in_query(tenant: str, d0: datetime) -> sql.Composed:
+    """The carry-in query of read_carry_in (columns in RAW_CARRY_IN order), for callers that
+    aggregate over it in SQL, such as the late-data fingerprint."""
+    if d0.tzinfo is None:
+        raise InvalidTimeRange("the day start must be a timezone-aware (UTC) datetime")
+    s = sql.Identifier(validate_tenant_name(tenant))
+    return sql.SQL(_CARRY_IN).format(
+        s=s,
+        d0=sql.Literal(d0),
+        resolved_at_ci=sql.SQL(_RESOLVED_AT).format(s=s, at=sql.SQL("ci.t")),
+        resolved_at_cand=sql.SQL(_RESOLVED_AT).format(s=s, at=sql.SQL("cand.t")),
+    )
 
 
 def read_carry_in(conn: psycopg.Connection, tenant: str, d0: datetime) -> pa.Table:
@@ -389,18 +404,9 @@ def read_carry_in(conn: psycopg.Connection, tenant: str, d0: datetime) -> pa.Tab
     Every tag costs a handful of LIMIT 1 index probes plus one per earlier instant holding a
     distinct value that resolution discarded, and the index entries of equal-valued rows the
     walk steps over; no history scan."""
-    if d0.tzinfo is None:
-        raise InvalidTimeRange("the day start must be a timezone-aware (UTC) datetime")
     require_tenant(conn, tenant)
-    s = sql.Identifier(tenant)
-    query = sql.SQL(_CARRY_IN).format(
-        s=s,
-        d0=sql.Literal(d0),
-        resolved_at_ci=sql.SQL(_RESOLVED_AT).format(s=s, at=sql.SQL("ci.t")),
-        resolved_at_cand=sql.SQL(_RESOLVED_AT).format(s=s, at=sql.SQL("cand.t")),
-    )
     with source_errors("reading the carry-in"):
-        rows = conn.execute(query).fetchall()
+        rows = conn.execute(carry_in_query(tenant, d0)).fetchall()
     tag_id, time, value_double, value_string, is_string, run_begin_at = _columns(rows, 6)
     return pa.Table.from_arrays(
         [
