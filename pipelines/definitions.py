@@ -5,9 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import checks, derived, extraction
+from pipelines.instance import default_executor
 from pipelines.resources import dataset_io_manager, source_database
 from pipelines.schedules import all_assets_job, daily_schedule
-from pipelines.sensors import tenant_discovery_sensor
+from pipelines.sensors import late_data_sensor, tenant_discovery_sensor
 
 ASSETS = [
     extraction.tags,
@@ -28,7 +29,10 @@ def build_definitions(
         asset_checks=checks.schema_checks,
         jobs=[all_assets_job],
         schedules=[daily_schedule],
-        sensors=[tenant_discovery_sensor],
+        sensors=[tenant_discovery_sensor, late_data_sensor],
+        # Launched runs (UI, schedules, backfills) spread steps over processes; execute_in_process
+        # (tagflow materialize) ignores this and runs in process.
+        executor=default_executor(),
         resources={
             "source": source_database(source_url),
             "datasets": dataset_io_manager(store_root),

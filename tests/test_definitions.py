@@ -63,7 +63,7 @@ def test_daily_schedule_and_tenant_sensor_target_the_all_assets_job():
     schedules = {s.name: s for s in defs.schedules}
     sensors = {s.name: s for s in defs.sensors}
     assert set(schedules) == {"daily_tenant_days"}
-    assert set(sensors) == {"tenant_discovery"}
+    assert set(sensors) == {"tenant_discovery", "late_data"}
     assert schedules["daily_tenant_days"].job_name == "all_assets"
     assert schedules["daily_tenant_days"].execution_timezone == "UTC"
     assert sensors["tenant_discovery"].job_name == "all_assets"
