@@ -36,6 +36,9 @@ def embedded_server_url(
     path = Path(data_dir).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     server = _get_server(path, None if keep_running else "stop")
+    # pgserver caches one handle per data dir and returns it as is, even after the server
+    # was stopped or died; start() restarts the postmaster then, and only checks otherwise.
+    server.start()
     return str(server.get_uri())
 
 
