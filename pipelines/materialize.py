@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -16,6 +18,10 @@ from tagflow.names import validate_tenant_name
 
 # Runs are recorded in the instance (and the UI); the terminal shows only warnings and worse.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Runs launched here record where they run, so a later command can tell a killed run (its
+# process gone) from one still running.
+HOST_TAG = "tagflow/host"
+PID_TAG = "tagflow/pid"
 # Ranges longer than this are a backfill's job, not one command's.
 MAX_DAYS = 3660
 
@@ -41,6 +47,44 @@ def days_in_range(start: date, end: date) -> list[date]:
     return [start + timedelta(days=n) for n in range((end - start).days)]
 
 
+def _process_tags() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the in-process runs of this host whose process is gone (killed), and give
+    back the pool slots their steps held; return their run ids.
+
+    A run killed with SIGKILL never reports its end: it stays STARTED and keeps its
+    `source_db` slots, and once the pool's slots are all held, every later run waits forever.
+    """
+    unfinished = instance.get_runs(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+            tags={HOST_TAG: socket.gethostname()},
+        )
+    )
+    reaped = []
+    for run in unfinished:
+        pid = run.tags.get(PID_TAG, "")
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_alive(int(pid)):
+            continue
+        instance.report_run_failed(run, message="the process running it was killed")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        reaped.append(run.run_id)
+    return reaped
+
+
 def materialize_days(
     tenant: str,
     start: date,
@@ -57,6 +101,7 @@ def materialize_days(
     source_database(source_url).read_tags(tenant)  # UnknownTenant before any run starts
     if not instance.has_dynamic_partition(TENANT_DIMENSION, tenant):
         instance.add_dynamic_partitions(TENANT_DIMENSION, [tenant])
+    reap_orphaned_runs(instance)
     job = build_definitions(source_url, store_root).resolve_implicit_global_asset_job_def()
     runs = []
     for run in _run_each(job, tenant, days, instance):
@@ -75,5 +120,6 @@ def _run_each(
             instance=instance,
             run_config=QUIET_CONSOLE,
             raise_on_error=False,
+            tags=_process_tags(),
         )
         yield PartitionRun(tenant, day, result.run_id, result.success)
