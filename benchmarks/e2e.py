@@ -41,6 +41,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
+from benchmarks.day_pipeline import run_day, timed
 from pipelines.embedded_pg import temporary_server
 from pipelines.synthetic_plant import PlantRows, load_plant_rows, plant_rows
 from schemas.source_ddl import create_tenant
@@ -57,13 +58,6 @@ _FIXED_ROWS_PER_TAG = 4.8
 _HISTORY_RATE = 8  # thin history day: enough for every tag to have a carry-in row
 
 Result = TypeVar("Result")
-
-
-def _timed(label: str, timings: dict[str, float], run: Callable[[], Result]) -> Result:
-    began = time.perf_counter()
-    result = run()
-    timings[label] = time.perf_counter() - began
-    return result
 
 
 def _best_of(repeat: int, run: Callable[[], Result]) -> tuple[float, Result]:
@@ -206,66 +200,29 @@ def run_tagflow(url: str, store_root: str) -> dict[str, Any]:
     from io_managers.dataset_store import DatasetStore
     from schemas.arrow import RAW_ROWS
     from source.extract import read_carry_in, read_tags, stream_day_rows
-    from transforms.rollup import rollup
-    from transforms.samples import samples
-    from transforms.spans import spans_for_day
-    from transforms.transitions import carry_in_for_day, resolve_rows
 
     rss_start = _rss_mib()
     t: dict[str, float] = {}
     with connect(url) as conn:
-        tags = _timed("read_tags", t, lambda: read_tags(conn, TENANT))
-        raw_carry = _timed("read_carry_in", t, lambda: read_carry_in(conn, TENANT, DAY))
-    raw_rows = _timed(
+        tags = timed("read_tags", t, lambda: read_tags(conn, TENANT))
+        raw_carry = timed("read_carry_in", t, lambda: read_carry_in(conn, TENANT, DAY))
+    raw_rows = timed(
         "extract",
         t,
         lambda: pa.Table.from_batches(
             list(stream_day_rows(url, TENANT, DAY, DAY_END)), schema=RAW_ROWS
         ),
     )
-    transitions, stats = _timed("resolve_rows", t, lambda: resolve_rows(raw_rows, tags))
-    carry_in = _timed("carry_in_for_day", t, lambda: carry_in_for_day(raw_carry, tags, DAY))
-    spans = _timed(
-        "spans_for_day", t, lambda: spans_for_day(transitions, carry_in, DAY, DAY_END, tags, TENANT)
-    )
-    minutes = _timed(
-        "samples_1m",
-        t,
-        lambda: samples(transitions, carry_in, DAY, DAY_END, timedelta(minutes=1), tags),
-    )
-    hours = _timed(
-        "rollup_1h",
-        t,
-        lambda: (
-            rollup(minutes.numeric, timedelta(hours=1)),
-            rollup(minutes.string, timedelta(hours=1)),
-        ),
-    )
-    days = _timed(
-        "rollup_1d",
-        t,
-        lambda: (rollup(hours[0], timedelta(days=1)), rollup(hours[1], timedelta(days=1))),
-    )
-    outputs = {
-        "transitions": transitions,
-        "carry_in": carry_in,
-        "spans": spans,
-        "samples_1m": minutes.numeric,
-        "samples_str_1m": minutes.string,
-        "samples_1h": hours[0],
-        "samples_str_1h": hours[1],
-        "samples_1d": days[0],
-        "samples_str_1d": days[1],
-    }
+    outputs, stats = run_day(raw_rows, raw_carry, tags, DAY, TENANT, t)
     store = DatasetStore(store_root)
     day: date = DAY.date()
     # Per dataset too: Parquet is the largest stage, and which file dominates says why.
     write_s: dict[str, float] = {}
-    written = _timed(
+    written = timed(
         "write_parquet",
         t,
         lambda: sum(
-            _timed(name, write_s, lambda n=name, tb=table: store.write(n, TENANT, day, tb))
+            timed(name, write_s, lambda n=name, tb=table: store.write(n, TENANT, day, tb))
             for name, table in outputs.items()
         ),
     )
@@ -459,8 +416,8 @@ def pandas_minutes_of_tag(points: pd.DataFrame, carried: float | None) -> pd.Dat
 
 def run_pandas(url: str, subset: int) -> dict[str, Any]:
     timings: dict[str, float] = {}
-    frame, carry = _timed("read_sql", timings, lambda: pandas_read(url))
-    groups = _timed("groupby", timings, lambda: dict(list(frame.groupby("tag_name_id"))))
+    frame, carry = timed("read_sql", timings, lambda: pandas_read(url))
+    groups = timed("groupby", timings, lambda: dict(list(frame.groupby("tag_name_id"))))
     carried = dict(zip(carry["tag_name_id"], carry["tag_value"], strict=True))
     picked = list(groups)[:subset]
     began = time.perf_counter()

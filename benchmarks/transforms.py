@@ -14,27 +14,21 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from benchmarks.day_pipeline import run_day
 from schemas.arrow import RAW_CARRY_IN, RAW_ROWS, TAGS, TS
 from transforms import pieces
-from transforms.rollup import rollup
-from transforms.samples import samples
-from transforms.spans import spans_for_day
-from transforms.transitions import carry_in_for_day, resolve_rows
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 DAY_US = 86_400_000_000
 DAY_START_US = (DAY - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 WORDS = np.array(["alarm", "auto", "fault", "idle", "manual", "off", "on", "run", "stop", "wait"])
 
-Result = TypeVar("Result")
 
 
 def _timestamps(us: np.ndarray) -> pa.Array:
@@ -159,56 +153,13 @@ def naive_pandas_minutes(transitions: pa.Table, carry_in: pa.Table, tag_names: l
     return rows
 
 
-def _timed(label: str, timings: dict[str, float], run: Callable[[], Result]) -> Result:
-    began = time.perf_counter()
-    result = run()
-    timings[label] = time.perf_counter() - began
-    return result
-
-
 def run_pipeline(
     raw_rows: pa.Table, raw_carry_in: pa.Table, tags: pa.Table
 ) -> tuple[dict[str, float], dict[str, pa.Table], dict[str, int]]:
     """One pass of every stage: (seconds per stage, the outputs, resolution stats)."""
-    day_end = DAY + timedelta(days=1)
-    t: dict[str, float] = {}
-    transitions, stats = _timed("resolve_rows", t, lambda: resolve_rows(raw_rows, tags))
-    carry_in = _timed("carry_in_for_day", t, lambda: carry_in_for_day(raw_carry_in, tags, DAY))
-    spans = _timed(
-        "spans_for_day",
-        t,
-        lambda: spans_for_day(transitions, carry_in, DAY, day_end, tags, "bench"),
-    )
-    minutes = _timed(
-        "samples_1m",
-        t,
-        lambda: samples(transitions, carry_in, DAY, day_end, timedelta(minutes=1), tags),
-    )
-    hours = _timed(
-        "rollup_1h",
-        t,
-        lambda: (
-            rollup(minutes.numeric, timedelta(hours=1)),
-            rollup(minutes.string, timedelta(hours=1)),
-        ),
-    )
-    days = _timed(
-        "rollup_1d",
-        t,
-        lambda: (rollup(hours[0], timedelta(days=1)), rollup(hours[1], timedelta(days=1))),
-    )
-    outputs = {
-        "transitions": transitions,
-        "carry_in": carry_in,
-        "spans": spans,
-        "samples_1m": minutes.numeric,
-        "samples_str_1m": minutes.string,
-        "samples_1h": hours[0],
-        "samples_str_1h": hours[1],
-        "samples_1d": days[0],
-        "samples_str_1d": days[1],
-    }
-    return t, outputs, stats
+    timings: dict[str, float] = {}
+    outputs, stats = run_day(raw_rows, raw_carry_in, tags, DAY, "bench", timings)
+    return timings, outputs, stats
 
 
 def _rss_mib() -> float:
