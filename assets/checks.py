@@ -4,11 +4,11 @@ import warnings
 
 import dagster as dg
 
-from assets.metadata import partition_of
+from assets.run_partitions import run_days
 from io_managers import ParquetDatasetIOManager
-from pipelines.partitions import tenant_days
+from pipelines.partitions import tenant_day_key, tenant_days
 from schemas.arrow import DATASET_SCHEMAS
-from schemas.dataset_checks import validate_partition
+from schemas.dataset_checks import CheckOutcome, validate_partition
 from tagflow.time_ranges import day_bounds
 
 # Every dataset has a check; its schema list is the one definition of the datasets.
@@ -28,16 +28,38 @@ def _schema_check(dataset: str) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext, datasets: dg.ResourceParam[ParquetDatasetIOManager]
     ) -> dg.AssetCheckResult:
         # Reads the file itself (not the in-memory output) so a corrupted file fails the check.
-        tenant, day = partition_of(context)
-        day_start, day_end = day_bounds(day)
-        stored = datasets.store().read(dataset, tenant, day)
-        outcome = validate_partition(dataset, stored, day_start, day_end)
+        days = run_days(context)
+        outcomes = {}
+        for tenant, day in days:
+            stored = datasets.store().read(dataset, tenant, day)
+            outcomes[tenant, day] = validate_partition(dataset, stored, *day_bounds(day))
+        if len(days) == 1:
+            (outcome,) = outcomes.values()
+            return dg.AssetCheckResult(passed=outcome.passed, metadata=_metadata(outcome))
+        # A range run: Dagster records one result per step, so each day's result is logged
+        # as its own partition's evaluation, and the step's result is that of all days.
+        for (tenant, day), outcome in outcomes.items():
+            context.op_execution_context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=dg.AssetKey(dataset),
+                    check_name="pandera_schema",
+                    passed=outcome.passed,
+                    metadata=_metadata(outcome),
+                    blocking=True,
+                    partition=str(tenant_day_key(tenant, day.isoformat())),
+                )
+            )
+        failed = [f"{t} {d.isoformat()}" for (t, d), o in outcomes.items() if not o.passed]
         return dg.AssetCheckResult(
-            passed=outcome.passed,
-            metadata={"failures": outcome.failures, "summary": outcome.summary},
+            passed=not failed,
+            metadata={"days": len(days), "failed_days": ", ".join(failed) or "none"},
         )
 
     return check
+
+
+def _metadata(outcome: CheckOutcome) -> dict[str, str | int]:
+    return {"failures": outcome.failures, "summary": outcome.summary}
 
 
 # Partitioned asset checks are a Dagster preview feature; it is what lets a check run per

@@ -1,17 +1,18 @@
 """Assets derived from a day's transitions: spans and LOCF-resampled metrics at 1m, 1h, 1d."""
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import dagster as dg
 import pyarrow as pa
 
 from assets.extraction import OWNERS
-from assets.metadata import partition_of, stopwatch, table_metadata
-from pipelines.partitions import tenant_days
+from assets.run_partitions import run_days
+from io_managers.parquet_io_manager import DayOutput, StoredDays
+from pipelines.partitions import BACKFILL_POLICY, tenant_days
+from schemas.arrow import SAMPLES, SAMPLES_STR
 from tagflow.time_ranges import day_bounds
-from transforms.rollup import rollup
-from transforms.samples import samples
-from transforms.spans import spans_for_day
+from transforms.chunks import rollup_by_chunk, samples_by_chunk, spans_by_chunk
 
 SPANS_DOC = (
     "Periods of constant value (runs) of every tag intersecting the day: raw_begin_at/raw_end_at "
@@ -32,6 +33,7 @@ STRING_DOC = (
 
 @dg.asset(
     partitions_def=tenant_days,
+    backfill_policy=BACKFILL_POLICY,
     io_manager_key="datasets",
     group_name="derive",
     kinds={"parquet"},
@@ -39,15 +41,19 @@ STRING_DOC = (
     description=SPANS_DOC,
 )
 def spans(
-    context: dg.AssetExecutionContext, transitions: pa.Table, carry_in: pa.Table, tags: pa.Table
-) -> dg.Output[pa.Table]:
-    tenant, day = partition_of(context)
-    day_start, day_end = day_bounds(day)
-    with stopwatch() as took:
-        table = spans_for_day(transitions, carry_in, day_start, day_end, tags, tenant)
-    return dg.Output(
-        table, metadata={**table_metadata(table, "begin_at"), "seconds": took["seconds"]}
-    )
+    context: dg.AssetExecutionContext,
+    transitions: StoredDays,
+    carry_in: StoredDays,
+    tags: pa.Table,
+):
+    def outputs() -> Iterator[DayOutput]:
+        for tenant, day in run_days(context):
+            day_start, day_end = day_bounds(day)
+            rows, carry = transitions.batches(tenant, day), carry_in.read(tenant, day)
+            chunks = spans_by_chunk(rows, carry, day_start, day_end, tags, tenant)
+            yield DayOutput(tenant, day, chunks)
+
+    return dg.Output(outputs())
 
 
 def _sample_outs(width: str) -> dict[str, dg.AssetOut]:
@@ -58,28 +64,31 @@ def _sample_outs(width: str) -> dict[str, dg.AssetOut]:
     }
 
 
-def _sample_outputs(width: str, numeric: pa.Table, string: pa.Table, seconds: float):
-    yield dg.Output(
-        numeric,
-        output_name=f"samples_{width}",
-        metadata={**table_metadata(numeric, "bucket_start"), "seconds": seconds},
-    )
-    yield dg.Output(
-        string,
-        output_name=f"samples_str_{width}",
-        metadata={**table_metadata(string, "bucket_start"), "seconds": seconds},
-    )
-
-
-@dg.multi_asset(outs=_sample_outs("1m"), partitions_def=tenant_days, group_name="derive")
+@dg.multi_asset(
+    outs=_sample_outs("1m"),
+    partitions_def=tenant_days,
+    backfill_policy=BACKFILL_POLICY,
+    group_name="derive",
+)
 def samples_1m(
-    context: dg.AssetExecutionContext, transitions: pa.Table, carry_in: pa.Table, tags: pa.Table
+    context: dg.AssetExecutionContext,
+    transitions: StoredDays,
+    carry_in: StoredDays,
+    tags: pa.Table,
 ):
-    _, day = partition_of(context)
-    day_start, day_end = day_bounds(day)
-    with stopwatch() as took:
-        result = samples(transitions, carry_in, day_start, day_end, timedelta(minutes=1), tags)
-    yield from _sample_outputs("1m", result.numeric, result.string, took["seconds"])
+    def outputs(value_kind: str) -> Iterator[DayOutput]:
+        for tenant, day in run_days(context):
+            day_start, day_end = day_bounds(day)
+            rows, carry = transitions.batches(tenant, day), carry_in.read(tenant, day)
+            chunks = samples_by_chunk(
+                rows, carry, day_start, day_end, timedelta(minutes=1), tags, value_kind
+            )
+            yield DayOutput(tenant, day, chunks)
+
+    # Numeric and string samples are computed in two passes over the stored transitions (each
+    # over the tags holding that kind) so that neither output waits in memory for the other.
+    yield dg.Output(outputs("numeric"), output_name="samples_1m")
+    yield dg.Output(outputs("string"), output_name="samples_str_1m")
 
 
 def _rollup_asset(finer: str, coarser: str, width: timedelta) -> dg.AssetsDefinition:
@@ -91,12 +100,17 @@ def _rollup_asset(finer: str, coarser: str, width: timedelta) -> dg.AssetsDefini
             "string": dg.AssetIn(f"samples_str_{finer}"),
         },
         partitions_def=tenant_days,
+        backfill_policy=BACKFILL_POLICY,
         group_name="derive",
     )
-    def rolled_up(numeric: pa.Table, string: pa.Table):
-        with stopwatch() as took:
-            numeric_out, string_out = rollup(numeric, width), rollup(string, width)
-        yield from _sample_outputs(coarser, numeric_out, string_out, took["seconds"])
+    def rolled_up(context: dg.AssetExecutionContext, numeric: StoredDays, string: StoredDays):
+        def outputs(finer_days: StoredDays, schema: pa.Schema) -> Iterator[DayOutput]:
+            for tenant, day in run_days(context):
+                chunks = rollup_by_chunk(finer_days.batches(tenant, day), schema, width)
+                yield DayOutput(tenant, day, chunks)
+
+        yield dg.Output(outputs(numeric, SAMPLES), output_name=f"samples_{coarser}")
+        yield dg.Output(outputs(string, SAMPLES_STR), output_name=f"samples_str_{coarser}")
 
     return rolled_up
 

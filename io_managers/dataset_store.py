@@ -74,14 +74,21 @@ class DatasetStore:
     def exists(self, dataset: str, tenant: str, day: date | None = None) -> bool:
         return self.partition_path(dataset, tenant, day).exists()
 
-    def write(self, dataset: str, tenant: str, day: date | None, table: pa.Table) -> int:
-        """Replace one partition with `table` atomically; return the bytes written.
+    def write(
+        self,
+        dataset: str,
+        tenant: str,
+        day: date | None,
+        data: pa.Table | Iterable[pa.Table | pa.RecordBatch],
+    ) -> int:
+        """Replace one partition with `data` (a table, or a stream of tables or batches written
+        as they come, holding one at a time) atomically; return the bytes written.
 
-        Readers see either the previous complete file or the new one, never a partial file.
-        """
+        Readers see either the previous complete file or the new one, never a partial file;
+        a stream that fails part-way leaves the previous file in place."""
         schema = DATASET_SCHEMAS[dataset]
-        table = table.select(schema.names).cast(schema)
         path = self.partition_path(dataset, tenant, day)
+        parts = [data] if isinstance(data, pa.Table) else data
         options = {
             "compression": "zstd",
             "compression_level": 3,
@@ -89,31 +96,33 @@ class DatasetStore:
             # Dictionary pages pay off for repeated strings (tag names, states); on floats and
             # timestamps they are tried and abandoned, which tripled write time and grew files.
             "use_dictionary": [f.name for f in schema if pa.types.is_string(f.type)],
-            "row_group_size": ROW_GROUP_ROWS,
             "sorting_columns": pq.SortingColumn.from_ordering(
                 schema, [(key, "ascending") for key in _sort_keys(dataset)]
             ),
         }
         if self._is_local:
-            return self._write_local(path, table, options)
+            return self._write_local(path, schema, parts, options)
         # An object-store PUT is atomic: the object appears whole or not at all.
         buffer = io.BytesIO()
-        pq.write_table(table, buffer, **options)
-        data = buffer.getvalue()
+        _write_parquet(buffer, schema, parts, options)
+        data_bytes = buffer.getvalue()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.fs.pipe_file(path.path, data)
-        return len(data)
+        path.fs.pipe_file(path.path, data_bytes)
+        return len(data_bytes)
 
     @staticmethod
-    def _write_local(path: UPath, table: pa.Table, options: dict) -> int:
+    def _write_local(
+        path: UPath, schema: pa.Schema, parts: Iterable[pa.Table | pa.RecordBatch], options: dict
+    ) -> int:
         target = path.path
         os.makedirs(os.path.dirname(target), exist_ok=True)
         # Hidden name without the .parquet suffix: pyarrow.dataset (ignores '.'-prefixed files)
         # and DuckDB globs on *.parquet never pick up an unfinished file.
         temp = os.path.join(os.path.dirname(target), f".{PART_FILE}.{uuid.uuid4().hex}.tmp")
         try:
-            pq.write_table(table, temp, **options)
-            with open(temp, "rb") as handle:
+            with open(temp, "wb") as handle:
+                _write_parquet(handle, schema, parts, options)
+                handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, target)
         finally:
@@ -208,12 +217,38 @@ class DatasetStore:
                 _FOOTERS.put(key, parquet.metadata)
             yield parquet
 
+    def iter_batches(self, dataset: str, tenant: str, day: date) -> Iterator[pa.RecordBatch]:
+        """One partition's rows in file order, a row group at a time (memory holds one);
+        MissingPartition if absent."""
+        schema = DATASET_SCHEMAS[dataset]
+        path = self.partition_path(dataset, tenant, day)
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            raise MissingPartition(
+                f"{dataset} for tenant {tenant!r} on {day.isoformat()} has not been materialised"
+            ) from None
+        with handle, pq.ParquetFile(handle) as parquet:
+            for group in range(parquet.num_row_groups):
+                table = parquet.read_row_group(group, columns=schema.names).cast(schema)
+                yield from table.to_batches()
+
     def read_days(self, dataset: str, tenant: str, days: Iterable[date]) -> pa.Table:
         """Several day partitions concatenated in day order."""
         tables = [self.read(dataset, tenant, day) for day in sorted(days)]
         if not tables:
             return DATASET_SCHEMAS[dataset].empty_table()
         return pa.concat_tables(tables)
+
+
+def _write_parquet(
+    sink: io.IOBase, schema: pa.Schema, parts: Iterable[pa.Table | pa.RecordBatch], options: dict
+) -> None:
+    with pq.ParquetWriter(sink, schema, **options) as writer:
+        for part in parts:
+            table = pa.table(part).select(schema.names).cast(schema)
+            if table.num_rows:
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
 
 class _FooterCache:

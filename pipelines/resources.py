@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -9,7 +10,6 @@ import dagster as dg
 import pyarrow as pa
 
 from io_managers import ParquetDatasetIOManager
-from schemas.arrow import RAW_ROWS
 from source import connection, extract, fingerprints, tenants
 
 DEFAULT_STORE = ".tagflow/store"
@@ -53,9 +53,11 @@ class SourceDatabase(dg.ConfigurableResource):
             tenants.require_tenant(conn, tenant)
             return extract.read_carry_in(conn, tenant, day_start)
 
-    def read_day_rows(self, tenant: str, day_start: datetime, day_end: datetime) -> pa.Table:
-        batches = list(extract.stream_day_rows(self.resolved_url(), tenant, day_start, day_end))
-        return pa.Table.from_batches(batches, schema=RAW_ROWS)
+    def day_chunks(
+        self, tenant: str, day_start: datetime, day_end: datetime, id_chunks: list[list[int]]
+    ) -> Iterator[pa.Table]:
+        """The day's raw rows, one table per group of tag ids, then the rows of other ids."""
+        return extract.stream_day_chunks(self.resolved_url(), tenant, day_start, day_end, id_chunks)
 
 
 def dataset_io_manager(root: str | None = None) -> ParquetDatasetIOManager:

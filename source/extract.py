@@ -3,7 +3,7 @@ bounded batches) and the per-tag carry-in before the day, found with index look-
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -211,27 +211,63 @@ def first_row_time(conn: psycopg.Connection, tenant: str) -> datetime | None:
     return row[0] if row else None
 
 
+def _id_ranges_outside(ids: Collection[int]) -> list[tuple[int | None, int | None]]:
+    """The [lo, hi) ranges of tag ids not in `ids` (None = unbounded), few when ids are dense
+    (serial keys), so each is one range scan of the (tag_name_id, time) index."""
+    ranges: list[tuple[int | None, int | None]] = []
+    low: int | None = None
+    for tag_id in sorted(set(ids)):
+        if low is None or tag_id > low:
+            ranges.append((low, tag_id))
+        low = tag_id + 1
+    ranges.append((low, None))
+    return ranges
+
+
+def _tag_filter(tag_ids: Collection[int] | None, other_ids: bool) -> sql.Composable:
+    if tag_ids is None:
+        return sql.SQL("")
+    ids = [int(v) for v in tag_ids]
+    if not other_ids:
+        return sql.SQL("AND tag_name_id = ANY({}::int4[])").format(sql.Literal(ids))
+    bounds = []
+    for low, high in _id_ranges_outside(ids):
+        parts = []
+        if low is not None:
+            parts.append(sql.SQL("tag_name_id >= {}").format(sql.Literal(low)))
+        if high is not None:
+            parts.append(sql.SQL("tag_name_id < {}").format(sql.Literal(high)))
+        bounds.append(sql.SQL("({})").format(sql.SQL(" AND ").join(parts)))
+    return sql.SQL("AND ({})").format(sql.SQL(" OR ").join(bounds))
+
+
 def _day_query(
-    template: str, tenant: str, d0: datetime, d1: datetime, tag_ids: tuple[int, int] | None
+    template: str,
+    tenant: str,
+    d0: datetime,
+    d1: datetime,
+    tag_ids: Collection[int] | None,
+    other_ids: bool = False,
 ) -> sql.Composed:
-    tag_filter: sql.Composable = sql.SQL("")
-    if tag_ids is not None:
-        lo, hi = (int(v) for v in tag_ids)
-        tag_filter = sql.SQL("AND tag_name_id >= {} AND tag_name_id < {}").format(
-            sql.Literal(lo), sql.Literal(hi)
-        )
-    day = sql.SQL(_DAY_WHERE).format(d0=sql.Literal(d0), d1=sql.Literal(d1), tag_filter=tag_filter)
+    day = sql.SQL(_DAY_WHERE).format(
+        d0=sql.Literal(d0), d1=sql.Literal(d1), tag_filter=_tag_filter(tag_ids, other_ids)
+    )
     return sql.SQL(template).format(s=sql.Identifier(tenant), day=day)
 
 
 def day_rows_query(
-    tenant: str, d0: datetime, d1: datetime, tag_ids: tuple[int, int] | None
+    tenant: str,
+    d0: datetime,
+    d1: datetime,
+    tag_ids: Collection[int] | None = None,
+    other_ids: bool = False,
 ) -> sql.Composed:
     """Both tables' rows of the day in RAW_ROWS column order (also the late-data fingerprint's
-    input, so it covers exactly the rows a partition reads)."""
+    input, so it covers exactly the rows a partition reads): of every tag, of the tags
+    `tag_ids`, or with `other_ids` of every tag not in `tag_ids`."""
     return sql.SQL("{} UNION ALL {}").format(
-        _day_query(_DAY_NUMERIC, tenant, d0, d1, tag_ids),
-        _day_query(_DAY_STRING, tenant, d0, d1, tag_ids),
+        _day_query(_DAY_NUMERIC, tenant, d0, d1, tag_ids, other_ids),
+        _day_query(_DAY_STRING, tenant, d0, d1, tag_ids, other_ids),
     )
 
 
@@ -241,24 +277,32 @@ def _as_raw_rows(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=RAW_ROWS)
 
 
+def _adbc_batches(conn: Any, query: str, batch_bytes: int) -> Iterator[pa.RecordBatch]:
+    cursor = conn.cursor()
+    try:
+        cursor.adbc_statement.set_options(
+            **{"adbc.postgresql.batch_size_hint_bytes": str(batch_bytes)}
+        )
+        cursor.execute(query)
+        for batch in cursor.fetch_record_batch():
+            if batch.num_rows:
+                yield _as_raw_rows(batch)
+    finally:
+        cursor.close()
+
+
 def _stream_adbc(
-    url: str, query: str, batch_bytes: int, statement_timeout_s: float | None
-) -> Iterator[pa.RecordBatch]:
+    url: str, queries: Sequence[str], batch_bytes: int, statement_timeout_s: float | None
+) -> Iterator[pa.RecordBatch | None]:
+    """Each query's result batches in turn, each query's end marked by None; one ADBC
+    connection serves them all."""
     kwargs = {} if statement_timeout_s is None else {"statement_timeout_s": statement_timeout_s}
     conn = connect_adbc(url, **kwargs)
     try:
         with source_errors("reading the day's rows"):
-            cursor = conn.cursor()
-            try:
-                cursor.adbc_statement.set_options(
-                    **{"adbc.postgresql.batch_size_hint_bytes": str(batch_bytes)}
-                )
-                cursor.execute(query)
-                for batch in cursor.fetch_record_batch():
-                    if batch.num_rows:
-                        yield _as_raw_rows(batch)
-            finally:
-                cursor.close()
+            for query in queries:
+                yield from _adbc_batches(conn, query, batch_bytes)
+                yield None
     finally:
         conn.close()
 
@@ -328,7 +372,7 @@ def _stream_psycopg(
     tenant: str,
     d0: datetime,
     d1: datetime,
-    tag_ids: tuple[int, int] | None,
+    tag_ids: Collection[int] | None,
     batch_bytes: int,
 ) -> Iterator[pa.RecordBatch]:
     """The path for callers that hand in a connection (e.g. to read inside their own
@@ -359,12 +403,12 @@ def stream_day_rows(
     d0: datetime,
     d1: datetime,
     *,
-    tag_ids: tuple[int, int] | None = None,
+    tag_ids: Collection[int] | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     statement_timeout_s: float | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream the rows of both tables with d0 <= time < d1 as RAW_ROWS batches, unresolved
-    and unordered; `tag_ids` = [lo, hi) restricts to a chunk of tag ids.
+    and unordered; `tag_ids` restricts them to those tags.
 
     Given a URL the rows come through ADBC (COPY BINARY decoded in C++ into Arrow batches of
     about `batch_bytes`), the fast path; given a psycopg connection they come through its
@@ -379,7 +423,39 @@ def stream_day_rows(
     with open_source(source) as conn:
         require_tenant(conn, tenant)
         text = day_rows_query(tenant, d0, d1, tag_ids).as_string(conn)
-    return _stream_adbc(source, text, batch_bytes, statement_timeout_s)
+    batches = _stream_adbc(source, [text], batch_bytes, statement_timeout_s)
+    return (batch for batch in batches if batch is not None)
+
+
+def stream_day_chunks(
+    url: str,
+    tenant: str,
+    d0: datetime,
+    d1: datetime,
+    id_chunks: Sequence[Collection[int]],
+    *,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    statement_timeout_s: float | None = None,
+) -> Iterator[pa.Table]:
+    """The rows of both tables with d0 <= time < d1, unresolved, as one RAW_ROWS table per
+    group of tag ids in `id_chunks` (in order), then one of the rows of every other tag id
+    (ids missing from tag_names, which resolution counts as orphans): together, the day.
+
+    Memory holds one chunk; one ADBC connection serves all the queries."""
+    validate_tenant_name(tenant)
+    _check_day(d0, d1)
+    known = [tag_id for chunk in id_chunks for tag_id in chunk]
+    with open_source(url) as conn:
+        require_tenant(conn, tenant)
+        queries = [day_rows_query(tenant, d0, d1, chunk).as_string(conn) for chunk in id_chunks]
+        queries.append(day_rows_query(tenant, d0, d1, known, other_ids=True).as_string(conn))
+    chunk: list[pa.RecordBatch] = []
+    for batch in _stream_adbc(url, queries, batch_bytes, statement_timeout_s):
+        if batch is not None:
+            chunk.append(batch)
+            continue
+        yield pa.Table.from_batches(chunk, schema=RAW_ROWS)
+        chunk = []
 
 
 def carry_in_query(tenant: str, d0: datetime) -> sql.Composed:
