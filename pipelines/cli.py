@@ -1,7 +1,8 @@
-"""The `tagflow` command line (DESIGN §7): demo and materialize."""
+"""The `tagflow` command line (DESIGN §7): demo, materialize, backfill, serve, keys."""
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import typer
@@ -39,19 +40,87 @@ def _fail(error: TagflowError) -> None:
     raise typer.Exit(code=2)
 
 
+SOURCE_URL = typer.Option(
+    None, envvar="TAGFLOW_SOURCE_URL", help="Source database URL (default: embedded server)."
+)
+STORE = typer.Option(
+    None, envvar="TAGFLOW_STORE", help="Dataset root, a path or URL (default .tagflow/store)."
+)
+
+
 @app.command()
 def materialize(
     tenant: str = typer.Option(..., help="Tenant (schema) to materialise."),
     start: str = typer.Option(..., help="First day, YYYY-MM-DD."),
     end: str = typer.Option(..., help="Day after the last, YYYY-MM-DD (exclusive)."),
-    source_url: str | None = typer.Option(
-        None, envvar="TAGFLOW_SOURCE_URL", help="Source database URL (default: embedded server)."
-    ),
-    store: str | None = typer.Option(
-        None, envvar="TAGFLOW_STORE", help="Dataset root, a path or URL (default .tagflow/store)."
-    ),
+    source_url: str | None = SOURCE_URL,
+    store: str | None = STORE,
 ) -> None:
-    """Run every tagflow asset for TENANT on each day of [START, END) through Dagster."""
+    """Run every tagflow asset for TENANT on each day of [START, END) through Dagster, one run
+    per day."""
+    _in_process(tenant, start, end, source_url, store, days_per_run=1)
+
+
+@app.command()
+def backfill(
+    tenant: str = typer.Option(..., help="Tenant (schema) to backfill."),
+    start: str = typer.Option(..., help="First day, YYYY-MM-DD."),
+    end: str = typer.Option(..., help="Day after the last, YYYY-MM-DD (exclusive)."),
+    in_process: bool = typer.Option(
+        False, "--in-process", help="Run here instead of through the instance's daemon."
+    ),
+    days_per_run: int = typer.Option(
+        31, min=1, help="With --in-process: days per run (the daemon uses the assets' policy)."
+    ),
+    wait: bool = typer.Option(True, help="Wait for a submitted backfill, showing progress."),
+    source_url: str | None = SOURCE_URL,
+    store: str | None = STORE,
+) -> None:
+    """Backfill every asset for TENANT over [START, END) in range runs (each day its own files).
+
+    By default the backfill is submitted to the Dagster instance ($DAGSTER_HOME), whose daemon
+    (`dagster dev` or `dagster-daemon run`) launches its runs: it shows in the UI. The
+    daemon's code location reads its own TAGFLOW_SOURCE_URL and TAGFLOW_STORE."""
+    if in_process:
+        _in_process(tenant, start, end, source_url, store, days_per_run)
+        return
+    from pipelines.backfill import backfill_daemon_running, backfill_state, submit_backfill
+    from pipelines.instance import dagster_instance
+
+    try:
+        first, stop = _parse_day(start, "--start"), _parse_day(end, "--end")
+        instance = dagster_instance()
+        backfill_id = submit_backfill(tenant, first, stop, instance, source_url)
+    except TagflowError as error:
+        _fail(error)
+    console.print(f"backfill {backfill_id} submitted (Dagster UI: Runs → Backfills)")
+    if not backfill_daemon_running(instance):
+        console.print(
+            "[yellow]no backfill daemon is running on this instance: start "
+            "`dagster dev -w workspace.yaml` or `dagster-daemon run`, or use --in-process[/yellow]"
+        )
+    if not wait:
+        return
+    with _progress() as progress:
+        state = backfill_state(instance, backfill_id)
+        task = progress.add_task(f"backfill {tenant}", total=state.days_total)
+        while not state.finished:
+            time.sleep(2)
+            state = backfill_state(instance, backfill_id)
+            progress.update(task, completed=state.days_done)
+    console.print(f"backfill {backfill_id}: {state.status}, {state.runs} run(s)")
+    if not state.succeeded:
+        raise typer.Exit(code=1)
+
+
+def _in_process(
+    tenant: str,
+    start: str,
+    end: str,
+    source_url: str | None,
+    store: str | None,
+    days_per_run: int,
+) -> None:
     from pipelines.instance import dagster_instance
     from pipelines.materialize import days_in_range, materialize_days
 
@@ -67,14 +136,16 @@ def materialize(
                 dagster_instance(),
                 source_url=source_url,
                 store_root=store,
-                on_partition_done=lambda run: progress.advance(task),
+                on_partition_done=lambda run: progress.advance(task, len(run.days)),
+                days_per_run=days_per_run,
             )
     except TagflowError as error:
         _fail(error)
     failed = [run for run in runs if not run.success]
     for run in runs:
         status = "ok" if run.success else "[red]FAILED[/red]"
-        console.print(f"{run.tenant} {run.day}: {status} (run {run.run_id[:8]})")
+        days = run.day.isoformat() if len(run.days) == 1 else f"{run.day}..{run.days[-1]}"
+        console.print(f"{run.tenant} {days}: {status} (run {run.run_id[:8]})")
     if failed:
         raise typer.Exit(code=1)
 

@@ -4,34 +4,12 @@ equal byte for byte to materialising each day on its own."""
 from datetime import date, timedelta
 
 import dagster as dg
-import pytest
 
 from io_managers import DatasetStore
 from pipelines.materialize import materialize_days
-from pipelines.synthetic_plant import generate_plant
 from schemas.arrow import DATASET_SCHEMAS
-from tests.conftest import drop_tenant, unique_tenant_name
+from tests.pipelines.conftest import DAYS, START
 from tests.pipelines.test_materialize import DATED, source_rows_in_range
-
-START = date(2026, 3, 1)
-DAYS = 10
-
-
-@pytest.fixture(scope="module")
-def ten_days(pg_url, admin_conn):
-    """A tenant with 10 days of history (and one day of data before, for the carry-in)."""
-    tenant = unique_tenant_name("range")
-    generate_plant(
-        pg_url,
-        [tenant],
-        tags=14,
-        days=DAYS + 1,
-        start=START - timedelta(days=1),
-        seed=11,
-        rows_per_tag_day=30,
-    )
-    yield tenant
-    drop_tenant(admin_conn, tenant)
 
 
 def partition_checks(instance: dg.DagsterInstance, run_id: str) -> dict[tuple[str, str], bool]:

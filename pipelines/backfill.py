@@ -1,0 +1,96 @@
+"""Backfills submitted to the Dagster instance: its backfill daemon (in `dagster dev` or
+`dagster-daemon run`) launches them as range runs under the assets' backfill policy, and the
+UI shows them with their runs, checks and reruns."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+from dagster._core.execution.backfill import (
+    BULK_ACTION_TERMINAL_STATUSES,
+    BulkActionStatus,
+    PartitionBackfill,
+)
+from dagster._core.storage.tags import BACKFILL_ID_TAG
+from dagster._core.utils import make_new_backfill_id
+
+from pipelines.definitions import build_definitions
+from pipelines.materialize import days_in_range
+from pipelines.partitions import TENANT_DIMENSION, tenant_day_key
+from pipelines.resources import source_database
+from tagflow.names import validate_tenant_name
+
+# The asset every run ends with: a tenant-day is done once it is materialised.
+LAST_ASSET = dg.AssetKey("samples_1d")
+# A daemon that has not reported for this long is taken as not running.
+DAEMON_STALE_S = 120
+
+
+@dataclass(frozen=True)
+class BackfillState:
+    status: str
+    days_done: int
+    days_total: int
+    runs: int
+    finished: bool
+    succeeded: bool
+
+
+def submit_backfill(
+    tenant: str, start: date, end: date, instance: dg.DagsterInstance, source_url: str | None = None
+) -> str:
+    """Ask the instance's backfill daemon to materialise every asset for `tenant` on each day
+    of [start, end); return the backfill id. The daemon's code location reads its own
+    TAGFLOW_SOURCE_URL and TAGFLOW_STORE."""
+    validate_tenant_name(tenant)
+    days = days_in_range(start, end)
+    source_database(source_url).read_tags(tenant)  # UnknownTenant now, not in the daemon
+    if not instance.has_dynamic_partition(TENANT_DIMENSION, tenant):
+        instance.add_dynamic_partitions(TENANT_DIMENSION, [tenant])
+    asset_graph = build_definitions(source_url).resolve_asset_graph()
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=make_new_backfill_id(),
+        asset_graph=asset_graph,
+        partition_names=[str(tenant_day_key(tenant, day.isoformat())) for day in days],
+        asset_selection=sorted(asset_graph.materializable_asset_keys),
+        backfill_timestamp=time.time(),
+        tags={},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=f"tagflow {tenant} {days[0].isoformat()}..{days[-1].isoformat()}",
+        description=None,
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id
+
+
+def backfill_state(instance: dg.DagsterInstance, backfill_id: str) -> BackfillState:
+    """Where a submitted backfill stands: days fully materialised, runs launched, status."""
+    backfill = instance.get_backfill(backfill_id)
+    if backfill is None:
+        raise KeyError(backfill_id)
+    data = backfill.get_asset_backfill_data(build_definitions().resolve_asset_graph())
+    done, total = (
+        len(subset.get_partitions_subset(LAST_ASSET)) if LAST_ASSET in subset.asset_keys else 0
+        for subset in (data.materialized_subset, data.target_subset)
+    )
+    runs = instance.get_runs_count(filters=dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill_id}))
+    return BackfillState(
+        status=backfill.status.value,
+        days_done=done,
+        days_total=total,
+        runs=runs,
+        finished=backfill.status in BULK_ACTION_TERMINAL_STATUSES,
+        succeeded=backfill.status
+        in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED),
+    )
+
+
+def backfill_daemon_running(instance: dg.DagsterInstance) -> bool:
+    """Whether a backfill daemon has reported to this instance within DAEMON_STALE_S."""
+    heartbeat = instance.get_daemon_heartbeats().get("BACKFILL")
+    return heartbeat is not None and time.time() - heartbeat.timestamp < DAEMON_STALE_S
