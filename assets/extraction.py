@@ -1,19 +1,17 @@
 """Assets read from the source: the tag list, and each day's resolved transitions + carry-in."""
 
 from collections.abc import Iterator
-from datetime import datetime
 
 import dagster as dg
 import pyarrow as pa
 
 from assets.run_partitions import run_days
 from io_managers.parquet_io_manager import DayOutput
+from pipelines.extraction_stream import resolved_day_chunks
 from pipelines.partitions import BACKFILL_POLICY, tenant_days
 from pipelines.resources import SourceDatabase
-from tagflow.prefetch import prefetch
 from tagflow.time_ranges import day_bounds
-from transforms.chunks import plan_id_chunks
-from transforms.transitions import carry_in_for_day, resolve_rows
+from transforms.transitions import carry_in_for_day
 
 OWNERS = ["team:tagflow"]
 SOURCE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
@@ -75,8 +73,14 @@ def transitions(context: dg.AssetExecutionContext, source: SourceDatabase, tags:
             carry_ins.append(DayOutput(tenant, day, carry_in))
             source_rows = fingerprints[tenant, day].rows
             output = DayOutput(tenant, day, [], metadata={"source_rows": source_rows})
-            output.data = _resolved_chunks(
-                source, tags, tenant, day_start, day_end, source_rows, output.metadata
+            output.data = resolved_day_chunks(
+                source.resolved_url(),
+                tenant,
+                tags,
+                day_start,
+                day_end,
+                source_rows,
+                output.metadata,
             )
             yield output
 
@@ -90,24 +94,3 @@ def transitions(context: dg.AssetExecutionContext, source: SourceDatabase, tags:
         data_version=dg.DataVersion(single.version) if single else None,
     )
     yield dg.Output(carry_ins, output_name="carry_in")
-
-
-def _resolved_chunks(
-    source: SourceDatabase,
-    tags: pa.Table,
-    tenant: str,
-    day_start: datetime,
-    day_end: datetime,
-    expected_rows: int,
-    counts: dict[str, int],
-) -> Iterator[pa.Table]:
-    """The day's transitions, a chunk of tags (in name order) at a time, the next chunk read
-    from the source while this one is resolved and written; adds the resolution counts to
-    `counts` as it goes."""
-    chunks = plan_id_chunks(tags.column("tag_id").to_pylist(), expected_rows)
-    counts.update(rows_in=0, duplicates_dropped=0, orphans_skipped=0)
-    for raw in prefetch(source.day_chunks(tenant, day_start, day_end, chunks)):
-        kept, stats = resolve_rows(raw, tags)
-        for name in ("rows_in", "duplicates_dropped", "orphans_skipped"):
-            counts[name] += stats[name]
-        yield kept

@@ -31,19 +31,20 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import psycopg
-import pyarrow as pa
+import pyarrow.parquet as pq
 from psycopg import sql
 
-from benchmarks.day_pipeline import run_day, timed
+from benchmarks.day_pipeline import timed
 from pipelines.embedded_pg import temporary_server
 from pipelines.synthetic_plant import PlantRows, load_plant_rows, plant_rows
+from schemas.arrow import DATASET_SCHEMAS
 from schemas.source_ddl import create_tenant
 from source.connection import connect, connect_adbc, libpq_url
 
@@ -51,6 +52,7 @@ DAY = datetime(2026, 3, 2, tzinfo=UTC)
 DAY_END = DAY + timedelta(days=1)
 TENANT = "bench"
 RESULTS_DIR = Path(__file__).parent / "results"
+DATASETS = [name for name in DATASET_SCHEMAS if name != "tags"]
 # Mean rows per tag-day of plant_rows is about 0.5 × rows_per_tag_day + 4.8 (analog tags get
 # the full rate, booleans a quarter, counters half, states an eighth, setpoints log hourly).
 _ROWS_PER_RATE = 0.5
@@ -196,44 +198,78 @@ def adbc_stream(url: str) -> int:
 
 
 def run_tagflow(url: str, store_root: str) -> dict[str, Any]:
-    """The whole day through tagflow, stage by stage; peak RSS of this process."""
+    """The day through tagflow's own stages in the asset graph's order, each streaming chunks
+    of whole tags into its Parquet file as the assets do (without Dagster); peak RSS."""
     from io_managers.dataset_store import DatasetStore
-    from schemas.arrow import RAW_ROWS
-    from source.extract import read_carry_in, read_tags, stream_day_rows
+    from pipelines.extraction_stream import resolved_day_chunks
+    from schemas.arrow import SAMPLES, SAMPLES_STR
+    from source.extract import read_carry_in, read_tags
+    from source.fingerprints import day_fingerprint
+    from transforms.chunks import rollup_by_chunk, samples_by_chunk, spans_by_chunk
+    from transforms.transitions import carry_in_for_day
 
     rss_start = _rss_mib()
+    store, day = DatasetStore(store_root), DAY.date()
     t: dict[str, float] = {}
+    counts: dict[str, int] = {}
+
+    def write(dataset: str, parts) -> int:
+        return store.write(dataset, TENANT, day, parts)
+
+    def stored(dataset: str):
+        return store.iter_batches(dataset, TENANT, day)
+
     with connect(url) as conn:
-        tags = timed("read_tags", t, lambda: read_tags(conn, TENANT))
-        raw_carry = timed("read_carry_in", t, lambda: read_carry_in(conn, TENANT, DAY))
-    raw_rows = timed(
-        "extract",
+        tags = timed("read_tags", t, lambda: read_tags(conn, TENANT).sort_by("tag_name"))
+        fingerprint = timed("fingerprint", t, lambda: day_fingerprint(conn, TENANT, DAY, DAY_END))
+        carry_in = timed(
+            "carry_in",
+            t,
+            lambda: carry_in_for_day(read_carry_in(conn, TENANT, DAY), tags, DAY),
+        )
+    write("carry_in", carry_in)
+    chunks = resolved_day_chunks(url, TENANT, tags, DAY, DAY_END, fingerprint.rows, counts)
+    timed("transitions", t, lambda: write("transitions", chunks))
+    timed(
+        "spans",
         t,
-        lambda: pa.Table.from_batches(
-            list(stream_day_rows(url, TENANT, DAY, DAY_END)), schema=RAW_ROWS
+        lambda: write(
+            "spans", spans_by_chunk(stored("transitions"), carry_in, DAY, DAY_END, tags, TENANT)
         ),
     )
-    outputs, stats = run_day(raw_rows, raw_carry, tags, DAY, TENANT, t)
-    store = DatasetStore(store_root)
-    day: date = DAY.date()
-    # Per dataset too: Parquet is the largest stage, and which file dominates says why.
-    write_s: dict[str, float] = {}
-    written = timed(
-        "write_parquet",
+    minute = timedelta(minutes=1)
+    timed(
+        "samples_1m",
         t,
-        lambda: sum(
-            timed(name, write_s, lambda n=name, tb=table: store.write(n, TENANT, day, tb))
-            for name, table in outputs.items()
-        ),
+        lambda: [
+            write(
+                name,
+                samples_by_chunk(stored("transitions"), carry_in, DAY, DAY_END, minute, tags, kind),
+            )
+            for name, kind in (("samples_1m", "numeric"), ("samples_str_1m", "string"))
+        ],
     )
+    rollups = (("1m", "1h", timedelta(hours=1)), ("1h", "1d", timedelta(days=1)))
+    for finer, coarser, width in rollups:
+        timed(
+            f"rollup_{coarser}",
+            t,
+            lambda f=finer, c=coarser, w=width: [
+                write(f"samples_{c}", rollup_by_chunk(stored(f"samples_{f}"), SAMPLES, w)),
+                write(
+                    f"samples_str_{c}",
+                    rollup_by_chunk(stored(f"samples_str_{f}"), SAMPLES_STR, w),
+                ),
+            ],
+        )
+    paths = {name: store.partition_path(name, TENANT, day).path for name in DATASETS}
     return {
         "stages_s": t,
         "total_s": sum(t.values()),
-        "raw_rows": raw_rows.num_rows,
-        "stats": stats,
-        "output_rows": {name: table.num_rows for name, table in outputs.items()},
-        "parquet_bytes": written,
-        "write_parquet_s": write_s,
+        "raw_rows": counts["rows_in"],
+        "stats": counts,
+        "output_rows": {name: pq.read_metadata(path).num_rows for name, path in paths.items()},
+        "parquet_bytes": sum(os.path.getsize(path) for path in paths.values()),
         "rss_after_imports_mib": rss_start,
         "peak_rss_mib": _rss_mib(),
     }
@@ -506,18 +542,10 @@ def _ratios(results: dict[str, Any]) -> dict[str, float]:
     stages = tagflow["stages_s"]
     total = tagflow["total_s"]
     # Comparable work: SQL computes spans + 1-minute samples; tagflow's equivalent is everything
-    # up to samples_1m (extract, carry-in, resolve, spans, samples), without roll-ups or Parquet.
+    # up to samples_1m (extract, carry-in, resolve, spans, samples), without roll-ups.
+    # Streamed stages write as they go, so tagflow's side includes writing those files.
     comparable = sum(
-        stages[k]
-        for k in (
-            "read_tags",
-            "read_carry_in",
-            "extract",
-            "resolve_rows",
-            "carry_in_for_day",
-            "spans_for_day",
-            "samples_1m",
-        )
+        stages[k] for k in ("read_tags", "carry_in", "transitions", "spans", "samples_1m")
     )
     ratios = {
         "tagflow_over_floor": total / results["floor"]["floor_s"],

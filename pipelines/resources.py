@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -52,12 +51,6 @@ class SourceDatabase(dg.ConfigurableResource):
         with connection.connect(self.resolved_url()) as conn:
             tenants.require_tenant(conn, tenant)
             return extract.read_carry_in(conn, tenant, day_start)
-
-    def day_chunks(
-        self, tenant: str, day_start: datetime, day_end: datetime, id_chunks: list[list[int]]
-    ) -> Iterator[pa.Table]:
-        """The day's raw rows, one table per group of tag ids, then the rows of other ids."""
-        return extract.stream_day_chunks(self.resolved_url(), tenant, day_start, day_end, id_chunks)
 
 
 def dataset_io_manager(root: str | None = None) -> ParquetDatasetIOManager:

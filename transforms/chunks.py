@@ -6,6 +6,7 @@ equals the day computed at once; memory then follows the chunk size, not the day
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
@@ -61,23 +62,60 @@ def tag_chunks(
     than `max_rows` is a chunk alone); tags only in `carry_in` count as tags. The chunks
     partition both inputs. With no rows and no carry-in, nothing is yielded."""
     carry_names = carry_in.column("tag_name").to_pylist() if carry_in is not None else []
-    carry_from = 0
-    pending = schema.empty_table()
-    stream = iter(rows)
-    while True:
-        batch = next(stream, None)
-        if batch is not None:
-            pending = pa.concat_tables([pending, pa.table(batch).cast(schema)])
-            if not pending.num_rows:
-                continue
-        names, ends = _run_lengths(pending.column("tag_name").combine_chunks())
+    cutter = _Cutter(carry_names, max_rows, max_tags)
+    pending: list[pa.Table] = []
+    rows_pending = tags_pending = 0
+    # A tag larger than max_rows cannot be cut until it ends: retry at doubling sizes, so
+    # that its rows are not re-scanned on every batch.
+    rows_to_try = max_rows
+    for batch in rows:
+        part = pa.table(batch).cast(schema)
+        if not part.num_rows:
+            continue
+        pending.append(part)
+        rows_pending += part.num_rows
+        # Distinct names of this batch (one may also end the previous one): enough to tell
+        # when a cut becomes possible without re-reading what is pending on every batch.
+        tags_pending += len(pc.run_end_encode(part.column("tag_name").combine_chunks()).values)
+        last_name = part.column("tag_name")[-1].as_py()
+        if rows_pending < rows_to_try and tags_pending + cutter.carry_before(last_name) < max_tags:
+            continue
+        buffered = pa.concat_tables(pending)
+        yield from cutter.cut(buffered, carry_in, final=False)
+        rest = buffered.slice(cutter.rows_cut)
+        pending = [rest] if rest.num_rows else []
+        rows_pending = rest.num_rows
+        rows_to_try = max(max_rows, 2 * rows_pending)
+        tags_pending = len(pc.run_end_encode(rest.column("tag_name").combine_chunks()).values)
+    buffered = pa.concat_tables(pending) if pending else schema.empty_table()
+    yield from cutter.cut(buffered, carry_in, final=True)
+
+
+class _Cutter:
+    """Finds chunk boundaries in buffered rows (and the carry-in names not yet chunked)."""
+
+    def __init__(self, carry_names: list[str], max_rows: int, max_tags: int) -> None:
+        self._carry_names, self._max_rows, self._max_tags = carry_names, max_rows, max_tags
+        self._carry_from = 0
+        self.rows_cut = 0
+
+    def carry_before(self, name: str) -> int:
+        """Carry-in tags not yet chunked that sort before `name`."""
+        return bisect.bisect_left(self._carry_names, name, lo=self._carry_from) - self._carry_from
+
+    def cut(
+        self, buffered: pa.Table, carry_in: pa.Table | None, final: bool
+    ) -> Iterator[tuple[pa.Table, pa.Table | None]]:
+        """Yield the chunks complete in `buffered` (all of it if `final`); `rows_cut` is then
+        where the unchunked rest of `buffered` begins."""
+        names, ends = _run_lengths(buffered.column("tag_name").combine_chunks())
+        carry_names = self._carry_names
         # Until the stream ends, the last buffered tag may go on in the next batch, and so
         # may carry-in tags named after it.
-        limit = names[-1] if batch is not None else None
-        complete = len(names) - 1 if batch is not None else len(names)
-        cuts = []
+        limit = None if final or not names else names[-1]
+        complete = len(names) if final else max(len(names) - 1, 0)
         row_at = rows_cut = rows_taken = tags = 0
-        carry_at = carry_cut = carry_from
+        carry_at = carry_cut = self._carry_from
         while True:
             row_name = names[row_at] if row_at < complete else None
             carry_name = carry_names[carry_at] if carry_at < len(carry_names) else None
@@ -91,22 +129,14 @@ def tag_chunks(
                 rows_taken = int(ends[row_at])
                 row_at += 1
             tags += 1
-            if (
-                rows_taken - rows_cut >= max_rows
-                or tags >= max_tags
-                or (batch is None and row_at == complete and carry_at == len(carry_names))
-            ):
-                cuts.append((rows_cut, rows_taken, carry_cut, carry_at))
+            last = final and row_at == complete and carry_at == len(carry_names)
+            if rows_taken - rows_cut >= self._max_rows or tags >= self._max_tags or last:
+                carry = (
+                    None if carry_in is None else carry_in.slice(carry_cut, carry_at - carry_cut)
+                )
+                yield buffered.slice(rows_cut, rows_taken - rows_cut), carry
                 rows_cut, carry_cut, tags = rows_taken, carry_at, 0
-        for row_lo, row_hi, carry_lo, carry_hi in cuts:
-            chunk_carry = (
-                None if carry_in is None else carry_in.slice(carry_lo, carry_hi - carry_lo)
-            )
-            yield pending.slice(row_lo, row_hi - row_lo), chunk_carry
-        pending = pending.slice(rows_cut)
-        carry_from = carry_cut
-        if batch is None:
-            return
+        self.rows_cut, self._carry_from = rows_cut, carry_cut
 
 
 def spans_by_chunk(
