@@ -1,12 +1,17 @@
-"""Runs a benchmark by name: `python -m benchmarks e2e …` or `… transforms …`."""
+"""Runs a benchmark by name: `python -m benchmarks backfill|e2e|ops|transforms …`."""
 
 from __future__ import annotations
 
 import sys
 
-from benchmarks import e2e, transforms
+from benchmarks import backfill, e2e, ops, transforms
 
-BENCHMARKS = {"e2e": e2e.main, "transforms": transforms.main}
+BENCHMARKS = {
+    "backfill": backfill.main,
+    "e2e": e2e.main,
+    "ops": ops.main,
+    "transforms": transforms.main,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -480,7 +480,7 @@ def run_pandas(url: str, subset: int) -> dict[str, Any]:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": machine(),
         "tags": args.tags,
         "rows_requested": args.rows,
     }
@@ -561,7 +561,7 @@ def _ratios(results: dict[str, Any]) -> dict[str, float]:
     return ratios
 
 
-def _machine() -> str:
+def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as handle:

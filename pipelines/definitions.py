@@ -30,8 +30,8 @@ def build_definitions(
         jobs=[all_assets_job],
         schedules=[daily_schedule],
         sensors=[tenant_discovery_sensor, late_data_sensor],
-        # Launched runs (UI, schedules, backfills) spread steps over processes; execute_in_process
-        # (tagflow materialize) ignores this and runs in process.
+        # Launched runs (UI, schedules, backfills) spread steps over processes, or over dask
+        # workers (TAGFLOW_EXECUTOR); execute_in_process (tagflow materialize) ignores this.
         executor=default_executor(),
         resources={
             "source": source_database(source_url),

@@ -13,6 +13,7 @@ import dagster as dg
 from pipelines.partitions import START_DATE, TENANT_DIMENSION, tenant_day_key, tenants
 from pipelines.resources import SourceDatabase
 from pipelines.schedules import TRIGGER_TAG, all_assets_job, previous_utc_day, run_key
+from source import connection, fingerprints
 
 # A new tenant's history starts at the floor; the partitions' first day when unset.
 BACKFILL_FLOOR = os.environ.get("TAGFLOW_BACKFILL_FLOOR", START_DATE)
@@ -201,21 +202,29 @@ tenant_discovery_sensor = build_tenant_discovery_sensor()
 # How many complete days back the late-data sensor re-fingerprints.
 LATE_DATA_LOOKBACK_DAYS = int(os.environ.get("TAGFLOW_LATE_DATA_LOOKBACK_DAYS", "7"))
 LATE_DATA_INTERVAL_SECONDS = 600
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+def recorded_source_versions(instance: dg.DagsterInstance, partitions: list[str]) -> dict[str, str]:
+    """The source fingerprint the latest `transitions` materialisation of each partition was
+    built from (its data version), by partition key; partitions never materialised are absent.
+
+    One query for all of them (the event log indexes data-version tags by partition, which is
+    how Dagster reads data versions itself): a query per tenant-day took 3.5 s of a tick at
+    50 tenants × 7 days."""
+    latest = instance.event_log_storage.get_latest_tags_by_partition(
+        dg.AssetKey("transitions"),
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+        [DATA_VERSION_TAG],
+        asset_partitions=partitions,
+    )
+    return {key: tags[DATA_VERSION_TAG] for key, tags in latest.items() if DATA_VERSION_TAG in tags}
 
 
 def recorded_source_version(instance: dg.DagsterInstance, tenant: str, day: str) -> str | None:
-    """The source fingerprint the latest `transitions` materialisation of a tenant-day was
-    built from (its data version), or None if that partition was never materialised."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey("transitions"),
-            asset_partitions=[str(tenant_day_key(tenant, day))],
-        ),
-        limit=1,
-    ).records
-    if not records:
-        return None
-    return records[0].asset_materialization.tags.get("dagster/data_version")
+    """recorded_source_versions for one tenant-day: None if it was never materialised."""
+    key = str(tenant_day_key(tenant, day))
+    return recorded_source_versions(instance, [key]).get(key)
 
 
 def build_late_data_sensor(
@@ -239,16 +248,26 @@ def build_late_data_sensor(
     )
     def late_data(context: dg.SensorEvaluationContext, source: SourceDatabase):
         last_day = previous_utc_day(clock())
-        days = [last_day - timedelta(days=n) for n in range(lookback_days)]
+        days = sorted(last_day - timedelta(days=n) for n in range(lookback_days))
+        keys = {
+            (tenant, day): str(tenant_day_key(tenant, day.isoformat()))
+            for tenant in sorted(context.instance.get_dynamic_partitions(TENANT_DIMENSION))
+            for day in days
+        }
+        recorded = recorded_source_versions(context.instance, list(keys.values()))
+        # Never materialised: the schedule or a backfill owns it.
+        materialised = [(t, d, key) for (t, d), key in keys.items() if key in recorded]
+        if not materialised:
+            return dg.SkipReason("every recent tenant-day matches its source fingerprint")
         requests = []
-        for tenant in sorted(context.instance.get_dynamic_partitions(TENANT_DIMENSION)):
-            for day in sorted(days):
-                recorded = recorded_source_version(context.instance, tenant, day.isoformat())
-                if recorded is None:
-                    continue  # never materialised: the schedule or a backfill owns it
+        # One session for the whole tick: a connection per tenant-day took 3.9 s of a tick at
+        # 50 tenants × 7 days.
+        with connection.connect(source.resolved_url()) as conn:
+            for tenant, day, key in materialised:
                 start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-                current = source.day_fingerprint(tenant, start, start + timedelta(days=1))
-                if current.version != recorded:
+                end = start + timedelta(days=1)
+                current = fingerprints.day_fingerprint(conn, tenant, start, end)
+                if current.version != recorded[key]:
                     requests.append(
                         dg.RunRequest(
                             # One run per new source state, however often the sensor ticks.

@@ -5,6 +5,9 @@ default multiprocess executor."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -37,7 +40,8 @@ from schemas.arrow import DATASET_SCHEMAS
 from source.connection import libpq_url
 from tagflow.errors import InvalidArgument
 
-PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_CONFIG = PROJECT_ROOT / "dagster.yaml"
 DATED = [name for name in DATASET_SCHEMAS if name != "tags"]
 BUCKET = "tagflow-test"
 
@@ -89,6 +93,51 @@ def test_a_hand_written_instance_file_is_left_alone(tmp_path):
     with pytest.warns(UserWarning, match=PG_URL_ENV):
         prepare_dagster_home(home, PROJECT_CONFIG, {PG_URL_ENV: "postgresql+psycopg2://x/y"})
     assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+
+
+# Says it is ready once its imports are done, then opens the instance when told to go, so
+# that two of them create a fresh home's SQLite schema within a millisecond of each other.
+FIRST_INSTANCE = """
+import sys
+from pipelines.instance import dagster_instance
+print("ready", flush=True)
+sys.stdin.readline()
+instance = dagster_instance()
+try:
+    assert instance.get_runs(limit=1) == []
+finally:
+    instance.dispose()
+"""
+
+
+def test_two_processes_creating_a_fresh_home_at_once_both_succeed(tmp_path):
+    for attempt in range(5):
+        env = {k: v for k, v in os.environ.items() if k != PG_URL_ENV}
+        env["DAGSTER_HOME"] = str(tmp_path / f"home{attempt}")
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", FIRST_INSTANCE],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        for process in processes:
+            assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        for process in processes:
+            _, stderr = process.communicate(timeout=120)
+            assert process.returncode == 0, f"attempt {attempt}: {stderr[-3000:]}"
+        assert (
+            (tmp_path / f"home{attempt}" / "dagster.yaml").read_text().startswith(GENERATED_MARKER)
+        )
 
 
 def dagster_database_url(pg_url: str, database: str) -> str:

@@ -296,8 +296,7 @@ def test_two_concurrent_materialisations_end_with_one_complete_file(
 ):
     root, home = tmp_path / "store", tmp_path / "dagster"
     write_old_version(root, crash_tenant, reference)
-    # An existing Dagster home, as a deployment has: two CLIs creating a fresh home's SQLite
-    # schema at once can collide (see the long trial below).
+    # An existing Dagster home, as a deployment has (a fresh one is the long trial below's).
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     dagster_instance().dispose()
     run_two_at_once(crash_tenant, pg_url, root, home)
@@ -309,11 +308,6 @@ def test_two_concurrent_materialisations_end_with_one_complete_file(
 
 
 @long_trial
-@pytest.mark.xfail(
-    reason="known bug: two first runs on a fresh DAGSTER_HOME race to create its SQLite schema "
-    "('table runs already exists'); pipelines/instance.py needs a lock around the first start",
-    strict=False,
-)
 def test_two_concurrent_first_runs_on_a_fresh_dagster_home_both_succeed(
     crash_tenant, pg_url, reference, tmp_path
 ):
