@@ -91,7 +91,9 @@ class DatasetStore:
         parts = [data] if isinstance(data, pa.Table) else data
         options = {
             "compression": "zstd",
-            "compression_level": 3,
+            # Level 1 writes 1.75x faster than 3 for files 21 % larger (1 M-row day: 67 vs
+            # 55 MiB); a day is written by the pipeline's critical path and read cheaply either way.
+            "compression_level": 1,
             "write_statistics": True,
             # Dictionary pages pay off for repeated strings (tag names, states); on floats and
             # timestamps they are tried and abandoned, which tripled write time and grew files.
