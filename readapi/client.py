@@ -109,7 +109,9 @@ class Client:
     an offset, or pandas Timestamps; end is exclusive. `default_time_range` applies when a
     call gives none; with neither, a call covers everything materialised (up to now when
     the source may fill in). `allow_source=False` makes a read of days not materialised
-    fail with NotMaterialised instead of asking the source database.
+    fail with NotMaterialised instead of asking the source database. `timeout_s` bounds each
+    request to the service, or each read from the source database (SourceUnavailable when a
+    source stops answering mid-read).
     """
 
     def __init__(
@@ -165,9 +167,10 @@ class Client:
                 self.store,
                 self.tenant,
                 CoverageIndex(self.store, cache_ttl_s),
-                TagCatalogue(self.store, source, cache_ttl_s),
+                TagCatalogue(self.store, source, cache_ttl_s, timeout_s),
                 source,
                 max_source_days,
+                timeout_s,
             )
 
     # ------------------------------------------------------------------ plumbing

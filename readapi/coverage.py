@@ -18,7 +18,8 @@ from typing import Generic, TypeVar
 import pyarrow as pa
 
 from io_managers.dataset_store import DatasetStore
-from source.connection import connect
+from readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S
+from source.connection import answer_within, connect
 from source.extract import read_tags
 from tagflow.errors import MissingPartition
 
@@ -84,10 +85,15 @@ class TagCatalogue:
     source's tag_names (for days answered from the source and tags created since)."""
 
     def __init__(
-        self, store: DatasetStore, source_url: str | None, ttl_s: float = DEFAULT_TTL_S
+        self,
+        store: DatasetStore,
+        source_url: str | None,
+        ttl_s: float = DEFAULT_TTL_S,
+        source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
     ) -> None:
         self._store = store
         self._source_url = source_url
+        self._source_timeout_s = source_timeout_s
         self._stored: TtlCache[pa.Table | None] = TtlCache(ttl_s)
         self._source: TtlCache[pa.Table] = TtlCache(ttl_s)
 
@@ -112,7 +118,10 @@ class TagCatalogue:
 
         def load() -> pa.Table:
             assert self._source_url is not None
-            with connect(self._source_url) as conn:
+            with (
+                connect(self._source_url) as conn,
+                answer_within(conn, self._source_timeout_s, "reading the tag list"),
+            ):
                 return read_tags(conn, tenant).sort_by("tag_name")
 
         return self._source.get(tenant, load)

@@ -34,7 +34,7 @@ from readapi.assembly import (
 from readapi.coverage import CoverageIndex, TagCatalogue
 from readapi.errors import InvalidArgument
 from readapi.models import METRIC_DATA, TAG_LIST
-from readapi.source_fallback import SourceDays
+from readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S, SourceDays
 from readapi.store_reader import MATERIALISED_WIDTHS, StoredDays
 from readapi.time_range import ONE_US, TimeRange, to_us
 from schemas.arrow import SAMPLES, SAMPLES_STR
@@ -172,6 +172,7 @@ class TenantReader:
         catalogue: TagCatalogue,
         source_url: str | None = None,
         max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
+        source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
     ) -> None:
         self.tenant = validate_tenant_name(tenant)
         self._store = store
@@ -179,6 +180,7 @@ class TenantReader:
         self._catalogue = catalogue
         self._source_url = source_url or None
         self._max_source_days = max_source_days
+        self._source_timeout_s = source_timeout_s
 
     # ------------------------------------------------------------------ planning
 
@@ -307,7 +309,7 @@ class TenantReader:
         source = None
         if plan.missing:
             assert self._source_url is not None
-            source = SourceDays(self._source_url, self.tenant, tags)
+            source = SourceDays(self._source_url, self.tenant, tags, self._source_timeout_s)
 
         def products(day: date) -> DayProducts:
             return stored if day in plan.stored or source is None else source
@@ -382,7 +384,8 @@ class TenantReader:
         products = self._days_of(plan, tags)
         pieces = pa.concat_tables(map_days(plan, products, lambda p, day: p.spans(day, names)))
         stitched = stitch_spans(pieces, plan.start_us, plan.end_us)
-        return stitched if limit is None else stitched.slice(0, limit)
+        # Clamped: Arrow's slice takes a C long, and any limit past the end means all.
+        return stitched if limit is None else stitched.slice(0, min(limit, stitched.num_rows))
 
     def metric_data(
         self,
@@ -605,12 +608,12 @@ def _check_sampling(
                 f"about {buckets} buckets is too large an answer (at most {MAX_BUCKETS}); use "
                 "a wider bucket_width or a shorter range"
             )
-    if bucket_function not in BUCKET_FUNCTIONS:
+    if not isinstance(bucket_function, str) or bucket_function not in BUCKET_FUNCTIONS:
         raise InvalidArgument(
             f"unsupported bucket_function {str(bucket_function)[:40]!r}: only 'locf' (last "
             "observation carried forward, the step function) is supported"
         )
-    if aggregate not in AGGREGATES:
+    if not isinstance(aggregate, str) or aggregate not in AGGREGATES:
         raise InvalidArgument(
             f"unsupported aggregate_function {str(aggregate)[:40]!r}: use one of "
             + ", ".join(AGGREGATES)

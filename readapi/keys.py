@@ -3,9 +3,10 @@
 Each entry maps one tenant to a salted SHA-256 of one key; a key opens exactly one tenant.
 API keys are 256-bit random tokens, so a fast salted hash is enough (slow password hashes
 exist to protect guessable passwords) and keeps verification within the latency budget.
-Comparisons use hmac.compare_digest, and a request naming an unknown tenant still pays for
-one hash, so timing does not tell which tenants exist. The file is re-read when it changes:
-a revoked key stops working on the next request, without restarting the service.
+Comparisons use hmac.compare_digest, and every check hashes the key against every entry of
+the file whichever tenant it names, so timing does not tell which tenants exist or how many
+keys they have. The file is re-read when it changes: a revoked key stops working on the next
+request, without restarting the service.
 
 Manage keys with `python -m readapi.keys add|revoke|list TENANT` (the file is
 TAGFLOW_KEYS_FILE, default .tagflow/api_keys.json).
@@ -33,8 +34,6 @@ DEFAULT_KEYS_FILE = ".tagflow/api_keys.json"
 FORMAT = "tagflow-api-keys/1"
 _KEY_PREFIX = "tf_"
 _MAX_KEY_LENGTH = 512
-# Hashed when a request names a tenant without keys, so it costs what a real check costs.
-_DUMMY_SALT = bytes(16)
 
 
 def keys_file_from_env() -> Path:
@@ -128,16 +127,13 @@ class KeyStore:
         failure = AuthenticationFailed("missing or invalid API key")
         if not isinstance(key, str) or not key or len(key) > _MAX_KEY_LENGTH:
             raise failure
-        candidates = self.entries(tenant) if tenant is not None else self._load()
         matched: KeyEntry | None = None
-        # Every candidate is hashed and compared (no early exit), so the time spent does
-        # not depend on which entry matched.
-        for entry in candidates:
+        # Every entry is hashed and compared, with no early exit and whatever `tenant` is:
+        # the work is the same for a wrong key, another tenant's key and an unknown tenant.
+        for entry in self._load():
             if hmac.compare_digest(_digest(entry.salt, key), entry.digest):
                 matched = entry
-        if not candidates:
-            hmac.compare_digest(_digest(_DUMMY_SALT, key), bytes(32))
-        if matched is None:
+        if matched is None or (tenant is not None and matched.tenant != tenant):
             raise failure
         return matched.tenant
 
@@ -150,8 +146,10 @@ class KeyStore:
         key_id = secrets.token_hex(4)
         if key is None:
             key = f"{_KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        if not key or len(key) > _MAX_KEY_LENGTH or key != key.strip():
-            raise KeyFileError("an API key must be 1-512 characters without surrounding spaces")
+        # A key travels in an Authorization header: anything but visible ASCII is refused by
+        # HTTP clients or arrives changed, so such a key would be printed once and never work.
+        if not 0 < len(key) <= _MAX_KEY_LENGTH or not all("!" <= c <= "~" for c in key):
+            raise KeyFileError("an API key must be 1-512 visible ASCII characters, no spaces")
         for entry in self._load():
             if hmac.compare_digest(_digest(entry.salt, key), entry.digest):
                 # One key, one tenant: never let a key open a second tenant.

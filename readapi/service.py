@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
 from upath import UPath
 
 from io_managers.dataset_store import DatasetStore
@@ -26,6 +28,7 @@ from readapi.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
 from readapi.engine import DEFAULT_MAX_SOURCE_DAYS, TenantReader
 from readapi.errors import UNAUTHORIZED_MESSAGE, InvalidArgument, wire_error
 from readapi.keys import KeyStore
+from readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S
 from readapi.time_range import TimeRange, parse_duration, parse_time_range, parse_width
 from readapi.wire import ARROW_STREAM, TENANT_HEADER, encode_ipc, json_columns, json_records
 from tagflow.errors import AuthenticationFailed, InvalidName, TagflowError
@@ -48,13 +51,15 @@ class ReadService:
         source_url: str | None = None,
         ttl_s: float = DEFAULT_TTL_S,
         max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
+        source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
     ) -> None:
         self.store = store
         self.keys = keys
         self.source_url = source_url or None
         self.coverage = CoverageIndex(store, ttl_s)
-        self.catalogue = TagCatalogue(store, self.source_url, ttl_s)
+        self.catalogue = TagCatalogue(store, self.source_url, ttl_s, source_timeout_s)
         self.max_source_days = max_source_days
+        self.source_timeout_s = source_timeout_s
 
     def reader(self, tenant: str) -> TenantReader:
         return TenantReader(
@@ -64,6 +69,7 @@ class ReadService:
             self.catalogue,
             self.source_url,
             self.max_source_days,
+            self.source_timeout_s,
         )
 
     def scrub(self, message: str) -> str:
@@ -132,7 +138,8 @@ def _tag_list(value: object) -> list[str] | None:
 def _limit(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 9 or int(value) < 1:
+    # isascii: str.isdigit() also accepts '²' and other digits int() refuses.
+    if not (value.isascii() and value.isdigit()) or len(value) > 9 or int(value) < 1:
         raise InvalidArgument("limit must be a positive integer")
     return int(value)
 
@@ -177,13 +184,16 @@ def create_app(
     source_url: str | None = None,
     ttl_s: float = DEFAULT_TTL_S,
     max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
+    source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
 ) -> FastAPI:
     """The FastAPI application over `store` (a root or a DatasetStore), authenticating with
     `keys` (a KeyStore or keys file; default TAGFLOW_KEYS_FILE) and falling back to
-    `source_url` for days not materialised."""
+    `source_url` for days not materialised, each source read bounded by `source_timeout_s`."""
     dataset_store = store if isinstance(store, DatasetStore) else DatasetStore(store)
     key_store = keys if isinstance(keys, KeyStore) else KeyStore(keys)
-    service = ReadService(dataset_store, key_store, source_url, ttl_s, max_source_days)
+    service = ReadService(
+        dataset_store, key_store, source_url, ttl_s, max_source_days, source_timeout_s
+    )
     app = FastAPI(
         title="tagflow read API",
         version="1",
@@ -206,6 +216,14 @@ def create_app(
         # FastAPI's default body echoes the input; name the parameters only.
         names = sorted({str(e.get("loc", ("", "?"))[-1]) for e in error.errors()})
         return _error_response(400, "invalid_argument", f"invalid parameter(s): {names}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        # Unknown routes, wrong methods and unparsable bodies: the one error body shape.
+        phrase = HTTPStatus(error.status_code).phrase
+        answer = _error_response(error.status_code, phrase.lower().replace(" ", "_"), phrase)
+        answer.headers.update(error.headers or {})
+        return answer
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
@@ -404,6 +422,11 @@ def serve(
     """Run the service with uvicorn (what `tagflow serve` calls)."""
     import uvicorn
 
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        # Arrow's default mimalloc pool keeps freed memory in per-thread heaps: across the
+        # service's worker threads that held about 200 MiB more, still growing after tens of
+        # seconds under load (tests/reliability/test_http_load.py). The operator's choice wins.
+        pa.set_memory_pool(pa.system_memory_pool())
     root = store or os.environ.get("TAGFLOW_STORE") or ".tagflow/store"
     app = create_app(root, keys_file, source_url or os.environ.get("TAGFLOW_SOURCE_URL"))
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import CARRY_IN, RAW_ROWS
-from source.connection import connect
+from source.connection import answer_within, connect
 from source.extract import read_carry_in, stream_day_rows
 from tagflow.time_ranges import day_bounds
 from transforms.rollup import rollup
@@ -21,14 +21,24 @@ from transforms.spans import spans_for_day
 from transforms.transitions import carry_in_for_day, resolve_rows
 
 _TagKey = frozenset[str] | None
+# Wall-time bound of one source read (a day's rows and carry-in, or the tag list): a source
+# that goes silent mid-query must fail the read, not hold a caller or a service thread.
+DEFAULT_SOURCE_TIMEOUT_S = 60.0
 
 
 class SourceDays:
     """One tenant's day products from the source, memoised for the life of one read (a read
     may ask for a day's transitions and its carry-in separately; the source is asked once)."""
 
-    def __init__(self, source_url: str, tenant: str, tags: pa.Table) -> None:
+    def __init__(
+        self,
+        source_url: str,
+        tenant: str,
+        tags: pa.Table,
+        timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
+    ) -> None:
         self._url = source_url
+        self._timeout_s = timeout_s
         self._tenant = tenant
         self._tags = tags
         self._days: dict[tuple[date, _TagKey], tuple[pa.Table, pa.Table, pa.Table]] = {}
@@ -46,20 +56,21 @@ class SourceDays:
         if key not in self._days:
             tags = self._tags_of(tag_names)
             day_start, day_end = day_bounds(day)
-            tag_ids = None
-            if tag_names is not None:
-                ids = tags.column("tag_id").to_numpy()
-                # Rows of other tags in [lo, hi) are dropped as orphans by resolve_rows.
-                tag_ids = (int(ids.min()), int(ids.max()) + 1) if len(ids) else (0, 0)
-            if tag_ids == (0, 0):
+            tag_ids = None if tag_names is None else tags.column("tag_id").to_pylist()
+            if tag_ids == []:
                 # None of the asked tags exists in the source: nothing to ask it.
                 transitions, carry_in = resolve_rows(RAW_ROWS.empty_table(), tags)[0], None
             else:
-                batches = stream_day_rows(
-                    self._url, self._tenant, day_start, day_end, tag_ids=tag_ids
-                )
-                raw_rows = pa.Table.from_batches(list(batches), schema=RAW_ROWS)
-                with connect(self._url) as conn:
+                # One psycopg session for rows and carry-in: its socket is ours to cut
+                # at the deadline (ADBC's is not).
+                with (
+                    connect(self._url) as conn,
+                    answer_within(conn, self._timeout_s, "reading the source"),
+                ):
+                    batches = stream_day_rows(
+                        conn, self._tenant, day_start, day_end, tag_ids=tag_ids
+                    )
+                    raw_rows = pa.Table.from_batches(list(batches), schema=RAW_ROWS)
                     raw_carry_in = read_carry_in(conn, self._tenant, day_start)
                 transitions, _ = resolve_rows(raw_rows, tags)
                 carry_in = carry_in_for_day(raw_carry_in, tags, day_start)

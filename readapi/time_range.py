@@ -93,7 +93,11 @@ def parse_instant(value: object, what: str = "time") -> datetime:
             f"{what} {value.isoformat()} has no time zone; pass an aware time such as "
             "datetime(..., tzinfo=timezone.utc) or '...+00:00'"
         )
-    instant = _ceil_to_us(value).astimezone(UTC)
+    try:
+        instant = _ceil_to_us(value).astimezone(UTC)
+    except OverflowError:
+        # Year 1 or 9999 shifted by its offset leaves the datetime range altogether.
+        raise InvalidTimeRange(f"{what} is outside 1970-01-01 .. 9000-01-01") from None
     if not EARLIEST <= instant < LATEST:
         raise InvalidTimeRange(f"{what} {instant.isoformat()} is outside 1970-01-01 .. 9000-01-01")
     return instant
@@ -114,14 +118,17 @@ def parse_duration(value: object, what: str = "bucket width") -> timedelta:
     if isinstance(value, str):
         text = value.strip().lower()
         sign = -1 if text.startswith("-") else 1
-        body = text.lstrip("+-")
+        body = text[1:] if text.startswith(("+", "-")) else text
         parts = _DURATION_PART.findall(body)
         if not body or len(body) > _MAX_TEXT or "".join(n + u for n, u in parts) != body:
             raise InvalidTimeRange(
                 f"{what} {value[:40]!r} is not a duration; use a timedelta or a string "
                 "like '15m', '1h', '1h30m', '90s', '1d'"
             )
-        value = sign * sum((int(n) * _DURATION_UNITS[u] for n, u in parts), timedelta(0))
+        try:
+            value = sign * sum((int(n) * _DURATION_UNITS[u] for n, u in parts), timedelta(0))
+        except OverflowError:
+            raise InvalidTimeRange(f"{what} must be at most {MAX_WIDTH.days} days") from None
     if not isinstance(value, timedelta):
         raise InvalidTimeRange(f"{what} must be a timedelta or a string like '15m'")
     if getattr(value, "nanoseconds", 0):

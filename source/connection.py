@@ -4,7 +4,10 @@ read-only sessions. Failures surface as SourceUnavailable, free of secrets, host
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +38,16 @@ _LOST = "the connection to the source database was lost; retry later"
 
 # SQLSTATE classes that no retry will fix: bad credentials, unknown database.
 _PERMANENT_SQLSTATES = {"28000", "28P01", "3D000"}
+
+# A TCP peer that vanishes (host down, network partition) is noticed within about a minute
+# instead of the kernel's two hours; a URL's own settings win, Unix sockets ignore them.
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
 
 
 def libpq_url(url: str) -> str:
@@ -80,6 +93,8 @@ def source_conninfo(
         options=options,
         application_name=params.get("application_name") or "tagflow",
     )
+    for name, value in _KEEPALIVES.items():
+        params.setdefault(name, value)
     return pg_conninfo.make_conninfo("", **params)
 
 
@@ -189,3 +204,41 @@ def open_source(source: str | psycopg.Connection) -> Iterator[psycopg.Connection
         yield conn
     finally:
         conn.close()
+
+
+@contextmanager
+def answer_within(conn: psycopg.Connection, seconds: float, action: str) -> Iterator[None]:
+    """Bound the wall time of everything `conn` does inside the block. statement_timeout
+    needs a server that still answers and keepalives a peer that stops acknowledging; a
+    server or proxy that keeps the connection open but goes silent would block libpq
+    forever. At the deadline the socket is shut down, which fails the blocked read at once
+    (and the connection with it) as SourceUnavailable."""
+    lock = threading.Lock()
+    state = {"open": True, "fired": False}
+
+    def cut() -> None:
+        with lock:
+            if not state["open"] or conn.closed:
+                return  # the block ended: the descriptor may already belong to another file
+            state["fired"] = True
+            try:
+                with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, psycopg.Error):
+                return  # the connection broke by itself meanwhile; the block sees that
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except (SourceUnavailable, psycopg.Error):
+        if state["fired"]:
+            raise SourceUnavailable(
+                f"{action}: the source database did not answer within {seconds:g} s; retry later"
+            ) from None
+        raise
+    finally:
+        with lock:
+            state["open"] = False
+        timer.cancel()

@@ -1,5 +1,5 @@
 """Discovery and checking of tenants: a tenant is a schema holding the three source tables
-that the connected role may use."""
+that the connected role may read."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from tagflow.names import validate_tenant_name
 
 SOURCE_TABLES = ("tag_names", "tag_data", "tag_data_str")
 
-# Schemas whose three tables exist and that this role may use: a tenant role connected to
-# the source sees only itself, never the names of other tenants.
+# Schemas whose three tables exist and that this role may read: a tenant role connected to
+# the source sees only itself, never the names of other tenants. SELECT is checked, not only
+# the schema's USAGE, so a stray USAGE grant is an unknown tenant, not a permission error.
 _TENANT_SCHEMAS = """
 SELECT n.nspname
   FROM pg_namespace n
@@ -21,7 +22,8 @@ SELECT n.nspname
           FROM pg_class c
          WHERE c.relnamespace = n.oid
            AND c.relname = ANY(%(tables)s)
-           AND c.relkind IN ('r', 'p', 'v', 'f', 'm')) = 3
+           AND c.relkind IN ('r', 'p', 'v', 'f', 'm')
+           AND has_table_privilege(c.oid, 'SELECT')) = 3
 """
 
 

@@ -118,8 +118,9 @@ def test_crafted_tag_names_reach_no_other_tenant(plant, service_url, crafted):
     raw = f"{service_url}/v1/spans/{name}"
     answer = httpx.get(raw, params=PARAMS, headers={"Authorization": f"Bearer {plant.key(a)}"})
     assert answer.status_code in (400, 404), answer.text
-    # The message may echo the name the caller sent, never data, paths or internals.
-    assert answer.json().get("error", "unknown_tag") in ("unknown_tag", "invalid_name")
+    # The message may echo the name the caller sent, never data, paths or internals. httpx
+    # resolves '..' segments, so some of these paths leave /v1/spans and match no route.
+    assert answer.json()["error"] in ("unknown_tag", "invalid_name", "not_found")
     for secret in (str(plant.root), "value_double", "Traceback", "SELECT"):
         assert secret not in answer.text
     data = httpx.get(

@@ -208,9 +208,9 @@ def kill_trials(
     outcomes = []
     for trial in range(count):
         root = tmp_path / f"store{trial}"
-        # A Dagster home per trial (its rerun shares it): each killed run may leak a slot
-        # of the source_db pool (limit 2), so a home shared by many killed runs ends up with
-        # every later run waiting forever; `shared_home` shows that known bug.
+        # A Dagster home per trial (its rerun shares it), or one for all with `shared_home`:
+        # killed runs used to keep their source_db pool slots (limit 2) and block every later
+        # run of that home, until reap_orphaned_runs freed them.
         home = tmp_path / ("dagster" if shared_home else f"dagster{trial}")
         if trial % 4 != 3:  # most trials replace an old version; some start from nothing
             write_old_version(root, crash_tenant, reference)
@@ -262,14 +262,6 @@ def test_kill_9_sixty_times_and_every_rerun_equals_an_uninterrupted_run(
 
 
 @long_trial
-@pytest.mark.xfail(
-    reason="was a bug: a run killed while a step held a source_db pool slot never freed it, so "
-    "after two kills later runs waited forever; pipelines.materialize.reap_orphaned_runs now "
-    "fails such runs and frees their slots (tests/pipelines/test_orphaned_runs.py); kept "
-    "non-strict until this full 30-trial run has been seen passing",
-    raises=subprocess.TimeoutExpired,
-    strict=False,
-)
 def test_killed_runs_do_not_block_later_runs_of_the_same_dagster_home(
     crash_tenant, pg_url, reference, tmp_path, monkeypatch
 ):

@@ -1,0 +1,136 @@
+"""Tenant isolation at the database role (least privilege). Connected as tenant A's own login
+role, every extraction function reads A exactly as an administrator does: read_tags,
+first_row_time, stream_day_rows (ADBC from a URL and psycopg COPY on a connection),
+stream_day_chunks (what the assets read days with), read_carry_in and day_fingerprint. The
+same role cannot read tenant B: through tagflow's functions B is an UnknownTenant (its schema
+is invisible to A), also when A was granted USAGE on B's schema by mistake, and raw SQL on
+B's tables is refused by PostgreSQL itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pyarrow as pa
+import pytest
+from psycopg import conninfo, sql
+
+from pipelines.synthetic_plant import PlantSummary, generate_plant
+from schemas.arrow import RAW_ROWS
+from source.connection import connect, libpq_url
+from source.extract import (
+    carry_in_query,
+    day_rows_query,
+    first_row_time,
+    read_carry_in,
+    read_tags,
+    stream_day_chunks,
+    stream_day_rows,
+)
+from source.fingerprints import day_fingerprint
+from source.tenants import list_tenants
+from tagflow.errors import UnknownTenant
+from tests.conftest import drop_tenant, unique_tenant_name
+from tests.reliability.test_crash_safety import fingerprint
+
+DAY1 = date(2026, 3, 1)
+D0 = datetime(2026, 3, 2, tzinfo=UTC)  # the second day: it has a carry-in from the first
+D1 = D0 + timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def plant(pg_url: str, admin_conn: psycopg.Connection) -> Iterator[PlantSummary]:
+    names = [unique_tenant_name("role"), unique_tenant_name("role")]
+    summary = generate_plant(
+        pg_url, names, tags=16, days=2, start=DAY1, seed=29, rows_per_tag_day=30
+    )
+    yield summary
+    for name in names:
+        drop_tenant(admin_conn, name)
+
+
+def role_url(pg_url: str, plant: PlantSummary, tenant: str) -> str:
+    """A libpq URL logging in as `tenant`'s own role with its password (its API key)."""
+    return conninfo.make_conninfo(libpq_url(pg_url), user=tenant, password=plant.api_keys[tenant])
+
+
+def rows_hash(table: pa.Table) -> str:
+    """Content hash of raw rows (bit-exact, so NaN rows compare equal), in a total order:
+    the plant holds duplicate rows at one instant, streamed in no particular order."""
+    assert table.num_rows > 0
+    return fingerprint(table.sort_by([(name, "ascending") for name in RAW_ROWS.names]))
+
+
+def day_rows(source: str | psycopg.Connection, tenant: str) -> str:
+    batches = list(stream_day_rows(source, tenant, D0, D1))
+    return rows_hash(pa.Table.from_batches(batches, schema=RAW_ROWS))
+
+
+def day_chunks(url: str, tenant: str, tags: pa.Table) -> str:
+    ids = tags.column("tag_id").to_pylist()
+    chunks = [ids[: len(ids) // 2], ids[len(ids) // 2 :]]
+    return rows_hash(pa.concat_tables(stream_day_chunks(url, tenant, D0, D1, chunks)))
+
+
+def test_extraction_as_the_tenants_own_role_equals_extraction_as_admin(
+    plant: PlantSummary, pg_url: str
+) -> None:
+    a = plant.tenants[0].tenant
+    url = role_url(pg_url, plant, a)
+    with connect(url) as role, connect(pg_url) as admin:
+        assert role.execute("SELECT current_user").fetchone() == (a,)
+        assert list_tenants(role) == [a]
+        assert fingerprint(read_tags(role, a)) == fingerprint(read_tags(admin, a))
+        assert first_row_time(role, a) == first_row_time(admin, a)
+        carry_in = read_carry_in(role, a, D0)
+        assert carry_in.num_rows > 0
+        assert fingerprint(carry_in) == fingerprint(read_carry_in(admin, a, D0))
+        assert day_fingerprint(role, a, D0, D1) == day_fingerprint(admin, a, D0, D1)
+        by_connection = day_rows(role, a)
+        assert by_connection == day_rows(admin, a)
+        tags = read_tags(admin, a)
+    by_url = day_rows(url, a)  # ADBC, its own connection as the role
+    assert by_url == day_rows(pg_url, a) == by_connection
+    assert day_chunks(url, a, tags) == day_chunks(pg_url, a, tags) == by_connection
+
+
+@pytest.mark.parametrize("stray_usage_grant", [False, True], ids=["plain", "usage-granted"])
+def test_a_tenants_role_cannot_read_another_tenant(
+    plant: PlantSummary, pg_url: str, admin_conn: psycopg.Connection, stray_usage_grant: bool
+) -> None:
+    a, b = (t.tenant for t in plant.tenants)
+    schema_b = sql.Identifier(b)
+    if stray_usage_grant:
+        admin_conn.execute(
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema_b, sql.Identifier(a))
+        )
+    try:
+        url = role_url(pg_url, plant, a)
+        with connect(url) as role:
+            assert list_tenants(role) == [a]
+            for read in (
+                lambda: read_tags(role, b),
+                lambda: first_row_time(role, b),
+                lambda: read_carry_in(role, b, D0),
+                lambda: day_fingerprint(role, b, D0, D1),
+                lambda: stream_day_rows(role, b, D0, D1),
+                lambda: stream_day_rows(url, b, D0, D1),
+                lambda: list(stream_day_chunks(url, b, D0, D1, [[1, 2]])),
+            ):
+                with pytest.raises(UnknownTenant) as refused:
+                    read()
+                assert "tag_data" not in str(refused.value)  # no SQL or table names shown
+            # Bypassing tagflow's checks: PostgreSQL refuses the role itself.
+            for query in (
+                sql.SQL("SELECT * FROM {}.tag_names").format(schema_b),
+                day_rows_query(b, D0, D1, None),
+                carry_in_query(b, D0),
+            ):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    role.execute(query)
+    finally:
+        if stray_usage_grant:
+            admin_conn.execute(
+                sql.SQL("REVOKE USAGE ON SCHEMA {} FROM {}").format(schema_b, sql.Identifier(a))
+            )
