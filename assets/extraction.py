@@ -74,7 +74,7 @@ def transitions(context: dg.AssetExecutionContext, source: SourceDatabase, tags:
             source_rows = fingerprints[tenant, day].rows
             output = DayOutput(tenant, day, [], metadata={"source_rows": source_rows})
             output.data = resolved_day_chunks(
-                source.resolved_url(),
+                source.tenant_url(tenant),
                 tenant,
                 tags,
                 day_start,

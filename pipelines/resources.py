@@ -10,15 +10,21 @@ import pyarrow as pa
 
 from io_managers import ParquetDatasetIOManager
 from source import connection, extract, fingerprints, tenants
+from tagflow.names import validate_tenant_name
 
 DEFAULT_STORE = ".tagflow/store"
 DEFAULT_EMBEDDED_PG = ".tagflow/pg"
 
 
 class SourceDatabase(dg.ConfigurableResource):
-    """The tenants' PostgreSQL database (read only). Without a URL, the embedded demo server."""
+    """The tenants' PostgreSQL database (read only). Without a URL, the embedded demo server.
+
+    With `tenant_url_template` (`postgresql://{tenant}@db.internal/plant`, passwords from a
+    PGPASSFILE, never in the URL) each tenant is read with its own least-privilege role, which
+    cannot see other tenants; `url` stays the role that discovers tenants."""
 
     url: str | None = None
+    tenant_url_template: str | None = None
     embedded_dir: str = DEFAULT_EMBEDDED_PG
 
     def resolved_url(self) -> str:
@@ -28,27 +34,34 @@ class SourceDatabase(dg.ConfigurableResource):
 
         return embedded_server_url(Path(self.embedded_dir))
 
+    def tenant_url(self, tenant: str) -> str:
+        """The URL to read `tenant` with: its own role's when a template is set."""
+        if self.tenant_url_template:
+            # replace, not format: a URL may hold braces of its own.
+            return self.tenant_url_template.replace("{tenant}", validate_tenant_name(tenant))
+        return self.resolved_url()
+
     def list_tenants(self) -> list[str]:
         with connection.connect(self.resolved_url()) as conn:
             return tenants.list_tenants(conn)
 
     def read_tags(self, tenant: str) -> pa.Table:
-        with connection.connect(self.resolved_url()) as conn:
+        with connection.connect(self.tenant_url(tenant)) as conn:
             tenants.require_tenant(conn, tenant)
             return extract.read_tags(conn, tenant)
 
     def first_row_time(self, tenant: str) -> datetime | None:
-        with connection.connect(self.resolved_url()) as conn:
+        with connection.connect(self.tenant_url(tenant)) as conn:
             return extract.first_row_time(conn, tenant)
 
     def day_fingerprint(
         self, tenant: str, day_start: datetime, day_end: datetime
     ) -> fingerprints.DayFingerprint:
-        with connection.connect(self.resolved_url()) as conn:
+        with connection.connect(self.tenant_url(tenant)) as conn:
             return fingerprints.day_fingerprint(conn, tenant, day_start, day_end)
 
     def read_carry_in(self, tenant: str, day_start: datetime) -> pa.Table:
-        with connection.connect(self.resolved_url()) as conn:
+        with connection.connect(self.tenant_url(tenant)) as conn:
             tenants.require_tenant(conn, tenant)
             return extract.read_carry_in(conn, tenant, day_start)
 
@@ -60,6 +73,9 @@ def dataset_io_manager(root: str | None = None) -> ParquetDatasetIOManager:
 
 
 def source_database(url: str | None = None) -> SourceDatabase:
+    template = dg.EnvVar("TAGFLOW_SOURCE_URL_TEMPLATE").get_value()
     if url is not None:
-        return SourceDatabase(url=url)
-    return SourceDatabase(url=dg.EnvVar("TAGFLOW_SOURCE_URL").get_value())
+        return SourceDatabase(url=url, tenant_url_template=template)
+    return SourceDatabase(
+        url=dg.EnvVar("TAGFLOW_SOURCE_URL").get_value(), tenant_url_template=template
+    )

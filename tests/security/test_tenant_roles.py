@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
 
+import dagster as dg
 import psycopg
 import pyarrow as pa
 import pytest
 from psycopg import conninfo, sql
 
+from io_managers import DatasetStore
+from pipelines.materialize import materialize_days
 from pipelines.synthetic_plant import PlantSummary, generate_plant
-from schemas.arrow import RAW_ROWS
+from schemas.arrow import DATASET_SCHEMAS, RAW_ROWS
 from source.connection import connect, libpq_url
 from source.extract import (
     carry_in_query,
@@ -134,3 +138,45 @@ def test_a_tenants_role_cannot_read_another_tenant(
             admin_conn.execute(
                 sql.SQL("REVOKE USAGE ON SCHEMA {} FROM {}").format(schema_b, sql.Identifier(a))
             )
+
+
+def role_template(pg_url: str, user: str) -> str:
+    """`pg_url` logging in as `user` (a literal role or the `{tenant}` placeholder), password
+    left to PGPASSFILE."""
+    parts = urlsplit(libpq_url(pg_url))
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+@pytest.fixture
+def role_passwords(plant: PlantSummary, tmp_path, monkeypatch) -> None:
+    """A PGPASSFILE holding each tenant role's password, as a deployment would."""
+    passfile = tmp_path / "pgpass"
+    passfile.write_text("".join(f"*:*:*:{t}:{key}\n" for t, key in plant.api_keys.items()))
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+
+
+def test_materialisation_reads_each_tenant_with_its_own_role(
+    plant: PlantSummary, pg_url: str, role_passwords, monkeypatch, tmp_path
+) -> None:
+    tenant_a, tenant_b = (t.tenant for t in plant.tenants)
+    day, end = DAY1 + timedelta(days=1), DAY1 + timedelta(days=2)
+    instance = dg.DagsterInstance.ephemeral()
+    (admin,) = materialize_days(tenant_a, day, end, instance, pg_url, str(tmp_path / "admin"))
+
+    monkeypatch.setenv("TAGFLOW_SOURCE_URL_TEMPLATE", role_template(pg_url, "{tenant}"))
+    (own,) = materialize_days(tenant_a, day, end, instance, pg_url, str(tmp_path / "own"))
+    assert admin.success and own.success
+    for dataset in DATASET_SCHEMAS:
+        paths = [
+            DatasetStore(tmp_path / kind).partition_path(dataset, tenant_a, day).path
+            for kind in ("admin", "own")
+        ]
+        with open(paths[0], "rb") as first, open(paths[1], "rb") as second:
+            assert first.read() == second.read(), dataset
+
+    # Proof that the template's role is the one reading: B's role cannot see A at all.
+    monkeypatch.setenv("TAGFLOW_SOURCE_URL_TEMPLATE", role_template(pg_url, tenant_b))
+    with pytest.raises(UnknownTenant):
+        materialize_days(tenant_a, day, end, instance, pg_url, str(tmp_path / "wrong"))
