@@ -132,16 +132,19 @@ def _run_each(
 ) -> Iterator[PartitionRun]:
     for group in groups:
         first, last = (tenant_day_key(tenant, day.isoformat()) for day in (group[0], group[-1]))
-        # Range tags make one run cover the days (the assets' backfill policy allows it);
-        # Dagster's own backfills tag their runs the same way.
+        tags, partition_key = _process_tags(), None
+        if len(group) == 1:
+            partition_key = first
+        else:
+            # Range tags make one run cover the days (the assets' backfill policy allows it);
+            # Dagster's own backfills tag their runs the same way.
+            tags[ASSET_PARTITION_RANGE_START_TAG] = str(first)
+            tags[ASSET_PARTITION_RANGE_END_TAG] = str(last)
         result = job.execute_in_process(
+            partition_key=partition_key,
             instance=instance,
             run_config=QUIET_CONSOLE,
             raise_on_error=False,
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: str(first),
-                ASSET_PARTITION_RANGE_END_TAG: str(last),
-                **_process_tags(),
-            },
+            tags=tags,
         )
         yield PartitionRun(tenant, tuple(group), result.run_id, result.success)

@@ -1,5 +1,7 @@
 """`tagflow backfill` through the Dagster instance: the backfill daemon (`dagster-daemon run`)
-launches the range runs, and their files equal an in-process range run's byte for byte."""
+launches the range runs, and their files equal an in-process range run's byte for byte.
+A long trial (TAGFLOW_FULL_RELIABILITY=1); the range runs themselves are tested in CI by
+test_range_backfill.py."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pipelines.instance import PG_URL_ENV, dagster_instance
 from pipelines.materialize import materialize_days
 from tests.pipelines.conftest import DAYS, START
 from tests.pipelines.test_materialize import DATED
+from tests.reliability.trials import long_trial
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -42,6 +45,7 @@ def daemon_env(tmp_path, pg_url):
         yield env
 
 
+@long_trial  # about 3 minutes: the daemon, its code server and a process per step
 def test_cli_backfill_through_the_daemon_runs_ten_days_in_one_run(
     ten_days,
     daemon_env,
