@@ -211,63 +211,30 @@ def first_row_time(conn: psycopg.Connection, tenant: str) -> datetime | None:
     return row[0] if row else None
 
 
-def _id_ranges_outside(ids: Collection[int]) -> list[tuple[int | None, int | None]]:
-    """The [lo, hi) ranges of tag ids not in `ids` (None = unbounded), few when ids are dense
-    (serial keys), so each is one range scan of the (tag_name_id, time) index."""
-    ranges: list[tuple[int | None, int | None]] = []
-    low: int | None = None
-    for tag_id in sorted(set(ids)):
-        if low is None or tag_id > low:
-            ranges.append((low, tag_id))
-        low = tag_id + 1
-    ranges.append((low, None))
-    return ranges
-
-
-def _tag_filter(tag_ids: Collection[int] | None, other_ids: bool) -> sql.Composable:
+def _tag_filter(tag_ids: Collection[int] | None) -> sql.Composable:
     if tag_ids is None:
         return sql.SQL("")
     ids = [int(v) for v in tag_ids]
-    if not other_ids:
-        return sql.SQL("AND tag_name_id = ANY({}::int4[])").format(sql.Literal(ids))
-    bounds = []
-    for low, high in _id_ranges_outside(ids):
-        parts = []
-        if low is not None:
-            parts.append(sql.SQL("tag_name_id >= {}").format(sql.Literal(low)))
-        if high is not None:
-            parts.append(sql.SQL("tag_name_id < {}").format(sql.Literal(high)))
-        bounds.append(sql.SQL("({})").format(sql.SQL(" AND ").join(parts)))
-    return sql.SQL("AND ({})").format(sql.SQL(" OR ").join(bounds))
+    return sql.SQL("AND tag_name_id = ANY({}::int4[])").format(sql.Literal(ids))
 
 
 def _day_query(
-    template: str,
-    tenant: str,
-    d0: datetime,
-    d1: datetime,
-    tag_ids: Collection[int] | None,
-    other_ids: bool = False,
+    template: str, tenant: str, d0: datetime, d1: datetime, tag_ids: Collection[int] | None
 ) -> sql.Composed:
     day = sql.SQL(_DAY_WHERE).format(
-        d0=sql.Literal(d0), d1=sql.Literal(d1), tag_filter=_tag_filter(tag_ids, other_ids)
+        d0=sql.Literal(d0), d1=sql.Literal(d1), tag_filter=_tag_filter(tag_ids)
     )
     return sql.SQL(template).format(s=sql.Identifier(tenant), day=day)
 
 
 def day_rows_query(
-    tenant: str,
-    d0: datetime,
-    d1: datetime,
-    tag_ids: Collection[int] | None = None,
-    other_ids: bool = False,
+    tenant: str, d0: datetime, d1: datetime, tag_ids: Collection[int] | None = None
 ) -> sql.Composed:
     """Both tables' rows of the day in RAW_ROWS column order (also the late-data fingerprint's
-    input, so it covers exactly the rows a partition reads): of every tag, of the tags
-    `tag_ids`, or with `other_ids` of every tag not in `tag_ids`."""
+    input, so it covers exactly the rows a partition reads), of every tag or of `tag_ids`."""
     return sql.SQL("{} UNION ALL {}").format(
-        _day_query(_DAY_NUMERIC, tenant, d0, d1, tag_ids, other_ids),
-        _day_query(_DAY_STRING, tenant, d0, d1, tag_ids, other_ids),
+        _day_query(_DAY_NUMERIC, tenant, d0, d1, tag_ids),
+        _day_query(_DAY_STRING, tenant, d0, d1, tag_ids),
     )
 
 
@@ -425,37 +392,6 @@ def stream_day_rows(
         text = day_rows_query(tenant, d0, d1, tag_ids).as_string(conn)
     batches = _stream_adbc(source, [text], batch_bytes, statement_timeout_s)
     return (batch for batch in batches if batch is not None)
-
-
-def stream_day_chunks(
-    url: str,
-    tenant: str,
-    d0: datetime,
-    d1: datetime,
-    id_chunks: Sequence[Collection[int]],
-    *,
-    batch_bytes: int = DEFAULT_BATCH_BYTES,
-    statement_timeout_s: float | None = None,
-) -> Iterator[pa.Table]:
-    """The rows of both tables with d0 <= time < d1, unresolved, as one RAW_ROWS table per
-    group of tag ids in `id_chunks` (in order), then one of the rows of every other tag id
-    (ids missing from tag_names, which resolution counts as orphans): together, the day.
-
-    Memory holds one chunk; one ADBC connection serves all the queries."""
-    validate_tenant_name(tenant)
-    _check_day(d0, d1)
-    known = [tag_id for chunk in id_chunks for tag_id in chunk]
-    with open_source(url) as conn:
-        require_tenant(conn, tenant)
-        queries = [day_rows_query(tenant, d0, d1, chunk).as_string(conn) for chunk in id_chunks]
-        queries.append(day_rows_query(tenant, d0, d1, known, other_ids=True).as_string(conn))
-    chunk: list[pa.RecordBatch] = []
-    for batch in _stream_adbc(url, queries, batch_bytes, statement_timeout_s):
-        if batch is not None:
-            chunk.append(batch)
-            continue
-        yield pa.Table.from_batches(chunk, schema=RAW_ROWS)
-        chunk = []
 
 
 def carry_in_query(tenant: str, d0: datetime) -> sql.Composed:

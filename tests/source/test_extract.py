@@ -30,7 +30,7 @@ from schemas.arrow import RAW_CARRY_IN, RAW_ROWS, TAGS
 from schemas.source_ddl import bind_variables, create_tenant, split_statements
 from source import extract
 from source.connection import connect, libpq_url, source_conninfo, source_errors
-from source.extract import read_carry_in, read_tags, stream_day_chunks, stream_day_rows
+from source.extract import read_carry_in, read_tags, stream_day_rows
 from source.tenants import list_tenants, require_tenant
 from tagflow.errors import InvalidName, InvalidTimeRange, SourceUnavailable, UnknownTenant
 from tests.conftest import SMALL_PLANT_START, CreatedTenant, drop_tenant, unique_tenant_name
@@ -332,27 +332,17 @@ def test_day_rows_include_midnight_at_start_and_exclude_it_at_end(
     assert got == brute_day_rows(all_rows(source, awkward.name), ts(10), ts(11))
 
 
-def test_day_chunks_partition_the_day_by_tag_groups_then_every_other_id(
-    small_plant: PlantSummary, pg_url: str
-) -> None:
+def test_day_rows_of_listed_tag_ids_only(small_plant: PlantSummary, pg_url: str) -> None:
     tenant = small_plant.tenants[0].tenant
     d0 = small_plant.start + timedelta(days=1)
     whole = extracted_rows(stream_day_rows(pg_url, tenant, d0, d0 + timedelta(days=1)))
-    # Groups out of id order with gaps: ids 4, 6, 8-9 and everything from 13 on are in none.
-    groups = [[3, 1, 2], [7, 5], [10, 12, 11], []]
-    tables = list(stream_day_chunks(pg_url, tenant, d0, d0 + timedelta(days=1), groups))
-    assert len(tables) == len(groups) + 1
-    chunks: list[tuple] = []
-    for group, table in zip(groups, tables, strict=False):
-        rows = extracted_rows(iter(table.to_batches()))
-        assert all(r[0] in group for r in rows)
-        chunks += rows
-    others = extracted_rows(iter(tables[-1].to_batches()))
-    grouped = {tag_id for group in groups for tag_id in group}
-    assert others and all(r[0] not in grouped for r in others)
-    assert multiset(chunks + others) == whole
-    assert {r[0] for r in whole} - grouped == {r[0] for r in others}
-
+    listed = [7, 3, 12, 5]  # any order, with gaps
+    some = extracted_rows(
+        stream_day_rows(pg_url, tenant, d0, d0 + timedelta(days=1), tag_ids=listed)
+    )
+    assert some and some == [r for r in whole if r[0] in listed]
+    none = stream_day_rows(pg_url, tenant, d0, d0 + timedelta(days=1), tag_ids=[])
+    assert extracted_rows(none) == []
 
 
 def test_day_rows_stream_in_bounded_batches(small_plant: PlantSummary, pg_url: str) -> None:
