@@ -23,7 +23,7 @@ from io_managers.dataset_store import UNDATED_DATASETS, DatasetStore
 from tagflow.errors import TagflowError
 
 # The column whose range a materialisation reports, per dataset (default: bucket_start).
-_TIME_COLUMNS = {"tags": None, "transitions": "time", "carry_in": "time", "spans": "begin_at"}
+_TIME_COLUMNS = {"transitions": "time", "carry_in": "time", "spans": "begin_at"}
 
 
 def tenant_and_day(partition_key: str | dg.MultiPartitionKey) -> tuple[str, date]:
@@ -52,8 +52,8 @@ class DayOutput:
 class StoredDays:
     """The stored partitions of one upstream dataset that a run reads, one tenant-day each."""
 
-    def __init__(self, store: DatasetStore, dataset: str, keys: Iterable[tuple[str, date]]):
-        self._store, self._dataset, self.keys = store, dataset, sorted(keys)
+    def __init__(self, store: DatasetStore, dataset: str) -> None:
+        self._store, self._dataset = store, dataset
 
     def read(self, tenant: str, day: date) -> pa.Table:
         return self._store.read(self._dataset, tenant, day)
@@ -141,13 +141,12 @@ class ParquetDatasetIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pa.Table | StoredDays:
         dataset = context.asset_key.path[-1]
         store = self.store()
-        keys = {tenant_and_day(key) for key in context.asset_partition_keys}
         if dataset in UNDATED_DATASETS:
-            tenants = {tenant for tenant, _ in keys}
+            tenants = {tenant_and_day(key)[0] for key in context.asset_partition_keys}
             if len(tenants) != 1:
                 raise dg.DagsterInvariantViolationError("a run covers exactly one tenant")
             return store.read(dataset, tenants.pop())
-        return StoredDays(store, dataset, keys)
+        return StoredDays(store, dataset)
 
 
 def _run_metadata(per_day: dict[tuple[str, date], dict[str, Any]]) -> dict[str, Any]:

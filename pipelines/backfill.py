@@ -4,11 +4,13 @@ UI shows them with their runs, checks and reruns."""
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
+from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 from dagster._core.execution.backfill import (
     BULK_ACTION_TERMINAL_STATUSES,
     BulkActionStatus,
@@ -50,7 +52,7 @@ def submit_backfill(
     source_database(source_url).read_tags(tenant)  # UnknownTenant now, not in the daemon
     if not instance.has_dynamic_partition(TENANT_DIMENSION, tenant):
         instance.add_dynamic_partitions(TENANT_DIMENSION, [tenant])
-    asset_graph = build_definitions(source_url).resolve_asset_graph()
+    asset_graph = _asset_graph()
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id=make_new_backfill_id(),
         asset_graph=asset_graph,
@@ -73,7 +75,7 @@ def backfill_state(instance: dg.DagsterInstance, backfill_id: str) -> BackfillSt
     backfill = instance.get_backfill(backfill_id)
     if backfill is None:
         raise KeyError(backfill_id)
-    data = backfill.get_asset_backfill_data(build_definitions().resolve_asset_graph())
+    data = backfill.get_asset_backfill_data(_asset_graph())
     done, total = (
         len(subset.get_partitions_subset(LAST_ASSET)) if LAST_ASSET in subset.asset_keys else 0
         for subset in (data.materialized_subset, data.target_subset)
@@ -88,6 +90,12 @@ def backfill_state(instance: dg.DagsterInstance, backfill_id: str) -> BackfillSt
         succeeded=backfill.status
         in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED),
     )
+
+
+@functools.cache
+def _asset_graph() -> BaseAssetGraph:
+    """The assets and their partitions (resources play no part): built once, not per poll."""
+    return build_definitions().resolve_asset_graph()
 
 
 def backfill_daemon_running(instance: dg.DagsterInstance) -> bool:

@@ -3,7 +3,7 @@ bounded batches) and the per-tag carry-in before the day, found with index look-
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -244,32 +244,24 @@ def _as_raw_rows(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=RAW_ROWS)
 
 
-def _adbc_batches(conn: Any, query: str, batch_bytes: int) -> Iterator[pa.RecordBatch]:
-    cursor = conn.cursor()
-    try:
-        cursor.adbc_statement.set_options(
-            **{"adbc.postgresql.batch_size_hint_bytes": str(batch_bytes)}
-        )
-        cursor.execute(query)
-        for batch in cursor.fetch_record_batch():
-            if batch.num_rows:
-                yield _as_raw_rows(batch)
-    finally:
-        cursor.close()
-
-
 def _stream_adbc(
-    url: str, queries: Sequence[str], batch_bytes: int, statement_timeout_s: float | None
-) -> Iterator[pa.RecordBatch | None]:
-    """Each query's result batches in turn, each query's end marked by None; one ADBC
-    connection serves them all."""
+    url: str, query: str, batch_bytes: int, statement_timeout_s: float | None
+) -> Iterator[pa.RecordBatch]:
     kwargs = {} if statement_timeout_s is None else {"statement_timeout_s": statement_timeout_s}
     conn = connect_adbc(url, **kwargs)
     try:
         with source_errors("reading the day's rows"):
-            for query in queries:
-                yield from _adbc_batches(conn, query, batch_bytes)
-                yield None
+            cursor = conn.cursor()
+            try:
+                cursor.adbc_statement.set_options(
+                    **{"adbc.postgresql.batch_size_hint_bytes": str(batch_bytes)}
+                )
+                cursor.execute(query)
+                for batch in cursor.fetch_record_batch():
+                    if batch.num_rows:
+                        yield _as_raw_rows(batch)
+            finally:
+                cursor.close()
     finally:
         conn.close()
 
@@ -390,8 +382,7 @@ def stream_day_rows(
     with open_source(source) as conn:
         require_tenant(conn, tenant)
         text = day_rows_query(tenant, d0, d1, tag_ids).as_string(conn)
-    batches = _stream_adbc(source, [text], batch_bytes, statement_timeout_s)
-    return (batch for batch in batches if batch is not None)
+    return _stream_adbc(source, text, batch_bytes, statement_timeout_s)
 
 
 def carry_in_query(tenant: str, d0: datetime) -> sql.Composed:
