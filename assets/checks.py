@@ -4,12 +4,11 @@ import warnings
 
 import dagster as dg
 
-from assets.run_partitions import run_days
-from io_managers import ParquetDatasetIOManager
-from pipelines.partitions import tenant_day_key, tenant_days
-from schemas.arrow import DATASET_SCHEMAS
-from schemas.dataset_checks import CheckOutcome, validate_partition
-from tagflow.time_ranges import day_bounds
+from tagflow.assets.partitions import run_days, tenant_day_key, tenant_days
+from tagflow.io_managers import ParquetDatasetIOManager
+from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.dataset_checks import CheckOutcome, validate_partition
+from tagflow.time_range import day_bounds
 
 # Every dataset has a check; its schema list is the one definition of the datasets.
 CHECKED_DATASETS = tuple(DATASET_SCHEMAS)

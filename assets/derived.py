@@ -6,13 +6,12 @@ from datetime import timedelta
 import dagster as dg
 import pyarrow as pa
 
-from assets.extraction import OWNERS
-from assets.run_partitions import run_days
-from io_managers.parquet_io_manager import DayOutput, StoredDays
-from pipelines.partitions import BACKFILL_POLICY, tenant_days
-from schemas.arrow import SAMPLES, SAMPLES_STR
-from tagflow.time_ranges import day_bounds
-from transforms.chunks import rollup_by_chunk, samples_by_chunk, spans_by_chunk
+from tagflow.assets.extraction import OWNERS
+from tagflow.assets.partitions import BACKFILL_POLICY, run_days, tenant_days
+from tagflow.io_managers.parquet_io_manager import DayOutput, StoredDays
+from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
+from tagflow.time_range import day_bounds
+from tagflow.transforms.chunks import rollup_by_chunk, samples_by_chunk, spans_by_chunk
 
 SPANS_DOC = (
     "Periods of constant value (runs) of every tag intersecting the day: raw_begin_at/raw_end_at "

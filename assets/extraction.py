@@ -5,13 +5,12 @@ from collections.abc import Iterator
 import dagster as dg
 import pyarrow as pa
 
-from assets.run_partitions import run_days
-from io_managers.parquet_io_manager import DayOutput
-from pipelines.extraction_stream import resolved_day_chunks
-from pipelines.partitions import BACKFILL_POLICY, tenant_days
-from pipelines.resources import SourceDatabase
-from tagflow.time_ranges import day_bounds
-from transforms.transitions import carry_in_for_day
+from tagflow.assets.partitions import BACKFILL_POLICY, run_days, tenant_days
+from tagflow.assets.resources import SourceDatabase
+from tagflow.io_managers.parquet_io_manager import DayOutput
+from tagflow.source.day_stream import resolved_day_chunks
+from tagflow.time_range import day_bounds
+from tagflow.transforms.transitions import carry_in_for_day
 
 OWNERS = ["team:tagflow"]
 SOURCE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.e2e import RESULTS_DIR, machine
-from pipelines.embedded_pg import temporary_server
-from pipelines.synthetic_plant import generate_plant
+from tagflow.demo.synthetic_plant import generate_plant
+from tagflow.source.embedded import temporary_server
 
 TENANT = "backfill"
 START = date(2026, 1, 1)

@@ -10,10 +10,10 @@ from typing import TypeVar
 
 import pyarrow as pa
 
-from transforms.rollup import rollup
-from transforms.samples import samples
-from transforms.spans import spans_for_day
-from transforms.transitions import carry_in_for_day, resolve_rows
+from tagflow.transforms.rollup import rollup
+from tagflow.transforms.samples import samples
+from tagflow.transforms.spans import spans_for_day
+from tagflow.transforms.transitions import carry_in_for_day, resolve_rows
 
 Result = TypeVar("Result")
 

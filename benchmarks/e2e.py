@@ -42,11 +42,11 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from benchmarks.day_pipeline import timed
-from pipelines.embedded_pg import temporary_server
-from pipelines.synthetic_plant import PlantRows, load_plant_rows, plant_rows
-from schemas.arrow import DATASET_SCHEMAS
-from schemas.source_ddl import create_tenant
-from source.connection import connect, connect_adbc, libpq_url
+from tagflow.demo.synthetic_plant import PlantRows, load_plant_rows, plant_rows
+from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.source_ddl import create_tenant
+from tagflow.source.connection import connect, connect_adbc, libpq_url
+from tagflow.source.embedded import temporary_server
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 DAY_END = DAY + timedelta(days=1)
@@ -175,7 +175,10 @@ def drain_copy_psql(psql: Path, url: str, query_text: str) -> None:
 def fixed_numeric_buffer(url: str) -> bytes:
     """The numeric rows as the psycopg path's fixed-width COPY tuples, header and trailer
     stripped: what one numpy.frombuffer decodes."""
-    from source.extract import _DAY_NUMERIC_FIXED, _day_query  # the exact query tagflow sends
+    from tagflow.source.extract import (  # the exact query tagflow sends
+        _DAY_NUMERIC_FIXED,
+        _day_query,
+    )
 
     query = _day_query(_DAY_NUMERIC_FIXED, TENANT, DAY, DAY_END, None)
     chunks: list[bytes] = []
@@ -188,7 +191,7 @@ def fixed_numeric_buffer(url: str) -> bytes:
 
 
 def adbc_stream(url: str) -> int:
-    from source.extract import stream_day_rows
+    from tagflow.source.extract import stream_day_rows
 
     return sum(b.num_rows for b in stream_day_rows(url, TENANT, DAY, DAY_END))
 
@@ -200,13 +203,13 @@ def adbc_stream(url: str) -> int:
 def run_tagflow(url: str, store_root: str) -> dict[str, Any]:
     """The day through tagflow's own stages in the asset graph's order, each streaming chunks
     of whole tags into its Parquet file as the assets do (without Dagster); peak RSS."""
-    from io_managers.dataset_store import DatasetStore
-    from pipelines.extraction_stream import resolved_day_chunks
-    from schemas.arrow import SAMPLES, SAMPLES_STR
-    from source.extract import read_carry_in, read_tags
-    from source.fingerprints import day_fingerprint
-    from transforms.chunks import rollup_by_chunk, samples_by_chunk, spans_by_chunk
-    from transforms.transitions import carry_in_for_day
+    from tagflow.io_managers.dataset_store import DatasetStore
+    from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
+    from tagflow.source.day_stream import resolved_day_chunks
+    from tagflow.source.extract import read_carry_in, read_tags
+    from tagflow.source.fingerprints import day_fingerprint
+    from tagflow.transforms.chunks import rollup_by_chunk, samples_by_chunk, spans_by_chunk
+    from tagflow.transforms.transitions import carry_in_for_day
 
     rss_start = _rss_mib()
     store, day = DatasetStore(store_root), DAY.date()
@@ -507,7 +510,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 args.repeat, lambda: drain_copy_psql(psql, url, query_text)
             )
         floor["adbc_arrow_s"], _ = _best_of(args.repeat, lambda: adbc_stream(url))
-        from source.extract import _decode_fixed  # the fixed-width decode tagflow's COPY uses
+        from tagflow.source.extract import (
+            _decode_fixed,  # the fixed-width decode tagflow's COPY uses
+        )
 
         buffer = fixed_numeric_buffer(url)
         floor["numpy_decode_numeric_s"], _ = _best_of(args.repeat, lambda: _decode_fixed(buffer))

@@ -33,9 +33,9 @@ from typing import Any
 import dagster as dg
 
 from benchmarks.e2e import RESULTS_DIR, machine
-from pipelines.embedded_pg import temporary_server
-from pipelines.instance import prepare_dagster_home
-from pipelines.synthetic_plant import MIN_TAGS, generate_plant
+from tagflow.demo.synthetic_plant import MIN_TAGS, generate_plant
+from tagflow.pipelines.instance import prepare_dagster_home
+from tagflow.source.embedded import temporary_server
 
 TARGET_S = 5.0
 SOURCE_DAYS = 8  # rows over the late-data sensor's 7-day lookback and the day before it
@@ -43,7 +43,7 @@ SOURCE_DAYS = 8  # rows over the late-data sensor's 7-day lookback and the day b
 LOAD_DEFINITIONS = """
 import json, time
 began = time.perf_counter()
-from pipelines.definitions import defs
+from tagflow.pipelines.definitions import defs
 imported = time.perf_counter()
 repository = defs.get_repository_def()
 repository.get_all_jobs()
@@ -90,8 +90,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     start = today - timedelta(days=args.days)
     # Read when pipelines.partitions is imported, which must come after this line.
     os.environ["TAGFLOW_START_DATE"] = start.isoformat()
-    from pipelines import partitions
-    from pipelines.definitions import build_definitions
+    from tagflow.pipelines import partitions
+    from tagflow.pipelines.definitions import build_definitions
 
     if partitions.START_DATE != start.isoformat():
         raise RuntimeError("pipelines.partitions was imported before TAGFLOW_START_DATE was set")
@@ -182,7 +182,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def record_stale_transitions(instance: dg.DagsterInstance, tenants: list[str], today: date) -> None:
     """A `transitions` materialisation of each tenant's last 7 complete days, with a data
     version no fingerprint has, so the late-data sensor computes and requests every one."""
-    from pipelines.partitions import tenant_day_key
+    from tagflow.assets.partitions import tenant_day_key
 
     for tenant in tenants:
         for back in range(1, 8):

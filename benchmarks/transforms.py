@@ -21,14 +21,13 @@ import pandas as pd
 import pyarrow as pa
 
 from benchmarks.day_pipeline import run_day
-from schemas.arrow import RAW_CARRY_IN, RAW_ROWS, TAGS, TS
-from transforms import pieces
+from tagflow.schemas.arrow import RAW_CARRY_IN, RAW_ROWS, TAGS, TS
+from tagflow.transforms import pieces
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 DAY_US = 86_400_000_000
 DAY_START_US = (DAY - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 WORDS = np.array(["alarm", "auto", "fault", "idle", "manual", "off", "on", "run", "stop", "wait"])
-
 
 
 def _timestamps(us: np.ndarray) -> pa.Array:

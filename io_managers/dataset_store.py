@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from upath import UPath
 
-from schemas.arrow import DATASET_SCHEMAS
 from tagflow.errors import MissingPartition, TagflowError
 from tagflow.names import validate_tenant_name
+from tagflow.schemas.arrow import DATASET_SCHEMAS
 
 # Datasets with one file per tenant instead of one per tenant-day.
 UNDATED_DATASETS = frozenset({"tags"})

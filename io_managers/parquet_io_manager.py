@@ -19,8 +19,12 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from io_managers.dataset_store import UNDATED_DATASETS, DatasetStore
 from tagflow.errors import TagflowError
+from tagflow.io_managers.dataset_store import UNDATED_DATASETS, DatasetStore
+
+# The partition dimensions every dataset is stored by (one file per tenant × day).
+TENANT_DIMENSION = "tenant"
+DATE_DIMENSION = "date"
 
 # The column whose range a materialisation reports, per dataset (default: bucket_start).
 _TIME_COLUMNS = {"transitions": "time", "carry_in": "time", "spans": "begin_at"}
@@ -33,7 +37,7 @@ def tenant_and_day(partition_key: str | dg.MultiPartitionKey) -> tuple[str, date
             f"expected a tenant × date partition key, got {partition_key!r}"
         )
     keys = partition_key.keys_by_dimension
-    return keys["tenant"], date.fromisoformat(keys["date"])
+    return keys[TENANT_DIMENSION], date.fromisoformat(keys[DATE_DIMENSION])
 
 
 @dataclass

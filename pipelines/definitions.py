@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import checks, derived, extraction
-from pipelines.instance import default_executor
-from pipelines.resources import dataset_io_manager, source_database
-from pipelines.schedules import all_assets_job, daily_schedule
-from pipelines.sensors import late_data_sensor, tenant_discovery_sensor
+from tagflow.assets import checks, derived, extraction
+from tagflow.assets.resources import dataset_io_manager, source_database
+from tagflow.pipelines.instance import default_executor
+from tagflow.pipelines.schedules import all_assets_job, daily_schedule
+from tagflow.pipelines.sensors import late_data_sensor, tenant_discovery_sensor
 
 ASSETS = [
     extraction.tags,

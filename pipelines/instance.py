@@ -196,7 +196,7 @@ def _dask_executor(env: Mapping[str, str]) -> dg.ExecutorDefinition:
         )
     try:
         # dask is an optional extra: deployments on the multiprocess executor do without it.
-        from pipelines.dask_executor import dask_executor
+        from tagflow.pipelines.dask_executor import dask_executor
     except ModuleNotFoundError as exc:
         if exc.name not in {"dask", "distributed"}:
             raise

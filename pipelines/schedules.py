@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from pipelines.partitions import START_DATE, TENANT_DIMENSION, tenant_day_key
+from tagflow.assets.partitions import START_DATE, TENANT_DIMENSION, tenant_day_key
 
 DEFAULT_CRON = "30 0 * * *"
 # Partitions are UTC days, so the schedule ticks in UTC too: "yesterday" is then the same day

@@ -10,10 +10,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from pipelines.partitions import START_DATE, TENANT_DIMENSION, tenant_day_key, tenants
-from pipelines.resources import SourceDatabase
-from pipelines.schedules import TRIGGER_TAG, all_assets_job, previous_utc_day, run_key
-from source import connection, fingerprints
+from tagflow.assets.partitions import START_DATE, TENANT_DIMENSION, tenant_day_key, tenants
+from tagflow.assets.resources import SourceDatabase
+from tagflow.pipelines.schedules import TRIGGER_TAG, all_assets_job, previous_utc_day, run_key
+from tagflow.source import connection, fingerprints
 
 # A new tenant's history starts at the floor; the partitions' first day when unset.
 BACKFILL_FLOOR = os.environ.get("TAGFLOW_BACKFILL_FLOOR", START_DATE)

@@ -10,8 +10,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from readapi.client import Client
-    from readapi.errors import (
+    from tagflow.readapi.client import Client
+    from tagflow.readapi.errors import (
         AuthenticationFailed,
         InvalidArgument,
         InvalidName,
@@ -22,18 +22,18 @@ if TYPE_CHECKING:
         UnknownTag,
         UnknownTenant,
     )
-    from readapi.models import Span, Tag
-    from readapi.time_range import TimeRange
+    from tagflow.readapi.models import Span, Tag
+    from tagflow.time_range import TimeRange
 
-# Imported on first use, so `python -m readapi.keys` and the service do not pay for pandas
+# Imported on first use, so `tagflow keys` and the service do not pay for pandas
 # and the client transports they do not need.
 _HOMES = {
-    "Client": "readapi.client",
-    "Span": "readapi.models",
-    "Tag": "readapi.models",
-    "TimeRange": "readapi.time_range",
+    "Client": "tagflow.readapi.client",
+    "Span": "tagflow.readapi.models",
+    "Tag": "tagflow.readapi.models",
+    "TimeRange": "tagflow.time_range",
     **{
-        name: "readapi.errors"
+        name: "tagflow.readapi.errors"
         for name in (
             "AuthenticationFailed",
             "InvalidArgument",
@@ -68,4 +68,4 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _HOMES:
         return getattr(import_module(_HOMES[name]), name)
-    raise AttributeError(f"module 'readapi' has no attribute {name!r}")
+    raise AttributeError(f"module 'tagflow.readapi' has no attribute {name!r}")

@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from readapi.models import SPAN_LIST
-from schemas.arrow import RAW_CARRY_IN, TS
-from transforms.columns import NO_TIME, datetime_to_us, time_us, us_to_time
-from transforms.transitions import carry_in_for_day
+from tagflow.readapi.models import SPAN_LIST
+from tagflow.schemas.arrow import RAW_CARRY_IN, TS
+from tagflow.transforms.columns import NO_TIME, datetime_to_us, time_us, us_to_time
+from tagflow.transforms.transitions import carry_in_for_day
 
 US_PER_S = 1_000_000
 MINUTE_US = 60 * US_PER_S

@@ -17,12 +17,14 @@ import pandas as pd
 import pyarrow as pa
 from upath import UPath
 
-from io_managers.dataset_store import DatasetStore
-from readapi.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
-from readapi.engine import DEFAULT_MAX_SOURCE_DAYS, TenantReader
-from readapi.errors import InvalidArgument
-from readapi.http_transport import DEFAULT_TIMEOUT_S, HttpTransport, public_address
-from readapi.models import (
+from tagflow.errors import AuthenticationFailed
+from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.names import validate_tag_name, validate_tenant_name
+from tagflow.readapi.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
+from tagflow.readapi.engine import DEFAULT_MAX_SOURCE_DAYS, TenantReader
+from tagflow.readapi.errors import InvalidArgument
+from tagflow.readapi.http_transport import DEFAULT_TIMEOUT_S, HttpTransport, public_address
+from tagflow.readapi.models import (
     Span,
     Tag,
     metric_frame,
@@ -30,9 +32,7 @@ from readapi.models import (
     tags_from_table,
     wide_frame,
 )
-from readapi.time_range import TimeRange, parse_duration, parse_time_range, parse_width
-from tagflow.errors import AuthenticationFailed
-from tagflow.names import validate_tag_name, validate_tenant_name
+from tagflow.time_range import TimeRange, parse_duration, parse_time_range, parse_width
 
 TimeRangeLike = TimeRange | tuple[object, object] | list[object]
 

@@ -17,11 +17,11 @@ from typing import Generic, TypeVar
 
 import pyarrow as pa
 
-from io_managers.dataset_store import DatasetStore
-from readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S
-from source.connection import answer_within, connect
-from source.extract import read_tags
 from tagflow.errors import MissingPartition
+from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S
+from tagflow.source.connection import answer_within, connect
+from tagflow.source.extract import read_tags
 
 # The last dataset each branch of the asset graph writes for a day.
 COVERAGE_DATASETS = ("spans", "samples_str_1d")

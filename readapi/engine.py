@@ -16,8 +16,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from io_managers.dataset_store import DatasetStore
-from readapi.assembly import (
+from tagflow.errors import (
+    InvalidTimeRange,
+    MissingPartition,
+    NotMaterialised,
+    SourceUnavailable,
+    UnknownTag,
+    UnknownTenant,
+)
+from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.names import validate_tag_name, validate_tenant_name
+from tagflow.readapi.assembly import (
     AGGREGATES,
     NUMERIC_ONLY,
     BucketGrid,
@@ -31,26 +40,16 @@ from readapi.assembly import (
     stitch_spans,
     wide_samples,
 )
-from readapi.coverage import CoverageIndex, TagCatalogue
-from readapi.errors import InvalidArgument
-from readapi.models import METRIC_DATA, TAG_LIST
-from readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S, SourceDays
-from readapi.store_reader import MATERIALISED_WIDTHS, StoredDays
-from readapi.time_range import ONE_US, TimeRange, to_us
-from schemas.arrow import SAMPLES, SAMPLES_STR
-from tagflow.errors import (
-    InvalidTimeRange,
-    MissingPartition,
-    NotMaterialised,
-    SourceUnavailable,
-    UnknownTag,
-    UnknownTenant,
-)
-from tagflow.names import validate_tag_name, validate_tenant_name
-from tagflow.time_ranges import day_bounds
-from transforms.columns import time_us
-from transforms.rollup import rollup
-from transforms.samples import samples
+from tagflow.readapi.coverage import CoverageIndex, TagCatalogue
+from tagflow.readapi.errors import InvalidArgument
+from tagflow.readapi.models import METRIC_DATA, TAG_LIST
+from tagflow.readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S, SourceDays
+from tagflow.readapi.store_reader import MATERIALISED_WIDTHS, StoredDays
+from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
+from tagflow.time_range import ONE_US, TimeRange, day_bounds, to_us
+from tagflow.transforms.columns import time_us
+from tagflow.transforms.rollup import rollup
+from tagflow.transforms.samples import samples
 
 # Missing days one read may compute from the source: each costs the production database a
 # day's extract, so a read over months of unmaterialised history is refused, not attempted.

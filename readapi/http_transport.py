@@ -11,11 +11,11 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pyarrow as pa
 
-from readapi.errors import error_from_wire
-from readapi.time_range import TimeRange, format_duration
-from readapi.wire import ARROW_STREAM, TENANT_HEADER, decode_ipc
 from tagflow.errors import SourceUnavailable, TagflowError
 from tagflow.names import validate_tag_name
+from tagflow.readapi.errors import error_from_wire
+from tagflow.readapi.wire import ARROW_STREAM, TENANT_HEADER, decode_ipc
+from tagflow.time_range import TimeRange, format_duration
 
 DEFAULT_TIMEOUT_S = 60.0
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pyarrow as pa
 
-from schemas.arrow import TS
+from tagflow.schemas.arrow import TS
 
 # get_tags: the tags dataset without value_kind.
 TAG_LIST = pa.schema(

@@ -23,16 +23,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 from upath import UPath
 
-from io_managers.dataset_store import DatasetStore
-from readapi.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
-from readapi.engine import DEFAULT_MAX_SOURCE_DAYS, TenantReader
-from readapi.errors import UNAUTHORIZED_MESSAGE, InvalidArgument, wire_error
-from readapi.keys import KeyStore
-from readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S
-from readapi.time_range import TimeRange, parse_duration, parse_time_range, parse_width
-from readapi.wire import ARROW_STREAM, TENANT_HEADER, encode_ipc, json_columns, json_records
 from tagflow.errors import AuthenticationFailed, InvalidName, TagflowError
+from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.names import validate_tenant_name
+from tagflow.readapi.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
+from tagflow.readapi.engine import DEFAULT_MAX_SOURCE_DAYS, TenantReader
+from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE, InvalidArgument, wire_error
+from tagflow.readapi.keys import KeyStore
+from tagflow.readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S
+from tagflow.readapi.wire import ARROW_STREAM, TENANT_HEADER, encode_ipc, json_columns, json_records
+from tagflow.time_range import TimeRange, parse_duration, parse_time_range, parse_width
 
 log = logging.getLogger(__name__)
 

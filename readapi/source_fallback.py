@@ -11,14 +11,14 @@ from datetime import date, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.arrow import CARRY_IN, RAW_ROWS
-from source.connection import answer_within, connect
-from source.extract import read_carry_in, stream_day_rows
-from tagflow.time_ranges import day_bounds
-from transforms.rollup import rollup
-from transforms.samples import samples
-from transforms.spans import spans_for_day
-from transforms.transitions import carry_in_for_day, resolve_rows
+from tagflow.schemas.arrow import CARRY_IN, RAW_ROWS
+from tagflow.source.connection import answer_within, connect
+from tagflow.source.extract import read_carry_in, stream_day_rows
+from tagflow.time_range import day_bounds
+from tagflow.transforms.rollup import rollup
+from tagflow.transforms.samples import samples
+from tagflow.transforms.spans import spans_for_day
+from tagflow.transforms.transitions import carry_in_for_day, resolve_rows
 
 _TagKey = frozenset[str] | None
 # Wall-time bound of one source read (a day's rows and carry-in, or the tag list): a source

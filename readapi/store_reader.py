@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 import pyarrow as pa
 
-from io_managers.dataset_store import DatasetStore
+from tagflow.io_managers.dataset_store import DatasetStore
 
 # Widths the assets materialise, coarsest first (the order in which roll-ups are preferred).
 MATERIALISED_WIDTHS: dict[str, timedelta] = {

@@ -14,7 +14,7 @@ import pandas as pd
 import pandera.pandas as pa_pd
 import pyarrow as pa
 
-from schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.arrow import DATASET_SCHEMAS
 
 # twa, first and last may exceed [min, max] by float rounding of the time-weighted sum.
 _REL_TOL = 1e-9

@@ -32,7 +32,7 @@ class DdlStatement:
 
 def source_schema_sql() -> str:
     """The DDL script shipped as package data of `schemas`."""
-    return files("schemas").joinpath("source_schema.sql").read_text(encoding="utf-8")
+    return files("tagflow.schemas").joinpath("source_schema.sql").read_text(encoding="utf-8")
 
 
 def split_statements(script: str) -> list[DdlStatement]:

@@ -12,11 +12,11 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from schemas.arrow import RAW_CARRY_IN, RAW_ROWS, TAGS, TS
-from source.connection import connect_adbc, open_source, source_errors
-from source.tenants import require_tenant
 from tagflow.errors import InvalidTimeRange
 from tagflow.names import validate_tenant_name
+from tagflow.schemas.arrow import RAW_CARRY_IN, RAW_ROWS, TAGS, TS
+from tagflow.source.connection import connect_adbc, open_source, source_errors
+from tagflow.source.tenants import require_tenant
 
 DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 _STRING_BATCH_ROWS = 65_536

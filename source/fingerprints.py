@@ -15,9 +15,9 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
-from source.connection import source_errors
-from source.extract import carry_in_query, day_rows_query
-from source.tenants import require_tenant
+from tagflow.source.connection import source_errors
+from tagflow.source.extract import carry_in_query, day_rows_query
+from tagflow.source.tenants import require_tenant
 
 # Order-independent checksums: the sum of a 64-bit hash of each row's text form (the session
 # runs in UTC and PostgreSQL prints floats exactly, so the text is stable). Summed as numeric,

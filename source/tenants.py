@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import psycopg
 
-from source.connection import source_errors
 from tagflow.errors import InvalidName, UnknownTenant
 from tagflow.names import validate_tenant_name
+from tagflow.source.connection import source_errors
 
 SOURCE_TABLES = ("tag_names", "tag_data", "tag_data_str")
 

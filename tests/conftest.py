@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pipelines.embedded_pg import temporary_server
-from pipelines.synthetic_plant import PlantSummary, demo_api_key, generate_plant
-from schemas.source_ddl import create_tenant
-from source.connection import libpq_url
+from tagflow.demo.synthetic_plant import PlantSummary, demo_api_key, generate_plant
+from tagflow.schemas.source_ddl import create_tenant
+from tagflow.source.connection import libpq_url
+from tagflow.source.embedded import temporary_server
 
 SMALL_PLANT_START = date(2026, 3, 1)
 

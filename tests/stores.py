@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from io_managers import DatasetStore
-from readapi.source_fallback import SourceDays
-from schemas.arrow import DATASET_SCHEMAS
-from source.connection import connect
-from source.extract import read_tags
+from tagflow.io_managers import DatasetStore
+from tagflow.readapi.source_fallback import SourceDays
+from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.source.connection import connect
+from tagflow.source.extract import read_tags
 
 WIDTHS = ("1m", "1h", "1d")
 

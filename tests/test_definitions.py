@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from pipelines.definitions import defs
-from pipelines.partitions import tenant_days
+from tagflow.assets.partitions import tenant_days
+from tagflow.pipelines.definitions import defs
 
 DATASETS = {
     "tags",

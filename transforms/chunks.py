@@ -14,10 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.arrow import TRANSITIONS
-from transforms.rollup import rollup
-from transforms.samples import samples
-from transforms.spans import spans_for_day
+from tagflow.schemas.arrow import TRANSITIONS
+from tagflow.transforms.rollup import rollup
+from tagflow.transforms.samples import samples
+from tagflow.transforms.spans import spans_for_day
 
 # Bounds of one chunk: its rows, and its tags (each tag costs a day of 1-minute buckets in
 # the samples stage whatever its row count).

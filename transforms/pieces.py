@@ -17,7 +17,7 @@ from typing import TypeVar
 import numpy as np
 import pyarrow as pa
 
-from transforms.columns import (
+from tagflow.transforms.columns import (
     NO_TIME,
     equals_string,
     float_values,
@@ -26,7 +26,7 @@ from transforms.columns import (
     string_codes,
     time_us,
 )
-from transforms.tag_order import TagOrder
+from tagflow.transforms.tag_order import TagOrder
 
 # Tags are processed in chunks of about this many rows of work (see map_tag_chunks): the
 # temporaries of a chunk stay small, so memory is reused instead of freshly faulted in, and two

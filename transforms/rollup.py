@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.arrow import SAMPLES, SAMPLES_STR
-from transforms.columns import (
+from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
+from tagflow.transforms.columns import (
     float_values,
     is_null,
     nullable_float,
@@ -25,7 +25,7 @@ from transforms.columns import (
     us_to_time,
     width_to_us,
 )
-from transforms.segments import (
+from tagflow.transforms.segments import (
     first_and_last_index,
     held_by_string,
     segment_starts,

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
-from schemas.arrow import SAMPLES, SAMPLES_STR
-from transforms.columns import (
+from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
+from tagflow.transforms.columns import (
     nullable_float,
     offset_to_us,
     strings_by_code,
@@ -23,14 +23,14 @@ from transforms.columns import (
     width_to_us,
     window_to_us,
 )
-from transforms.pieces import Pieces, map_tag_chunks
-from transforms.segments import (
+from tagflow.transforms.pieces import Pieces, map_tag_chunks
+from tagflow.transforms.segments import (
     first_and_last_index,
     held_by_string,
     segment_starts,
     segment_sums,
 )
-from transforms.tag_order import TagOrder
+from tagflow.transforms.tag_order import TagOrder
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from transforms.columns import strings_by_code
+from tagflow.transforms.columns import strings_by_code
 
 
 def segment_starts(*keys: np.ndarray) -> np.ndarray:

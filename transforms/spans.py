@@ -13,10 +13,10 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 
-from schemas.arrow import SPANS
-from transforms.columns import nullable_float, strings_by_code, us_to_time, window_to_us
-from transforms.pieces import Pieces, map_tag_chunks
-from transforms.tag_order import TagOrder
+from tagflow.schemas.arrow import SPANS
+from tagflow.transforms.columns import nullable_float, strings_by_code, us_to_time, window_to_us
+from tagflow.transforms.pieces import Pieces, map_tag_chunks
+from tagflow.transforms.tag_order import TagOrder
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)

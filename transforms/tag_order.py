@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.columns import NO_TIME, time_us
+from tagflow.transforms.columns import NO_TIME, time_us
 
 # A dense id → rank table is used while it stays this small relative to the tag count;
 # beyond it (sparse ids) a binary search over the sorted ids does the look-up.

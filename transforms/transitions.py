@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.arrow import CARRY_IN, TRANSITIONS
-from transforms.columns import (
+from tagflow.schemas.arrow import CARRY_IN, TRANSITIONS
+from tagflow.transforms.columns import (
     NO_TIME,
     bool_values,
     datetime_to_us,
@@ -25,7 +25,7 @@ from transforms.columns import (
     time_us,
     us_to_time,
 )
-from transforms.tag_order import TagOrder
+from tagflow.transforms.tag_order import TagOrder
 
 _KIND_NAMES = pa.array(["numeric", "string"], type=pa.string())
 

@@ -10,9 +10,9 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from io_managers import DatasetStore, ParquetDatasetIOManager
-from schemas.arrow import TRANSITIONS
 from tagflow.errors import InvalidName, MissingPartition
+from tagflow.io_managers import DatasetStore, ParquetDatasetIOManager
+from tagflow.schemas.arrow import TRANSITIONS
 
 DAY = date(2026, 3, 2)
 
@@ -46,7 +46,7 @@ def test_partition_written_at_hive_path_with_zstd_and_statistics(tmp_path):
 
 
 def test_tags_dataset_has_no_date_level(tmp_path):
-    from schemas.arrow import TAGS
+    from tagflow.schemas.arrow import TAGS
 
     DatasetStore(tmp_path).write("tags", "acme", DAY, TAGS.empty_table())
     assert (tmp_path / "tags" / "tenant=acme" / "part-0.parquet").is_file()

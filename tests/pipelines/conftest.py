@@ -4,7 +4,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from pipelines.synthetic_plant import generate_plant
+from tagflow.demo.synthetic_plant import generate_plant
 from tests.conftest import drop_tenant, unique_tenant_name
 
 START = date(2026, 3, 1)

@@ -16,9 +16,9 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 
-from io_managers import DatasetStore
-from pipelines.instance import PG_URL_ENV, dagster_instance
-from pipelines.materialize import materialize_days
+from tagflow.cli.runs import materialize_days
+from tagflow.io_managers import DatasetStore
+from tagflow.pipelines.instance import PG_URL_ENV, dagster_instance
 from tests.pipelines.conftest import DAYS, START
 from tests.pipelines.test_materialize import DATED
 from tests.reliability.trials import long_trial

@@ -15,18 +15,18 @@ import dagster as dg
 import pytest
 from distributed import Client, LocalCluster, get_task_stream
 
-from pipelines.definitions import build_definitions
-from pipelines.instance import (
+from tagflow.assets.partitions import tenant_day_key, tenant_days
+from tagflow.cli.runs import QUIET_CONSOLE, materialize_days
+from tagflow.errors import InvalidArgument
+from tagflow.pipelines.definitions import build_definitions
+from tagflow.pipelines.instance import (
     DASK_ADDRESS_ENV,
     EXECUTOR_ENV,
     PG_URL_ENV,
     dagster_instance,
     default_executor,
 )
-from pipelines.materialize import QUIET_CONSOLE, materialize_days
-from pipelines.partitions import tenant_day_key, tenant_days
-from pipelines.schedules import all_assets_job
-from tagflow.errors import InvalidArgument
+from tagflow.pipelines.schedules import all_assets_job
 
 
 def test_the_executor_is_chosen_by_the_environment():

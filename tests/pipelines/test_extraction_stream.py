@@ -8,14 +8,14 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
-from pipelines.extraction_stream import resolved_day_chunks
-from pipelines.synthetic_plant import generate_plant
-from schemas.arrow import RAW_ROWS
-from source.connection import connect
-from source.extract import read_tags, stream_day_rows
+from tagflow.demo.synthetic_plant import generate_plant
+from tagflow.schemas.arrow import RAW_ROWS
+from tagflow.source.connection import connect
+from tagflow.source.day_stream import resolved_day_chunks
+from tagflow.source.extract import read_tags, stream_day_rows
+from tagflow.transforms.transitions import resolve_rows
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.reliability.test_crash_safety import fingerprint
-from transforms.transitions import resolve_rows
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 DAY_END = DAY + timedelta(days=1)

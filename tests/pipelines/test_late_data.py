@@ -7,11 +7,11 @@ import dagster as dg
 import pytest
 from psycopg import sql
 
-from pipelines.materialize import materialize_days
-from pipelines.resources import SourceDatabase
-from pipelines.sensors import build_late_data_sensor, recorded_source_version
-from source.connection import connect
-from source.fingerprints import day_fingerprint
+from tagflow.assets.resources import SourceDatabase
+from tagflow.cli.runs import materialize_days
+from tagflow.pipelines.sensors import build_late_data_sensor, recorded_source_version
+from tagflow.source.connection import connect
+from tagflow.source.fingerprints import day_fingerprint
 
 NOW = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
 

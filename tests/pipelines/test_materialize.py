@@ -10,12 +10,12 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
-from io_managers import DatasetStore
-from pipelines.definitions import build_definitions
-from pipelines.materialize import materialize_days
-from pipelines.partitions import tenant_day_key, tenant_days
-from schemas.arrow import DATASET_SCHEMAS
+from tagflow.assets.partitions import tenant_day_key, tenant_days
+from tagflow.cli.runs import materialize_days
 from tagflow.errors import InvalidTimeRange, UnknownTenant
+from tagflow.io_managers import DatasetStore
+from tagflow.pipelines.definitions import build_definitions
+from tagflow.schemas.arrow import DATASET_SCHEMAS
 
 DATED = [name for name in DATASET_SCHEMAS if name != "tags"]
 
@@ -123,7 +123,7 @@ def test_cli_materialize_writes_files_and_records_a_successful_run(small_plant, 
         "TAGFLOW_STORE": str(tmp_path / "store"),
         "TAGFLOW_SOURCE_URL": pg_url,
     }
-    command = [sys.executable, "-m", "pipelines.cli", "materialize", "--tenant", tenant,
+    command = [sys.executable, "-m", "tagflow.cli", "materialize", "--tenant", tenant,
                "--start", "2026-03-02", "--end", "2026-03-03"]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -138,7 +138,7 @@ def test_cli_materialize_writes_files_and_records_a_successful_run(small_plant, 
 
 def test_cli_rejects_hostile_tenant_with_clear_error(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster")}
-    command = [sys.executable, "-m", "pipelines.cli", "materialize", "--tenant",
+    command = [sys.executable, "-m", "tagflow.cli", "materialize", "--tenant",
                "x; drop schema acme", "--start", "2026-03-02", "--end", "2026-03-03",
                "--store", str(tmp_path / "store")]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

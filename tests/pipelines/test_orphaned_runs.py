@@ -9,7 +9,7 @@ import sys
 import dagster as dg
 from dagster._core.storage.dagster_run import DagsterRun
 
-from pipelines.materialize import HOST_TAG, PID_TAG, reap_orphaned_runs
+from tagflow.cli.runs import HOST_TAG, PID_TAG, reap_orphaned_runs
 
 
 def started_run(instance: dg.DagsterInstance, pid: int, host: str) -> str:

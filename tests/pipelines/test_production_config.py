@@ -23,9 +23,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from upath import UPath
 
-from io_managers import DatasetStore
-from pipelines.definitions import build_definitions
-from pipelines.instance import (
+from tagflow.assets.partitions import tenant_day_key, tenant_days
+from tagflow.cli.runs import QUIET_CONSOLE, materialize_days
+from tagflow.errors import InvalidArgument
+from tagflow.io_managers import DatasetStore
+from tagflow.pipelines.definitions import build_definitions
+from tagflow.pipelines.instance import (
     GENERATED_MARKER,
     PG_URL_ENV,
     dagster_instance,
@@ -33,12 +36,9 @@ from pipelines.instance import (
     max_concurrent_from_env,
     prepare_dagster_home,
 )
-from pipelines.materialize import QUIET_CONSOLE, materialize_days
-from pipelines.partitions import tenant_day_key, tenant_days
-from pipelines.schedules import all_assets_job
-from schemas.arrow import DATASET_SCHEMAS
-from source.connection import libpq_url
-from tagflow.errors import InvalidArgument
+from tagflow.pipelines.schedules import all_assets_job
+from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.source.connection import libpq_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_CONFIG = PROJECT_ROOT / "dagster.yaml"
@@ -99,7 +99,7 @@ def test_a_hand_written_instance_file_is_left_alone(tmp_path):
 # that two of them create a fresh home's SQLite schema within a millisecond of each other.
 FIRST_INSTANCE = """
 import sys
-from pipelines.instance import dagster_instance
+from tagflow.pipelines.instance import dagster_instance
 print("ready", flush=True)
 sys.stdin.readline()
 instance = dagster_instance()

@@ -5,9 +5,9 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from io_managers import DatasetStore
-from pipelines.materialize import materialize_days
-from schemas.arrow import DATASET_SCHEMAS
+from tagflow.cli.runs import materialize_days
+from tagflow.io_managers import DatasetStore
+from tagflow.schemas.arrow import DATASET_SCHEMAS
 from tests.pipelines.conftest import DAYS, START
 from tests.pipelines.test_materialize import DATED, source_rows_in_range
 

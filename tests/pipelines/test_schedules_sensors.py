@@ -10,15 +10,15 @@ import dagster as dg
 import pytest
 from psycopg import sql
 
-from pipelines.definitions import build_definitions
-from pipelines.partitions import TENANT_DIMENSION, tenant_day_key
-from pipelines.resources import SourceDatabase
-from pipelines.schedules import (
+from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
+from tagflow.assets.resources import SourceDatabase
+from tagflow.pipelines.definitions import build_definitions
+from tagflow.pipelines.schedules import (
     DEFAULT_CRON,
     build_daily_schedule,
     daily_schedule,
 )
-from pipelines.sensors import build_tenant_discovery_sensor
+from tagflow.pipelines.sensors import build_tenant_discovery_sensor
 from tests.conftest import drop_tenant
 
 EARLY_ROW = datetime(2026, 2, 15, 6, 0, tzinfo=UTC)

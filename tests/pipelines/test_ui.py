@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pipelines.instance import PG_URL_ENV, dagster_instance
-from pipelines.partitions import START_DATE, TENANT_DIMENSION
+from tagflow.assets.partitions import START_DATE, TENANT_DIMENSION
+from tagflow.pipelines.instance import PG_URL_ENV, dagster_instance
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"

@@ -19,14 +19,14 @@ import pytest
 import uvicorn
 from psycopg import sql
 
-from io_managers import DatasetStore
-from pipelines.materialize import materialize_days
-from pipelines.synthetic_plant import PlantSummary
-from readapi.keys import KeyStore
-from readapi.service import create_app
-from schemas.arrow import DATASET_SCHEMAS
+from tagflow.cli.runs import materialize_days
+from tagflow.demo.synthetic_plant import PlantSummary
+from tagflow.io_managers import DatasetStore
+from tagflow.readapi.keys import KeyStore
+from tagflow.readapi.service import create_app
+from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.transforms.columns import datetime_to_us
 from tests.transforms.reference import RawRow, Reference, Tag
-from transforms.columns import datetime_to_us
 
 DATED_DATASETS = [name for name in DATASET_SCHEMAS if name != "tags"]
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from readapi.models import Span
+from tagflow.readapi.models import Span
+from tagflow.transforms.columns import datetime_to_us
 from tests.transforms.reference import Reference
-from transforms.columns import datetime_to_us
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIELD = {

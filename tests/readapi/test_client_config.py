@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from readapi import (
+from tagflow.readapi import (
     AuthenticationFailed,
     Client,
     InvalidArgument,
@@ -121,8 +121,9 @@ def test_readapi_imports_neither_assets_nor_pipelines():
     import sys
 
     code = (
-        "import sys, readapi.client, readapi.service, readapi.keys\n"
-        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'assets', 'pipelines'})\n"
+        "import sys, tagflow.readapi.client, tagflow.readapi.service, tagflow.readapi.keys\n"
+        "bad = sorted({m.split('.')[1] for m in sys.modules if m.startswith('tagflow.')}"
+        " & {'assets', 'pipelines', 'cli'})\n"
         "print(bad)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

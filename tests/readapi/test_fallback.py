@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pipelines.materialize import materialize_days
-from pipelines.synthetic_plant import generate_plant
-from readapi import Client, NotMaterialised
+from tagflow.cli.runs import materialize_days
+from tagflow.demo.synthetic_plant import generate_plant
+from tagflow.readapi import Client, NotMaterialised
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.readapi.conftest import copy_days, reference_of
 from tests.readapi.expected import (

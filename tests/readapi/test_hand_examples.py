@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pipelines.materialize import materialize_days
-from readapi import Client, Span
-from schemas.source_ddl import create_tenant
+from tagflow.cli.runs import materialize_days
+from tagflow.readapi import Client, Span
+from tagflow.schemas.source_ddl import create_tenant
 from tests.conftest import drop_tenant, unique_tenant_name
 
 D1 = datetime(2026, 3, 1, tzinfo=UTC)

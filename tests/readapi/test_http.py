@@ -13,8 +13,8 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from readapi import Client, InvalidArgument, InvalidTimeRange, UnknownTag
-from readapi.wire import ARROW_STREAM, decode_ipc
+from tagflow.readapi import Client, InvalidArgument, InvalidTimeRange, UnknownTag
+from tagflow.readapi.wire import ARROW_STREAM, decode_ipc
 
 D1 = datetime(2026, 3, 1, tzinfo=UTC)
 # Includes day 4, which is not materialised: both transports fall back to the source.
@@ -200,7 +200,7 @@ def test_tagflow_serve_runs_the_service(plant, keys_file, pg_url, tmp_path):
     command = [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "tagflow.cli",
         "serve",
         "--store",
         str(plant.root),
@@ -241,6 +241,6 @@ def _free_port() -> int:
 
 def test_arrow_ipc_round_trip_keeps_types():
     table = pa.table({"time": pa.array([D1], pa.timestamp("us", tz="UTC")), "x": [float("nan")]})
-    from readapi.wire import encode_ipc
+    from tagflow.readapi.wire import encode_ipc
 
     assert decode_ipc(encode_ipc(table)).schema == table.schema

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from readapi import AuthenticationFailed, Client, UnknownTag
-from readapi.keys import KeyStore
-from readapi.service import create_app
+from tagflow.readapi import AuthenticationFailed, Client, UnknownTag
+from tagflow.readapi.keys import KeyStore
+from tagflow.readapi.service import create_app
 from tests.readapi.conftest import BackgroundServer
 
 D1 = datetime(2026, 3, 1, tzinfo=UTC)

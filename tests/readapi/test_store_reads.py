@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import io_managers.dataset_store as dataset_store
-from io_managers import DatasetStore
-from schemas.arrow import TRANSITIONS
+import tagflow.io_managers.dataset_store as dataset_store
 from tagflow.errors import MissingPartition
+from tagflow.io_managers import DatasetStore
+from tagflow.schemas.arrow import TRANSITIONS
 
 DAY = date(2026, 3, 1)
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from io_managers import DatasetStore
-from readapi import Client
+from tagflow.io_managers import DatasetStore
+from tagflow.readapi import Client
 from tests.readapi.conftest import copy_days
 from tests.readapi.expected import (
     active_tag_names,

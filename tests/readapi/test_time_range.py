@@ -5,7 +5,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from readapi.time_range import (
+from tagflow.errors import InvalidTimeRange
+from tagflow.time_range import (
     TimeRange,
     format_duration,
     parse_duration,
@@ -13,7 +14,6 @@ from readapi.time_range import (
     parse_time_range,
     parse_width,
 )
-from tagflow.errors import InvalidTimeRange
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -14,9 +14,9 @@ import pyarrow.compute as pc
 import pytest
 from psycopg import sql
 
-from io_managers import DatasetStore
-from pipelines.materialize import materialize_days
-from schemas.arrow import DATASET_SCHEMAS
+from tagflow.cli.runs import materialize_days
+from tagflow.io_managers import DatasetStore
+from tagflow.schemas.arrow import DATASET_SCHEMAS
 from tests.pipelines.test_materialize import check_evaluations, source_rows_in_range
 
 DAY = date(2026, 3, 2)
@@ -111,7 +111,7 @@ def load_corpus(conn, tenant: str) -> None:
 @pytest.fixture(scope="module")
 def corpus(pg_url, admin_conn, tmp_path_factory):
     """The corpus tenant, materialised for 03-01 and 03-02 in one ephemeral instance."""
-    from schemas.source_ddl import create_tenant
+    from tagflow.schemas.source_ddl import create_tenant
     from tests.conftest import drop_tenant, unique_tenant_name
 
     tenant = unique_tenant_name("bad")

@@ -23,11 +23,11 @@ import pyarrow.dataset as pads
 import pyarrow.ipc as ipc
 import pytest
 
-from io_managers import DatasetStore
-from pipelines.instance import dagster_instance
-from pipelines.synthetic_plant import generate_plant
-from readapi import Client, NotMaterialised
-from schemas.arrow import DATASET_SCHEMAS
+from tagflow.demo.synthetic_plant import generate_plant
+from tagflow.io_managers import DatasetStore
+from tagflow.pipelines.instance import dagster_instance
+from tagflow.readapi import Client, NotMaterialised
+from tagflow.schemas.arrow import DATASET_SCHEMAS
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.reliability.trials import FULL, SEED, long_trial, trials
 
@@ -51,7 +51,7 @@ def cli(tenant: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "tagflow.cli",
         "materialize",
         "--tenant",
         tenant,

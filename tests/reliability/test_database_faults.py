@@ -17,18 +17,18 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from io_managers import DatasetStore
-from pipelines.definitions import build_definitions
-from pipelines.embedded_pg import embedded_server_url, stop_embedded_server
-from pipelines.materialize import materialize_days
-from pipelines.partitions import tenant_day_key
-from pipelines.synthetic_plant import generate_plant
-from readapi import Client
-from readapi.keys import KeyStore
-from readapi.service import create_app
-from schemas.arrow import DATASET_SCHEMAS
-from source.connection import libpq_url
+from tagflow.assets.partitions import tenant_day_key
+from tagflow.cli.runs import materialize_days
+from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.errors import SourceUnavailable
+from tagflow.io_managers import DatasetStore
+from tagflow.pipelines.definitions import build_definitions
+from tagflow.readapi import Client
+from tagflow.readapi.keys import KeyStore
+from tagflow.readapi.service import create_app
+from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.source.connection import libpq_url
+from tagflow.source.embedded import embedded_server_url, stop_embedded_server
 from tests.readapi.conftest import BackgroundServer
 from tests.reliability.test_crash_safety import fingerprint
 from tests.reliability.trials import long_trial

@@ -23,8 +23,8 @@ import httpx
 import psycopg
 import pytest
 
-from pipelines.synthetic_plant import generate_plant
-from readapi.keys import KeyStore
+from tagflow.demo.synthetic_plant import generate_plant
+from tagflow.readapi.keys import KeyStore
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.reliability.trials import trials
 from tests.stores import materialise_from_source
@@ -76,7 +76,7 @@ def server(pg_url: str, admin_conn: psycopg.Connection, tmp_path_factory) -> Ite
     command = [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "tagflow.cli",
         "serve",
         f"--store={folder / 'store'}",
         f"--port={port}",

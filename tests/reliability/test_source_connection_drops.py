@@ -21,12 +21,12 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
-from pipelines.synthetic_plant import generate_plant
-from readapi import Client
-from readapi.keys import KeyStore
-from readapi.service import create_app
-from source.connection import libpq_url
+from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.errors import SourceUnavailable
+from tagflow.readapi import Client
+from tagflow.readapi.keys import KeyStore
+from tagflow.readapi.service import create_app
+from tagflow.source.connection import libpq_url
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.readapi.conftest import BackgroundServer
 

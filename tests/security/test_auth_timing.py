@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-import readapi.keys
-from readapi.keys import FORMAT, KeyEntry, KeyStore, _digest
-from readapi.service import create_app
+from tagflow.readapi import keys as keys_module
+from tagflow.readapi.keys import FORMAT, KeyEntry, KeyStore, _digest
+from tagflow.readapi.service import create_app
 from tests.readapi.conftest import BackgroundServer
 
 # Enough stored keys that checking one key costs milliseconds: the cost an early return
@@ -95,7 +95,7 @@ def test_every_failure_gets_the_same_answer_after_the_same_work(service, monkeyp
         hashed[-1] += 1
         return _digest(salt, key)
 
-    monkeypatch.setattr(readapi.keys, "_digest", counting_digest)
+    monkeypatch.setattr(keys_module, "_digest", counting_digest)
     answers, work = set(), {}
     with httpx.Client(base_url=service.url) as http:
         http.get("/v1/tags")  # the keys file is parsed once, outside the counts

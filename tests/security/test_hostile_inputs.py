@@ -31,14 +31,14 @@ from hypothesis import strategies as st
 from psycopg import conninfo, sql
 from typer.testing import CliRunner
 
-from pipelines.cli import app as cli_app
-from pipelines.materialize import days_in_range
-from pipelines.synthetic_plant import generate_plant
-from readapi import Client
-from readapi.keys import KeyStore
-from readapi.service import create_app
-from source.connection import libpq_url
+from tagflow.cli.app import app as cli_app
+from tagflow.cli.runs import days_in_range
+from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.errors import TagflowError
+from tagflow.readapi import Client
+from tagflow.readapi.keys import KeyStore
+from tagflow.readapi.service import create_app
+from tagflow.source.connection import libpq_url
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.readapi.conftest import BackgroundServer
 from tests.stores import materialise_from_source

@@ -20,13 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from io_managers import DatasetStore
-from pipelines.materialize import materialize_days
-from readapi import Client
-from readapi.keys import KeyStore
-from readapi.service import create_app
-from schemas.arrow import DATASET_SCHEMAS
+from tagflow.cli.runs import materialize_days
 from tagflow.errors import InvalidName, UnknownTenant
+from tagflow.io_managers import DatasetStore
+from tagflow.readapi import Client
+from tagflow.readapi.keys import KeyStore
+from tagflow.readapi.service import create_app
+from tagflow.schemas.arrow import DATASET_SCHEMAS
 from tests.readapi.conftest import BackgroundServer
 
 # A URL no server listens on: reaching it would raise SourceUnavailable, not InvalidName.
@@ -205,7 +205,7 @@ def test_cli_refuses_hostile_tenants_without_a_trace_or_a_store(name, tmp_path):
     command = [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "tagflow.cli",
         "materialize",
         "--tenant",
         name,

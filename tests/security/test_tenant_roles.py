@@ -18,13 +18,14 @@ import pyarrow as pa
 import pytest
 from psycopg import conninfo, sql
 
-from io_managers import DatasetStore
-from pipelines.extraction_stream import resolved_day_chunks
-from pipelines.materialize import materialize_days
-from pipelines.synthetic_plant import PlantSummary, generate_plant
-from schemas.arrow import DATASET_SCHEMAS, RAW_ROWS
-from source.connection import connect, libpq_url
-from source.extract import (
+from tagflow.cli.runs import materialize_days
+from tagflow.demo.synthetic_plant import PlantSummary, generate_plant
+from tagflow.errors import UnknownTenant
+from tagflow.io_managers import DatasetStore
+from tagflow.schemas.arrow import DATASET_SCHEMAS, RAW_ROWS
+from tagflow.source.connection import connect, libpq_url
+from tagflow.source.day_stream import resolved_day_chunks
+from tagflow.source.extract import (
     carry_in_query,
     day_rows_query,
     first_row_time,
@@ -32,9 +33,8 @@ from source.extract import (
     read_tags,
     stream_day_rows,
 )
-from source.fingerprints import day_fingerprint
-from source.tenants import list_tenants
-from tagflow.errors import UnknownTenant
+from tagflow.source.fingerprints import day_fingerprint
+from tagflow.source.tenants import list_tenants
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.reliability.test_crash_safety import fingerprint
 

@@ -19,20 +19,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import conninfo, sql
 
-from pipelines.synthetic_plant import (
+from tagflow.demo.synthetic_plant import (
     SPECIAL_TAGS,
     STATES,
     PlantSummary,
     generate_plant,
     plant_rows,
 )
-from schemas.arrow import RAW_CARRY_IN, RAW_ROWS, TAGS
-from schemas.source_ddl import bind_variables, create_tenant, split_statements
-from source import extract
-from source.connection import connect, libpq_url, source_conninfo, source_errors
-from source.extract import read_carry_in, read_tags, stream_day_rows
-from source.tenants import list_tenants, require_tenant
 from tagflow.errors import InvalidName, InvalidTimeRange, SourceUnavailable, UnknownTenant
+from tagflow.schemas.arrow import RAW_CARRY_IN, RAW_ROWS, TAGS
+from tagflow.schemas.source_ddl import bind_variables, create_tenant, split_statements
+from tagflow.source import extract
+from tagflow.source.connection import connect, libpq_url, source_conninfo, source_errors
+from tagflow.source.extract import read_carry_in, read_tags, stream_day_rows
+from tagflow.source.tenants import list_tenants, require_tenant
 from tests.conftest import SMALL_PLANT_START, CreatedTenant, drop_tenant, unique_tenant_name
 
 NaN = float("nan")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.source_ddl import source_schema_sql
+from tagflow.schemas.source_ddl import source_schema_sql
 
 SHARED_DDL = Path(__file__).resolve().parents[3] / "shared" / "source_schema.sql"
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas import arrow as S
+from tagflow.schemas import arrow as S
 from tests.transforms.reference import (
     NUMERIC,
     STRING,
@@ -152,25 +152,25 @@ def raw_carry_in_table(rows: Iterable, tags: Iterable[Tag], at: int) -> pa.Table
 
 
 def call_resolve(raw_rows: pa.Table, tags: pa.Table):
-    from transforms.transitions import resolve_rows
+    from tagflow.transforms.transitions import resolve_rows
 
     return resolve_rows(raw_rows, tags)
 
 
 def call_carry_in(raw_carry_in: pa.Table, tags: pa.Table, day_start: int) -> pa.Table:
-    from transforms.transitions import carry_in_for_day
+    from tagflow.transforms.transitions import carry_in_for_day
 
     return carry_in_for_day(raw_carry_in, tags, to_dt(day_start))
 
 
 def call_spans(transitions, carry_in, d0: int, d1: int, tags, tenant: str) -> pa.Table:
-    from transforms.spans import spans_for_day
+    from tagflow.transforms.spans import spans_for_day
 
     return spans_for_day(transitions, carry_in, to_dt(d0), to_dt(d1), tags, tenant)
 
 
 def call_samples(transitions, carry_in, ws: int, we: int, width: int, tags, offset: int = 0):
-    from transforms.samples import samples
+    from tagflow.transforms.samples import samples
 
     return samples(
         transitions, carry_in, to_dt(ws), to_dt(we), to_td(width), tags, offset=to_td(offset)
@@ -178,7 +178,7 @@ def call_samples(transitions, carry_in, ws: int, we: int, width: int, tags, offs
 
 
 def call_rollup(table: pa.Table, to_width: int, offset: int = 0) -> pa.Table:
-    from transforms.rollup import rollup
+    from tagflow.transforms.rollup import rollup
 
     return rollup(table, to_td(to_width), offset=to_td(offset))
 

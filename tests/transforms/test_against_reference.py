@@ -16,7 +16,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import arrow as S
+from tagflow.schemas import arrow as S
 from tests.transforms.builders import (
     DAY,
     HOUR,

@@ -7,7 +7,14 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import arrow as S
+from tagflow.schemas import arrow as S
+from tagflow.transforms.chunks import (
+    plan_id_chunks,
+    rollup_by_chunk,
+    samples_by_chunk,
+    spans_by_chunk,
+    tag_chunks,
+)
 from tests.transforms.builders import (
     DAY,
     HOUR,
@@ -18,13 +25,6 @@ from tests.transforms.builders import (
     to_dt,
 )
 from tests.transforms.test_against_reference import DAYS, SETTINGS, TENANT, histories
-from transforms.chunks import (
-    plan_id_chunks,
-    rollup_by_chunk,
-    samples_by_chunk,
-    spans_by_chunk,
-    tag_chunks,
-)
 
 ROWS = pa.schema([("tag_name", pa.string()), ("v", pa.int64())])
 CARRY = pa.schema([("tag_name", pa.string()), ("c", pa.int64())])

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from schemas.arrow import RAW_CARRY_IN, RAW_ROWS, SAMPLES, SPANS, TAGS
-from transforms.rollup import rollup
-from transforms.samples import samples
-from transforms.spans import spans_for_day
-from transforms.transitions import carry_in_for_day, resolve_rows
+from tagflow.schemas.arrow import RAW_CARRY_IN, RAW_ROWS, SAMPLES, SPANS, TAGS
+from tagflow.transforms.rollup import rollup
+from tagflow.transforms.samples import samples
+from tagflow.transforms.spans import spans_for_day
+from tagflow.transforms.transitions import carry_in_for_day, resolve_rows
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 NEXT_DAY = DAY + timedelta(days=1)

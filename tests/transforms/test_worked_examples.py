@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from schemas import arrow as S
+from tagflow.schemas import arrow as S
 from tests.transforms.builders import (
     DAY,
     HOUR,

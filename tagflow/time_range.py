@@ -1,6 +1,6 @@
-"""Parsing and validation of what users pass as times: instants, [start, end) ranges, bucket
-widths and offsets. Everything becomes aware UTC datetimes / timedeltas at microsecond
-precision, or an InvalidTimeRange that says what to pass instead."""
+"""Times as tagflow takes them: UTC day bounds, and what users pass as instants, [start, end)
+ranges, bucket widths and offsets. Everything becomes aware UTC datetimes / timedeltas at
+microsecond precision, or an InvalidTimeRange that says what to pass instead."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from tagflow.errors import InvalidTimeRange
 
 ONE_US = timedelta(microseconds=1)
+ONE_DAY = timedelta(days=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Bounds keep bucket arithmetic in int64 microseconds far from overflow and refuse typos
 # like year 20226; the datasets start in 2020 anyway.
@@ -166,3 +167,9 @@ def to_us(value: datetime) -> int:
 
 def from_us(value: int) -> datetime:
     return EPOCH + timedelta(microseconds=int(value))
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) of a UTC day as aware datetimes."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + ONE_DAY

@@ -19,11 +19,11 @@ from dagster._core.execution.backfill import (
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 from dagster._core.utils import make_new_backfill_id
 
-from pipelines.definitions import build_definitions
-from pipelines.materialize import days_in_range
-from pipelines.partitions import TENANT_DIMENSION, tenant_day_key
-from pipelines.resources import source_database
+from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
+from tagflow.assets.resources import source_database
+from tagflow.cli.runs import days_in_range
 from tagflow.names import validate_tenant_name
+from tagflow.pipelines.definitions import build_definitions
 
 # The asset every run ends with: a tenant-day is done once it is materialised.
 LAST_ASSET = dg.AssetKey("samples_1d")

@@ -13,8 +13,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from schemas.source_ddl import create_tenant
-from source.connection import libpq_url
+from tagflow.schemas.source_ddl import create_tenant
+from tagflow.source.connection import libpq_url
 
 US_PER_S = 1_000_000
 US_PER_HOUR = 3600 * US_PER_S

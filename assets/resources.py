@@ -8,9 +8,9 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from io_managers import ParquetDatasetIOManager
-from source import connection, extract, fingerprints, tenants
+from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.names import validate_tenant_name
+from tagflow.source import connection, extract, fingerprints, tenants
 
 DEFAULT_STORE = ".tagflow/store"
 DEFAULT_EMBEDDED_PG = ".tagflow/pg"
@@ -30,7 +30,7 @@ class SourceDatabase(dg.ConfigurableResource):
     def resolved_url(self) -> str:
         if self.url:
             return self.url
-        from pipelines.embedded_pg import embedded_server_url
+        from tagflow.source.embedded import embedded_server_url
 
         return embedded_server_url(Path(self.embedded_dir))
 

@@ -84,8 +84,8 @@ def backfill(
     if in_process:
         _in_process(tenant, start, end, source_url, store, days_per_run)
         return
-    from pipelines.backfill import backfill_daemon_running, backfill_state, submit_backfill
-    from pipelines.instance import dagster_instance
+    from tagflow.cli.backfills import backfill_daemon_running, backfill_state, submit_backfill
+    from tagflow.pipelines.instance import dagster_instance
 
     try:
         first, stop = _parse_day(start, "--start"), _parse_day(end, "--end")
@@ -121,8 +121,8 @@ def _in_process(
     store: str | None,
     days_per_run: int,
 ) -> None:
-    from pipelines.instance import dagster_instance
-    from pipelines.materialize import days_in_range, materialize_days
+    from tagflow.cli.runs import days_in_range, materialize_days
+    from tagflow.pipelines.instance import dagster_instance
 
     try:
         first, stop = _parse_day(start, "--start"), _parse_day(end, "--end")
@@ -156,7 +156,7 @@ def demo(
     days: int = typer.Option(3, help="Days of history."),
 ) -> None:
     """Start an embedded PostgreSQL, generate two synthetic plants, materialise, show a read."""
-    from pipelines.demo import run_demo
+    from tagflow.cli.demo import run_demo
 
     try:
         run_demo(console, tags=tags, days=days, progress=_progress())
@@ -184,8 +184,8 @@ def serve(
     """Serve the read API (FastAPI + uvicorn): JSON or Arrow IPC, one API key per tenant."""
     from pathlib import Path
 
-    from pipelines.resources import DEFAULT_EMBEDDED_PG, DEFAULT_STORE, source_database
-    from readapi.service import serve as serve_read_api
+    from tagflow.assets.resources import DEFAULT_EMBEDDED_PG, DEFAULT_STORE, source_database
+    from tagflow.readapi.service import serve as serve_read_api
 
     try:
         if source_url is None and Path(DEFAULT_EMBEDDED_PG).exists():
@@ -198,7 +198,7 @@ def serve(
 
 
 def _add_keys_commands() -> None:
-    from readapi.keys import keys_app
+    from tagflow.readapi.keys import keys_app
 
     app.add_typer(keys_app, name="keys", help="Manage the read API's per-tenant keys.")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import warnings
+from datetime import date
 
 import dagster as dg
 
-TENANT_DIMENSION = "tenant"
-DATE_DIMENSION = "date"
+from tagflow.io_managers.parquet_io_manager import DATE_DIMENSION, TENANT_DIMENSION, tenant_and_day
 
 # The first day that can be materialised; a deployment with older history sets it lower.
 START_DATE = os.environ.get("TAGFLOW_START_DATE", "2020-01-01")
@@ -28,3 +28,11 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 
 def tenant_day_key(tenant: str, day: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({TENANT_DIMENSION: tenant, DATE_DIMENSION: day})
+
+
+def run_days(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+) -> list[tuple[str, date]]:
+    """The (tenant, day) partitions of this run in day order: one, or a backfill's range."""
+    keys = [tenant_days.get_partition_key_from_str(key) for key in context.partition_keys]
+    return sorted(tenant_and_day(key) for key in keys)

@@ -14,11 +14,11 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from pipelines.definitions import build_definitions
-from pipelines.partitions import START_DATE, TENANT_DIMENSION, tenant_day_key
-from pipelines.resources import source_database
+from tagflow.assets.partitions import START_DATE, TENANT_DIMENSION, tenant_day_key
+from tagflow.assets.resources import source_database
 from tagflow.errors import InvalidArgument, InvalidTimeRange
 from tagflow.names import validate_tenant_name
+from tagflow.pipelines.definitions import build_definitions
 
 # Runs are recorded in the instance (and the UI); the terminal shows only warnings and worse.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

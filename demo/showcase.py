@@ -1,66 +1,27 @@
-"""`tagflow demo`: embedded PostgreSQL, two synthetic plants, a Dagster materialisation of every
-asset, a summary of what was written and one read of the Parquet with DuckDB."""
+"""What the demo shows once its plants are materialised: a summary of the files written and two
+reads of the Parquet with DuckDB."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime
 
 import duckdb
 import pyarrow.parquet as pq
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from io_managers import DatasetStore
-from pipelines.embedded_pg import DEFAULT_DATA_DIR, embedded_server_url
-from pipelines.instance import dagster_instance
-from pipelines.materialize import materialize_days
-from pipelines.resources import DEFAULT_STORE
-from pipelines.synthetic_plant import generate_plant
-from schemas.arrow import DATASET_SCHEMAS
-from tagflow.errors import TagflowError
-
-DEMO_TENANTS = ("acme", "globex")
+from tagflow.io_managers import DatasetStore
+from tagflow.schemas.arrow import DATASET_SCHEMAS
 
 
-def run_demo(console: Console, *, tags: int, days: int, progress: Progress) -> None:
-    console.print("starting the embedded PostgreSQL (.tagflow/pg)")
-    url = embedded_server_url(DEFAULT_DATA_DIR)
-    plant = generate_plant(url, DEMO_TENANTS, tags=tags, days=days, seed=7)
-    for tenant in plant.tenants:
-        console.print(
-            f"tenant {tenant.tenant}: {tenant.tags} tags, {tenant.numeric_rows} numeric and "
-            f"{tenant.string_rows} string rows"
-        )
-    store = DatasetStore(DEFAULT_STORE)
-    instance = dagster_instance()
-    first, stop = plant.start.date(), plant.end.date()
-    failed = 0
-    with progress:
-        task = progress.add_task("materialise", total=len(DEMO_TENANTS) * days)
-        for tenant in DEMO_TENANTS:
-            runs = materialize_days(
-                tenant, first, stop, instance, source_url=url, store_root=DEFAULT_STORE,
-                on_partition_done=lambda run: progress.advance(task),
-            )  # fmt: skip
-            failed += sum(not run.success for run in runs)
-    if failed:
-        raise TagflowError(f"{failed} tenant-day runs failed; see the Dagster UI for details")
-    console.print(_written_summary(store))
-    _show_read(console, store, plant.start + timedelta(hours=6))
-    console.print(
-        f"{len(DEMO_TENANTS) * days} Dagster runs recorded in $DAGSTER_HOME (.tagflow/dagster). "
-        "Open the UI with: DAGSTER_HOME=$PWD/.tagflow/dagster dagster dev -w workspace.yaml"
-    )
-
-
-def _written_summary(store: DatasetStore) -> Table:
-    table = Table(title=f"Datasets written under {DEFAULT_STORE}")
+def written_summary(store: DatasetStore, tenants: tuple[str, ...]) -> Table:
+    """Files, rows and bytes per dataset over `tenants`."""
+    table = Table(title="Datasets written")
     for column in ("dataset", "files", "rows", "bytes"):
         table.add_column(column, justify="left" if column == "dataset" else "right")
     for dataset in DATASET_SCHEMAS:
         files = rows = size = 0
-        for tenant in DEMO_TENANTS:
+        for tenant in tenants:
             days = [None] if dataset == "tags" else store.materialised_days(dataset, tenant)
             for day in days:
                 path = store.partition_path(dataset, tenant, day)
@@ -71,7 +32,8 @@ def _written_summary(store: DatasetStore) -> Table:
     return table
 
 
-def _show_read(console: Console, store: DatasetStore, until) -> None:
+def show_read(console: Console, store: DatasetStore, until: datetime) -> None:
+    """An hour-sampled analog tag and the spans of a state tag of the demo's `acme`."""
     hourly = duckdb.execute(
         """
         select strftime(bucket_start, '%m-%d %H:%M'), round(twa, 2), round(min, 2),

@@ -20,10 +20,10 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 
-from schemas.arrow import RAW_ROWS
-from source.extract import stream_day_rows
-from transforms.chunks import plan_id_chunks
-from transforms.transitions import resolve_rows
+from tagflow.schemas.arrow import RAW_ROWS
+from tagflow.source.extract import stream_day_rows
+from tagflow.transforms.chunks import plan_id_chunks
+from tagflow.transforms.transitions import resolve_rows
 
 COUNTS = ("rows_in", "duplicates_dropped", "orphans_skipped")
 

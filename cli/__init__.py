@@ -1,0 +1,1 @@
+"""The `tagflow` command line: demo, materialize, backfill, serve and keys (DESIGN §7)."""

@@ -1,0 +1,5 @@
+"""`python -m tagflow.cli`: the same as the `tagflow` command."""
+
+from tagflow.cli.app import app
+
+app()
