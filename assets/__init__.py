@@ -1,1 +1,2 @@
-"""Thin Dagster asset definitions over transforms/, and their pandera asset checks."""
+"""Thin Dagster asset definitions over transforms/, their pandera asset checks, and the
+partitions and resources they use."""

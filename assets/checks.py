@@ -4,30 +4,27 @@ import warnings
 
 import dagster as dg
 
-from tagflow.assets.partitions import run_days, tenant_day_key, tenant_days
+from tagflow.assets.partitions import TenantDays, tenant_day_key
 from tagflow.io_managers import ParquetDatasetIOManager
-from tagflow.schemas.arrow import DATASET_SCHEMAS
 from tagflow.schemas.dataset_checks import CheckOutcome, validate_partition
+from tagflow.schemas.registry import DATASETS
 from tagflow.time_range import day_bounds
 
-# Every dataset has a check; its schema list is the one definition of the datasets.
-CHECKED_DATASETS = tuple(DATASET_SCHEMAS)
 
-
-def _schema_check(dataset: str) -> dg.AssetChecksDefinition:
+def _schema_check(dataset: str, partitions: TenantDays) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=dataset,
         name="pandera_schema",
         description=f"The stored {dataset} partition satisfies its pandera schema "
         "(types, nullability, ordering, uniqueness, ranges).",
         blocking=True,
-        partitions_def=tenant_days,
+        partitions_def=partitions.definition,
     )
     def check(
         context: dg.AssetCheckExecutionContext, datasets: dg.ResourceParam[ParquetDatasetIOManager]
     ) -> dg.AssetCheckResult:
         # Reads the file itself (not the in-memory output) so a corrupted file fails the check.
-        days = run_days(context)
+        days = partitions.run_days(context)
         outcomes = {}
         for tenant, day in days:
             stored = datasets.store().read(dataset, tenant, day)
@@ -61,8 +58,10 @@ def _metadata(outcome: CheckOutcome) -> dict[str, str | int]:
     return {"failures": outcome.failures, "summary": outcome.summary}
 
 
-# Partitioned asset checks are a Dagster preview feature; it is what lets a check run per
-# tenant-day partition, so its warning is expected here.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.PreviewWarning)
-    schema_checks = [_schema_check(dataset) for dataset in CHECKED_DATASETS]
+def schema_checks(partitions: TenantDays) -> list[dg.AssetChecksDefinition]:
+    """One blocking check per dataset of the registry."""
+    # Partitioned asset checks are a Dagster preview feature; it is what lets a check run per
+    # tenant-day partition, so its warning is expected here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [_schema_check(dataset, partitions) for dataset in DATASETS]

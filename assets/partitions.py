@@ -1,38 +1,53 @@
-"""Partitions shared by every tagflow asset: tenant (dynamic) × UTC day."""
+"""The partitions every tagflow asset shares, tenant (dynamic) × UTC day, and the range backfill
+policy; both follow the deployment's settings (first day, days per backfill run)."""
 
 from __future__ import annotations
 
-import os
 import warnings
+from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 
 import dagster as dg
 
 from tagflow.io_managers.parquet_io_manager import DATE_DIMENSION, TENANT_DIMENSION, tenant_and_day
-
-# The first day that can be materialised; a deployment with older history sets it lower.
-START_DATE = os.environ.get("TAGFLOW_START_DATE", "2020-01-01")
+from tagflow.settings import Settings
 
 tenants = dg.DynamicPartitionsDefinition(name=TENANT_DIMENSION)
-days = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC")
-tenant_days = dg.MultiPartitionsDefinition({TENANT_DIMENSION: tenants, DATE_DIMENSION: days})
 
-
-# A backfill runs up to this many tenant-days in one run (each day still its own file), so
-# a year is a dozen runs for the daemon to launch, not 365.
-MAX_DAYS_PER_RUN = int(os.environ.get("TAGFLOW_BACKFILL_DAYS_PER_RUN", "31"))
-BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
 # Range backfills are what make long histories practical; the parameter is marked beta.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 
+@dataclass(frozen=True)
+class TenantDays:
+    """Tenant × day partitions from `start_date`; a backfill runs up to `days_per_run`
+    tenant-days in one run (each day still its own files), so a year is a dozen runs for the
+    daemon to launch, not 365."""
+
+    start_date: date
+    days_per_run: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> TenantDays:
+        return cls(settings.start_date, settings.backfill_days_per_run)
+
+    @cached_property
+    def definition(self) -> dg.MultiPartitionsDefinition:
+        days = dg.DailyPartitionsDefinition(start_date=self.start_date.isoformat(), timezone="UTC")
+        return dg.MultiPartitionsDefinition({TENANT_DIMENSION: tenants, DATE_DIMENSION: days})
+
+    @property
+    def backfill_policy(self) -> dg.BackfillPolicy:
+        return dg.BackfillPolicy.multi_run(max_partitions_per_run=self.days_per_run)
+
+    def run_days(
+        self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext
+    ) -> list[tuple[str, date]]:
+        """The (tenant, day) partitions of this run in day order: one, or a backfill's range."""
+        keys = context.partition_keys
+        return sorted(tenant_and_day(self.definition.get_partition_key_from_str(k)) for k in keys)
+
+
 def tenant_day_key(tenant: str, day: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({TENANT_DIMENSION: tenant, DATE_DIMENSION: day})
-
-
-def run_days(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
-) -> list[tuple[str, date]]:
-    """The (tenant, day) partitions of this run in day order: one, or a backfill's range."""
-    keys = [tenant_days.get_partition_key_from_str(key) for key in context.partition_keys]
-    return sorted(tenant_and_day(key) for key in keys)

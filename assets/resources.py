@@ -1,38 +1,32 @@
-"""Dagster resources: the source database and the dataset IO manager, configured from env vars."""
+"""The Dagster resources the assets use, built from the deployment's settings: the source
+database and the dataset IO manager."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 
 from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.names import validate_tenant_name
+from tagflow.settings import Settings
 from tagflow.source import connection, extract, fingerprints, tenants
-
-DEFAULT_STORE = ".tagflow/store"
-DEFAULT_EMBEDDED_PG = ".tagflow/pg"
+from tagflow.source.embedded import resolve_source_url
 
 
 class SourceDatabase(dg.ConfigurableResource):
-    """The tenants' PostgreSQL database (read only). Without a URL, the embedded demo server.
+    """The tenants' PostgreSQL database (read only): a URL, or `embedded` for the demo's server.
 
     With `tenant_url_template` (`postgresql://{tenant}@db.internal/plant`, passwords from a
     PGPASSFILE, never in the URL) each tenant is read with its own least-privilege role, which
     cannot see other tenants; `url` stays the role that discovers tenants."""
 
-    url: str | None = None
+    url: str
     tenant_url_template: str | None = None
-    embedded_dir: str = DEFAULT_EMBEDDED_PG
 
     def resolved_url(self) -> str:
-        if self.url:
-            return self.url
-        from tagflow.source.embedded import embedded_server_url
-
-        return embedded_server_url(Path(self.embedded_dir))
+        return resolve_source_url(self.url)
 
     def tenant_url(self, tenant: str) -> str:
         """The URL to read `tenant` with: its own role's when a template is set."""
@@ -66,16 +60,28 @@ class SourceDatabase(dg.ConfigurableResource):
             return extract.read_carry_in(conn, tenant, day_start)
 
 
-def dataset_io_manager(root: str | None = None) -> ParquetDatasetIOManager:
-    if root is not None:
-        return ParquetDatasetIOManager(root=root)
-    return ParquetDatasetIOManager(root=dg.EnvVar("TAGFLOW_STORE").get_value(DEFAULT_STORE))
+def _secret(settings: Settings, name: str) -> str | dg.EnvVar | None:
+    """A secret setting as Dagster should hold it: by its variable's name when it came from the
+    environment, so the UI's resource page shows the name, never the value."""
+    value = getattr(settings, name)
+    if value is not None and settings.from_environment(name):
+        return dg.EnvVar(Settings.variable(name))
+    return value
 
 
-def source_database(url: str | None = None) -> SourceDatabase:
-    template = dg.EnvVar("TAGFLOW_SOURCE_URL_TEMPLATE").get_value()
-    if url is not None:
-        return SourceDatabase(url=url, tenant_url_template=template)
-    return SourceDatabase(
-        url=dg.EnvVar("TAGFLOW_SOURCE_URL").get_value(), tenant_url_template=template
+def source_database(settings: Settings) -> SourceDatabase:
+    """The source as a plain object, for commands that read it outside a run."""
+    if settings.source_url is None:
+        raise ValueError("source_database needs settings with a source URL")
+    return SourceDatabase(url=settings.source_url, tenant_url_template=settings.source_url_template)
+
+
+def resources(settings: Settings) -> dict[str, dg.ConfigurableResource | dg.IOManager]:
+    """The code location's resources, keyed as the assets ask for them."""
+    if settings.source_url is None:
+        raise ValueError("resources need settings with a source URL")
+    source = SourceDatabase(
+        url=_secret(settings, "source_url"),
+        tenant_url_template=_secret(settings, "source_url_template"),
     )
+    return {"source": source, "datasets": ParquetDatasetIOManager(root=settings.store)}

@@ -43,7 +43,7 @@ from psycopg import sql
 
 from benchmarks.day_pipeline import timed
 from tagflow.demo.synthetic_plant import PlantRows, load_plant_rows, plant_rows
-from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.registry import DATED
 from tagflow.schemas.source_ddl import create_tenant
 from tagflow.source.connection import connect, connect_adbc, libpq_url
 from tagflow.source.embedded import temporary_server
@@ -52,7 +52,7 @@ DAY = datetime(2026, 3, 2, tzinfo=UTC)
 DAY_END = DAY + timedelta(days=1)
 TENANT = "bench"
 RESULTS_DIR = Path(__file__).parent / "results"
-DATASETS = [name for name in DATASET_SCHEMAS if name != "tags"]
+DATASETS = list(DATED)
 # Mean rows per tag-day of plant_rows is about 0.5 × rows_per_tag_day + 4.8 (analog tags get
 # the full rate, booleans a quarter, counters half, states an eighth, setpoints log hourly).
 _ROWS_PER_RATE = 0.5

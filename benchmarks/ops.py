@@ -5,8 +5,9 @@ SQLite instance; the days from TAGFLOW_START_DATE, set to that many days before 
 A throwaway embedded PostgreSQL holds the tenants, each a few generated rows per tag over the
 last 8 days. Measured, each as the first pass and the best of --repeat:
 
-- definitions load: a fresh interpreter importing pipelines.definitions (which builds the
-  definitions) and resolving the repository and its jobs, as a code server does on start;
+- definitions load: a fresh interpreter importing tagflow.pipelines.definitions, building the
+  definitions from the environment and resolving the repository and its jobs, as a code
+  server does on start;
 - the daily schedule tick (one run request per tenant);
 - the tenant_discovery sensor tick, with every tenant registered (the steady state) and with
   none (first discovery: every tenant's first-row query and the first backfill slice);
@@ -33,8 +34,11 @@ from typing import Any
 import dagster as dg
 
 from benchmarks.e2e import RESULTS_DIR, machine
+from tagflow.assets.partitions import TENANT_DIMENSION, TenantDays, tenant_day_key
 from tagflow.demo.synthetic_plant import MIN_TAGS, generate_plant
+from tagflow.pipelines.definitions import build_definitions
 from tagflow.pipelines.instance import prepare_dagster_home
+from tagflow.settings import Settings
 from tagflow.source.embedded import temporary_server
 
 TARGET_S = 5.0
@@ -45,7 +49,7 @@ import json, time
 began = time.perf_counter()
 from tagflow.pipelines.definitions import defs
 imported = time.perf_counter()
-repository = defs.get_repository_def()
+repository = defs().get_repository_def()
 repository.get_all_jobs()
 print(json.dumps({"import_build_s": imported - began, "total_s": time.perf_counter() - began}))
 """
@@ -88,13 +92,6 @@ def load_definitions(repeat: int, env: dict[str, str]) -> dict[str, Any]:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     today = datetime.now(UTC).date()
     start = today - timedelta(days=args.days)
-    # Read when pipelines.partitions is imported, which must come after this line.
-    os.environ["TAGFLOW_START_DATE"] = start.isoformat()
-    from tagflow.pipelines import partitions
-    from tagflow.pipelines.definitions import build_definitions
-
-    if partitions.START_DATE != start.isoformat():
-        raise RuntimeError("pipelines.partitions was imported before TAGFLOW_START_DATE was set")
     results: dict[str, Any] = {
         "machine": machine(),
         "tenants": args.tenants,
@@ -118,21 +115,23 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             rows_per_tag_day=8,
         )
         results["setup_s"] = time.perf_counter() - began
-        env = {**os.environ, "TAGFLOW_SOURCE_URL": url}
+        env = {**os.environ, "TAGFLOW_SOURCE_URL": url, "TAGFLOW_START_DATE": start.isoformat()}
         figures["definitions load"] = load_definitions(args.repeat, env)
 
-        home = prepare_dagster_home(Path(tmp) / "home", env={})
+        settings = Settings(source_url=url, store=str(Path(tmp) / "store"), start_date=start)
+        home = prepare_dagster_home(Settings(), Path(tmp) / "home")
         instance = dg.DagsterInstance.from_config(str(home))
-        empty_home = prepare_dagster_home(Path(tmp) / "empty", env={})
+        empty_home = prepare_dagster_home(Settings(), Path(tmp) / "empty")
         empty = dg.DagsterInstance.from_config(str(empty_home))
-        instance.add_dynamic_partitions(partitions.TENANT_DIMENSION, names)
+        instance.add_dynamic_partitions(TENANT_DIMENSION, names)
         # The definitions' own schedule and sensors, with their resources, as the daemon runs them.
-        repository = build_definitions(url, str(Path(tmp) / "store")).get_repository_def()
+        repository = build_definitions(settings).get_repository_def()
         daily_schedule = repository.get_schedule_def("daily_tenant_days")
         tenant_discovery = repository.get_sensor_def("tenant_discovery")
         late_data = repository.get_sensor_def("late_data")
         resources = dict(repository.get_top_level_resources())
-        partition_count = len(partitions.days.get_partition_keys()) * args.tenants
+        days = TenantDays.of(settings).definition.partitions_defs[0].partitions_def
+        partition_count = len(days.get_partition_keys()) * args.tenants
         results["partitions"] = partition_count
 
         def schedule_tick() -> str:
@@ -182,8 +181,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def record_stale_transitions(instance: dg.DagsterInstance, tenants: list[str], today: date) -> None:
     """A `transitions` materialisation of each tenant's last 7 complete days, with a data
     version no fingerprint has, so the late-data sensor computes and requests every one."""
-    from tagflow.assets.partitions import tenant_day_key
-
     for tenant in tenants:
         for back in range(1, 8):
             key = tenant_day_key(tenant, (today - timedelta(days=back)).isoformat())

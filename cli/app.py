@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tagflow.errors import InvalidTimeRange, TagflowError
+from tagflow.settings import EMBEDDED_SOURCE, Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
@@ -40,11 +41,23 @@ def _fail(error: TagflowError) -> None:
     raise typer.Exit(code=2)
 
 
+def _settings(**options: str | None) -> Settings:
+    """The environment's settings with this command's options; with no source URL anywhere,
+    the demo's embedded server if the demo created one here (DESIGN §7)."""
+    from tagflow.source.embedded import demo_server_exists
+
+    settings = Settings.from_env().replace(**options)
+    if settings.source_url is None and demo_server_exists():
+        settings = settings.replace(source_url=EMBEDDED_SOURCE)
+    return settings
+
+
 SOURCE_URL = typer.Option(
-    None, envvar="TAGFLOW_SOURCE_URL", help="Source database URL (default: embedded server)."
+    None,
+    help="Source database URL (default: TAGFLOW_SOURCE_URL, else the demo's embedded server).",
 )
 STORE = typer.Option(
-    None, envvar="TAGFLOW_STORE", help="Dataset root, a path or URL (default .tagflow/store)."
+    None, help="Dataset root, a path or URL (default: TAGFLOW_STORE, else .tagflow/store)."
 )
 
 
@@ -88,9 +101,10 @@ def backfill(
     from tagflow.pipelines.instance import dagster_instance
 
     try:
+        settings = _settings(source_url=source_url, store=store)
         first, stop = _parse_day(start, "--start"), _parse_day(end, "--end")
-        instance = dagster_instance()
-        backfill_id = submit_backfill(tenant, first, stop, instance, source_url)
+        instance = dagster_instance(settings)
+        backfill_id = submit_backfill(tenant, first, stop, instance, settings)
     except TagflowError as error:
         _fail(error)
     console.print(f"backfill {backfill_id} submitted (Dagster UI: Runs → Backfills)")
@@ -102,11 +116,11 @@ def backfill(
     if not wait:
         return
     with _progress() as progress:
-        state = backfill_state(instance, backfill_id)
+        state = backfill_state(instance, backfill_id, settings)
         task = progress.add_task(f"backfill {tenant}", total=state.days_total)
         while not state.finished:
             time.sleep(2)
-            state = backfill_state(instance, backfill_id)
+            state = backfill_state(instance, backfill_id, settings)
             progress.update(task, completed=state.days_done)
     console.print(f"backfill {backfill_id}: {state.status}, {state.runs} run(s)")
     if not state.succeeded:
@@ -125,17 +139,17 @@ def _in_process(
     from tagflow.pipelines.instance import dagster_instance
 
     try:
+        settings = _settings(source_url=source_url, store=store)
         first, stop = _parse_day(start, "--start"), _parse_day(end, "--end")
-        total = len(days_in_range(first, stop))
+        total = len(days_in_range(first, stop, settings.start_date))
         with _progress() as progress:
             task = progress.add_task(f"materialise {tenant}", total=total)
             runs = materialize_days(
                 tenant,
                 first,
                 stop,
-                dagster_instance(),
-                source_url=source_url,
-                store_root=store,
+                dagster_instance(settings),
+                settings,
                 on_partition_done=lambda run: progress.advance(task, len(run.days)),
                 days_per_run=days_per_run,
             )
@@ -159,40 +173,33 @@ def demo(
     from tagflow.cli.demo import run_demo
 
     try:
-        run_demo(console, tags=tags, days=days, progress=_progress())
+        run_demo(console, Settings.from_env(), tags=tags, days=days, progress=_progress())
     except TagflowError as error:
         _fail(error)
 
 
 @app.command()
 def serve(
-    store: str | None = typer.Option(
-        None, envvar="TAGFLOW_STORE", help="Dataset root, a path or URL (default .tagflow/store)."
-    ),
+    store: str | None = STORE,
     port: int = typer.Option(8000, help="TCP port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 for all interfaces)."),
     keys_file: str | None = typer.Option(
-        None, envvar="TAGFLOW_KEYS_FILE", help="API keys file (default .tagflow/api_keys.json)."
+        None, help="API keys file (default: TAGFLOW_KEYS_FILE, else .tagflow/api_keys.json)."
     ),
     source_url: str | None = typer.Option(
         None,
-        envvar="TAGFLOW_SOURCE_URL",
-        help="Source database for days not materialised (default: the demo's embedded server "
-        "if it exists, else no fallback).",
+        help="Source database for days not materialised (default: TAGFLOW_SOURCE_URL, else the "
+        "demo's embedded server if it exists, else no fallback).",
     ),
 ) -> None:
     """Serve the read API (FastAPI + uvicorn): JSON or Arrow IPC, one API key per tenant."""
-    from pathlib import Path
-
-    from tagflow.assets.resources import DEFAULT_EMBEDDED_PG, DEFAULT_STORE, source_database
     from tagflow.readapi.service import serve as serve_read_api
 
     try:
-        if source_url is None and Path(DEFAULT_EMBEDDED_PG).exists():
-            source_url = source_database(None).resolved_url()
-        if source_url is None:
+        settings = _settings(store=store, keys_file=keys_file, source_url=source_url)
+        if settings.source_url is None:
             console.print("no source database: days not materialised will be refused")
-        serve_read_api(store or DEFAULT_STORE, port, host, keys_file, source_url)
+        serve_read_api(settings, port, host)
     except TagflowError as error:
         _fail(error)
 

@@ -24,6 +24,7 @@ from tagflow.assets.resources import source_database
 from tagflow.cli.runs import days_in_range
 from tagflow.names import validate_tenant_name
 from tagflow.pipelines.definitions import build_definitions
+from tagflow.settings import Settings
 
 # The asset every run ends with: a tenant-day is done once it is materialised.
 LAST_ASSET = dg.AssetKey("samples_1d")
@@ -42,17 +43,17 @@ class BackfillState:
 
 
 def submit_backfill(
-    tenant: str, start: date, end: date, instance: dg.DagsterInstance, source_url: str | None = None
+    tenant: str, start: date, end: date, instance: dg.DagsterInstance, settings: Settings
 ) -> str:
     """Ask the instance's backfill daemon to materialise every asset for `tenant` on each day
     of [start, end); return the backfill id. The daemon's code location reads its own
     TAGFLOW_SOURCE_URL and TAGFLOW_STORE."""
     validate_tenant_name(tenant)
-    days = days_in_range(start, end)
-    source_database(source_url).read_tags(tenant)  # UnknownTenant now, not in the daemon
+    days = days_in_range(start, end, settings.start_date)
+    asset_graph = _asset_graph(settings)
+    source_database(settings).read_tags(tenant)  # UnknownTenant now, not in the daemon
     if not instance.has_dynamic_partition(TENANT_DIMENSION, tenant):
         instance.add_dynamic_partitions(TENANT_DIMENSION, [tenant])
-    asset_graph = _asset_graph()
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id=make_new_backfill_id(),
         asset_graph=asset_graph,
@@ -70,12 +71,14 @@ def submit_backfill(
     return backfill.backfill_id
 
 
-def backfill_state(instance: dg.DagsterInstance, backfill_id: str) -> BackfillState:
+def backfill_state(
+    instance: dg.DagsterInstance, backfill_id: str, settings: Settings
+) -> BackfillState:
     """Where a submitted backfill stands: days fully materialised, runs launched, status."""
     backfill = instance.get_backfill(backfill_id)
     if backfill is None:
         raise KeyError(backfill_id)
-    data = backfill.get_asset_backfill_data(_asset_graph())
+    data = backfill.get_asset_backfill_data(_asset_graph(settings))
     done, total = (
         len(subset.get_partitions_subset(LAST_ASSET)) if LAST_ASSET in subset.asset_keys else 0
         for subset in (data.materialized_subset, data.target_subset)
@@ -93,9 +96,9 @@ def backfill_state(instance: dg.DagsterInstance, backfill_id: str) -> BackfillSt
 
 
 @functools.cache
-def _asset_graph() -> BaseAssetGraph:
+def _asset_graph(settings: Settings) -> BaseAssetGraph:
     """The assets and their partitions (resources play no part): built once, not per poll."""
-    return build_definitions().resolve_asset_graph()
+    return build_definitions(settings).resolve_asset_graph()
 
 
 def backfill_daemon_running(instance: dg.DagsterInstance) -> bool:

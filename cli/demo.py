@@ -8,36 +8,40 @@ from datetime import timedelta
 from rich.console import Console
 from rich.progress import Progress
 
-from tagflow.assets.resources import DEFAULT_STORE
 from tagflow.cli.runs import materialize_days
 from tagflow.demo.showcase import show_read, written_summary
 from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.errors import TagflowError
 from tagflow.io_managers import DatasetStore
 from tagflow.pipelines.instance import dagster_instance
+from tagflow.settings import EMBEDDED_SOURCE, Settings
 from tagflow.source.embedded import DEFAULT_DATA_DIR, embedded_server_url
 
 DEMO_TENANTS = ("acme", "globex")
 
 
-def run_demo(console: Console, *, tags: int, days: int, progress: Progress) -> None:
+def run_demo(
+    console: Console, settings: Settings, *, tags: int, days: int, progress: Progress
+) -> None:
+    """The demo's plants in its embedded server, materialised into the settings' store."""
     console.print("starting the embedded PostgreSQL (.tagflow/pg)")
     url = embedded_server_url(DEFAULT_DATA_DIR)
+    settings = settings.replace(source_url=EMBEDDED_SOURCE)
     plant = generate_plant(url, DEMO_TENANTS, tags=tags, days=days, seed=7)
     for tenant in plant.tenants:
         console.print(
             f"tenant {tenant.tenant}: {tenant.tags} tags, {tenant.numeric_rows} numeric and "
             f"{tenant.string_rows} string rows"
         )
-    store = DatasetStore(DEFAULT_STORE)
-    instance = dagster_instance()
+    store = DatasetStore(settings.store)
+    instance = dagster_instance(settings)
     first, stop = plant.start.date(), plant.end.date()
     failed = 0
     with progress:
         task = progress.add_task("materialise", total=len(DEMO_TENANTS) * days)
         for tenant in DEMO_TENANTS:
             runs = materialize_days(
-                tenant, first, stop, instance, source_url=url, store_root=DEFAULT_STORE,
+                tenant, first, stop, instance, settings,
                 on_partition_done=lambda run: progress.advance(task),
             )  # fmt: skip
             failed += sum(not run.success for run in runs)
@@ -47,5 +51,6 @@ def run_demo(console: Console, *, tags: int, days: int, progress: Progress) -> N
     show_read(console, store, plant.start + timedelta(hours=6))
     console.print(
         f"{len(DEMO_TENANTS) * days} Dagster runs recorded in $DAGSTER_HOME (.tagflow/dagster). "
-        "Open the UI with: DAGSTER_HOME=$PWD/.tagflow/dagster dagster dev -w workspace.yaml"
+        "Open the UI with: DAGSTER_HOME=$PWD/.tagflow/dagster TAGFLOW_SOURCE_URL=embedded "
+        "dagster dev -w workspace.yaml"
     )

@@ -14,11 +14,12 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from tagflow.assets.partitions import START_DATE, TENANT_DIMENSION, tenant_day_key
+from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
 from tagflow.assets.resources import source_database
 from tagflow.errors import InvalidArgument, InvalidTimeRange
 from tagflow.names import validate_tenant_name
 from tagflow.pipelines.definitions import build_definitions
+from tagflow.settings import Settings
 
 # Runs are recorded in the instance (and the UI); the terminal shows only warnings and worse.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -45,14 +46,14 @@ class PartitionRun:
         return self.days[0]
 
 
-def days_in_range(start: date, end: date) -> list[date]:
-    """The days of [start, end): end is exclusive."""
+def days_in_range(start: date, end: date, first_day: date) -> list[date]:
+    """The days of [start, end): end is exclusive; none before the first partition day."""
     if not isinstance(start, date) or not isinstance(end, date):
         raise InvalidTimeRange("start and end must be dates (YYYY-MM-DD)")
     if end <= start:
         raise InvalidTimeRange(f"end {end} must be after start {start} (end is exclusive)")
-    if start < date.fromisoformat(START_DATE):
-        raise InvalidTimeRange(f"start {start} is before the first partition day {START_DATE}")
+    if start < first_day:
+        raise InvalidTimeRange(f"start {start} is before the first partition day {first_day}")
     if (end - start).days > MAX_DAYS:
         raise InvalidTimeRange(f"at most {MAX_DAYS} days per call")
     return [start + timedelta(days=n) for n in range((end - start).days)]
@@ -101,8 +102,7 @@ def materialize_days(
     start: date,
     end: date,
     instance: dg.DagsterInstance,
-    source_url: str | None = None,
-    store_root: str | None = None,
+    settings: Settings,
     on_partition_done: Callable[[PartitionRun], None] | None = None,
     days_per_run: int = 1,
 ) -> list[PartitionRun]:
@@ -110,14 +110,15 @@ def materialize_days(
     in Dagster runs recorded in `instance` of up to `days_per_run` consecutive days each (a
     range run writes each day's files as it goes and holds one day at a time)."""
     validate_tenant_name(tenant)
-    days = days_in_range(start, end)
+    days = days_in_range(start, end, settings.start_date)
     if not isinstance(days_per_run, int) or days_per_run < 1:
         raise InvalidArgument("days per run must be a positive whole number")
-    source_database(source_url).read_tags(tenant)  # UnknownTenant before any run starts
+    definitions = build_definitions(settings)
+    source_database(settings).read_tags(tenant)  # UnknownTenant before any run starts
     if not instance.has_dynamic_partition(TENANT_DIMENSION, tenant):
         instance.add_dynamic_partitions(TENANT_DIMENSION, [tenant])
     reap_orphaned_runs(instance)
-    job = build_definitions(source_url, store_root).resolve_implicit_global_asset_job_def()
+    job = definitions.resolve_implicit_global_asset_job_def()
     groups = [days[at : at + days_per_run] for at in range(0, len(days), days_per_run)]
     runs = []
     for run in _run_each(job, tenant, groups, instance):

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tagflow.io_managers import DatasetStore
-from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.registry import DATASETS
 
 
 def written_summary(store: DatasetStore, tenants: tuple[str, ...]) -> Table:
@@ -19,10 +19,10 @@ def written_summary(store: DatasetStore, tenants: tuple[str, ...]) -> Table:
     table = Table(title="Datasets written")
     for column in ("dataset", "files", "rows", "bytes"):
         table.add_column(column, justify="left" if column == "dataset" else "right")
-    for dataset in DATASET_SCHEMAS:
+    for dataset, entry in DATASETS.items():
         files = rows = size = 0
         for tenant in tenants:
-            days = [None] if dataset == "tags" else store.materialised_days(dataset, tenant)
+            days = store.materialised_days(dataset, tenant) if entry.dated else [None]
             for day in days:
                 path = store.partition_path(dataset, tenant, day)
                 rows += pq.ParquetFile(path.path).metadata.num_rows

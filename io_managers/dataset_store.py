@@ -23,27 +23,14 @@ from upath import UPath
 
 from tagflow.errors import MissingPartition, TagflowError
 from tagflow.names import validate_tenant_name
-from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.registry import DATASETS
+from tagflow.schemas.registry import dataset as registered
 
-# Datasets with one file per tenant instead of one per tenant-day.
-UNDATED_DATASETS = frozenset({"tags"})
 PART_FILE = "part-0.parquet"
 # Rows per row group: large enough for good compression, small enough that a reader asking
 # for a few tags (the read API) skips most of a day by tag_name statistics; with 256K rows a
 # typical day was one row group and every tag read decoded all of it.
 ROW_GROUP_ROWS = 32 * 1024
-
-# Columns each dataset is sorted by, declared in the Parquet footer for readers that use it.
-_SORT_KEYS = {
-    "tags": ("tag_name",),
-    "transitions": ("tag_name", "time"),
-    "carry_in": ("tag_name",),
-    "spans": ("tag_name", "raw_begin_at"),
-}
-
-
-def _sort_keys(dataset: str) -> tuple[str, ...]:
-    return _SORT_KEYS.get(dataset, ("tag_name", "bucket_start"))
 
 
 class DatasetStore:
@@ -61,11 +48,10 @@ class DatasetStore:
         return self.root.protocol in ("", "file", "local")
 
     def partition_path(self, dataset: str, tenant: str, day: date | None = None) -> UPath:
-        if dataset not in DATASET_SCHEMAS:
-            raise TagflowError(f"unknown dataset {dataset!r}")
+        dated = registered(dataset).dated
         validate_tenant_name(tenant)
         base = self.root / dataset / f"tenant={tenant}"
-        if dataset in UNDATED_DATASETS:
+        if not dated:
             return base / PART_FILE
         if not isinstance(day, date):
             raise TagflowError(f"dataset {dataset!r} is partitioned by date: a date is required")
@@ -86,7 +72,8 @@ class DatasetStore:
 
         Readers see either the previous complete file or the new one, never a partial file;
         a stream that fails part-way leaves the previous file in place."""
-        schema = DATASET_SCHEMAS[dataset]
+        entry = registered(dataset)
+        schema = entry.schema
         path = self.partition_path(dataset, tenant, day)
         parts = [data] if isinstance(data, pa.Table) else data
         options = {
@@ -99,7 +86,7 @@ class DatasetStore:
             # timestamps they are tried and abandoned, which tripled write time and grew files.
             "use_dictionary": [f.name for f in schema if pa.types.is_string(f.type)],
             "sorting_columns": pq.SortingColumn.from_ordering(
-                schema, [(key, "ascending") for key in _sort_keys(dataset)]
+                schema, [(key, "ascending") for key in entry.sort_keys]
             ),
         }
         if self._is_local:
@@ -134,7 +121,7 @@ class DatasetStore:
 
     def materialised_days(self, dataset: str, tenant: str) -> list[date]:
         """Days of `tenant` for which `dataset` has a complete partition file."""
-        if dataset in UNDATED_DATASETS:
+        if not registered(dataset).dated:
             raise TagflowError(f"dataset {dataset!r} is not partitioned by date")
         folder = self.partition_path(dataset, tenant, date(2000, 1, 1)).parent.parent
         if not folder.exists():
@@ -148,9 +135,7 @@ class DatasetStore:
 
     def parquet_glob(self, dataset: str) -> str:
         """A glob over every file of `dataset`, for DuckDB's read_parquet(hive_partitioning)."""
-        if dataset not in DATASET_SCHEMAS:
-            raise TagflowError(f"unknown dataset {dataset!r}")
-        suffix = "*/*.parquet" if dataset in UNDATED_DATASETS else "*/*/*.parquet"
+        suffix = "*/*/*.parquet" if registered(dataset).dated else "*/*.parquet"
         return str(self.root / dataset / suffix)
 
     def read(self, dataset: str, tenant: str, day: date | None = None) -> pa.Table:
@@ -164,7 +149,7 @@ class DatasetStore:
             raise MissingPartition(
                 f"{dataset} for tenant {tenant!r}{when} has not been materialised"
             ) from None
-        schema = DATASET_SCHEMAS[dataset]
+        schema = DATASETS[dataset].schema
         return table.select(schema.names).cast(schema)
 
     def read_tag_rows(
@@ -181,7 +166,7 @@ class DatasetStore:
         For the read API: files are sorted by tag_name, so row groups whose tag_name
         statistics exclude every wanted name are not read at all, and footers of local files
         are cached (keyed by inode, size and mtime, so a rewritten partition is re-read)."""
-        schema = DATASET_SCHEMAS[dataset]
+        schema = DATASETS[dataset].schema
         names = list(columns) if columns is not None else schema.names
         out_schema = pa.schema([schema.field(name) for name in names])
         wanted = None if tag_names is None else sorted(set(tag_names))
@@ -222,7 +207,7 @@ class DatasetStore:
     def iter_batches(self, dataset: str, tenant: str, day: date) -> Iterator[pa.RecordBatch]:
         """One partition's rows in file order, a row group at a time (memory holds one);
         MissingPartition if absent."""
-        schema = DATASET_SCHEMAS[dataset]
+        schema = DATASETS[dataset].schema
         path = self.partition_path(dataset, tenant, day)
         try:
             handle = path.open("rb")
@@ -239,7 +224,7 @@ class DatasetStore:
         """Several day partitions concatenated in day order."""
         tables = [self.read(dataset, tenant, day) for day in sorted(days)]
         if not tables:
-            return DATASET_SCHEMAS[dataset].empty_table()
+            return DATASETS[dataset].schema.empty_table()
         return pa.concat_tables(tables)
 
 

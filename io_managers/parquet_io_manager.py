@@ -20,14 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tagflow.errors import TagflowError
-from tagflow.io_managers.dataset_store import UNDATED_DATASETS, DatasetStore
+from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.schemas.registry import dataset as registered
 
 # The partition dimensions every dataset is stored by (one file per tenant × day).
 TENANT_DIMENSION = "tenant"
 DATE_DIMENSION = "date"
-
-# The column whose range a materialisation reports, per dataset (default: bucket_start).
-_TIME_COLUMNS = {"transitions": "time", "carry_in": "time", "spans": "begin_at"}
 
 
 def tenant_and_day(partition_key: str | dg.MultiPartitionKey) -> tuple[str, date]:
@@ -108,7 +106,7 @@ class ParquetDatasetIOManager(dg.ConfigurableIOManager):
         expected = {tenant_and_day(key) for key in context.asset_partition_keys}
         if isinstance(obj, pa.Table):
             tenants = {tenant for tenant, _ in expected}
-            if dataset in UNDATED_DATASETS and len(tenants) == 1:
+            if not registered(dataset).dated and len(tenants) == 1:
                 # One file per tenant, whatever the days of the run.
                 written = self.store().write(dataset, tenants.pop(), None, obj)
                 context.add_output_metadata({"rows": obj.num_rows, "bytes": written})
@@ -131,7 +129,7 @@ class ParquetDatasetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(_run_metadata(per_day))
 
     def _write_day(self, dataset: str, output: DayOutput) -> dict[str, Any]:
-        observed = _Observed(_TIME_COLUMNS.get(dataset, "bucket_start"))
+        observed = _Observed(registered(dataset).time_column)
         started = time.perf_counter()
         parts = [output.data] if isinstance(output.data, pa.Table) else output.data
         written = self.store().write(dataset, output.tenant, output.day, observed.watch(parts))
@@ -145,7 +143,7 @@ class ParquetDatasetIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pa.Table | StoredDays:
         dataset = context.asset_key.path[-1]
         store = self.store()
-        if dataset in UNDATED_DATASETS:
+        if not registered(dataset).dated:
             tenants = {tenant_and_day(key)[0] for key in context.asset_partition_keys}
             if len(tenants) != 1:
                 raise dg.DagsterInvariantViolationError("a run covers exactly one tenant")

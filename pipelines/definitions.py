@@ -1,43 +1,44 @@
-"""The tagflow code location: assets, checks and resources assembled for Dagster."""
+"""The tagflow code location: assets, checks, jobs, schedules, sensors, executor and resources
+assembled from the deployment's settings. Dagster loads `defs` (workspace.yaml), which reads
+the settings from the environment when it is called, not when this module is imported."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from tagflow.assets import checks, derived, extraction
-from tagflow.assets.resources import dataset_io_manager, source_database
-from tagflow.pipelines.instance import default_executor
-from tagflow.pipelines.schedules import all_assets_job, daily_schedule
-from tagflow.pipelines.sensors import late_data_sensor, tenant_discovery_sensor
+from tagflow.assets.checks import schema_checks
+from tagflow.assets.derived import derived_assets
+from tagflow.assets.extraction import extraction_assets
+from tagflow.assets.partitions import TenantDays
+from tagflow.assets.resources import resources
+from tagflow.errors import TagflowError
+from tagflow.pipelines.executor import launched_run_executor
+from tagflow.pipelines.schedules import all_assets_job, build_daily_schedule
+from tagflow.pipelines.sensors import build_late_data_sensor, build_tenant_discovery_sensor
+from tagflow.settings import EMBEDDED_SOURCE, Settings
 
-ASSETS = [
-    extraction.tags,
-    extraction.transitions,
-    derived.spans,
-    derived.samples_1m,
-    derived.samples_1h,
-    derived.samples_1d,
-]
+NO_SOURCE = (
+    "no source database is configured: set TAGFLOW_SOURCE_URL to its URL "
+    f"(postgresql://user:password@host/db), or to `{EMBEDDED_SOURCE}` for the demo's server"
+)
 
 
-def build_definitions(
-    source_url: str | None = None, store_root: str | None = None
-) -> dg.Definitions:
-    """Definitions with the source and store from arguments, else from the environment."""
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """The code location for `settings`; a clear error when they name no source database."""
+    if settings.source_url is None:
+        raise TagflowError(NO_SOURCE)
+    partitions = TenantDays.of(settings)
     return dg.Definitions(
-        assets=ASSETS,
-        asset_checks=checks.schema_checks,
+        assets=[*extraction_assets(partitions), *derived_assets(partitions)],
+        asset_checks=schema_checks(partitions),
         jobs=[all_assets_job],
-        schedules=[daily_schedule],
-        sensors=[tenant_discovery_sensor, late_data_sensor],
-        # Launched runs (UI, schedules, backfills) spread steps over processes, or over dask
-        # workers (TAGFLOW_EXECUTOR); execute_in_process (tagflow materialize) ignores this.
-        executor=default_executor(),
-        resources={
-            "source": source_database(source_url),
-            "datasets": dataset_io_manager(store_root),
-        },
+        schedules=[build_daily_schedule(settings)],
+        sensors=[build_tenant_discovery_sensor(settings), build_late_data_sensor(settings)],
+        executor=launched_run_executor(settings),
+        resources=resources(settings),
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(Settings.from_env())

@@ -1,15 +1,12 @@
-"""Deployment settings of Dagster for tagflow: the instance (where runs, events and schedules
-are stored) and the executor (how the steps of one run are spread over processes).
+"""The Dagster instance tagflow runs on: where runs, events and schedules are stored.
 
 The instance lives in $DAGSTER_HOME (default ``.tagflow/dagster``). Dagster reads only
 ``$DAGSTER_HOME/dagster.yaml`` and that file cannot be conditional, so tagflow *generates* it
 from the project's ``dagster.yaml`` (SQLite storage, the ``source_db`` pool): when
 ``TAGFLOW_DAGSTER_PG_URL`` is set, a ``storage: postgres:`` section is added that names the
 variable (``{env: TAGFLOW_DAGSTER_PG_URL}``), so the URL and its password never reach the disk.
-``python -m pipelines.instance`` prepares the home for ``dagster dev`` / ``dagster-webserver``.
-
-Steps run in processes on this host by default; ``TAGFLOW_EXECUTOR=dask`` with
-``TAGFLOW_DASK_ADDRESS`` sends them to the workers of a running ``dask.distributed`` scheduler.
+``python -m tagflow.pipelines.instance`` prepares the home for ``dagster dev`` and
+``dagster-webserver``.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,14 +23,10 @@ import dagster as dg
 import yaml
 
 from tagflow.errors import InvalidArgument
+from tagflow.settings import Settings
 
 DEFAULT_DAGSTER_HOME = ".tagflow/dagster"
-PG_URL_ENV = "TAGFLOW_DAGSTER_PG_URL"
-MAX_CONCURRENT_ENV = "TAGFLOW_MAX_CONCURRENT"
-EXECUTOR_ENV = "TAGFLOW_EXECUTOR"
-DASK_ADDRESS_ENV = "TAGFLOW_DASK_ADDRESS"
-MULTIPROCESS = "multiprocess"
-DASK = "dask"
+PG_URL_ENV = Settings.variable("dagster_pg_url")
 INSTANCE_FILE = "dagster.yaml"
 LOCK_FILE = ".tagflow.lock"
 # First line of every file this module writes: a home whose dagster.yaml lacks it was written by
@@ -51,18 +44,15 @@ def project_config_path() -> Path | None:
     return None
 
 
-def instance_config(
-    project_config: Path | None = None, env: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def instance_config(settings: Settings, project_config: Path | None = None) -> dict[str, Any]:
     """The instance settings: the project's dagster.yaml, with PostgreSQL run, event-log and
-    schedule storage when TAGFLOW_DAGSTER_PG_URL is set in `env` (default os.environ)."""
-    env = os.environ if env is None else env
+    schedule storage when TAGFLOW_DAGSTER_PG_URL is set."""
     path = project_config if project_config is not None else project_config_path()
     config: dict[str, Any] = {}
     if path is not None:
         config = yaml.safe_load(path.read_text()) or {}
-    if env.get(PG_URL_ENV):
-        _check_pg_url(env[PG_URL_ENV])
+    if settings.dagster_pg_url:
+        _check_pg_url(settings.dagster_pg_url)
         # `storage: postgres:` covers all three storages (runs, event log, schedules); the env
         # reference is resolved by Dagster when the instance starts, in every process.
         config["storage"] = {"postgres": {"postgres_url": {"env": PG_URL_ENV}}}
@@ -92,22 +82,22 @@ def _is_ours(instance_file: Path, project_config: Path | None) -> bool:
 
 
 def prepare_dagster_home(
+    settings: Settings,
     home: str | os.PathLike[str] | None = None,
     project_config: Path | None = None,
-    env: Mapping[str, str] | None = None,
 ) -> Path:
     """Create the Dagster home and (re)write its dagster.yaml from `instance_config`; return the
     home. A dagster.yaml that tagflow did not write is kept as it is (with a warning if it
     ignores TAGFLOW_DAGSTER_PG_URL)."""
-    env = os.environ if env is None else env
-    path = _home_path(home, env)
+    path = _home_path(home)
     with _home_lock(path):
-        _write_instance_file(path, project_config, env)
+        _write_instance_file(path, project_config, settings)
     return path
 
 
-def _home_path(home: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
-    path = Path(home if home is not None else env.get("DAGSTER_HOME", DEFAULT_DAGSTER_HOME))
+def _home_path(home: str | os.PathLike[str] | None) -> Path:
+    # DAGSTER_HOME is Dagster's own variable: every Dagster process finds the instance by it.
+    path = Path(home if home is not None else os.environ.get("DAGSTER_HOME", DEFAULT_DAGSTER_HOME))
     path = path.expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -124,18 +114,18 @@ def _home_lock(home: Path) -> Iterator[None]:
         yield
 
 
-def _write_instance_file(path: Path, project_config: Path | None, env: Mapping[str, str]) -> None:
+def _write_instance_file(path: Path, project_config: Path | None, settings: Settings) -> None:
     project_config = project_config if project_config is not None else project_config_path()
     target = path / INSTANCE_FILE
     if target.exists() and not _is_ours(target, project_config):
-        if env.get(PG_URL_ENV) and "storage" not in (yaml.safe_load(target.read_text()) or {}):
+        if settings.dagster_pg_url and "storage" not in (yaml.safe_load(target.read_text()) or {}):
             warnings.warn(
                 f"{PG_URL_ENV} is set but {target} is not managed by tagflow and has no storage "
                 "section: runs stay in SQLite. Delete the file or add `storage: postgres:`.",
                 stacklevel=3,
             )
         return
-    config = yaml.safe_dump(instance_config(project_config, env), sort_keys=False)
+    config = yaml.safe_dump(instance_config(settings, project_config), sort_keys=False)
     text = f"{GENERATED_MARKER}\n{config}"
     if target.exists() and target.read_text() == text:
         return
@@ -145,69 +135,18 @@ def _write_instance_file(path: Path, project_config: Path | None, env: Mapping[s
     partial.replace(target)
 
 
-def dagster_instance() -> dg.DagsterInstance:
+def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     """The persistent instance under $DAGSTER_HOME (default .tagflow/dagster), its dagster.yaml
     generated from the project's (PostgreSQL storage when TAGFLOW_DAGSTER_PG_URL is set)."""
-    home = _home_path(None, os.environ)
+    home = _home_path(None)
     # Held until the instance is open: opening a fresh home creates its SQLite schema.
     with _home_lock(home):
-        _write_instance_file(home, None, os.environ)
+        _write_instance_file(home, None, settings)
         # Dagster (and the webserver/daemon processes it starts) find the instance by this name.
         os.environ["DAGSTER_HOME"] = str(home)
         return dg.DagsterInstance.get()
 
 
-def max_concurrent_from_env(env: Mapping[str, str] | None = None) -> int | None:
-    """TAGFLOW_MAX_CONCURRENT as a positive int; None (one process per CPU) when unset."""
-    env = os.environ if env is None else env
-    raw = env.get(MAX_CONCURRENT_ENV, "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidArgument(f"{MAX_CONCURRENT_ENV} must be a positive integer, got {raw!r}")
-    return int(raw)
-
-
-def default_executor(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition:
-    """The executor named by TAGFLOW_EXECUTOR (`env`, default os.environ): `multiprocess`
-    (the default), each step in its own process, at most TAGFLOW_MAX_CONCURRENT at once; or
-    `dask`, each step a task on the dask.distributed scheduler at TAGFLOW_DASK_ADDRESS (at most
-    TAGFLOW_MAX_CONCURRENT steps of a run at once, see pipelines/dask_executor.py). Runs
-    launched from the UI, schedules and backfills use it; `execute_in_process` (tagflow
-    materialize, tests) replaces it with the in-process executor."""
-    env = os.environ if env is None else env
-    kind = env.get(EXECUTOR_ENV, "").strip().lower() or MULTIPROCESS
-    if kind == MULTIPROCESS:
-        return dg.multiprocess_executor.configured(
-            {"max_concurrent": max_concurrent_from_env(env)}, name="tagflow_multiprocess"
-        )
-    if kind == DASK:
-        return _dask_executor(env)
-    raise InvalidArgument(f"{EXECUTOR_ENV} must be {MULTIPROCESS} or {DASK}, got {kind!r}")
-
-
-def _dask_executor(env: Mapping[str, str]) -> dg.ExecutorDefinition:
-    address = env.get(DASK_ADDRESS_ENV, "").strip()
-    if not address:
-        # A cluster started per run would only re-create the multiprocess executor, slower.
-        raise InvalidArgument(
-            f"{EXECUTOR_ENV}=dask needs {DASK_ADDRESS_ENV}, the scheduler's address "
-            "(tcp://host:8786)"
-        )
-    try:
-        # dask is an optional extra: deployments on the multiprocess executor do without it.
-        from tagflow.pipelines.dask_executor import dask_executor
-    except ModuleNotFoundError as exc:
-        if exc.name not in {"dask", "distributed"}:
-            raise
-        raise InvalidArgument(
-            f"{EXECUTOR_ENV}=dask needs dask.distributed: pip install 'tagflow[production]'"
-        ) from exc
-    return dask_executor.configured(
-        {"address": address, "max_concurrent": max_concurrent_from_env(env)}, name="tagflow_dask"
-    )
-
-
 if __name__ == "__main__":
-    # `python -m pipelines.instance`: prepare $DAGSTER_HOME for `dagster dev` and print it.
-    print(prepare_dagster_home())
+    # `python -m tagflow.pipelines.instance`: prepare $DAGSTER_HOME for `dagster dev`.
+    print(prepare_dagster_home(Settings.from_env()))

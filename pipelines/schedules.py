@@ -1,18 +1,16 @@
 """The daily schedule: once a day, materialise the day that just ended (UTC) for every tenant
 the instance knows, one run per tenant-day so each can be rerun on its own from the UI."""
 
-import os
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from tagflow.assets.partitions import START_DATE, TENANT_DIMENSION, tenant_day_key
+from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
+from tagflow.settings import Settings
 
-DEFAULT_CRON = "30 0 * * *"
 # Partitions are UTC days, so the schedule ticks in UTC too: "yesterday" is then the same day
 # wherever the daemon runs, and a cron like "30 0 * * *" leaves 30 minutes for late rows.
 EXECUTION_TIMEZONE = "UTC"
-SCHEDULE_CRON = os.environ.get("TAGFLOW_SCHEDULE_CRON", DEFAULT_CRON)
 
 TRIGGER_TAG = "tagflow/trigger"
 
@@ -37,11 +35,13 @@ def previous_utc_day(moment: datetime) -> date:
     return moment.astimezone(UTC).date() - timedelta(days=1)
 
 
-def daily_run_requests(tenants: list[str], scheduled_at: datetime) -> list[dg.RunRequest]:
+def daily_run_requests(
+    tenants: list[str], scheduled_at: datetime, first_day: date
+) -> list[dg.RunRequest]:
     """One run request per tenant for the UTC day before `scheduled_at`, sorted by tenant;
     none when that day precedes the first partition day."""
     day = previous_utc_day(scheduled_at)
-    if day < date.fromisoformat(START_DATE):
+    if day < first_day:
         return []
     key = day.isoformat()
     return [
@@ -54,12 +54,13 @@ def daily_run_requests(tenants: list[str], scheduled_at: datetime) -> list[dg.Ru
     ]
 
 
-def build_daily_schedule(cron: str = SCHEDULE_CRON) -> dg.ScheduleDefinition:
-    """The daily schedule on `cron` (UTC); tests and deployments may build one with another cron."""
+def build_daily_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """The daily schedule on the settings' cron (UTC) from their first partition day."""
+    first_day = settings.start_date
 
     @dg.schedule(
         name="daily_tenant_days",
-        cron_schedule=cron,
+        cron_schedule=settings.schedule_cron,
         execution_timezone=EXECUTION_TIMEZONE,
         job=all_assets_job,
         description=(
@@ -76,12 +77,9 @@ def build_daily_schedule(cron: str = SCHEDULE_CRON) -> dg.ScheduleDefinition:
         tenants = context.instance.get_dynamic_partitions(TENANT_DIMENSION)
         if not tenants:
             return dg.SkipReason("no tenants yet: the tenant discovery sensor adds them")
-        requests = daily_run_requests(tenants, scheduled_at)
+        requests = daily_run_requests(tenants, scheduled_at, first_day)
         if not requests:
-            return dg.SkipReason(f"{previous_utc_day(scheduled_at)} is before {START_DATE}")
+            return dg.SkipReason(f"{previous_utc_day(scheduled_at)} is before {first_day}")
         return requests
 
     return daily_tenant_days
-
-
-daily_schedule = build_daily_schedule()

@@ -3,23 +3,18 @@ backfills each new tenant's past days a bounded slice per tick, and reports (nev
 tenants that have left the source."""
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from tagflow.assets.partitions import START_DATE, TENANT_DIMENSION, tenant_day_key, tenants
+from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key, tenants
 from tagflow.assets.resources import SourceDatabase
 from tagflow.pipelines.schedules import TRIGGER_TAG, all_assets_job, previous_utc_day, run_key
+from tagflow.settings import Settings
 from tagflow.source import connection, fingerprints
 
-# A new tenant's history starts at the floor; the partitions' first day when unset.
-BACKFILL_FLOOR = os.environ.get("TAGFLOW_BACKFILL_FLOOR", START_DATE)
-# Tenant-days launched per tick, over all tenants: bounds the tick's time and the burst of runs
-# one discovery adds to the queue; the rest follows on later ticks.
-BACKFILL_DAYS_PER_TICK = int(os.environ.get("TAGFLOW_BACKFILL_DAYS_PER_TICK", "31"))
 # Discovery needs no hurry, but a backfill advances one slice per tick.
 MINIMUM_INTERVAL_SECONDS = 60
 
@@ -80,22 +75,21 @@ def plan_discovery(
     source_tenants: list[str],
     registered: list[str],
     state: DiscoveryState,
-    floor: date,
+    first_day: date,
     last_complete_day: date,
     days_per_tick: int,
     first_days: Mapping[str, date | None] | None = None,
 ) -> DiscoveryTick:
     """Compare the source's tenants with the registered ones and pick this tick's backfill.
 
-    A new tenant is queued from its first day with rows (`first_days`; never before `floor`
-    nor the first partition day; a tenant without rows is not queued) through
+    A new tenant is queued from its first day with rows (`first_days`; never before
+    `first_day`; a tenant without rows is not queued) through
     `last_complete_day`; queued tenants are served in name order, `days_per_tick` tenant-days
     in all, so one tenant's history completes before the next one's starts. A queued tenant
     that leaves the source is dropped from the queue."""
     in_source = set(source_tenants)
     new_tenants = sorted(in_source - set(registered))
     gone = sorted(set(registered) - in_source)
-    first_day = max(floor, date.fromisoformat(START_DATE))
 
     queue = {t: p for t, p in state.backfill.items() if t in in_source}
     for tenant in new_tenants:
@@ -124,13 +118,12 @@ def _utc_now() -> datetime:
 
 
 def build_tenant_discovery_sensor(
-    floor: str = BACKFILL_FLOOR,
-    days_per_tick: int = BACKFILL_DAYS_PER_TICK,
-    clock: Callable[[], datetime] = _utc_now,
+    settings: Settings, clock: Callable[[], datetime] = _utc_now
 ) -> dg.SensorDefinition:
-    """The tenant discovery sensor; tests pass a fixed `clock`, a small `days_per_tick` and a
-    recent `floor` so every expected run request can be written down by hand."""
-    floor_day = date.fromisoformat(floor)
+    """The tenant discovery sensor. Tenant-days launched per tick (backfill_days_per_tick, over
+    all tenants) bound the tick's time and the burst of runs one discovery adds to the queue;
+    the rest follows on later ticks. Tests pass a fixed `clock`."""
+    first_day, days_per_tick = settings.first_backfill_day, settings.backfill_days_per_tick
 
     @dg.sensor(
         name="tenant_discovery",
@@ -139,7 +132,7 @@ def build_tenant_discovery_sensor(
         description=(
             "Registers every tenant the source lists (a schema with the three source tables) "
             "as a dynamic partition, then backfills each new tenant's days from its first row "
-            f"(not before TAGFLOW_BACKFILL_FLOOR, now {floor}) through the UTC day before its "
+            f"(not before TAGFLOW_BACKFILL_FLOOR, now {first_day}) through the UTC day before its "
             "discovery (later days are the daily schedule's), at most "
             f"{days_per_tick} tenant-days per tick, continuing on later ticks through the "
             "cursor. Tenants that leave the source are reported in the log and kept: their "
@@ -161,7 +154,7 @@ def build_tenant_discovery_sensor(
             source_tenants,
             registered,
             state,
-            floor_day,
+            first_day,
             previous_utc_day(clock()),
             days_per_tick,
             first_days={t: None if at is None else at.date() for t, at in first_rows.items()},
@@ -196,11 +189,6 @@ def build_tenant_discovery_sensor(
     return tenant_discovery
 
 
-tenant_discovery_sensor = build_tenant_discovery_sensor()
-
-
-# How many complete days back the late-data sensor re-fingerprints.
-LATE_DATA_LOOKBACK_DAYS = int(os.environ.get("TAGFLOW_LATE_DATA_LOOKBACK_DAYS", "7"))
 LATE_DATA_INTERVAL_SECONDS = 600
 DATA_VERSION_TAG = "dagster/data_version"
 
@@ -228,10 +216,11 @@ def recorded_source_version(instance: dg.DagsterInstance, tenant: str, day: str)
 
 
 def build_late_data_sensor(
-    lookback_days: int = LATE_DATA_LOOKBACK_DAYS,
-    clock: Callable[[], datetime] = _utc_now,
+    settings: Settings, clock: Callable[[], datetime] = _utc_now
 ) -> dg.SensorDefinition:
-    """The late-data sensor; tests pass a fixed `clock`."""
+    """The late-data sensor over the last late_data_lookback_days complete days; tests pass a
+    fixed `clock`."""
+    lookback_days = settings.late_data_lookback_days
 
     @dg.sensor(
         name="late_data",
@@ -284,6 +273,3 @@ def build_late_data_sensor(
         return requests
 
     return late_data
-
-
-late_data_sensor = build_late_data_sensor()

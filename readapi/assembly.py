@@ -5,7 +5,7 @@ the bucket grid, wide sample tables, derivatives and counter rates. No I/O here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -13,14 +13,15 @@ import pyarrow.compute as pc
 
 from tagflow.readapi.models import SPAN_LIST
 from tagflow.schemas.arrow import RAW_CARRY_IN, TS
+from tagflow.schemas.registry import WIDTHS
 from tagflow.transforms.columns import NO_TIME, datetime_to_us, time_us, us_to_time
 from tagflow.transforms.transitions import carry_in_for_day
 
 US_PER_S = 1_000_000
-MINUTE_US = 60 * US_PER_S
-HOUR_US = 60 * MINUTE_US
-DAY_US = 24 * HOUR_US
-_SEGMENT_WIDTHS = (("1d", DAY_US), ("1h", HOUR_US), ("1m", MINUTE_US))
+# The materialised widths in µs, coarsest first: the order in which summaries are preferred.
+_SEGMENT_WIDTHS = tuple(
+    (name, width // timedelta(microseconds=1)) for name, width in reversed(WIDTHS.items())
+)
 
 # aggregate_function → column of the samples datasets.
 AGGREGATES = {

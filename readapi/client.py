@@ -32,6 +32,8 @@ from tagflow.readapi.models import (
     tags_from_table,
     wide_frame,
 )
+from tagflow.settings import Settings
+from tagflow.source.embedded import resolve_source_url
 from tagflow.time_range import TimeRange, parse_duration, parse_time_range, parse_width
 
 TimeRangeLike = TimeRange | tuple[object, object] | list[object]
@@ -130,22 +132,23 @@ class Client:
     ) -> None:
         if host is not None and store is not None:
             raise InvalidArgument("give either host= (HTTP service) or store= (datasets), not both")
+        env = Settings.from_env()
         if host is None and store is None:
-            host = os.environ.get("TAGFLOW_HOST") or None
-            if host is None:
-                store = os.environ.get("TAGFLOW_STORE") or None
+            host = env.host
+            if host is None and env.from_environment("store"):
+                store = env.store
         if host is None and store is None:
             raise InvalidArgument(
                 "no data to read: pass host= (or set TAGFLOW_HOST) for the HTTP service, or "
                 "store= (or set TAGFLOW_STORE) for the datasets"
             )
-        tenant = tenant or os.environ.get("TAGFLOW_TENANT") or None
+        tenant = tenant or env.tenant
         self.tenant = validate_tenant_name(tenant) if tenant is not None else None
         self.default_time_range = (
             parse_time_range(default_time_range) if default_time_range is not None else None
         )
         self.allow_source = bool(allow_source)
-        self._api_key = api_key or os.environ.get("TAGFLOW_API_KEY") or None
+        self._api_key = api_key or env.api_key
         self._transport: Transport
         if host is not None:
             if self._api_key is None:
@@ -162,7 +165,8 @@ class Client:
                 )
             self.host = None
             self.store = store if isinstance(store, DatasetStore) else DatasetStore(store)
-            source = source_url or os.environ.get("TAGFLOW_SOURCE_URL") or None
+            source = source_url or env.source_url
+            source = resolve_source_url(source) if source else None
             self._transport = TenantReader(
                 self.store,
                 self.tenant,

@@ -44,8 +44,9 @@ from tagflow.readapi.coverage import CoverageIndex, TagCatalogue
 from tagflow.readapi.errors import InvalidArgument
 from tagflow.readapi.models import METRIC_DATA, TAG_LIST
 from tagflow.readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S, SourceDays
-from tagflow.readapi.store_reader import MATERIALISED_WIDTHS, StoredDays
+from tagflow.readapi.store_reader import StoredDays
 from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
+from tagflow.schemas.registry import WIDTHS
 from tagflow.time_range import ONE_US, TimeRange, day_bounds, to_us
 from tagflow.transforms.columns import time_us
 from tagflow.transforms.rollup import rollup
@@ -539,7 +540,7 @@ class TenantReader:
                 return rows.filter(pa.array((buckets >= lo) & (buckets < hi)))
 
             table = pa.concat_tables(map_days(plan, products, buckets_of))
-            if grid.width_us != MATERIALISED_WIDTHS[fine] // ONE_US:
+            if grid.width_us != WIDTHS[fine] // ONE_US:
                 table = rollup(table, timedelta(microseconds=grid.width_us), offset)
             out.append(table)
         return out[0], out[1]

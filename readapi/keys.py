@@ -29,15 +29,11 @@ import typer
 
 from tagflow.errors import AuthenticationFailed, TagflowError
 from tagflow.names import validate_tenant_name
+from tagflow.settings import Settings
 
-DEFAULT_KEYS_FILE = ".tagflow/api_keys.json"
 FORMAT = "tagflow-api-keys/1"
 _KEY_PREFIX = "tf_"
 _MAX_KEY_LENGTH = 512
-
-
-def keys_file_from_env() -> Path:
-    return Path(os.environ.get("TAGFLOW_KEYS_FILE") or DEFAULT_KEYS_FILE)
 
 
 def _digest(salt: bytes, key: str) -> bytes:
@@ -79,8 +75,8 @@ class KeyFileError(TagflowError):
 class KeyStore:
     """The keys file: verification for the service, add/revoke/list for the operator."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path) if path is not None else keys_file_from_env()
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._entries: list[KeyEntry] = []
@@ -200,6 +196,10 @@ keys_app = typer.Typer(
 _FILE_OPTION = typer.Option(None, "--file", help="Keys file (default TAGFLOW_KEYS_FILE).")
 
 
+def _key_store(file: Path | None) -> KeyStore:
+    return KeyStore(file if file is not None else Settings.from_env().keys_file)
+
+
 @keys_app.command("add")
 def add_command(
     tenant: str,
@@ -208,7 +208,7 @@ def add_command(
 ) -> None:
     """Create an API key for TENANT and print it once (only its hash is stored)."""
     try:
-        new_key, entry = KeyStore(file).add(tenant, key)
+        new_key, entry = _key_store(file).add(tenant, key)
     except TagflowError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
@@ -224,7 +224,7 @@ def revoke_command(
 ) -> None:
     """Revoke TENANT's keys (all, or one with --key-id)."""
     try:
-        removed = KeyStore(file).revoke(tenant, key_id)
+        removed = _key_store(file).revoke(tenant, key_id)
     except TagflowError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
@@ -235,7 +235,7 @@ def revoke_command(
 def list_command(file: Path | None = _FILE_OPTION) -> None:
     """List key ids per tenant (never the keys)."""
     try:
-        entries = KeyStore(file).entries()
+        entries = _key_store(file).entries()
     except TagflowError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None

@@ -32,6 +32,8 @@ from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE, InvalidArgument, wire_e
 from tagflow.readapi.keys import KeyStore
 from tagflow.readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S
 from tagflow.readapi.wire import ARROW_STREAM, TENANT_HEADER, encode_ipc, json_columns, json_records
+from tagflow.settings import Settings
+from tagflow.source.embedded import resolve_source_url
 from tagflow.time_range import TimeRange, parse_duration, parse_time_range, parse_width
 
 log = logging.getLogger(__name__)
@@ -180,14 +182,14 @@ Body = Annotated[dict[str, Any], FastApiBody(description=_BODY_DOC)]
 
 def create_app(
     store: str | os.PathLike[str] | UPath | DatasetStore,
-    keys: KeyStore | str | os.PathLike[str] | None = None,
+    keys: KeyStore | str | os.PathLike[str],
     source_url: str | None = None,
     ttl_s: float = DEFAULT_TTL_S,
     max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
     source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
 ) -> FastAPI:
     """The FastAPI application over `store` (a root or a DatasetStore), authenticating with
-    `keys` (a KeyStore or keys file; default TAGFLOW_KEYS_FILE) and falling back to
+    `keys` (a KeyStore or keys file) and falling back to
     `source_url` for days not materialised, each source read bounded by `source_timeout_s`."""
     dataset_store = store if isinstance(store, DatasetStore) else DatasetStore(store)
     key_store = keys if isinstance(keys, KeyStore) else KeyStore(keys)
@@ -412,13 +414,7 @@ def create_app(
     return app
 
 
-def serve(
-    store: str | None = None,
-    port: int = 8000,
-    host: str = "127.0.0.1",
-    keys_file: str | None = None,
-    source_url: str | None = None,
-) -> None:
+def serve(settings: Settings, port: int = 8000, host: str = "127.0.0.1") -> None:
     """Run the service with uvicorn (what `tagflow serve` calls)."""
     import uvicorn
 
@@ -427,6 +423,6 @@ def serve(
         # service's worker threads that held about 200 MiB more, still growing after tens of
         # seconds under load (tests/reliability/test_http_load.py). The operator's choice wins.
         pa.set_memory_pool(pa.system_memory_pool())
-    root = store or os.environ.get("TAGFLOW_STORE") or ".tagflow/store"
-    app = create_app(root, keys_file, source_url or os.environ.get("TAGFLOW_SOURCE_URL"))
+    source_url = resolve_source_url(settings.source_url) if settings.source_url else None
+    app = create_app(settings.store, settings.keys_file, source_url)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -5,22 +5,12 @@ the tag filter down to Parquet row-group statistics."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import date, timedelta
+from datetime import date
 
 import pyarrow as pa
 
 from tagflow.io_managers.dataset_store import DatasetStore
-
-# Widths the assets materialise, coarsest first (the order in which roll-ups are preferred).
-MATERIALISED_WIDTHS: dict[str, timedelta] = {
-    "1d": timedelta(days=1),
-    "1h": timedelta(hours=1),
-    "1m": timedelta(minutes=1),
-}
-
-
-def samples_dataset(width_name: str, string: bool) -> str:
-    return f"samples_str_{width_name}" if string else f"samples_{width_name}"
+from tagflow.schemas.registry import samples_name
 
 
 class StoredDays:
@@ -58,4 +48,4 @@ class StoredDays:
         tag_names: Collection[str] | None,
         columns: Sequence[str] | None = None,
     ) -> pa.Table:
-        return self._read(samples_dataset(width_name, string), day, tag_names, columns)
+        return self._read(samples_name(width_name, string), day, tag_names, columns)

@@ -114,16 +114,3 @@ SAMPLES_STR = pa.schema(
         ("held_s", pa.map_(pa.string(), pa.float64())),
     ]
 )
-
-DATASET_SCHEMAS: dict[str, pa.Schema] = {
-    "tags": TAGS,
-    "transitions": TRANSITIONS,
-    "carry_in": CARRY_IN,
-    "spans": SPANS,
-    "samples_1m": SAMPLES,
-    "samples_1h": SAMPLES,
-    "samples_1d": SAMPLES,
-    "samples_str_1m": SAMPLES_STR,
-    "samples_str_1h": SAMPLES_STR,
-    "samples_str_1d": SAMPLES_STR,
-}

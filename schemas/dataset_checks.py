@@ -14,19 +14,11 @@ import pandas as pd
 import pandera.pandas as pa_pd
 import pyarrow as pa
 
-from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.registry import Dataset, Kind
+from tagflow.schemas.registry import dataset as registered
 
 # twa, first and last may exceed [min, max] by float rounding of the time-weighted sum.
 _REL_TOL = 1e-9
-
-SAMPLE_WIDTHS = {
-    "samples_1m": timedelta(minutes=1),
-    "samples_1h": timedelta(hours=1),
-    "samples_1d": timedelta(days=1),
-    "samples_str_1m": timedelta(minutes=1),
-    "samples_str_1h": timedelta(hours=1),
-    "samples_str_1d": timedelta(days=1),
-}
 
 UTC_TS = pd.DatetimeTZDtype(unit="us", tz="UTC")
 
@@ -245,32 +237,34 @@ class CheckOutcome:
     summary: str
 
 
-def _schema_for(dataset: str, day_start: datetime, day_end: datetime) -> pa_pd.DataFrameSchema:
-    if dataset == "tags":
-        return tags_schema()
-    if dataset == "transitions":
-        return transitions_schema(day_start, day_end)
-    if dataset == "carry_in":
-        return carry_in_schema(day_start, day_end)
-    if dataset == "spans":
-        return spans_schema(day_start, day_end)
-    width = SAMPLE_WIDTHS[dataset]
-    if dataset.startswith("samples_str_"):
-        return samples_str_schema(day_start, day_end, width)
-    return samples_schema(day_start, day_end, width)
+def _schema_for(dataset: Dataset, day_start: datetime, day_end: datetime) -> pa_pd.DataFrameSchema:
+    match dataset.kind:
+        case Kind.TAGS:
+            return tags_schema()
+        case Kind.TRANSITIONS:
+            return transitions_schema(day_start, day_end)
+        case Kind.CARRY_IN:
+            return carry_in_schema(day_start, day_end)
+        case Kind.SPANS:
+            return spans_schema(day_start, day_end)
+        case Kind.SAMPLES_STR:
+            return samples_str_schema(day_start, day_end, dataset.width)
+        case Kind.SAMPLES:
+            return samples_schema(day_start, day_end, dataset.width)
 
 
 def validate_partition(
     dataset: str, table: pa.Table, day_start: datetime, day_end: datetime
 ) -> CheckOutcome:
     """Check one partition against its Arrow schema and its pandera schema."""
-    expected = DATASET_SCHEMAS[dataset]
+    entry = registered(dataset)
+    expected = entry.schema
     if not table.schema.equals(expected, check_metadata=False):
         return CheckOutcome(False, 1, f"Arrow schema differs from {dataset}'s: {table.schema}")
     frame = table.drop_columns(["held_s"]) if "held_s" in table.column_names else table
     df = frame.to_pandas(types_mapper={pa.string(): None}.get, coerce_temporal_nanoseconds=False)
     try:
-        _schema_for(dataset, day_start, day_end).validate(df, lazy=True)
+        _schema_for(entry, day_start, day_end).validate(df, lazy=True)
     except pa_pd.errors.SchemaErrors as errors:
         cases = errors.failure_cases
         # One line per failed check; the failing values themselves stay out of the UI/logs.

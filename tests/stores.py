@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from tagflow.io_managers import DatasetStore
 from tagflow.readapi.source_fallback import SourceDays
-from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.registry import DATASETS
 from tagflow.source.connection import connect
 from tagflow.source.extract import read_tags
 
@@ -37,5 +37,5 @@ def materialise_from_source(source_url: str, root: Path, tenant: str, days: Iter
             tables[f"samples_{width}"] = products.samples(width, False, day, None)
             tables[f"samples_str_{width}"] = products.samples(width, True, day, None)
         for name, table in tables.items():
-            schema = DATASET_SCHEMAS[name]
+            schema = DATASETS[name].schema
             store.write(name, tenant, day, table.select(schema.names).cast(schema))

@@ -1,9 +1,17 @@
 """The whole Dagster code location loads and its asset graph is wired as DESIGN §4 says."""
 
 import dagster as dg
+import pytest
 
-from tagflow.assets.partitions import tenant_days
-from tagflow.pipelines.definitions import defs
+from tagflow.assets.partitions import TenantDays
+from tagflow.errors import TagflowError
+from tagflow.pipelines.definitions import build_definitions
+from tagflow.pipelines.definitions import defs as load_code_location
+from tagflow.settings import Settings
+
+SETTINGS = Settings(source_url="postgresql://nobody@127.0.0.1:1/none")
+defs = build_definitions(SETTINGS)
+tenant_days = TenantDays.of(SETTINGS).definition
 
 DATASETS = {
     "tags",
@@ -71,3 +79,19 @@ def test_daily_schedule_and_tenant_sensor_target_the_all_assets_job():
     job = defs.resolve_job_def("all_assets")
     assert job.partitions_def == tenant_days
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == DATASETS
+
+
+def test_a_code_location_without_a_source_url_fails_with_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TAGFLOW_SOURCE_URL", raising=False)
+    with pytest.raises(TagflowError, match="TAGFLOW_SOURCE_URL"):
+        load_code_location()
+    monkeypatch.setenv("TAGFLOW_SOURCE_URL", "embedded")
+    assert isinstance(load_code_location(), dg.Definitions)  # loading starts no server
+
+
+def test_the_start_date_setting_moves_the_first_partition_day():
+    settings = Settings.from_env({"TAGFLOW_SOURCE_URL": "x", "TAGFLOW_START_DATE": "2024-06-01"})
+    graph = build_definitions(settings).resolve_asset_graph()
+    days = graph.get(dg.AssetKey("spans")).partitions_def.partitions_defs[0]
+    assert days.name == "date"
+    assert days.partitions_def.get_first_partition_key() == "2024-06-01"

@@ -19,6 +19,7 @@ from dagster._core.storage.tags import BACKFILL_ID_TAG
 from tagflow.cli.runs import materialize_days
 from tagflow.io_managers import DatasetStore
 from tagflow.pipelines.instance import PG_URL_ENV, dagster_instance
+from tagflow.settings import Settings
 from tests.pipelines.conftest import DAYS, START
 from tests.pipelines.test_materialize import DATED
 from tests.reliability.trials import long_trial
@@ -41,7 +42,8 @@ def daemon_env(tmp_path, pg_url):
         for key, value in env.items():
             patch.setenv(key, value)
         patch.delenv(PG_URL_ENV, raising=False)
-        dagster_instance()  # writes the home's dagster.yaml before the daemon reads it
+        # Writes the home's dagster.yaml before the daemon reads it.
+        dagster_instance(Settings.from_env())
         yield env
 
 
@@ -96,8 +98,7 @@ def test_cli_backfill_through_the_daemon_runs_ten_days_in_one_run(
         START,
         end,
         dg.DagsterInstance.ephemeral(),
-        pg_url,
-        str(tmp_path / "local"),
+        Settings(source_url=pg_url, store=str(tmp_path / "local")),
         days_per_run=DAYS,
     )
     assert local.success

@@ -15,31 +15,31 @@ import dagster as dg
 import pytest
 from distributed import Client, LocalCluster, get_task_stream
 
-from tagflow.assets.partitions import tenant_day_key, tenant_days
+from tagflow.assets.partitions import TenantDays, tenant_day_key
 from tagflow.cli.runs import QUIET_CONSOLE, materialize_days
 from tagflow.errors import InvalidArgument
 from tagflow.pipelines.definitions import build_definitions
-from tagflow.pipelines.instance import (
-    DASK_ADDRESS_ENV,
-    EXECUTOR_ENV,
-    PG_URL_ENV,
-    dagster_instance,
-    default_executor,
-)
+from tagflow.pipelines.executor import DASK_ADDRESS_ENV, EXECUTOR_ENV, launched_run_executor
+from tagflow.pipelines.instance import PG_URL_ENV, dagster_instance
 from tagflow.pipelines.schedules import all_assets_job
+from tagflow.settings import Settings
+
+
+def executor_of(env: dict[str, str]) -> dg.ExecutorDefinition:
+    return launched_run_executor(Settings.from_env(env))
 
 
 def test_the_executor_is_chosen_by_the_environment():
-    assert default_executor({}).name == "tagflow_multiprocess"
-    assert default_executor({EXECUTOR_ENV: "multiprocess"}).name == "tagflow_multiprocess"
-    dask = default_executor({EXECUTOR_ENV: "dask", DASK_ADDRESS_ENV: "tcp://10.0.0.5:8786"})
+    assert executor_of({}).name == "tagflow_multiprocess"
+    assert executor_of({EXECUTOR_ENV: "multiprocess"}).name == "tagflow_multiprocess"
+    dask = executor_of({EXECUTOR_ENV: "dask", DASK_ADDRESS_ENV: "tcp://10.0.0.5:8786"})
     assert dask.name == "tagflow_dask"
     config = dask.apply_config_mapping({}).value["config"]
     assert config == {"address": "tcp://10.0.0.5:8786", "max_concurrent": None}
     with pytest.raises(InvalidArgument, match=DASK_ADDRESS_ENV):
-        default_executor({EXECUTOR_ENV: "dask"})
+        executor_of({EXECUTOR_ENV: "dask"})
     with pytest.raises(InvalidArgument, match=EXECUTOR_ENV):
-        default_executor({EXECUTOR_ENV: "celery"})
+        executor_of({EXECUTOR_ENV: "celery"})
 
 
 def free_loopback_port() -> int:
@@ -79,7 +79,7 @@ def dask_env(small_plant, pg_url, tmp_path, monkeypatch) -> Iterator[tuple[Clien
 def dask_job() -> dg.JobDefinition:
     """The code location's job of every asset, rebuilt from the environment wherever it is
     reconstructed (the run and each dask worker)."""
-    return build_definitions().resolve_job_def(all_assets_job.name)
+    return build_definitions(Settings.from_env()).resolve_job_def(all_assets_job.name)
 
 
 def store_files(root: Path) -> dict[str, bytes]:
@@ -96,10 +96,13 @@ def test_a_run_on_the_dask_executor_writes_what_an_in_process_run_writes(
     day = small_plant.start.date() + timedelta(days=1)  # has a carry-in from the day before
     monkeypatch.delenv(PG_URL_ENV, raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    instance = dagster_instance()  # persistent (SQLite): workers record events through its ref
+    settings = Settings.from_env()
+    # Persistent (SQLite): workers record events through its ref.
+    instance = dagster_instance(settings)
     try:
         instance.add_dynamic_partitions("tenant", [tenant])
-        tags = tenant_days.get_tags_for_partition_key(tenant_day_key(tenant, day.isoformat()))
+        partitions = TenantDays.of(settings).definition
+        tags = partitions.get_tags_for_partition_key(tenant_day_key(tenant, day.isoformat()))
         with get_task_stream(client) as tasks:
             result = dg.execute_job(
                 dg.reconstructable(dask_job), instance, run_config=QUIET_CONSOLE, tags=tags
@@ -116,10 +119,9 @@ def test_a_run_on_the_dask_executor_writes_what_an_in_process_run_writes(
         instance.dispose()
 
     reference = tmp_path / "in-process-store"
-    (run,) = materialize_days(
-        tenant, day, day + timedelta(days=1), dg.DagsterInstance.ephemeral(), pg_url,
-        str(reference),
-    )  # fmt: skip
+    settings = Settings(source_url=pg_url, store=str(reference))
+    end = day + timedelta(days=1)
+    (run,) = materialize_days(tenant, day, end, dg.DagsterInstance.ephemeral(), settings)
     assert run.success
     expected = store_files(reference)
     assert len(expected) >= 8 and all(f"tenant={tenant}" in name for name in expected)

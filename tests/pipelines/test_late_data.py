@@ -10,6 +10,7 @@ from psycopg import sql
 from tagflow.assets.resources import SourceDatabase
 from tagflow.cli.runs import materialize_days
 from tagflow.pipelines.sensors import build_late_data_sensor, recorded_source_version
+from tagflow.settings import Settings
 from tagflow.source.connection import connect
 from tagflow.source.fingerprints import day_fingerprint
 
@@ -37,14 +38,18 @@ def tenant_three_days(make_tenant, admin_conn, pg_url, tmp_path):
     insert(admin_conn, tenant, [(2, at(d, 12), float(d)) for d in (1, 2, 3)])
     with dg.instance_for_test() as instance:
         runs = materialize_days(
-            tenant, date(2026, 3, 1), date(2026, 3, 4), instance, pg_url, str(tmp_path)
+            tenant,
+            date(2026, 3, 1),
+            date(2026, 3, 4),
+            instance,
+            Settings(source_url=pg_url, store=str(tmp_path)),
         )
         assert all(run.success for run in runs)
         yield tenant, instance
 
 
 def tick(instance, pg_url):
-    sensor = build_late_data_sensor(lookback_days=7, clock=lambda: NOW)
+    sensor = build_late_data_sensor(Settings(late_data_lookback_days=7), clock=lambda: NOW)
     context = dg.build_sensor_context(
         instance=instance, resources={"source": SourceDatabase(url=pg_url)}
     )
@@ -88,6 +93,10 @@ def rerun(tenant, instance, pg_url, root, requests) -> None:
     for day in requested_days(requests):
         start = date.fromisoformat(day)
         runs = materialize_days(
-            tenant, start, start + timedelta(days=1), instance, pg_url, str(root)
+            tenant,
+            start,
+            start + timedelta(days=1),
+            instance,
+            Settings(source_url=pg_url, store=str(root)),
         )
         assert all(run.success for run in runs)

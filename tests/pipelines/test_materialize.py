@@ -10,14 +10,13 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
-from tagflow.assets.partitions import tenant_day_key, tenant_days
+from tagflow.assets.partitions import TenantDays, tenant_day_key
 from tagflow.cli.runs import materialize_days
 from tagflow.errors import InvalidTimeRange, UnknownTenant
 from tagflow.io_managers import DatasetStore
 from tagflow.pipelines.definitions import build_definitions
-from tagflow.schemas.arrow import DATASET_SCHEMAS
-
-DATED = [name for name in DATASET_SCHEMAS if name != "tags"]
+from tagflow.schemas.registry import DATASETS, DATED
+from tagflow.settings import Settings
 
 
 def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
@@ -38,7 +37,9 @@ def materialised(small_plant, pg_url, tmp_path_factory):
     start, end = small_plant.start.date(), small_plant.end.date()
     runs = []
     for tenant in small_plant.tenants:
-        runs += materialize_days(tenant.tenant, start, end, instance, pg_url, str(root))
+        runs += materialize_days(
+            tenant.tenant, start, end, instance, Settings(source_url=pg_url, store=str(root))
+        )
     return instance, root, runs
 
 
@@ -46,7 +47,7 @@ def test_every_partition_materialises_with_all_checks_passing(materialised, smal
     instance, root, runs = materialised
     assert len(runs) == 2 * 3 and all(run.success for run in runs)
     for run in runs:
-        assert check_evaluations(instance, run.run_id) == {name: True for name in DATASET_SCHEMAS}
+        assert check_evaluations(instance, run.run_id) == {name: True for name in DATASETS}
     store = DatasetStore(root)
     for tenant in small_plant.tenants:
         assert store.read("tags", tenant.tenant).num_rows == tenant.tags
@@ -74,7 +75,9 @@ def test_rows_in_equal_rows_kept_plus_counted_drops(materialised, small_plant, a
         dropped = 0
         for record in records:
             materialization = record.asset_materialization
-            key = tenant_days.get_partition_key_from_str(materialization.partition)
+            key = TenantDays.of(Settings()).definition.get_partition_key_from_str(
+                materialization.partition
+            )
             if key.keys_by_dimension["tenant"] == tenant.tenant:
                 meta = materialization.metadata
                 dropped += meta["duplicates_dropped"].value + meta["orphans_skipped"].value
@@ -93,7 +96,8 @@ def test_corrupted_file_fails_its_check(materialised, small_plant, pg_url):
     reversed_rows = spans.take(pa.array(range(spans.num_rows - 1, -1, -1)))
     store.write("spans", tenant, date(2026, 3, 2), reversed_rows)
 
-    job = build_definitions(pg_url, str(root)).resolve_implicit_global_asset_job_def()
+    settings = Settings(source_url=pg_url, store=str(root))
+    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
     check_only = job.get_subset(
         asset_selection=set(),
         asset_check_selection={dg.AssetCheckKey(dg.AssetKey("spans"), "pandera_schema")},
@@ -109,9 +113,13 @@ def test_corrupted_file_fails_its_check(materialised, small_plant, pg_url):
 def test_unknown_tenant_and_bad_range_fail_before_any_run(pg_url, tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     with pytest.raises(UnknownTenant):
-        materialize_days("nobody_here", date(2026, 3, 1), date(2026, 3, 2), instance, pg_url)
+        materialize_days(
+            "nobody_here", date(2026, 3, 1), date(2026, 3, 2), instance, Settings(source_url=pg_url)
+        )
     with pytest.raises(InvalidTimeRange):
-        materialize_days("nobody_here", date(2026, 3, 2), date(2026, 3, 2), instance, pg_url)
+        materialize_days(
+            "nobody_here", date(2026, 3, 2), date(2026, 3, 2), instance, Settings(source_url=pg_url)
+        )
     assert instance.get_runs() == []
 
 

@@ -23,36 +23,39 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from upath import UPath
 
-from tagflow.assets.partitions import tenant_day_key, tenant_days
+from tagflow.assets.partitions import TenantDays, tenant_day_key
 from tagflow.cli.runs import QUIET_CONSOLE, materialize_days
 from tagflow.errors import InvalidArgument
 from tagflow.io_managers import DatasetStore
 from tagflow.pipelines.definitions import build_definitions
+from tagflow.pipelines.executor import launched_run_executor
 from tagflow.pipelines.instance import (
     GENERATED_MARKER,
     PG_URL_ENV,
     dagster_instance,
-    default_executor,
-    max_concurrent_from_env,
     prepare_dagster_home,
 )
 from tagflow.pipelines.schedules import all_assets_job
-from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.registry import DATASETS, DATED
+from tagflow.settings import Settings
 from tagflow.source.connection import libpq_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_CONFIG = PROJECT_ROOT / "dagster.yaml"
-DATED = [name for name in DATASET_SCHEMAS if name != "tags"]
 BUCKET = "tagflow-test"
 
 
 # --- instance configuration -------------------------------------------------------------------
 
 
+def pg_settings(url: str) -> Settings:
+    return Settings.from_env({PG_URL_ENV: url})
+
+
 def test_default_home_is_sqlite_with_the_project_settings(tmp_path, monkeypatch):
     monkeypatch.delenv(PG_URL_ENV, raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    instance = dagster_instance()
+    instance = dagster_instance(Settings.from_env())
     try:
         config = yaml.safe_load((tmp_path / "home" / "dagster.yaml").read_text())
         assert "storage" not in config
@@ -64,25 +67,25 @@ def test_default_home_is_sqlite_with_the_project_settings(tmp_path, monkeypatch)
 
 def test_pg_url_adds_a_storage_section_that_keeps_the_secret_off_disk(tmp_path):
     env = {PG_URL_ENV: "postgresql+psycopg2://dagster:s3cret@db.example/dagster"}
-    home = prepare_dagster_home(tmp_path / "home", PROJECT_CONFIG, env)
+    home = prepare_dagster_home(Settings.from_env(env), tmp_path / "home", PROJECT_CONFIG)
     text = (home / "dagster.yaml").read_text()
     assert text.startswith(GENERATED_MARKER) and "s3cret" not in text
     assert yaml.safe_load(text)["storage"] == {"postgres": {"postgres_url": {"env": PG_URL_ENV}}}
     # Unsetting the variable switches a generated home back to SQLite.
-    prepare_dagster_home(home, PROJECT_CONFIG, {})
+    prepare_dagster_home(Settings.from_env({}), home, PROJECT_CONFIG)
     assert "storage" not in yaml.safe_load((home / "dagster.yaml").read_text())
 
 
 def test_a_pg_url_without_the_psycopg2_driver_is_refused(tmp_path):
     with pytest.raises(InvalidArgument, match="psycopg2"):
-        prepare_dagster_home(tmp_path, PROJECT_CONFIG, {PG_URL_ENV: "postgresql://x@h/db"})
+        prepare_dagster_home(pg_settings("postgresql://x@h/db"), tmp_path, PROJECT_CONFIG)
 
 
 def test_a_home_copied_from_the_project_config_is_upgraded(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("# an older comment\n" + PROJECT_CONFIG.read_text())
-    prepare_dagster_home(home, PROJECT_CONFIG, {PG_URL_ENV: "postgresql+psycopg2://x/y"})
+    prepare_dagster_home(pg_settings("postgresql+psycopg2://x/y"), home, PROJECT_CONFIG)
     assert "storage" in yaml.safe_load((home / "dagster.yaml").read_text())
 
 
@@ -91,7 +94,7 @@ def test_a_hand_written_instance_file_is_left_alone(tmp_path):
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with pytest.warns(UserWarning, match=PG_URL_ENV):
-        prepare_dagster_home(home, PROJECT_CONFIG, {PG_URL_ENV: "postgresql+psycopg2://x/y"})
+        prepare_dagster_home(pg_settings("postgresql+psycopg2://x/y"), home, PROJECT_CONFIG)
     assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
 
 
@@ -100,9 +103,10 @@ def test_a_hand_written_instance_file_is_left_alone(tmp_path):
 FIRST_INSTANCE = """
 import sys
 from tagflow.pipelines.instance import dagster_instance
+from tagflow.settings import Settings
 print("ready", flush=True)
 sys.stdin.readline()
-instance = dagster_instance()
+instance = dagster_instance(Settings.from_env())
 try:
     assert instance.get_runs(limit=1) == []
 finally:
@@ -173,7 +177,7 @@ def test_postgres_instance_records_a_real_materialisation(
 ):
     monkeypatch.setenv(PG_URL_ENV, dagster_pg_url)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    instance = dagster_instance()
+    instance = dagster_instance(Settings.from_env())
     try:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
@@ -181,7 +185,11 @@ def test_postgres_instance_records_a_real_materialisation(
         tenant = small_plant.tenants[0].tenant
         day = small_plant.start.date()
         (run,) = materialize_days(
-            tenant, day, day + timedelta(days=1), instance, pg_url, str(tmp_path / "store")
+            tenant,
+            day,
+            day + timedelta(days=1),
+            instance,
+            Settings(source_url=pg_url, store=str(tmp_path / "store")),
         )
         assert run.success
         record = instance.get_run_record_by_id(run.run_id)
@@ -215,19 +223,19 @@ def test_postgres_instance_records_a_real_materialisation(
 
 
 def test_executor_limit_comes_from_the_environment():
-    assert max_concurrent_from_env({}) is None
-    assert max_concurrent_from_env({"TAGFLOW_MAX_CONCURRENT": "3"}) == 3
-    mapped = default_executor({"TAGFLOW_MAX_CONCURRENT": "3"}).apply_config_mapping({})
+    assert Settings.from_env({}).max_concurrent is None
+    settings = Settings.from_env({"TAGFLOW_MAX_CONCURRENT": "3"})
+    mapped = launched_run_executor(settings).apply_config_mapping({})
     assert mapped.value["config"]["max_concurrent"] == 3
     for bad in ("0", "-1", "two"):
-        with pytest.raises(InvalidArgument):
-            default_executor({"TAGFLOW_MAX_CONCURRENT": bad})
+        with pytest.raises(InvalidArgument, match="TAGFLOW_MAX_CONCURRENT"):
+            Settings.from_env({"TAGFLOW_MAX_CONCURRENT": bad})
 
 
 def multiprocess_job() -> dg.JobDefinition:
     """The code location's job of every asset, rebuilt in each step process from the
     environment."""
-    return build_definitions().resolve_job_def(all_assets_job.name)
+    return build_definitions(Settings.from_env()).resolve_job_def(all_assets_job.name)
 
 
 def test_a_launched_run_executes_steps_in_separate_processes(
@@ -243,10 +251,12 @@ def test_a_launched_run_executes_steps_in_separate_processes(
     assert job.executor_def.name == "tagflow_multiprocess"
     monkeypatch.delenv(PG_URL_ENV, raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    instance = dagster_instance()  # persistent (SQLite): step processes must see the run
+    settings = Settings.from_env()
+    instance = dagster_instance(settings)  # persistent (SQLite): step processes see the run
     try:
         instance.add_dynamic_partitions("tenant", [tenant])
-        tags = tenant_days.get_tags_for_partition_key(tenant_day_key(tenant, day.isoformat()))
+        partitions = TenantDays.of(settings).definition
+        tags = partitions.get_tags_for_partition_key(tenant_day_key(tenant, day.isoformat()))
         # The extraction assets and their checks: each step process imports the project.
         selection = [dg.AssetKey(name) for name in ("tags", "transitions", "carry_in")]
         result = dg.execute_job(
@@ -305,7 +315,7 @@ def s3_keys(prefix: str) -> list[str]:
 def tags_table(names: list[str]) -> pa.Table:
     return pa.Table.from_pylist(
         [{"tag_id": n, "tag_name": name, "value_kind": "numeric"} for n, name in enumerate(names)],
-        schema=DATASET_SCHEMAS["tags"],
+        schema=DATASETS["tags"].schema,
     )
 
 
@@ -319,7 +329,7 @@ def test_s3_store_writes_reads_back_and_rerun_replaces(s3_endpoint):
     second = tags_table(["b/z"])
     store.write("tags", "acme", None, second)  # a rerun replaces the partition
     assert store.read("tags", "acme").equals(second)
-    empty = DATASET_SCHEMAS["samples_1h"].empty_table()
+    empty = DATASETS["samples_1h"].schema.empty_table()
     store.write("samples_1h", "acme", day, empty)
     assert store.materialised_days("samples_1h", "acme") == [day]
     assert s3_keys(prefix) == [
@@ -337,15 +347,19 @@ def test_materialise_into_s3_equals_local_and_rerun_replaces(
     root = f"s3://{BUCKET}/{prefix}"
     instance = dg.DagsterInstance.ephemeral()
     end = day + timedelta(days=1)
-    (remote,) = materialize_days(tenant, day, end, instance, pg_url, root)
-    (local,) = materialize_days(tenant, day, end, instance, pg_url, str(tmp_path))
+    (remote,) = materialize_days(
+        tenant, day, end, instance, Settings(source_url=pg_url, store=root)
+    )
+    (local,) = materialize_days(
+        tenant, day, end, instance, Settings(source_url=pg_url, store=str(tmp_path))
+    )
     assert remote.success and local.success
     s3_store, local_store = DatasetStore(root), DatasetStore(tmp_path)
 
     def same_files() -> bool:
         # Byte equality (the writer is deterministic) also covers NaN values, which
         # Table.equals treats as unequal.
-        for dataset in DATASET_SCHEMAS:
+        for dataset in DATASETS:
             when = None if dataset == "tags" else day
             s3_bytes = s3_store.partition_path(dataset, tenant, when).read_bytes()
             if s3_bytes != local_store.partition_path(dataset, tenant, when).read_bytes():
@@ -353,12 +367,12 @@ def test_materialise_into_s3_equals_local_and_rerun_replaces(
         return True
 
     keys = s3_keys(prefix)
-    assert len(keys) == len(DATASET_SCHEMAS) and same_files()
+    assert len(keys) == len(DATASETS) and same_files()
     for dataset in DATED:
         assert s3_store.materialised_days(dataset, tenant) == [day]
         assert (
             s3_store.read(dataset, tenant, day).num_rows
             == local_store.read(dataset, tenant, day).num_rows
         )
-    (rerun,) = materialize_days(tenant, day, end, instance, pg_url, root)
+    (rerun,) = materialize_days(tenant, day, end, instance, Settings(source_url=pg_url, store=root))
     assert rerun.success and s3_keys(prefix) == keys and same_files()

@@ -7,7 +7,8 @@ import dagster as dg
 
 from tagflow.cli.runs import materialize_days
 from tagflow.io_managers import DatasetStore
-from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.registry import DATASETS
+from tagflow.settings import Settings
 from tests.pipelines.conftest import DAYS, START
 from tests.pipelines.test_materialize import DATED, source_rows_in_range
 
@@ -25,10 +26,17 @@ def test_ten_days_in_two_runs_equal_daily_runs_byte_for_byte(ten_days, pg_url, t
     instance = dg.DagsterInstance.ephemeral()
     end = START + timedelta(days=DAYS)
     ranged = materialize_days(
-        ten_days, START, end, instance, pg_url, str(tmp_path / "ranged"), days_per_run=5
+        ten_days,
+        START,
+        end,
+        instance,
+        Settings(source_url=pg_url, store=str(tmp_path / "ranged")),
+        days_per_run=5,
     )
     assert [len(run.days) for run in ranged] == [5, 5] and all(run.success for run in ranged)
-    daily = materialize_days(ten_days, START, end, instance, pg_url, str(tmp_path / "daily"))
+    daily = materialize_days(
+        ten_days, START, end, instance, Settings(source_url=pg_url, store=str(tmp_path / "daily"))
+    )
     assert len(daily) == DAYS and all(run.success for run in daily)
 
     for dataset in DATED:
@@ -47,16 +55,21 @@ def test_ten_days_in_two_runs_equal_daily_runs_byte_for_byte(ten_days, pg_url, t
         checks = partition_checks(instance, run.run_id)
         days = {f"{day.isoformat()}|{ten_days}" for day in run.days}
         assert {key for key in checks if key[1] != "None"} == {
-            (dataset, day) for dataset in DATASET_SCHEMAS for day in days
+            (dataset, day) for dataset in DATASETS for day in days
         }
-        assert len(checks) == len(DATASET_SCHEMAS) * (len(days) + 1)
+        assert len(checks) == len(DATASETS) * (len(days) + 1)
         assert all(checks.values())
 
 
 def test_range_run_reports_row_accounting_per_day(ten_days, pg_url, admin_conn, tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     (run,) = materialize_days(
-        ten_days, START, START + timedelta(days=4), instance, pg_url, str(tmp_path), days_per_run=4
+        ten_days,
+        START,
+        START + timedelta(days=4),
+        instance,
+        Settings(source_url=pg_url, store=str(tmp_path)),
+        days_per_run=4,
     )
     assert run.success and len(run.days) == 4
     record = instance.fetch_materializations(dg.AssetKey("transitions"), limit=10).records[0]

@@ -4,7 +4,7 @@ on an ephemeral instance; the sensor reads tenants from the real (embedded) Post
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import dagster as dg
 import pytest
@@ -14,11 +14,10 @@ from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
 from tagflow.assets.resources import SourceDatabase
 from tagflow.pipelines.definitions import build_definitions
 from tagflow.pipelines.schedules import (
-    DEFAULT_CRON,
     build_daily_schedule,
-    daily_schedule,
 )
 from tagflow.pipelines.sensors import build_tenant_discovery_sensor
+from tagflow.settings import Settings
 from tests.conftest import drop_tenant
 
 EARLY_ROW = datetime(2026, 2, 15, 6, 0, tzinfo=UTC)
@@ -60,6 +59,11 @@ def expected(tenant_days: list[tuple[str, str]]) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- schedule
 
 
+def discovery(floor: str, days_per_tick: int) -> Settings:
+    """Settings for a discovery sensor backfilling from `floor`, `days_per_tick` at a time."""
+    return Settings(backfill_floor=date.fromisoformat(floor), backfill_days_per_tick=days_per_tick)
+
+
 @pytest.fixture
 def persistent_instance() -> Iterator[dg.DagsterInstance]:
     """A throwaway on-disk instance: schedule contexts refuse an ephemeral one (the daemon
@@ -68,11 +72,15 @@ def persistent_instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
+daily_schedule = build_daily_schedule(Settings())
+
+
 def test_schedule_defaults_to_half_past_midnight_utc():
-    assert daily_schedule.cron_schedule == DEFAULT_CRON == "30 0 * * *"
+    assert daily_schedule.cron_schedule == "30 0 * * *"
     assert daily_schedule.execution_timezone == "UTC"
     assert daily_schedule.job_name == "all_assets"
-    assert build_daily_schedule("15 3 * * *").cron_schedule == "15 3 * * *"
+    custom = build_daily_schedule(Settings.from_env({"TAGFLOW_SCHEDULE_CRON": "15 3 * * *"}))
+    assert custom.cron_schedule == "15 3 * * *"
 
 
 def test_schedule_requests_yesterday_for_every_registered_tenant(persistent_instance):
@@ -92,7 +100,7 @@ def test_schedule_requests_yesterday_for_every_registered_tenant(persistent_inst
     context = dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2026, 3, 4, 0, 30, tzinfo=UTC),
-        repository_def=build_definitions().get_repository_def(),
+        repository_def=build_definitions(Settings(source_url="unused")).get_repository_def(),
     )
     data = daily_schedule.evaluate_tick(context)
     assert [r.partition_key for r in data.run_requests] == [
@@ -161,7 +169,7 @@ def test_new_tenants_are_registered_and_backfilled_a_slice_per_tick(
     instance, pg_url, make_tenant_with_history
 ):
     first, second = sorted([make_tenant_with_history(), make_tenant_with_history()])
-    sensor = build_tenant_discovery_sensor(floor="2026-03-01", days_per_tick=4, clock=lambda: NOW)
+    sensor = build_tenant_discovery_sensor(discovery("2026-03-01", 4), clock=lambda: NOW)
 
     one = tick(sensor, instance, pg_url, None)
     assert [
@@ -196,9 +204,7 @@ def test_backfill_ends_at_the_day_before_discovery_and_leaves_later_days_to_the_
 ):
     tenant = make_tenant_with_history()
     clock = [NOW]
-    sensor = build_tenant_discovery_sensor(
-        floor="2026-03-02", days_per_tick=1, clock=lambda: clock[0]
-    )
+    sensor = build_tenant_discovery_sensor(discovery("2026-03-02", 1), clock=lambda: clock[0])
     one = tick(sensor, instance, pg_url, None)
     assert keys(one.run_requests) == expected([(tenant, "2026-03-02")])
     # A day later the backfill finishes 3 March; 4 March is the schedule's (tenant registered).
@@ -214,13 +220,13 @@ def test_dagster_accepts_run_requests_for_tenants_added_in_the_same_tick(
     instance, pg_url, make_tenant_with_history
 ):
     tenant = make_tenant_with_history()
-    sensor = build_tenant_discovery_sensor(floor="2026-03-02", days_per_tick=31, clock=lambda: NOW)
+    sensor = build_tenant_discovery_sensor(discovery("2026-03-02", 31), clock=lambda: NOW)
     context = dg.build_sensor_context(
         instance=instance,
         # The reference lets Dagster look up the instance's partitions while resolving keys.
         instance_ref=instance.get_ref(),
         resources={"source": SourceDatabase(url=pg_url)},
-        repository_def=build_definitions(pg_url).get_repository_def(),
+        repository_def=build_definitions(Settings(source_url=pg_url)).get_repository_def(),
     )
     data = sensor.evaluate_tick(context)
     assert [r.partition_key for r in data.run_requests] == [
@@ -234,7 +240,7 @@ def test_floor_after_yesterday_registers_without_backfill(
     instance, pg_url, make_tenant_with_history
 ):
     tenant = make_tenant_with_history()
-    sensor = build_tenant_discovery_sensor(floor="2026-03-04", days_per_tick=31, clock=lambda: NOW)
+    sensor = build_tenant_discovery_sensor(discovery("2026-03-04", 31), clock=lambda: NOW)
     result = tick(sensor, instance, pg_url, None)
     assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [[tenant]]
     assert result.run_requests == []
@@ -245,7 +251,7 @@ def test_disappeared_tenant_is_reported_not_deleted_and_its_backfill_stops(
     instance, pg_url, make_tenant_with_history, admin_conn, capfd
 ):
     leaving = make_tenant_with_history()
-    sensor = build_tenant_discovery_sensor(floor="2026-03-01", days_per_tick=1, clock=lambda: NOW)
+    sensor = build_tenant_discovery_sensor(discovery("2026-03-01", 1), clock=lambda: NOW)
     one = tick(sensor, instance, pg_url, None)
     assert keys(one.run_requests) == expected([(leaving, "2026-03-01")])
     assert json.loads(one.cursor)["backfill"] == {
@@ -278,7 +284,7 @@ def test_backfill_starts_at_the_first_row_and_skips_a_tenant_without_rows(
 ):
     late = make_tenant_with_history(datetime(2026, 3, 2, 23, 59, 59, tzinfo=UTC))
     empty = make_tenant().name
-    sensor = build_tenant_discovery_sensor(floor="2026-03-01", days_per_tick=31, clock=lambda: NOW)
+    sensor = build_tenant_discovery_sensor(discovery("2026-03-01", 31), clock=lambda: NOW)
     context = dg.build_sensor_context(
         instance=instance, resources={"source": SourceDatabase(url=pg_url)}
     )

@@ -10,21 +10,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tagflow.assets.partitions import START_DATE, TENANT_DIMENSION
+from tagflow.assets.partitions import TENANT_DIMENSION
 from tagflow.pipelines.instance import PG_URL_ENV, dagster_instance
+from tagflow.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"
 STARTUP_TIMEOUT_S = 45
 TENANTS = ["acme", "globex"]
-SECOND_DAY = (date.fromisoformat(START_DATE) + timedelta(days=1)).isoformat()
+START_DATE = Settings().start_date.isoformat()
+SECOND_DAY = (Settings().start_date + timedelta(days=1)).isoformat()
 ASSET_KEYS = {
     "tags",
     "transitions",
@@ -72,11 +74,16 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tenants; yields its base URL and stops it (and its code server) afterwards."""
     home = tmp_path_factory.mktemp("dagster_home")
     env = {key: value for key, value in os.environ.items() if key != PG_URL_ENV}
-    env.update(DAGSTER_HOME=str(home), TAGFLOW_STORE=str(home / "store"))
+    # The code location needs a source URL to load; the UI never connects to it here.
+    env.update(
+        DAGSTER_HOME=str(home),
+        TAGFLOW_STORE=str(home / "store"),
+        TAGFLOW_SOURCE_URL="postgresql://nobody@127.0.0.1:1/none",
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DAGSTER_HOME", str(home))
         patch.delenv(PG_URL_ENV, raising=False)
-        instance = dagster_instance()
+        instance = dagster_instance(Settings.from_env())
         instance.add_dynamic_partitions(TENANT_DIMENSION, TENANTS)
         instance.dispose()
     port = free_port()

@@ -24,11 +24,10 @@ from tagflow.demo.synthetic_plant import PlantSummary
 from tagflow.io_managers import DatasetStore
 from tagflow.readapi.keys import KeyStore
 from tagflow.readapi.service import create_app
-from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.registry import DATED
+from tagflow.settings import Settings
 from tagflow.transforms.columns import datetime_to_us
 from tests.transforms.reference import RawRow, Reference, Tag
-
-DATED_DATASETS = [name for name in DATASET_SCHEMAS if name != "tags"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,9 @@ def plant(small_plant: PlantSummary, pg_url: str, tmp_path_factory) -> Plant:
     instance = dg.DagsterInstance.ephemeral()
     start, end = small_plant.start.date(), small_plant.end.date()
     for tenant in small_plant.tenants:
-        runs = materialize_days(tenant.tenant, start, end, instance, pg_url, str(root))
+        runs = materialize_days(
+            tenant.tenant, start, end, instance, Settings(source_url=pg_url, store=str(root))
+        )
         assert all(run.success for run in runs)
     return Plant(root, small_plant)
 
@@ -62,7 +63,7 @@ def copy_days(source_root: Path, target_root: Path, tenant: str, days: list[date
     """A store holding only `days` of `tenant` (and its tags), copied through DatasetStore."""
     source, target = DatasetStore(source_root), DatasetStore(target_root)
     target.write("tags", tenant, None, source.read("tags", tenant))
-    for dataset in DATED_DATASETS:
+    for dataset in DATED:
         for day in days:
             target.write(dataset, tenant, day, source.read(dataset, tenant, day))
 

@@ -14,6 +14,7 @@ from psycopg import sql
 from tagflow.cli.runs import materialize_days
 from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.readapi import Client, NotMaterialised
+from tagflow.settings import Settings
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.readapi.conftest import copy_days, reference_of
 from tests.readapi.expected import (
@@ -117,7 +118,11 @@ def late_rows_tenant(pg_url: str, admin_conn: psycopg.Connection, tmp_path_facto
     generate_plant(pg_url, [tenant], tags=14, days=3, start=D1.date(), seed=11, rows_per_tag_day=24)
     root = tmp_path_factory.mktemp("late-store")
     runs = materialize_days(
-        tenant, day(1).date(), day(4).date(), dg.DagsterInstance.ephemeral(), pg_url, str(root)
+        tenant,
+        day(1).date(),
+        day(4).date(),
+        dg.DagsterInstance.ephemeral(),
+        Settings(source_url=pg_url, store=str(root)),
     )
     assert all(run.success for run in runs)
     s = sql.Identifier(tenant)

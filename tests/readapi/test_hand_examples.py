@@ -14,6 +14,7 @@ from psycopg import sql
 from tagflow.cli.runs import materialize_days
 from tagflow.readapi import Client, Span
 from tagflow.schemas.source_ddl import create_tenant
+from tagflow.settings import Settings
 from tests.conftest import drop_tenant, unique_tenant_name
 
 D1 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -71,7 +72,11 @@ def hand_tenant(admin_conn: psycopg.Connection, pg_url: str, tmp_path_factory):
         )
     root = tmp_path_factory.mktemp("hand-store")
     runs = materialize_days(
-        tenant, D1.date(), D3.date(), dg.DagsterInstance.ephemeral(), pg_url, str(root)
+        tenant,
+        D1.date(),
+        D3.date(),
+        dg.DagsterInstance.ephemeral(),
+        Settings(source_url=pg_url, store=str(root)),
     )
     assert all(run.success for run in runs)
     yield tenant, root, tmp_path_factory.mktemp("empty-store")

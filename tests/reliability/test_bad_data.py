@@ -16,7 +16,8 @@ from psycopg import sql
 
 from tagflow.cli.runs import materialize_days
 from tagflow.io_managers import DatasetStore
-from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.registry import DATASETS
+from tagflow.settings import Settings
 from tests.pipelines.test_materialize import check_evaluations, source_rows_in_range
 
 DAY = date(2026, 3, 2)
@@ -119,7 +120,13 @@ def corpus(pg_url, admin_conn, tmp_path_factory):
     load_corpus(admin_conn, tenant)
     root = tmp_path_factory.mktemp("bad-store")
     instance = dg.DagsterInstance.ephemeral()
-    runs = materialize_days(tenant, date(2026, 3, 1), date(2026, 3, 3), instance, pg_url, str(root))
+    runs = materialize_days(
+        tenant,
+        date(2026, 3, 1),
+        date(2026, 3, 3),
+        instance,
+        Settings(source_url=pg_url, store=str(root)),
+    )
     yield tenant, DatasetStore(root), instance, runs
     drop_tenant(admin_conn, tenant)
 
@@ -132,7 +139,7 @@ def test_every_run_and_check_succeeds_on_bad_data(corpus):
     _, _, instance, runs = corpus
     assert [run.success for run in runs] == [True, True]
     for run in runs:
-        assert check_evaluations(instance, run.run_id) == {name: True for name in DATASET_SCHEMAS}
+        assert check_evaluations(instance, run.run_id) == {name: True for name in DATASETS}
 
 
 def test_rows_in_equal_rows_kept_plus_counted_skips(corpus, admin_conn):

@@ -27,12 +27,12 @@ from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.io_managers import DatasetStore
 from tagflow.pipelines.instance import dagster_instance
 from tagflow.readapi import Client, NotMaterialised
-from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.registry import DATASETS
+from tagflow.settings import Settings
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.reliability.trials import FULL, SEED, long_trial, trials
 
 DAY = date(2026, 3, 2)
-DATASETS = list(DATASET_SCHEMAS)
 CLI_TIMEOUT_S = 180
 
 
@@ -295,7 +295,7 @@ def test_two_concurrent_materialisations_end_with_one_complete_file(
     write_old_version(root, crash_tenant, reference)
     # An existing Dagster home, as a deployment has (a fresh one is the long trial below's).
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    dagster_instance().dispose()
+    dagster_instance(Settings.from_env()).dispose()
     run_two_at_once(crash_tenant, pg_url, root, home)
     assert_readers_see_only_complete_files(root, crash_tenant)
     assert store_versions(root, crash_tenant) == reference.new

@@ -26,7 +26,8 @@ from tagflow.pipelines.definitions import build_definitions
 from tagflow.readapi import Client
 from tagflow.readapi.keys import KeyStore
 from tagflow.readapi.service import create_app
-from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.registry import DATED
+from tagflow.settings import Settings
 from tagflow.source.connection import libpq_url
 from tagflow.source.embedded import embedded_server_url, stop_embedded_server
 from tests.readapi.conftest import BackgroundServer
@@ -35,7 +36,6 @@ from tests.reliability.trials import long_trial
 
 TENANT = "faulty"
 DAY1, DAY2 = date(2026, 3, 1), date(2026, 3, 2)
-DATED = [name for name in DATASET_SCHEMAS if name != "tags"]
 # A run that fails for good spends Dagster's retry policy (5 + 10 + 20 s) plus the connection
 # retries of every attempt; anything beyond this is a hang.
 NO_HANG_S = 120
@@ -81,7 +81,11 @@ def reference(server, tmp_path_factory):
     server.start()
     root = tmp_path_factory.mktemp("faults-reference")
     runs = materialize_days(
-        TENANT, DAY1, DAY2.replace(day=3), dg.DagsterInstance.ephemeral(), server.url, str(root)
+        TENANT,
+        DAY1,
+        DAY2.replace(day=3),
+        dg.DagsterInstance.ephemeral(),
+        Settings(source_url=server.url, store=str(root)),
     )
     assert all(run.success for run in runs)
     store = DatasetStore(root)
@@ -101,11 +105,19 @@ def test_source_down_before_a_run_fails_fast_and_the_next_run_recovers(up, refer
     up.stop()
     began = time.monotonic()
     with pytest.raises(SourceUnavailable, match="no source database server is listening"):
-        materialize_days(TENANT, DAY2, date(2026, 3, 3), instance, up.url, str(tmp_path))
+        materialize_days(
+            TENANT,
+            DAY2,
+            date(2026, 3, 3),
+            instance,
+            Settings(source_url=up.url, store=str(tmp_path)),
+        )
     assert time.monotonic() - began < 30
     assert instance.get_runs() == [] and list(tmp_path.iterdir()) == []
     up.start()
-    runs = materialize_days(TENANT, DAY2, date(2026, 3, 3), instance, up.url, str(tmp_path))
+    runs = materialize_days(
+        TENANT, DAY2, date(2026, 3, 3), instance, Settings(source_url=up.url, store=str(tmp_path))
+    )
     assert [run.success for run in runs] == [True]
     assert_day_equals_reference(tmp_path, DAY2, reference)
 
@@ -129,8 +141,9 @@ def run_extraction_with_server_stopped(server, root, instance, down_for_s):
     """Materialise DAY2's extraction and everything downstream (tags come from DAY1's run),
     stop the server while the extraction is blocked on a table lock, start it again after
     `down_for_s` (None: leave it down). Returns the run's result and the blocked query."""
-    materialize_days(TENANT, DAY1, DAY2, instance, server.url, str(root))
-    job = build_definitions(server.url, str(root)).resolve_implicit_global_asset_job_def()
+    materialize_days(TENANT, DAY1, DAY2, instance, Settings(source_url=server.url, store=str(root)))
+    settings = Settings(source_url=server.url, store=str(root))
+    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
     subset = job.get_subset(asset_selection={dg.AssetKey(name) for name in DATED})
     result: dict = {}
 
@@ -200,14 +213,18 @@ def test_server_down_for_good_mid_extraction_fails_clearly_and_writes_nothing(
         assert store.materialised_days(dataset, TENANT) == [DAY1]
     assert not [p for p in tmp_path.rglob("*.tmp")]
     up.start()
-    runs = materialize_days(TENANT, DAY2, date(2026, 3, 3), instance, up.url, str(tmp_path))
+    runs = materialize_days(
+        TENANT, DAY2, date(2026, 3, 3), instance, Settings(source_url=up.url, store=str(tmp_path))
+    )
     assert [run.success for run in runs] == [True]
     assert_day_equals_reference(tmp_path, DAY2, reference)
 
 
 def test_read_api_source_fallback_with_the_server_down_is_a_clear_error(up, reference, tmp_path):
     instance = dg.DagsterInstance.ephemeral()
-    materialize_days(TENANT, DAY1, DAY2, instance, up.url, str(tmp_path))  # DAY2 is missing
+    materialize_days(
+        TENANT, DAY1, DAY2, instance, Settings(source_url=up.url, store=str(tmp_path))
+    )  # DAY2 is missing
     keys = KeyStore(tmp_path / "keys.json")
     key, _ = keys.add(TENANT)
     day2 = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC))

@@ -38,6 +38,7 @@ from tagflow.errors import TagflowError
 from tagflow.readapi import Client
 from tagflow.readapi.keys import KeyStore
 from tagflow.readapi.service import create_app
+from tagflow.settings import Settings
 from tagflow.source.connection import libpq_url
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.readapi.conftest import BackgroundServer
@@ -812,7 +813,7 @@ cli_dates = st.one_of(
 def refused_before_any_connection(start: str, end: str) -> bool:
     """What `tagflow materialize` refuses while parsing its options (the CLI's own rules)."""
     try:
-        days_in_range(date.fromisoformat(start), date.fromisoformat(end))
+        days_in_range(date.fromisoformat(start), date.fromisoformat(end), Settings().start_date)
     except (ValueError, TagflowError):
         return True
     return False

@@ -26,7 +26,8 @@ from tagflow.io_managers import DatasetStore
 from tagflow.readapi import Client
 from tagflow.readapi.keys import KeyStore
 from tagflow.readapi.service import create_app
-from tagflow.schemas.arrow import DATASET_SCHEMAS
+from tagflow.schemas.registry import DATASETS
+from tagflow.settings import Settings
 from tests.readapi.conftest import BackgroundServer
 
 # A URL no server listens on: reaching it would raise SourceUnavailable, not InvalidName.
@@ -83,7 +84,7 @@ def world():
     with tempfile.TemporaryDirectory(prefix="tagflow-hostile-") as folder:
         base = Path(folder)
         store = DatasetStore(base / "store")
-        store.write("tags", "legit", None, DATASET_SCHEMAS["tags"].empty_table())
+        store.write("tags", "legit", None, DATASETS["tags"].schema.empty_table())
         (base / "outside.txt").write_text("must not change")
         yield base
 
@@ -105,10 +106,10 @@ def test_store_refuses_hostile_tenants_and_touches_nothing(world, name):
         return  # the random text strategy can produce a valid identifier now and then
     before = snapshot(world)
     store = DatasetStore(world / "store")
-    table = DATASET_SCHEMAS["tags"].empty_table()
+    table = DATASETS["tags"].schema.empty_table()
     for call in (
         lambda: store.write("tags", name, None, table),
-        lambda: store.write("spans", name, DAY, DATASET_SCHEMAS["spans"].empty_table()),
+        lambda: store.write("spans", name, DAY, DATASETS["spans"].schema.empty_table()),
         lambda: store.read("spans", name, DAY),
         lambda: store.exists("tags", name),
         lambda: store.materialised_days("spans", name),
@@ -129,7 +130,13 @@ def test_materialize_days_refuses_hostile_tenants_before_any_connection(world, n
     instance = dg.DagsterInstance.ephemeral()
     # InvalidName, not SourceUnavailable: the dead source URL was never dialled.
     with pytest.raises(InvalidName):
-        materialize_days(name, DAY, date(2026, 3, 3), instance, DEAD_SOURCE, str(world / "store"))
+        materialize_days(
+            name,
+            DAY,
+            date(2026, 3, 3),
+            instance,
+            Settings(source_url=DEAD_SOURCE, store=str(world / "store")),
+        )
     assert instance.get_runs() == []
     assert not instance.has_dynamic_partition("tenant", name)
     assert snapshot(world) == before
@@ -154,7 +161,9 @@ def test_valid_looking_system_schemas_are_unknown_tenants(pg_url, name, tmp_path
     """Syntactically valid names of schemas that are not tenants never become partitions."""
     instance = dg.DagsterInstance.ephemeral()
     with pytest.raises(UnknownTenant):
-        materialize_days(name, DAY, date(2026, 3, 3), instance, pg_url, str(tmp_path))
+        materialize_days(
+            name, DAY, date(2026, 3, 3), instance, Settings(source_url=pg_url, store=str(tmp_path))
+        )
     assert instance.get_runs() == [] and list(tmp_path.iterdir()) == []
 
 
@@ -226,7 +235,7 @@ def test_hostile_table_content_cannot_escape_its_partition(tmp_path):
     """The partition path comes from the validated tenant and the date only: a table whose
     tag names look like paths is stored in its own partition file like any other."""
     store = DatasetStore(tmp_path / "store")
-    schema = DATASET_SCHEMAS["tags"]
+    schema = DATASETS["tags"].schema
     rows = {name: [None] * 2 for name in schema.names}
     rows["tag_id"] = [1, 2]
     rows["tag_name"] = ["../../outside", "tenant=other/part-0.parquet"]

@@ -22,7 +22,9 @@ from tagflow.cli.runs import materialize_days
 from tagflow.demo.synthetic_plant import PlantSummary, generate_plant
 from tagflow.errors import UnknownTenant
 from tagflow.io_managers import DatasetStore
-from tagflow.schemas.arrow import DATASET_SCHEMAS, RAW_ROWS
+from tagflow.schemas.arrow import RAW_ROWS
+from tagflow.schemas.registry import DATASETS
+from tagflow.settings import Settings
 from tagflow.source.connection import connect, libpq_url
 from tagflow.source.day_stream import resolved_day_chunks
 from tagflow.source.extract import (
@@ -165,12 +167,16 @@ def test_materialisation_reads_each_tenant_with_its_own_role(
     tenant_a, tenant_b = (t.tenant for t in plant.tenants)
     day, end = DAY1 + timedelta(days=1), DAY1 + timedelta(days=2)
     instance = dg.DagsterInstance.ephemeral()
-    (admin,) = materialize_days(tenant_a, day, end, instance, pg_url, str(tmp_path / "admin"))
+    (admin,) = materialize_days(
+        tenant_a, day, end, instance, Settings(source_url=pg_url, store=str(tmp_path / "admin"))
+    )
 
+    # The template as a deployment sets it: in the environment the settings are read from.
     monkeypatch.setenv("TAGFLOW_SOURCE_URL_TEMPLATE", role_template(pg_url, "{tenant}"))
-    (own,) = materialize_days(tenant_a, day, end, instance, pg_url, str(tmp_path / "own"))
+    own_role = Settings.from_env().replace(source_url=pg_url, store=str(tmp_path / "own"))
+    (own,) = materialize_days(tenant_a, day, end, instance, own_role)
     assert admin.success and own.success
-    for dataset in DATASET_SCHEMAS:
+    for dataset in DATASETS:
         paths = [
             DatasetStore(tmp_path / kind).partition_path(dataset, tenant_a, day).path
             for kind in ("admin", "own")
@@ -179,6 +185,6 @@ def test_materialisation_reads_each_tenant_with_its_own_role(
             assert first.read() == second.read(), dataset
 
     # Proof that the template's role is the one reading: B's role cannot see A at all.
-    monkeypatch.setenv("TAGFLOW_SOURCE_URL_TEMPLATE", role_template(pg_url, tenant_b))
+    wrong_role = own_role.replace(source_url_template=role_template(pg_url, tenant_b))
     with pytest.raises(UnknownTenant):
-        materialize_days(tenant_a, day, end, instance, pg_url, str(tmp_path / "wrong"))
+        materialize_days(tenant_a, day, end, instance, wrong_role)

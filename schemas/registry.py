@@ -1,0 +1,146 @@
+"""The dataset registry: every dataset tagflow writes, with the facts each layer needs about it
+(Arrow schema, sort keys, the column a time range is reported on, whether it is partitioned by
+day, its bucket width, what its rows mean). Every other table of datasets derives from it, so
+adding a sample width is one entry in WIDTHS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+import pyarrow as pa
+
+from tagflow.errors import TagflowError
+from tagflow.schemas.arrow import CARRY_IN, SAMPLES, SAMPLES_STR, SPANS, TAGS, TRANSITIONS
+
+
+class Kind(StrEnum):
+    """What a dataset's rows are; datasets of one kind share a schema and its checks."""
+
+    TAGS = "tags"
+    TRANSITIONS = "transitions"
+    CARRY_IN = "carry_in"
+    SPANS = "spans"
+    SAMPLES = "samples"
+    SAMPLES_STR = "samples_str"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    kind: Kind
+    schema: pa.Schema
+    # Rows are sorted by these columns (declared in each file's footer for readers).
+    sort_keys: tuple[str, ...]
+    # The column whose range a materialisation reports; None where rows have no time.
+    time_column: str | None
+    # One file per tenant and UTC day; otherwise one file per tenant.
+    dated: bool
+    # What one row means (the asset's description in the Dagster UI).
+    description: str
+    width_name: str | None = None
+    width: timedelta | None = None
+
+    @property
+    def is_samples(self) -> bool:
+        return self.kind in (Kind.SAMPLES, Kind.SAMPLES_STR)
+
+
+# The bucket widths materialised, finest first: each is rolled up exactly from the one before.
+WIDTHS: dict[str, timedelta] = {
+    "1m": timedelta(minutes=1),
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+}
+
+_NUMERIC_DOC = (
+    "Per numeric tag and {width} bucket, last-observation-carried-forward statistics over the "
+    "time the tag held a finite number: time-weighted average, covered seconds, min, max, first, "
+    "last, and the count of transitions in the bucket."
+)
+_STRING_DOC = (
+    "Per string tag and {width} bucket: covered seconds (a non-null string held), first, last, "
+    "the string held longest (mode; ties to the smallest), seconds held per string, and the count "
+    "of transitions in the bucket."
+)
+
+
+def samples_name(width_name: str, string: bool) -> str:
+    """The dataset of numeric (or string) samples at a materialised width."""
+    return f"samples_str_{width_name}" if string else f"samples_{width_name}"
+
+
+def _samples(width_name: str, string: bool) -> Dataset:
+    return Dataset(
+        name=samples_name(width_name, string),
+        kind=Kind.SAMPLES_STR if string else Kind.SAMPLES,
+        schema=SAMPLES_STR if string else SAMPLES,
+        sort_keys=("tag_name", "bucket_start"),
+        time_column="bucket_start",
+        dated=True,
+        description=(_STRING_DOC if string else _NUMERIC_DOC).format(width=width_name),
+        width_name=width_name,
+        width=WIDTHS[width_name],
+    )
+
+
+_ALL = [
+    Dataset(
+        name="tags",
+        kind=Kind.TAGS,
+        schema=TAGS,
+        sort_keys=("tag_name",),
+        time_column=None,
+        dated=False,
+        description="The tenant's tags (tag_names) as of extraction: id, name, birth, death and "
+        "whether the tag has numeric rows, string rows or both in its whole history. One file "
+        "per tenant, refreshed by every run.",
+    ),
+    Dataset(
+        name="transitions",
+        kind=Kind.TRANSITIONS,
+        schema=TRANSITIONS,
+        sort_keys=("tag_name", "time"),
+        time_column="time",
+        dated=True,
+        description="Every kept source row of the day (both tables merged), one per tag and "
+        "instant after resolving duplicates, sorted by tag name and time.",
+    ),
+    Dataset(
+        name="carry_in",
+        kind=Kind.CARRY_IN,
+        schema=CARRY_IN,
+        sort_keys=("tag_name",),
+        time_column="time",
+        dated=True,
+        description="Per tag still alive at midnight, the last row before the day and the time "
+        "its run of equal values began: what spans and samples hold at 00:00.",
+    ),
+    Dataset(
+        name="spans",
+        kind=Kind.SPANS,
+        schema=SPANS,
+        sort_keys=("tag_name", "raw_begin_at"),
+        time_column="begin_at",
+        dated=True,
+        description="Periods of constant value (runs) of every tag intersecting the day: "
+        "raw_begin_at/raw_end_at are the run's true start and end (raw_end_at null if the run "
+        "has not ended before midnight), begin_at/end_at the run clipped to the day; id is "
+        "stable across days and reruns.",
+    ),
+    *(_samples(width_name, False) for width_name in WIDTHS),
+    *(_samples(width_name, True) for width_name in WIDTHS),
+]
+
+DATASETS: dict[str, Dataset] = {dataset.name: dataset for dataset in _ALL}
+DATED: tuple[str, ...] = tuple(name for name, dataset in DATASETS.items() if dataset.dated)
+
+
+def dataset(name: str) -> Dataset:
+    """The registry entry of `name`; a TagflowError for names that are not datasets."""
+    try:
+        return DATASETS[name]
+    except (KeyError, TypeError):
+        raise TagflowError(f"unknown dataset {str(name)[:40]!r}") from None

@@ -1,0 +1,130 @@
+"""Every setting tagflow reads from its environment, in one object read once: by the code
+location when Dagster loads it, by the CLI when a command starts, by the read client when it is
+built. No module reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, TypeVar
+
+from tagflow.errors import InvalidArgument
+
+T = TypeVar("T")
+
+# The word that names the demo's embedded PostgreSQL as the source (TAGFLOW_SOURCE_URL=embedded):
+# only where it is asked for, so a production code location never starts a database itself.
+EMBEDDED_SOURCE = "embedded"
+EXECUTORS = ("multiprocess", "dask")
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _positive_int(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ValueError("a positive whole number")
+    return int(raw)
+
+
+def _day(raw: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError("a date like 2020-01-01") from None
+
+
+def _executor(raw: str) -> str:
+    kind = raw.lower()
+    if kind not in EXECUTORS:
+        raise ValueError(" or ".join(EXECUTORS))
+    return kind
+
+
+def _setting(
+    variable: str, parse: Callable[[str], Any] = _text, default: Any = None, *, secret: bool = False
+) -> Any:
+    """A field read from `variable` (blank counts as unset); a secret never shows in repr."""
+    return field(default=default, repr=not secret, metadata={"env": variable, "parse": parse})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a deployment, a command or a read client is configured with; None means unset."""
+
+    # The source database (SQLAlchemy or libpq URL), or EMBEDDED_SOURCE.
+    source_url: str | None = _setting("TAGFLOW_SOURCE_URL", secret=True)
+    # Each tenant read with its own role: `postgresql://{tenant}@host/db` (PGPASSFILE passwords).
+    source_url_template: str | None = _setting("TAGFLOW_SOURCE_URL_TEMPLATE", secret=True)
+    # The dataset root: a local path or an object-store URL.
+    store: str = _setting("TAGFLOW_STORE", default=".tagflow/store")
+    keys_file: str = _setting("TAGFLOW_KEYS_FILE", default=".tagflow/api_keys.json")
+    # The first day of the date partitions.
+    start_date: date = _setting("TAGFLOW_START_DATE", _day, date(2020, 1, 1))
+    # Tenant-days in one run of a range backfill (each day still its own files).
+    backfill_days_per_run: int = _setting("TAGFLOW_BACKFILL_DAYS_PER_RUN", _positive_int, 31)
+    # The daily schedule, in UTC: 00:30 leaves half an hour for late rows of the day before.
+    schedule_cron: str = _setting("TAGFLOW_SCHEDULE_CRON", default="30 0 * * *")
+    # A new tenant's history is backfilled from here (default: start_date).
+    backfill_floor: date | None = _setting("TAGFLOW_BACKFILL_FLOOR", _day)
+    backfill_days_per_tick: int = _setting("TAGFLOW_BACKFILL_DAYS_PER_TICK", _positive_int, 31)
+    late_data_lookback_days: int = _setting("TAGFLOW_LATE_DATA_LOOKBACK_DAYS", _positive_int, 7)
+    executor: str = _setting("TAGFLOW_EXECUTOR", _executor, "multiprocess")
+    dask_address: str | None = _setting("TAGFLOW_DASK_ADDRESS")
+    # Steps of one launched run at once (default: one per CPU).
+    max_concurrent: int | None = _setting("TAGFLOW_MAX_CONCURRENT", _positive_int)
+    # Dagster's run, event and schedule storage in PostgreSQL (a psycopg2 SQLAlchemy URL).
+    dagster_pg_url: str | None = _setting("TAGFLOW_DAGSTER_PG_URL", secret=True)
+    # The read client's defaults (the CVec SDK's variables).
+    host: str | None = _setting("TAGFLOW_HOST")
+    tenant: str | None = _setting("TAGFLOW_TENANT")
+    api_key: str | None = _setting("TAGFLOW_API_KEY", secret=True)
+    # Which settings came from the environment (the others are defaults or set in code).
+    _from_env: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings named by TAGFLOW_* variables of `env` (default: the process's); a value
+        that cannot be used is an InvalidArgument naming its variable."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for setting in _env_fields():
+            variable, parse = setting.metadata["env"], setting.metadata["parse"]
+            raw = env.get(variable, "").strip()
+            if not raw:
+                continue
+            try:
+                values[setting.name] = parse(raw)
+            except ValueError as reason:
+                shown = "" if not setting.repr else f", got {raw[:40]!r}"
+                raise InvalidArgument(f"{variable} must be {reason}{shown}") from None
+        return cls(**values, _from_env=frozenset(values))
+
+    def replace(self, **changes: Any) -> Settings:
+        """These settings with `changes` (None values leave a setting as it is), for the
+        command-line options that override the environment."""
+        changes = {name: value for name, value in changes.items() if value is not None}
+        return dataclasses.replace(self, **changes, _from_env=self._from_env - changes.keys())
+
+    def from_environment(self, name: str) -> bool:
+        """Whether setting `name` holds the value of its environment variable."""
+        return name in self._from_env
+
+    @property
+    def first_backfill_day(self) -> date:
+        """The first day a new tenant's history is backfilled from."""
+        return max(self.backfill_floor or self.start_date, self.start_date)
+
+    @staticmethod
+    def variable(name: str) -> str:
+        """The environment variable of setting `name`."""
+        return {f.name: f.metadata["env"] for f in _env_fields()}[name]
+
+
+def _env_fields() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(Settings) if "env" in f.metadata]
