@@ -193,7 +193,7 @@ def serve(
     ),
 ) -> None:
     """Serve the read API (FastAPI + uvicorn): JSON or Arrow IPC, one API key per tenant."""
-    from tagflow.readapi.service import serve as serve_read_api
+    from tagflow.readapi.server.app import serve as serve_read_api
 
     try:
         settings = _settings(store=store, keys_file=keys_file, source_url=source_url)
@@ -205,7 +205,7 @@ def serve(
 
 
 def _add_keys_commands() -> None:
-    from tagflow.readapi.keys import keys_app
+    from tagflow.readapi.server.keys import keys_app
 
     app.add_typer(keys_app, name="keys", help="Manage the read API's per-tenant keys.")
 

@@ -1,7 +1,7 @@
-"""The read API: `Client` (datasets or HTTP service) and the HTTP service (`readapi.service`).
-
-It never imports assets/ or pipelines/: it reads the datasets through io_managers, computes
-missing days through source/ and transforms/, and is started by `tagflow serve`.
+"""The read API: the client (`client/`), the HTTP service (`server/`, started by `tagflow
+serve`) and the query engine behind both (`engine/`), joined by one query object per read
+(`query.py`). It never imports assets/ or pipelines/: it reads the datasets through
+io_managers and computes days not materialised through source/ and transforms/.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tagflow.readapi.client import Client
+    from tagflow.readapi.client.client import Client
     from tagflow.readapi.errors import (
         AuthenticationFailed,
         InvalidArgument,

@@ -265,4 +265,3 @@ def _tags(params: Mapping[str, Any]) -> tuple[str, ...] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidArgument("tag must be a list of tag names")
     return tag_list(value)
-

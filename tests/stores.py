@@ -1,5 +1,5 @@
 """Materialised stores for tests that read datasets but do not test the pipeline: each day's
-datasets are computed by the read API's source fallback (readapi.source_fallback.SourceDays
+datasets are computed by the read API's source fallback (readapi.source_fallback.SourceProducts
 runs the assets' transforms on the source rows) and written through DatasetStore, in about a
 second instead of a Dagster run per day."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from tagflow.io_managers import DatasetStore
-from tagflow.readapi.source_fallback import SourceDays
+from tagflow.readapi.engine.fallback import SourceProducts
 from tagflow.schemas.registry import DATASETS
 from tagflow.source.connection import connect
 from tagflow.source.extract import read_tags
@@ -26,7 +26,7 @@ def materialise_from_source(source_url: str, root: Path, tenant: str, days: Iter
     with connect(source_url) as conn:
         tags = read_tags(conn, tenant)
     store.write("tags", tenant, None, tags)
-    products = SourceDays(source_url, tenant, tags)
+    products = SourceProducts(source_url, tenant, tags)
     for day in days:
         tables: dict[str, pa.Table] = {
             "transitions": products.transitions(day, None),

@@ -22,8 +22,8 @@ from psycopg import sql
 from tagflow.cli.runs import materialize_days
 from tagflow.demo.synthetic_plant import PlantSummary
 from tagflow.io_managers import DatasetStore
-from tagflow.readapi.keys import KeyStore
-from tagflow.readapi.service import create_app
+from tagflow.readapi.server.app import create_app
+from tagflow.readapi.server.keys import KeyStore
 from tagflow.schemas.registry import DATED
 from tagflow.settings import Settings
 from tagflow.transforms.columns import datetime_to_us

@@ -121,7 +121,7 @@ def test_readapi_imports_neither_assets_nor_pipelines():
     import sys
 
     code = (
-        "import sys, tagflow.readapi.client, tagflow.readapi.service, tagflow.readapi.keys\n"
+        "import sys, tagflow.readapi.client, tagflow.readapi.server.app\n"
         "bad = sorted({m.split('.')[1] for m in sys.modules if m.startswith('tagflow.')}"
         " & {'assets', 'pipelines', 'cli'})\n"
         "print(bad)"

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tagflow.errors import AuthenticationFailed, InvalidName
-from tagflow.readapi.keys import KeyFileError, KeyStore
+from tagflow.readapi.server.keys import KeyFileError, KeyStore
 
 
 def test_a_key_opens_exactly_its_tenant(tmp_path):
@@ -81,7 +81,7 @@ def test_keys_cli_adds_lists_and_revokes(tmp_path):
     file = str(tmp_path / "keys.json")
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "tagflow.readapi.keys", *args, "--file", file]
+        command = [sys.executable, "-m", "tagflow.readapi.server.keys", *args, "--file", file]
         return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
     added = run("add", "acme")

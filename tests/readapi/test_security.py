@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tagflow.readapi import AuthenticationFailed, Client, UnknownTag
-from tagflow.readapi.keys import KeyStore
-from tagflow.readapi.service import create_app
+from tagflow.readapi.server.app import create_app
+from tagflow.readapi.server.keys import KeyStore
 from tests.readapi.conftest import BackgroundServer
 
 D1 = datetime(2026, 3, 1, tzinfo=UTC)

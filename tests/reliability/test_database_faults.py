@@ -24,8 +24,8 @@ from tagflow.errors import SourceUnavailable
 from tagflow.io_managers import DatasetStore
 from tagflow.pipelines.definitions import build_definitions
 from tagflow.readapi import Client
-from tagflow.readapi.keys import KeyStore
-from tagflow.readapi.service import create_app
+from tagflow.readapi.server.app import create_app
+from tagflow.readapi.server.keys import KeyStore
 from tagflow.schemas.registry import DATED
 from tagflow.settings import Settings
 from tagflow.source.connection import libpq_url

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from tagflow.demo.synthetic_plant import generate_plant
-from tagflow.readapi.keys import KeyStore
+from tagflow.readapi.server.keys import KeyStore
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.reliability.trials import trials
 from tests.stores import materialise_from_source

@@ -24,8 +24,8 @@ from psycopg import conninfo
 from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.errors import SourceUnavailable
 from tagflow.readapi import Client
-from tagflow.readapi.keys import KeyStore
-from tagflow.readapi.service import create_app
+from tagflow.readapi.server.app import create_app
+from tagflow.readapi.server.keys import KeyStore
 from tagflow.source.connection import libpq_url
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.readapi.conftest import BackgroundServer

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tagflow.readapi import keys as keys_module
-from tagflow.readapi.keys import FORMAT, KeyEntry, KeyStore, _digest
-from tagflow.readapi.service import create_app
+from tagflow.readapi.server import keys as keys_module
+from tagflow.readapi.server.app import create_app
+from tagflow.readapi.server.keys import FORMAT, KeyEntry, KeyStore, _digest
 from tests.readapi.conftest import BackgroundServer
 
 # Enough stored keys that checking one key costs milliseconds: the cost an early return

@@ -36,8 +36,8 @@ from tagflow.cli.runs import days_in_range
 from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.errors import TagflowError
 from tagflow.readapi import Client
-from tagflow.readapi.keys import KeyStore
-from tagflow.readapi.service import create_app
+from tagflow.readapi.server.app import create_app
+from tagflow.readapi.server.keys import KeyStore
 from tagflow.settings import Settings
 from tagflow.source.connection import libpq_url
 from tests.conftest import drop_tenant, unique_tenant_name

@@ -24,8 +24,8 @@ from tagflow.cli.runs import materialize_days
 from tagflow.errors import InvalidName, UnknownTenant
 from tagflow.io_managers import DatasetStore
 from tagflow.readapi import Client
-from tagflow.readapi.keys import KeyStore
-from tagflow.readapi.service import create_app
+from tagflow.readapi.server.app import create_app
+from tagflow.readapi.server.keys import KeyStore
 from tagflow.schemas.registry import DATASETS
 from tagflow.settings import Settings
 from tests.readapi.conftest import BackgroundServer

@@ -26,7 +26,7 @@ _TagKey = frozenset[str] | None
 DEFAULT_SOURCE_TIMEOUT_S = 60.0
 
 
-class SourceDays:
+class SourceProducts:
     """One tenant's day products from the source, memoised for the life of one read (a read
     may ask for a day's transitions and its carry-in separately; the source is asked once)."""
 

@@ -13,7 +13,7 @@ from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.schemas.registry import samples_name
 
 
-class StoredDays:
+class StoredProducts:
     """One tenant's day partitions. Every method takes `tag_names` (None = all tags)."""
 
     def __init__(self, store: DatasetStore, tenant: str) -> None:

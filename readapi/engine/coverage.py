@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from tagflow.errors import MissingPartition
 from tagflow.io_managers.dataset_store import DatasetStore
-from tagflow.readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S
+from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S
 from tagflow.source.connection import answer_within, connect
 from tagflow.source.extract import read_tags
 

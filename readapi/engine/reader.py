@@ -26,8 +26,7 @@ from tagflow.errors import (
 )
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.names import validate_tag_name, validate_tenant_name
-from tagflow.readapi.assembly import (
-    AGGREGATES,
+from tagflow.readapi.engine.assembly import (
     NUMERIC_ONLY,
     BucketGrid,
     aligned_segments,
@@ -40,11 +39,18 @@ from tagflow.readapi.assembly import (
     stitch_spans,
     wide_samples,
 )
-from tagflow.readapi.coverage import CoverageIndex, TagCatalogue
-from tagflow.readapi.errors import InvalidArgument
+from tagflow.readapi.engine.coverage import CoverageIndex, TagCatalogue
+from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S, SourceProducts
+from tagflow.readapi.engine.stored import StoredProducts
 from tagflow.readapi.models import METRIC_DATA, TAG_LIST
-from tagflow.readapi.source_fallback import DEFAULT_SOURCE_TIMEOUT_S, SourceDays
-from tagflow.readapi.store_reader import StoredDays
+from tagflow.readapi.query import (
+    BucketQuery,
+    MetricDataQuery,
+    Query,
+    Sampling,
+    SpansQuery,
+    TagsQuery,
+)
 from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
 from tagflow.schemas.registry import WIDTHS
 from tagflow.time_range import ONE_US, TimeRange, day_bounds, to_us
@@ -60,7 +66,6 @@ DEFAULT_MAX_SOURCE_DAYS = 31
 MAX_RANGE_DAYS = 731
 MAX_BUCKETS = 1_000_000
 MAX_CELLS = 50_000_000
-BUCKET_FUNCTIONS = ("locf",)
 
 T = TypeVar("T")
 
@@ -184,18 +189,6 @@ class TenantReader:
 
     # ------------------------------------------------------------------ planning
 
-    def _retrying(self, read: Callable[[], T]) -> T:
-        """Run `read`; if a partition vanished under it (a rerun replacing files, a cleanup),
-        refresh the coverage and run it once more, answering that day from the source."""
-        try:
-            return read()
-        except MissingPartition as error:
-            if isinstance(error, NotMaterialised):
-                raise
-            self._coverage.invalidate(self.tenant)
-            self._catalogue.invalidate(self.tenant)
-            return read()
-
     def _require_tenant(self, allow_source: bool) -> None:
         if self._catalogue.stored(self.tenant) is not None:
             return
@@ -305,11 +298,11 @@ class TenantReader:
         return table.filter(pc.is_in(table.column("tag_name"), value_set=wanted)), names, names
 
     def _days_of(self, plan: _Plan, tags: pa.Table) -> Callable[[date], DayProducts]:
-        stored = StoredDays(self._store, self.tenant)
+        stored = StoredProducts(self._store, self.tenant)
         source = None
         if plan.missing:
             assert self._source_url is not None
-            source = SourceDays(self._source_url, self.tenant, tags, self._source_timeout_s)
+            source = SourceProducts(self._source_url, self.tenant, tags, self._source_timeout_s)
 
         def products(day: date) -> DayProducts:
             return stored if day in plan.stored or source is None else source
@@ -318,13 +311,41 @@ class TenantReader:
 
     # ------------------------------------------------------------------ reads
 
-    def tags(self, time_range: TimeRange | None, allow_source: bool = True) -> pa.Table:
+    def read(self, query: Query) -> pa.Table:
+        """The answer to `query` as Arrow: TAG_LIST, SPAN_LIST, METRIC_DATA, or a wide table
+        of `time` + one column per tag for bucketed reads.
+
+        If a partition vanished under the read (a rerun replacing files, a cleanup), the
+        coverage is refreshed and the read runs once more, answering that day from the source."""
+        try:
+            return self._answer(query)
+        except MissingPartition as error:
+            if isinstance(error, NotMaterialised):
+                raise
+            self._coverage.invalidate(self.tenant)
+            self._catalogue.invalidate(self.tenant)
+            return self._answer(query)
+
+    def _answer(self, query: Query) -> pa.Table:
+        match query:
+            case TagsQuery():
+                return self._tags(query.time_range, query.allow_source)
+            case SpansQuery():
+                return self._spans(query)
+            case MetricDataQuery():
+                return self._metric_data(query)
+            case BucketQuery(sampling=Sampling.COUNTER_RATE):
+                return self._counter_rate(query)
+            case BucketQuery(sampling=Sampling.DERIVATIVE):
+                return derivative(self._samples(query), query.width // ONE_US)
+            case BucketQuery():
+                return self._samples(query)
+        raise TypeError(f"not a read query: {type(query).__name__}")
+
+    def _tags(self, time_range: TimeRange | None, allow_source: bool) -> pa.Table:
         """TAG_LIST of the tags with a transition in the range (all tags without a range),
         sorted by name. Materialised days are answered from the 1d/1h/1m sample counts (the
         coarsest that fits each part of the range), only sub-minute edges from transitions."""
-        return self._retrying(lambda: self._tags(time_range, allow_source))
-
-    def _tags(self, time_range: TimeRange | None, allow_source: bool) -> pa.Table:
         if time_range is None:
             self._require_tenant(allow_source)
             use_source = self._catalogue.stored(self.tenant) is None
@@ -361,46 +382,21 @@ class TenantReader:
                 active |= _names_where(rows, counted & inside)
         return active
 
-    def spans(
-        self,
-        tag_name: str,
-        time_range: TimeRange | None,
-        limit: int | None = None,
-        allow_source: bool = True,
-    ) -> pa.Table:
-        """SPAN_LIST of the runs of `tag_name` intersecting the range, one per run across
-        days, newest first, at most `limit`."""
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise InvalidArgument("limit must be a positive integer or None")
-        return self._retrying(lambda: self._spans(tag_name, time_range, limit, allow_source))
-
-    def _spans(
-        self, tag_name: str, time_range: TimeRange | None, limit: int | None, allow_source: bool
-    ) -> pa.Table:
-        plan = self._plan(time_range, allow_source)
-        tags, _, names = self._resolve_tags([tag_name], plan, allow_source)
+    def _spans(self, query: SpansQuery) -> pa.Table:
+        """Runs of the tag intersecting the range, one per run across days, newest first."""
+        plan = self._plan(query.time_range, query.allow_source)
+        tags, _, names = self._resolve_tags([query.tag_name], plan, query.allow_source)
         products = self._days_of(plan, tags)
         pieces = pa.concat_tables(map_days(plan, products, lambda p, day: p.spans(day, names)))
         stitched = stitch_spans(pieces, plan.start_us, plan.end_us)
         # Clamped: Arrow's slice takes a C long, and any limit past the end means all.
+        limit = query.limit
         return stitched if limit is None else stitched.slice(0, min(limit, stitched.num_rows))
 
-    def metric_data(
-        self,
-        tag_names: Sequence[str] | None,
-        time_range: TimeRange | None,
-        allow_source: bool = True,
-    ) -> pa.Table:
-        """METRIC_DATA: every transition of the tags (all if None) in the range, by time."""
-        return self._retrying(lambda: self._metric_data(tag_names, time_range, allow_source))
-
-    def _metric_data(
-        self, tag_names: Sequence[str] | None, time_range: TimeRange | None, allow_source: bool
-    ) -> pa.Table:
-        plan = self._plan(time_range, allow_source)
-        tags, _, names = self._resolve_tags(tag_names, plan, allow_source)
+    def _metric_data(self, query: MetricDataQuery) -> pa.Table:
+        """Every transition of the tags (all if None) in the range, by time."""
+        plan = self._plan(query.time_range, query.allow_source)
+        tags, _, names = self._resolve_tags(query.tag_names, plan, query.allow_source)
         products = self._days_of(plan, tags)
 
         def rows_of(day_products: DayProducts, day: date) -> pa.Table:
@@ -414,62 +410,10 @@ class TenantReader:
             return table
         return table.sort_by([("time", "ascending"), ("tag_name", "ascending")])
 
-    def samples(
-        self,
-        tag_names: Sequence[str] | None,
-        time_range: TimeRange | None,
-        width: timedelta,
-        offset: timedelta = timedelta(0),
-        aggregate: str = "average",
-        bucket_function: str = "locf",
-        allow_source: bool = True,
-    ) -> pa.Table:
-        """Wide table: `time` (bucket starts of the buckets meeting the range) + one column
-        per tag with `aggregate` of its LOCF samples over the part of each bucket inside the
-        range."""
-        _check_sampling(width, aggregate, bucket_function, time_range)
-        return self._retrying(
-            lambda: self._samples(tag_names, time_range, width, offset, aggregate, allow_source)
-        )
-
-    def derivative(
-        self,
-        tag_names: Sequence[str] | None,
-        time_range: TimeRange | None,
-        width: timedelta,
-        offset: timedelta = timedelta(0),
-        aggregate: str = "average",
-        allow_source: bool = True,
-    ) -> pa.Table:
-        """Per-second rate of change of the sampled `aggregate` between consecutive buckets."""
-        _check_sampling(width, aggregate, "locf", time_range)
-        if aggregate == "count":
-            raise InvalidArgument("derivative needs a value aggregate, not 'count'")
-        wide = self._retrying(
-            lambda: self._samples(tag_names, time_range, width, offset, aggregate, allow_source)
-        )
-        return derivative(wide, width // ONE_US)
-
-    def counter_rate(
-        self,
-        tag_names: Sequence[str] | None,
-        time_range: TimeRange | None,
-        width: timedelta,
-        offset: timedelta = timedelta(0),
-        allow_source: bool = True,
-    ) -> pa.Table:
-        """Per bucket, the counter's increase per second (a drop is a reset), exact from the
-        transitions."""
-        _check_sampling(width, "average", "locf", time_range)
-        return self._retrying(
-            lambda: self._counter_rate(tag_names, time_range, width, offset, allow_source)
-        )
-
     # ------------------------------------------------------------------ sampling
 
-    def _grid(self, plan: _Plan, width: timedelta, offset: timedelta, columns: int) -> BucketGrid:
-        width_us = width // ONE_US
-        grid = BucketGrid.of(plan.start_us, plan.end_us, width_us, (offset // ONE_US) % width_us)
+    def _grid(self, plan: _Plan, query: BucketQuery, columns: int) -> BucketGrid:
+        grid = BucketGrid.of(plan.start_us, plan.end_us, query.width // ONE_US, query.offset_us)
         if grid.count > MAX_BUCKETS or grid.count * max(columns, 1) > MAX_CELLS:
             raise InvalidTimeRange(
                 f"{grid.count} buckets × {columns} tags is too large an answer; use a wider "
@@ -477,18 +421,14 @@ class TenantReader:
             )
         return grid
 
-    def _samples(
-        self,
-        tag_names: Sequence[str] | None,
-        time_range: TimeRange | None,
-        width: timedelta,
-        offset: timedelta,
-        aggregate: str,
-        allow_source: bool,
-    ) -> pa.Table:
-        plan = self._plan(time_range, allow_source)
-        tags, names, name_filter = self._resolve_tags(tag_names, plan, allow_source)
-        grid = self._grid(plan, width, offset, len(names))
+    def _samples(self, query: BucketQuery) -> pa.Table:
+        """Wide table: `time` (bucket starts of the buckets meeting the range) + one column
+        per tag with the aggregate of its LOCF samples over the part of each bucket inside
+        the range."""
+        plan = self._plan(query.time_range, query.allow_source)
+        tags, names, name_filter = self._resolve_tags(query.tag_names, plan, query.allow_source)
+        grid = self._grid(plan, query, len(names))
+        aggregate = query.aggregate
         kind_of = dict(
             zip(
                 tags.column("tag_name").to_pylist(),
@@ -504,14 +444,15 @@ class TenantReader:
         if aggregate in NUMERIC_ONLY:
             need_string = False
         products = self._days_of(plan, tags)
-        offset_us = (offset // ONE_US) % grid.width_us
-        fine = materialised_source(grid.width_us, offset_us, plan.start_us, plan.end_us)
+        fine = materialised_source(grid.width_us, query.offset_us, plan.start_us, plan.end_us)
         if fine is not None:
             numeric, string = self._rolled_up(
-                plan, products, fine, name_filter, grid, offset, need_numeric, need_string
+                plan, products, fine, name_filter, grid, query.offset, need_numeric, need_string
             )
         else:
-            numeric, string = self._computed(plan, products, tags, name_filter, width, offset)
+            numeric, string = self._computed(
+                plan, products, tags, name_filter, query.width, query.offset
+            )
         return wide_samples(sort_samples(numeric), sort_samples(string), columns, aggregate, grid)
 
     def _rolled_up(
@@ -579,45 +520,15 @@ class TenantReader:
         )
         return result.numeric, result.string
 
-    def _counter_rate(
-        self,
-        tag_names: Sequence[str] | None,
-        time_range: TimeRange | None,
-        width: timedelta,
-        offset: timedelta,
-        allow_source: bool,
-    ) -> pa.Table:
-        plan = self._plan(time_range, allow_source)
-        tags, names, name_filter = self._resolve_tags(tag_names, plan, allow_source)
-        grid = self._grid(plan, width, offset, len(names))
+    def _counter_rate(self, query: BucketQuery) -> pa.Table:
+        """Per bucket, the counter's increase per second (a drop is a reset), exact from the
+        transitions."""
+        plan = self._plan(query.time_range, query.allow_source)
+        tags, names, name_filter = self._resolve_tags(query.tag_names, plan, query.allow_source)
+        grid = self._grid(plan, query, len(names))
         products = self._days_of(plan, tags)
         transitions, carry_in = self._window_inputs(plan, products, tags, name_filter)
         return counter_rate(transitions, carry_in, names, grid)
-
-
-def _check_sampling(
-    width: timedelta, aggregate: str, bucket_function: str, time_range: TimeRange | None
-) -> None:
-    """Checks that need no data, done before any read."""
-    if not isinstance(width, timedelta) or width <= timedelta(0) or width % ONE_US:
-        raise InvalidTimeRange("bucket width must be a positive whole number of microseconds")
-    if time_range is not None:
-        buckets = -(-(time_range.end - time_range.start) // width) + 1
-        if buckets > MAX_BUCKETS:
-            raise InvalidTimeRange(
-                f"about {buckets} buckets is too large an answer (at most {MAX_BUCKETS}); use "
-                "a wider bucket_width or a shorter range"
-            )
-    if not isinstance(bucket_function, str) or bucket_function not in BUCKET_FUNCTIONS:
-        raise InvalidArgument(
-            f"unsupported bucket_function {str(bucket_function)[:40]!r}: only 'locf' (last "
-            "observation carried forward, the step function) is supported"
-        )
-    if not isinstance(aggregate, str) or aggregate not in AGGREGATES:
-        raise InvalidArgument(
-            f"unsupported aggregate_function {str(aggregate)[:40]!r}: use one of "
-            + ", ".join(AGGREGATES)
-        )
 
 
 def _names_where(rows: pa.Table, mask: np.ndarray) -> set[str]:

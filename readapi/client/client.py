@@ -19,11 +19,11 @@ from upath import UPath
 
 from tagflow.errors import AuthenticationFailed
 from tagflow.io_managers.dataset_store import DatasetStore
-from tagflow.names import validate_tag_name, validate_tenant_name
-from tagflow.readapi.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
-from tagflow.readapi.engine import DEFAULT_MAX_SOURCE_DAYS, TenantReader
+from tagflow.names import validate_tenant_name
+from tagflow.readapi.client.http import DEFAULT_TIMEOUT_S, HttpTransport, public_address
+from tagflow.readapi.engine.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
+from tagflow.readapi.engine.reader import DEFAULT_MAX_SOURCE_DAYS, TenantReader
 from tagflow.readapi.errors import InvalidArgument
-from tagflow.readapi.http_transport import DEFAULT_TIMEOUT_S, HttpTransport, public_address
 from tagflow.readapi.models import (
     Span,
     Tag,
@@ -31,6 +31,15 @@ from tagflow.readapi.models import (
     spans_from_table,
     tags_from_table,
     wide_frame,
+)
+from tagflow.readapi.query import (
+    BucketQuery,
+    MetricDataQuery,
+    Query,
+    Sampling,
+    SpansQuery,
+    TagsQuery,
+    tag_list,
 )
 from tagflow.settings import Settings
 from tagflow.source.embedded import resolve_source_url
@@ -40,64 +49,9 @@ TimeRangeLike = TimeRange | tuple[object, object] | list[object]
 
 
 class Transport(Protocol):
-    """What a transport answers (TenantReader locally, HttpTransport remotely)."""
+    """What answers a query: TenantReader locally, HttpTransport through the service."""
 
-    def tags(self, time_range: TimeRange | None, allow_source: bool = True) -> pa.Table: ...
-
-    def spans(
-        self,
-        tag_name: str,
-        time_range: TimeRange | None,
-        limit: int | None = None,
-        allow_source: bool = True,
-    ) -> pa.Table: ...
-
-    def metric_data(
-        self, tag_names: list[str] | None, time_range: TimeRange | None, allow_source: bool = True
-    ) -> pa.Table: ...
-
-    def samples(
-        self,
-        tag_names: list[str] | None,
-        time_range: TimeRange | None,
-        width: timedelta,
-        offset: timedelta = ...,
-        aggregate: str = "average",
-        bucket_function: str = "locf",
-        allow_source: bool = True,
-    ) -> pa.Table: ...
-
-    def derivative(
-        self,
-        tag_names: list[str] | None,
-        time_range: TimeRange | None,
-        width: timedelta,
-        offset: timedelta = ...,
-        aggregate: str = "average",
-        allow_source: bool = True,
-    ) -> pa.Table: ...
-
-    def counter_rate(
-        self,
-        tag_names: list[str] | None,
-        time_range: TimeRange | None,
-        width: timedelta,
-        offset: timedelta = ...,
-        allow_source: bool = True,
-    ) -> pa.Table: ...
-
-
-def _tag_list(tag_names: str | Iterable[str] | None) -> list[str] | None:
-    """None (all tags), one name, or several names (duplicates dropped, order kept)."""
-    if tag_names is None:
-        return None
-    if isinstance(tag_names, str):
-        tag_names = [tag_names]
-    try:
-        names = list(tag_names)
-    except TypeError:
-        raise InvalidArgument("tag_names must be a tag name, a list of tag names or None") from None
-    return list(dict.fromkeys(validate_tag_name(name) for name in names))
+    def read(self, query: Query) -> pa.Table: ...
 
 
 class Client:
@@ -213,8 +167,8 @@ class Client:
 
     def get_tags(self, time_range: TimeRangeLike | None = None) -> list[Tag]:
         """Tags with at least one transition in the range, by name; all tags without one."""
-        table = self._transport.tags(self._range(time_range), self.allow_source)
-        return tags_from_table(table)
+        query = TagsQuery(time_range=self._range(time_range), allow_source=self.allow_source)
+        return tags_from_table(self._transport.read(query))
 
     def get_spans(
         self, tag_name: str, time_range: TimeRangeLike | None = None, limit: int | None = None
@@ -222,14 +176,13 @@ class Client:
         """Runs of one value of `tag_name` intersecting the range, newest first, one per run
         even across days; `limit` keeps the newest ones. raw_end_at is None when the run has
         not ended before the range end."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise InvalidArgument("limit must be a positive integer or None")
-        if limit is not None and limit < 1:
-            raise InvalidArgument("limit must be a positive integer or None")
-        table = self._transport.spans(
-            validate_tag_name(tag_name), self._range(time_range), limit, self.allow_source
+        query = SpansQuery(
+            tag_name=tag_name,
+            limit=limit,
+            time_range=self._range(time_range),
+            allow_source=self.allow_source,
         )
-        return spans_from_table(table)
+        return spans_from_table(self._transport.read(query))
 
     def get_metric_arrow(
         self,
@@ -238,9 +191,12 @@ class Client:
     ) -> pa.Table:
         """Every transition in the range as Arrow: tag_name, time, value_double,
         value_string, sorted by time (then tag name)."""
-        return self._transport.metric_data(
-            _tag_list(tag_names), self._range(time_range), self.allow_source
+        query = MetricDataQuery(
+            tag_names=tag_list(tag_names),
+            time_range=self._range(time_range),
+            allow_source=self.allow_source,
         )
+        return self._transport.read(query)
 
     def get_metric_data(
         self,
@@ -264,16 +220,15 @@ class Client:
         aligned to the epoch plus `bucket_offset`) and one column per tag holding
         `aggregate_function` (average = time-weighted, min, max, first, last, count) over the
         part of the bucket inside the range. NaN/None where the tag held no usable value."""
-        table = self._transport.samples(
-            _tag_list(tag_names),
-            self._range(time_range),
-            parse_width(bucket_width),
-            parse_duration(bucket_offset, "bucket offset"),
-            aggregate_function,
-            bucket_function,
-            self.allow_source,
+        return self._buckets(
+            Sampling.SAMPLES,
+            tag_names,
+            time_range,
+            bucket_width,
+            bucket_offset,
+            aggregate=aggregate_function,
+            bucket_function=bucket_function,
         )
-        return wide_frame(table)
 
     def derivative(
         self,
@@ -286,15 +241,14 @@ class Client:
         """Rate of change per second of the sampled `aggregate_function` between
         consecutive buckets: (v[k] − v[k−1]) / bucket_width. NaN for the first bucket,
         beside missing values and for string tags."""
-        table = self._transport.derivative(
-            _tag_list(tag_names),
-            self._range(time_range),
-            parse_width(bucket_width),
-            parse_duration(bucket_offset, "bucket offset"),
-            aggregate_function,
-            self.allow_source,
+        return self._buckets(
+            Sampling.DERIVATIVE,
+            tag_names,
+            time_range,
+            bucket_width,
+            bucket_offset,
+            aggregate=aggregate_function,
         )
-        return wide_frame(table)
 
     def counter_rate(
         self,
@@ -306,11 +260,26 @@ class Client:
         """Increase per second of counter tags in each bucket, exact from the transitions: a
         drop is a reset (the counter restarted from zero), never a negative rate. NaN before
         the tag's first value."""
-        table = self._transport.counter_rate(
-            _tag_list(tag_names),
-            self._range(time_range),
-            parse_width(bucket_width),
-            parse_duration(bucket_offset, "bucket offset"),
-            self.allow_source,
+        return self._buckets(
+            Sampling.COUNTER_RATE, tag_names, time_range, bucket_width, bucket_offset
         )
-        return wide_frame(table)
+
+    def _buckets(
+        self,
+        sampling: Sampling,
+        tag_names: str | Iterable[str] | None,
+        time_range: TimeRangeLike | None,
+        bucket_width: timedelta | str,
+        bucket_offset: timedelta | str,
+        **options: str,
+    ) -> pd.DataFrame:
+        query = BucketQuery(
+            sampling=sampling,
+            tag_names=tag_list(tag_names),
+            width=parse_width(bucket_width),
+            offset=parse_duration(bucket_offset, "bucket offset"),
+            time_range=self._range(time_range),
+            allow_source=self.allow_source,
+            **options,
+        )
+        return wide_frame(self._transport.read(query))

@@ -1,0 +1,159 @@
+"""The HTTP read service (FastAPI): the client's calls over HTTP, as JSON or Arrow IPC.
+
+Every data endpoint needs `Authorization: Bearer <key>`; the key decides the tenant (an
+optional X-Tagflow-Tenant header must then name that same tenant). Nothing from a request
+becomes a path or SQL text: the tenant comes from the keys file, tag names are only compared
+with the tenant's tag catalogue, and times and widths are parsed into values. Errors are
+typed JSON bodies without paths, SQL, keys or stack traces.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from http import HTTPStatus
+
+import pyarrow as pa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from upath import UPath
+
+from tagflow.errors import TagflowError
+from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.readapi.engine.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
+from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S
+from tagflow.readapi.engine.reader import DEFAULT_MAX_SOURCE_DAYS, TenantReader
+from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE, wire_error
+from tagflow.readapi.server.keys import KeyStore
+from tagflow.readapi.server.routes import router
+from tagflow.settings import Settings
+from tagflow.source.embedded import resolve_source_url
+
+log = logging.getLogger(__name__)
+
+
+class ReadService:
+    """Shared state of the service: the store, the coverage and tag caches, the keys."""
+
+    def __init__(
+        self,
+        store: DatasetStore,
+        keys: KeyStore,
+        source_url: str | None = None,
+        ttl_s: float = DEFAULT_TTL_S,
+        max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
+        source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.source_url = source_url or None
+        self.coverage = CoverageIndex(store, ttl_s)
+        self.catalogue = TagCatalogue(store, self.source_url, ttl_s, source_timeout_s)
+        self.max_source_days = max_source_days
+        self.source_timeout_s = source_timeout_s
+
+    def reader(self, tenant: str) -> TenantReader:
+        return TenantReader(
+            self.store,
+            tenant,
+            self.coverage,
+            self.catalogue,
+            self.source_url,
+            self.max_source_days,
+            self.source_timeout_s,
+        )
+
+    def scrub(self, message: str) -> str:
+        """Defence in depth: errors are written without paths or URLs, but should one ever
+        carry the store root or the source URL, it is cut out here."""
+        for secret in (str(self.store.root), self.store.root.path, self.source_url):
+            if secret and len(secret) > 3:
+                message = message.replace(secret, "<hidden>")
+        return message
+
+
+def _error_response(status: int, code: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+def create_app(
+    store: str | os.PathLike[str] | UPath | DatasetStore,
+    keys: KeyStore | str | os.PathLike[str],
+    source_url: str | None = None,
+    ttl_s: float = DEFAULT_TTL_S,
+    max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
+    source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
+) -> FastAPI:
+    """The FastAPI application over `store` (a root or a DatasetStore), authenticating with
+    `keys` (a KeyStore or keys file) and falling back to
+    `source_url` for days not materialised, each source read bounded by `source_timeout_s`."""
+    dataset_store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    key_store = keys if isinstance(keys, KeyStore) else KeyStore(keys)
+    service = ReadService(
+        dataset_store, key_store, source_url, ttl_s, max_source_days, source_timeout_s
+    )
+    app = FastAPI(
+        title="tagflow read API",
+        version="1",
+        description="Tags, spans, transitions and LOCF samples of one tenant, answered from "
+        "the precomputed Parquet datasets (and the source for days not yet materialised). "
+        "JSON by default; Arrow IPC stream with `Accept: application/vnd.apache.arrow.stream` "
+        "or `?format=arrow`.",
+    )
+    app.state.read_service = service
+
+    @app.exception_handler(TagflowError)
+    async def tagflow_error(request: Request, error: TagflowError) -> JSONResponse:
+        status, code = wire_error(error)
+        if status == 401:
+            return _error_response(401, code, UNAUTHORIZED_MESSAGE)
+        return _error_response(status, code, service.scrub(str(error)))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's default body echoes the input; name the parameters only.
+        names = sorted({str(e.get("loc", ("", "?"))[-1]) for e in error.errors()})
+        return _error_response(400, "invalid_argument", f"invalid parameter(s): {names}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        # Unknown routes, wrong methods and unparsable bodies: the one error body shape.
+        phrase = HTTPStatus(error.status_code).phrase
+        answer = _error_response(error.status_code, phrase.lower().replace(" ", "_"), phrase)
+        answer.headers.update(error.headers or {})
+        return answer
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        # The traceback goes to the server log only; the caller learns nothing internal.
+        log.exception("unexpected error in %s", request.url.path)
+        return _error_response(
+            500,
+            "internal_error",
+            "internal error; the operator can find the details in the service log",
+        )
+
+    @app.get("/v1/health", tags=["service"])
+    def health() -> dict[str, str]:
+        """Liveness: answers without a key and says nothing about tenants."""
+        return {"status": "ok"}
+
+    app.include_router(router)
+    return app
+
+
+def serve(settings: Settings, port: int = 8000, host: str = "127.0.0.1") -> None:
+    """Run the service with uvicorn (what `tagflow serve` calls)."""
+    import uvicorn
+
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        # Arrow's default mimalloc pool keeps freed memory in per-thread heaps: across the
+        # service's worker threads that held about 200 MiB more, still growing after tens of
+        # seconds under load (tests/reliability/test_http_load.py). The operator's choice wins.
+        pa.set_memory_pool(pa.system_memory_pool())
+    source_url = resolve_source_url(settings.source_url) if settings.source_url else None
+    app = create_app(settings.store, settings.keys_file, source_url)
+    uvicorn.run(app, host=host, port=port, log_level="info")
