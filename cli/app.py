@@ -1,4 +1,4 @@
-"""The `tagflow` command line (DESIGN §7): demo, materialize, backfill, serve, keys."""
+"""The `tagflow` command line (DESIGN §7): demo, materialize, backfill, serve, keys, derived."""
 
 from __future__ import annotations
 
@@ -164,16 +164,34 @@ def _in_process(
         raise typer.Exit(code=1)
 
 
+# The synthetic plant's MIN_TAGS (one tag of every kind, including the two the demo shows),
+# written out so `tagflow --help` need not import the generator; tests/cli checks they agree.
+DEMO_MIN_TAGS = 13
+
+
 @app.command()
 def demo(
-    tags: int = typer.Option(200, help="Tags per tenant."),
-    days: int = typer.Option(3, help="Days of history."),
+    tags: int = typer.Option(200, min=DEMO_MIN_TAGS, help="Tags per tenant."),
+    days: int = typer.Option(3, min=1, help="Days of history."),
+    keep_server: bool = typer.Option(
+        False,
+        "--keep-server",
+        help="Leave the embedded PostgreSQL running afterwards (default: stop it).",
+    ),
 ) -> None:
-    """Start an embedded PostgreSQL, generate two synthetic plants, materialise, show a read."""
+    """Start an embedded PostgreSQL, generate two synthetic plants, materialise, show a read,
+    and stop the server again (unless --keep-server)."""
     from tagflow.cli.demo import run_demo
 
     try:
-        run_demo(console, Settings.from_env(), tags=tags, days=days, progress=_progress())
+        run_demo(
+            console,
+            Settings.from_env(),
+            tags=tags,
+            days=days,
+            progress=_progress(),
+            keep_server=keep_server,
+        )
     except TagflowError as error:
         _fail(error)
 
@@ -211,6 +229,15 @@ def _add_keys_commands() -> None:
 
 
 _add_keys_commands()
+
+
+def _add_derived_commands() -> None:
+    from tagflow.cli.derived import derived_app
+
+    app.add_typer(derived_app, name="derived", help="Check and list derived tags (DESIGN §8).")
+
+
+_add_derived_commands()
 
 if __name__ == "__main__":
     app()

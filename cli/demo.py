@@ -1,5 +1,6 @@
 """`tagflow demo`: the embedded PostgreSQL, two synthetic plants, a Dagster materialisation of
-every asset and check, then what the demo shows of the files written."""
+every asset and check, then what the demo shows of the files written. The server stops when the
+demo ends unless it is asked to keep it; commands that need it later start it again."""
 
 from __future__ import annotations
 
@@ -15,18 +16,39 @@ from tagflow.errors import TagflowError
 from tagflow.io_managers import DatasetStore
 from tagflow.pipelines.instance import dagster_instance
 from tagflow.settings import EMBEDDED_SOURCE, Settings
-from tagflow.source.embedded import DEFAULT_DATA_DIR, embedded_server_url
+from tagflow.source.embedded import (
+    DEFAULT_DATA_DIR,
+    embedded_server_running,
+    embedded_server_url,
+    stop_embedded_server,
+)
 
 DEMO_TENANTS = ("acme", "globex")
 
 
 def run_demo(
-    console: Console, settings: Settings, *, tags: int, days: int, progress: Progress
+    console: Console,
+    settings: Settings,
+    *,
+    tags: int,
+    days: int,
+    progress: Progress,
+    keep_server: bool = False,
 ) -> None:
-    """The demo's plants in its embedded server, materialised into the settings' store."""
-    console.print("starting the embedded PostgreSQL (.tagflow/pg)")
-    url = embedded_server_url(DEFAULT_DATA_DIR)
+    """The demo's plants in its embedded server, materialised into the settings' store; the
+    server is stopped at the end (also when the demo fails) unless `keep_server`."""
+    console.print(f"starting the embedded PostgreSQL ({DEFAULT_DATA_DIR})")
     settings = settings.replace(source_url=EMBEDDED_SOURCE)
+    try:
+        url = embedded_server_url(DEFAULT_DATA_DIR)
+        _materialise(console, settings, url, tags, days, progress)
+    finally:
+        _leave_server(console, keep_server)
+
+
+def _materialise(
+    console: Console, settings: Settings, url: str, tags: int, days: int, progress: Progress
+) -> None:
     plant = generate_plant(url, DEMO_TENANTS, tags=tags, days=days, seed=7)
     for tenant in plant.tenants:
         console.print(
@@ -54,3 +76,19 @@ def run_demo(
         "Open the UI with: DAGSTER_HOME=$PWD/.tagflow/dagster TAGFLOW_SOURCE_URL=embedded "
         "dagster dev -w workspace.yaml"
     )
+
+
+def _leave_server(console: Console, keep_server: bool) -> None:
+    """Stop the server or say that it runs on, so the demo never leaves a postmaster unnoticed."""
+    if keep_server:
+        if not embedded_server_running(DEFAULT_DATA_DIR):
+            return  # it never started: the error says why
+        console.print(
+            f"the embedded PostgreSQL keeps running ({DEFAULT_DATA_DIR}, --keep-server); "
+            "stop it with: python -m tagflow.source.embedded stop"
+        )
+    elif stop_embedded_server(DEFAULT_DATA_DIR):
+        console.print(
+            f"stopped the embedded PostgreSQL ({DEFAULT_DATA_DIR}); `tagflow serve`, "
+            "`tagflow materialize` and TAGFLOW_SOURCE_URL=embedded start it again when needed"
+        )

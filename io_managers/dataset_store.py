@@ -7,10 +7,10 @@ This is the only code that knows where a dataset partition lives:
 from __future__ import annotations
 
 import bisect
-import io
+import hashlib
+import logging
 import os
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,15 +22,13 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from tagflow.errors import MissingPartition, TagflowError
+from tagflow.io_managers.partition_writer import PartitionWriter, StagedPartition
 from tagflow.names import validate_tenant_name
 from tagflow.schemas.registry import DATASETS
 from tagflow.schemas.registry import dataset as registered
 
 PART_FILE = "part-0.parquet"
-# Rows per row group: large enough for good compression, small enough that a reader asking
-# for a few tags (the read API) skips most of a day by tag_name statistics; with 256K rows a
-# typical day was one row group and every tag read decoded all of it.
-ROW_GROUP_ROWS = 32 * 1024
+log = logging.getLogger(__name__)
 
 
 class DatasetStore:
@@ -60,64 +58,72 @@ class DatasetStore:
     def exists(self, dataset: str, tenant: str, day: date | None = None) -> bool:
         return self.partition_path(dataset, tenant, day).exists()
 
+    def stage(self, dataset: str, tenant: str, day: date | None = None) -> PartitionWriter:
+        """A writer of one partition to a staged file, published (replacing the partition in
+        one step) only once its tables are written and checked; see PartitionWriter."""
+        target = self.partition_path(dataset, tenant, day)
+        if self._is_local:
+            self._refuse_links(target)
+        return PartitionWriter.staged_beside(registered(dataset), tenant, day, target)
+
+    def _refuse_links(self, target: UPath) -> None:
+        """A partition is written only inside the root and never through a symbolic link: a
+        linked folder would let one store's run overwrite another's files."""
+        root = os.path.abspath(self.root.path)
+        folder = os.path.abspath(os.path.dirname(target.path))
+        if os.path.commonpath([root, folder]) != root:
+            raise TagflowError("a partition would be written outside the store root; refused")
+        here = root
+        for part in os.path.relpath(folder, root).split(os.sep):
+            here = os.path.join(here, part)
+            if os.path.islink(here):
+                raise TagflowError(
+                    "a partition folder of the store is a symbolic link; refused to write "
+                    "through it (replace the link by a folder)"
+                )
+
     def write(
         self,
         dataset: str,
         tenant: str,
         day: date | None,
         data: pa.Table | Iterable[pa.Table | pa.RecordBatch],
-    ) -> int:
+    ) -> StagedPartition:
         """Replace one partition with `data` (a table, or a stream of tables or batches written
-        as they come, holding one at a time) atomically; return the bytes written.
+        as they come, holding one at a time) and publish it; return what was published.
 
         Readers see either the previous complete file or the new one, never a partial file;
         a stream that fails part-way leaves the previous file in place."""
-        entry = registered(dataset)
-        schema = entry.schema
-        path = self.partition_path(dataset, tenant, day)
-        parts = [data] if isinstance(data, pa.Table) else data
-        options = {
-            "compression": "zstd",
-            # Level 1 writes 1.75x faster than 3 for files 21 % larger (1 M-row day: 67 vs
-            # 55 MiB); a day is written by the pipeline's critical path and read cheaply either way.
-            "compression_level": 1,
-            "write_statistics": True,
-            # Dictionary pages pay off for repeated strings (tag names, states); on floats and
-            # timestamps they are tried and abandoned, which tripled write time and grew files.
-            "use_dictionary": [f.name for f in schema if pa.types.is_string(f.type)],
-            "sorting_columns": pq.SortingColumn.from_ordering(
-                schema, [(key, "ascending") for key in entry.sort_keys]
-            ),
-        }
-        if self._is_local:
-            return self._write_local(path, schema, parts, options)
-        # An object-store PUT is atomic: the object appears whole or not at all.
-        buffer = io.BytesIO()
-        _write_parquet(buffer, schema, parts, options)
-        data_bytes = buffer.getvalue()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.fs.pipe_file(path.path, data_bytes)
-        return len(data_bytes)
-
-    @staticmethod
-    def _write_local(
-        path: UPath, schema: pa.Schema, parts: Iterable[pa.Table | pa.RecordBatch], options: dict
-    ) -> int:
-        target = path.path
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        # Hidden name without the .parquet suffix: pyarrow.dataset (ignores '.'-prefixed files)
-        # and DuckDB globs on *.parquet never pick up an unfinished file.
-        temp = os.path.join(os.path.dirname(target), f".{PART_FILE}.{uuid.uuid4().hex}.tmp")
+        with self.stage(dataset, tenant, day) as writer:
+            for part in [data] if isinstance(data, pa.Table) else data:
+                writer.write(part)
+            staged = writer.close()
         try:
-            with open(temp, "wb") as handle:
-                _write_parquet(handle, schema, parts, options)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
+            staged.publish()
         finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
-        return os.path.getsize(target)
+            staged.discard()  # nothing is left behind if publishing failed
+        return staged
+
+    def verify(self, dataset: str, tenant: str, day: date | None, rows: int, sha256: str) -> str:
+        """What is wrong with the published partition, against the row count and content hash
+        recorded when it was written; '' when it is exactly that file."""
+        path = self.partition_path(dataset, tenant, day)
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as handle:
+                found = pq.ParquetFile(handle).metadata.num_rows
+                handle.seek(0)
+                while block := handle.read(1 << 22):
+                    digest.update(block)
+        except FileNotFoundError:
+            return "the partition file is missing"
+        except (OSError, pa.ArrowException):
+            return "the partition file is not a readable Parquet file (truncated or corrupted)"
+        if found != rows:
+            return f"the file holds {found} rows where {rows} were written"
+        if digest.hexdigest() != sha256:
+            return "the file's content differs from what was written (replaced or corrupted)"
+        return ""
 
     def materialised_days(self, dataset: str, tenant: str) -> list[date]:
         """Days of `tenant` for which `dataset` has a complete partition file."""
@@ -128,9 +134,17 @@ class DatasetStore:
             return []
         days = []
         for child in folder.iterdir():
-            name = child.name
-            if name.startswith("date=") and (child / PART_FILE).exists():
-                days.append(date.fromisoformat(name.removeprefix("date=")))
+            day = _partition_day(child.name)
+            if day is None:
+                # A stray folder (a backup, an editor's copy) is no partition; say so, once.
+                log.warning(
+                    "ignoring %r in the %s dataset: not a date=YYYY-MM-DD folder",
+                    child.name[:80],
+                    dataset,
+                )
+                continue
+            if (child / PART_FILE).exists():
+                days.append(day)
         return sorted(days)
 
     def parquet_glob(self, dataset: str) -> str:
@@ -228,14 +242,16 @@ class DatasetStore:
         return pa.concat_tables(tables)
 
 
-def _write_parquet(
-    sink: io.IOBase, schema: pa.Schema, parts: Iterable[pa.Table | pa.RecordBatch], options: dict
-) -> None:
-    with pq.ParquetWriter(sink, schema, **options) as writer:
-        for part in parts:
-            table = pa.table(part).select(schema.names).cast(schema)
-            if table.num_rows:
-                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+def _partition_day(folder_name: str) -> date | None:
+    """The day a `date=YYYY-MM-DD` folder holds; None for any other name."""
+    text = folder_name.removeprefix("date=")
+    if text == folder_name or len(text) != 10:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return None
+    return day if day.isoformat() == text else None
 
 
 class _FooterCache:

@@ -1,31 +1,33 @@
-"""Dagster IO manager that stores each tenant × day partition of an asset as one Parquet file.
+"""The Dagster IO manager over the dataset store: it publishes what an asset staged and reports
+each partition's metadata, Dagster's standard keys included.
 
-A run covers one tenant-day or, in a backfill, a range of them. Assets hand over one
-`DayOutput` per tenant-day, produced lazily, so a range run holds one day (and within it one
-chunk of tags) at a time; downstream assets get `StoredDays`, which streams each stored day
-back. Paths come only from DatasetStore.
+A run covers one tenant-day or, in a backfill, a range of them. The day asset hands over, per
+dataset, the partitions it wrote and audited (StagedPartition, one per tenant-day), which are
+published here; the tags asset returns its table, audited and written here. Paths come only
+from DatasetStore.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tagflow.errors import TagflowError
 from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.io_managers.partition_writer import StagedPartition
+from tagflow.schemas.dataset_checks import audit_table
 from tagflow.schemas.registry import dataset as registered
 
 # The partition dimensions every dataset is stored by (one file per tenant × day).
 TENANT_DIMENSION = "tenant"
 DATE_DIMENSION = "date"
+# Metadata keys of what was written: the check compares the published file against them.
+ROWS_KEY = "dagster/row_count"
+SHA256_KEY = "content_sha256"
 
 
 def tenant_and_day(partition_key: str | dg.MultiPartitionKey) -> tuple[str, date]:
@@ -38,59 +40,32 @@ def tenant_and_day(partition_key: str | dg.MultiPartitionKey) -> tuple[str, date
     return keys[TENANT_DIMENSION], date.fromisoformat(keys[DATE_DIMENSION])
 
 
-@dataclass
-class DayOutput:
-    """One tenant-day of an asset's output: a table, or tables streamed chunk by chunk.
-
-    `metadata` may be filled by the producer while `data` is consumed (counts known only
-    at the end); the IO manager reports it once the day is written."""
-
-    tenant: str
-    day: date
-    data: pa.Table | Iterable[pa.Table]
-    metadata: dict[str, Any] = field(default_factory=dict)
+def column_schema(dataset: str) -> dg.TableSchema:
+    """The dataset's Arrow schema as Dagster's column schema (the catalog's Columns tab)."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(field.name, str(field.type)) for field in registered(dataset).schema
+        ]
+    )
 
 
-class StoredDays:
-    """The stored partitions of one upstream dataset that a run reads, one tenant-day each."""
-
-    def __init__(self, store: DatasetStore, dataset: str) -> None:
-        self._store, self._dataset = store, dataset
-
-    def read(self, tenant: str, day: date) -> pa.Table:
-        return self._store.read(self._dataset, tenant, day)
-
-    def batches(self, tenant: str, day: date) -> Iterator[pa.RecordBatch]:
-        return self._store.iter_batches(self._dataset, tenant, day)
-
-
-class _Observed:
-    """Rows, distinct tags and time range of the tables passing through, for metadata."""
-
-    def __init__(self, time_column: str | None) -> None:
-        self.rows, self.tags, self.low, self.high = 0, set(), None, None
-        self._time_column = time_column
-
-    def watch(self, parts: Iterable[pa.Table]) -> Iterator[pa.Table]:
-        for part in parts:
-            self.rows += part.num_rows
-            if part.num_rows:
-                self.tags.update(pc.unique(part["tag_id"]).to_pylist())
-                if self._time_column:
-                    low, high = (v.as_py() for v in pc.min_max(part[self._time_column]).values())
-                    self.low = low if self.low is None or low is None else min(self.low, low)
-                    self.high = high if self.high is None or high is None else max(self.high, high)
-            yield part
-
-    def metadata(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rows": self.rows, "tags": len(self.tags)}
-        if self.low is not None:
-            out["time_range"] = f"{self.low} .. {self.high}"
-        return out
+def published_metadata(staged: StagedPartition) -> dict[str, Any]:
+    """What a materialisation records of one published partition."""
+    relative = f"{staged.dataset}/tenant={staged.tenant}"
+    if staged.day is not None:
+        relative += f"/date={staged.day.isoformat()}"
+    return {
+        ROWS_KEY: staged.rows,
+        # Relative to the store root, which may name a private folder or a bucket.
+        "dagster/relation_identifier": relative,
+        "bytes": staged.bytes,
+        SHA256_KEY: staged.sha256,
+        **staged.metadata,
+    }
 
 
 class ParquetDatasetIOManager(dg.ConfigurableIOManager):
-    """Writes `{root}/{asset}/tenant=T/date=D/part-0.parquet` atomically; reads partitions back."""
+    """Publishes `{root}/{asset}/tenant=T/date=D/part-0.parquet` atomically; reads tags back."""
 
     root: str
 
@@ -98,60 +73,54 @@ class ParquetDatasetIOManager(dg.ConfigurableIOManager):
         return DatasetStore(self.root)
 
     def handle_output(
-        self, context: dg.OutputContext, obj: pa.Table | Iterable[DayOutput] | None
+        self, context: dg.OutputContext, obj: pa.Table | list[StagedPartition] | None
     ) -> None:
         if obj is None:
             return
         dataset = context.asset_key.path[-1]
         expected = {tenant_and_day(key) for key in context.asset_partition_keys}
         if isinstance(obj, pa.Table):
-            tenants = {tenant for tenant, _ in expected}
-            if not registered(dataset).dated and len(tenants) == 1:
-                # One file per tenant, whatever the days of the run.
-                written = self.store().write(dataset, tenants.pop(), None, obj)
-                context.add_output_metadata({"rows": obj.num_rows, "bytes": written})
-                return
-            if len(expected) != 1:
-                raise dg.DagsterInvariantViolationError("a table is one partition's output")
-            ((tenant, day),) = expected
-            obj = [DayOutput(tenant, day, obj)]
-        per_day = {}
-        for output in obj:
-            key = (output.tenant, output.day)
-            if key not in expected or key in per_day:
+            obj = [self._write_undated(dataset, obj, expected)]
+        published: dict[tuple[str, date | None], dict[str, Any]] = {}
+        for staged in obj:
+            key = (staged.tenant, staged.day)
+            if staged.dataset != dataset or (staged.day is not None and key not in expected):
                 raise dg.DagsterInvariantViolationError(
                     f"{dataset}: output for {key} is not one of this run's partitions"
                 )
-            per_day[key] = self._write_day(dataset, output)
-        missing = expected - per_day.keys()
+            if staged.day is not None:
+                staged.publish()
+            published[key] = published_metadata(staged)
+        missing = {k for k in expected if k not in published} if registered(dataset).dated else ()
         if missing:
             raise TagflowError(f"{dataset}: no output for {len(missing)} partition(s) of the run")
-        context.add_output_metadata(_run_metadata(per_day))
+        context.add_output_metadata(
+            {**_run_metadata(published), "dagster/column_schema": column_schema(dataset)}
+        )
 
-    def _write_day(self, dataset: str, output: DayOutput) -> dict[str, Any]:
-        observed = _Observed(registered(dataset).time_column)
-        started = time.perf_counter()
-        parts = [output.data] if isinstance(output.data, pa.Table) else output.data
-        written = self.store().write(dataset, output.tenant, output.day, observed.watch(parts))
-        return {
-            **observed.metadata(),
-            **output.metadata,
-            "bytes": written,
-            "seconds": round(time.perf_counter() - started, 3),
-        }
+    def _write_undated(
+        self, dataset: str, table: pa.Table, expected: set[tuple[str, date]]
+    ) -> StagedPartition:
+        """One file per tenant, whatever the days of the run; audited before it is written."""
+        tenants = {tenant for tenant, _ in expected}
+        if registered(dataset).dated or len(tenants) != 1:
+            raise dg.DagsterInvariantViolationError("a table is one tenant's undated output")
+        audit_table(dataset, table)
+        return self.store().write(dataset, tenants.pop(), None, table)
 
-    def load_input(self, context: dg.InputContext) -> pa.Table | StoredDays:
+    def load_input(self, context: dg.InputContext) -> pa.Table:
         dataset = context.asset_key.path[-1]
-        store = self.store()
-        if not registered(dataset).dated:
-            tenants = {tenant_and_day(key)[0] for key in context.asset_partition_keys}
-            if len(tenants) != 1:
-                raise dg.DagsterInvariantViolationError("a run covers exactly one tenant")
-            return store.read(dataset, tenants.pop())
-        return StoredDays(store, dataset)
+        if registered(dataset).dated:
+            raise dg.DagsterInvariantViolationError(
+                f"{dataset} is read through the store, not loaded as an input"
+            )
+        tenants = {tenant_and_day(key)[0] for key in context.asset_partition_keys}
+        if len(tenants) != 1:
+            raise dg.DagsterInvariantViolationError("a run covers exactly one tenant")
+        return self.store().read(dataset, tenants.pop())
 
 
-def _run_metadata(per_day: dict[tuple[str, date], dict[str, Any]]) -> dict[str, Any]:
+def _run_metadata(per_day: dict[tuple[str, date | None], dict[str, Any]]) -> dict[str, Any]:
     """One day's figures as they are; for a range, the totals and a per-day table (Dagster
     gives every partition of a run the same metadata)."""
     if len(per_day) == 1:
@@ -162,5 +131,5 @@ def _run_metadata(per_day: dict[tuple[str, date], dict[str, Any]]) -> dict[str, 
             # Distinct tags do not add up over days.
             if isinstance(value, int | float) and name != "tags":
                 totals[name] = round(totals.get(name, 0) + value, 3)
-    days = {f"{tenant} {day.isoformat()}": figures for (tenant, day), figures in per_day.items()}
+    days = {f"{tenant} {day}": figures for (tenant, day), figures in per_day.items()}
     return {**totals, "days": dg.MetadataValue.json(json.loads(json.dumps(days, default=str)))}

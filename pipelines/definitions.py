@@ -7,8 +7,8 @@ from __future__ import annotations
 import dagster as dg
 
 from tagflow.assets.checks import schema_checks
-from tagflow.assets.derived import derived_assets
-from tagflow.assets.extraction import extraction_assets
+from tagflow.assets.day import day_assets
+from tagflow.assets.extraction import tags_asset
 from tagflow.assets.partitions import TenantDays
 from tagflow.assets.resources import resources
 from tagflow.errors import TagflowError
@@ -29,7 +29,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         raise TagflowError(NO_SOURCE)
     partitions = TenantDays.of(settings)
     return dg.Definitions(
-        assets=[*extraction_assets(partitions), *derived_assets(partitions)],
+        assets=[tags_asset(partitions), day_assets(partitions)],
         asset_checks=schema_checks(partitions),
         jobs=[all_assets_job],
         schedules=[build_daily_schedule(settings)],

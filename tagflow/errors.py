@@ -45,3 +45,9 @@ class NotMaterialised(MissingPartition):
 
 class AuthenticationFailed(TagflowError, PermissionError):
     """An API key that does not open the requested tenant."""
+
+
+class InvalidDerivedTag(TagflowError, ValueError):
+    """A derived tag definition that cannot be used: YAML shape, syntax, an unknown tag, a
+    cycle or a name clash. The message says what is wrong and where (line and column of the
+    expression), quoting at most a short excerpt of the offending text."""

@@ -84,6 +84,16 @@ class Settings:
     host: str | None = _setting("TAGFLOW_HOST")
     tenant: str | None = _setting("TAGFLOW_TENANT")
     api_key: str | None = _setting("TAGFLOW_API_KEY", secret=True)
+    # The derived tags file (YAML, DESIGN §8): per tenant, tags defined by expressions.
+    derived_tags: str | None = _setting("TAGFLOW_DERIVED_TAGS")
+    # `tagflow serve`'s limits, enforced before any key is checked (tagflow.readapi.server.limits
+    # says what each one bounds and why its default is safe).
+    max_header_bytes: int = _setting("TAGFLOW_MAX_HEADER_BYTES", _positive_int, 65_536)
+    max_body_bytes: int = _setting("TAGFLOW_MAX_BODY_BYTES", _positive_int, 1_048_576)
+    header_timeout_s: int = _setting("TAGFLOW_HEADER_TIMEOUT_S", _positive_int, 10)
+    body_timeout_s: int = _setting("TAGFLOW_BODY_TIMEOUT_S", _positive_int, 30)
+    keep_alive_timeout_s: int = _setting("TAGFLOW_KEEP_ALIVE_TIMEOUT_S", _positive_int, 5)
+    max_connections: int = _setting("TAGFLOW_MAX_CONNECTIONS", _positive_int, 1000)
     # Which settings came from the environment (the others are defaults or set in code).
     _from_env: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 

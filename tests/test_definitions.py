@@ -46,10 +46,13 @@ def test_lineage_follows_the_design():
         return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
 
     assert parents("transitions") == {"tags"}
-    assert parents("spans") == {"transitions", "carry_in", "tags"}
-    assert parents("samples_1m") == {"transitions", "carry_in", "tags"}
-    assert parents("samples_1h") == {"samples_1m", "samples_str_1m"}
-    assert parents("samples_str_1d") == {"samples_1h", "samples_str_1h"}
+    assert parents("carry_in") == {"tags"}
+    assert parents("spans") == {"transitions", "carry_in"}
+    assert parents("samples_1m") == {"transitions", "carry_in"}
+    assert parents("samples_str_1m") == {"transitions", "carry_in"}
+    assert parents("samples_1h") == {"samples_1m"}
+    assert parents("samples_1d") == {"samples_1h"}
+    assert parents("samples_str_1d") == {"samples_str_1h"}
 
 
 def test_every_dataset_has_a_blocking_schema_check():
@@ -57,7 +60,7 @@ def test_every_dataset_has_a_blocking_schema_check():
     checks = {key.asset_key.to_user_string(): key for key in graph.asset_check_keys}
     assert set(checks) == DATASETS
     for key in checks.values():
-        assert key.name == "pandera_schema"
+        assert key.name == "pandera_audit"
         assert graph.get_check_spec(key).blocking
 
 

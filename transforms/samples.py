@@ -227,7 +227,7 @@ def samples(
     window_start: datetime,
     window_end: datetime,
     width: timedelta,
-    tags: pa.Table,
+    tags: pa.Table | TagOrder,
     offset: timedelta = timedelta(0),
 ) -> SamplesResult:
     """Samples of every tag over [window_start, window_end) in buckets of `width`.
@@ -239,7 +239,7 @@ def samples(
     window_start_us, window_end_us = window_to_us(window_start, window_end)
     width_us = width_to_us(width, "bucket width")
     offset_us = offset_to_us(offset, width_us)
-    order = TagOrder.from_table(tags)
+    order = TagOrder.of(tags)
     buckets_per_tag = (
         (window_end_us - 1 - offset_us) // width_us - (window_start_us - offset_us) // width_us + 1
     )

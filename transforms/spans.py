@@ -119,7 +119,7 @@ def spans_for_day(
     carry_in: pa.Table,
     day_start: datetime,
     day_end: datetime,
-    tags: pa.Table,
+    tags: pa.Table | TagOrder,
     tenant: str,
 ) -> pa.Table:
     """Runs of equal value intersecting [day_start, day_end), as SPANS sorted by
@@ -129,7 +129,7 @@ def spans_for_day(
     when the run's end (next different value or death) is not before day_end.
     """
     day_start_us, day_end_us = window_to_us(day_start, day_end)
-    order = TagOrder.from_table(tags)
+    order = TagOrder.of(tags)
     parts = map_tag_chunks(
         lambda pieces: _spans_of_chunk(pieces, order, day_start_us, day_end_us, tenant),
         transitions,

@@ -49,6 +49,11 @@ class TagOrder:
                 rank_by_id[sorted_ids - min_id] = id_order
         return cls(tag_id, tag_name, death_us, min_id, rank_by_id, sorted_ids, id_order)
 
+    @classmethod
+    def of(cls, tags: pa.Table | TagOrder) -> TagOrder:
+        """`tags` itself if already ordered; a day computed chunk by chunk orders once."""
+        return tags if isinstance(tags, TagOrder) else cls.from_table(tags)
+
     def __len__(self) -> int:
         return len(self.tag_id)
 

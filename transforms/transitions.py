@@ -115,13 +115,13 @@ def _resolve(
     return positions, rank, time, orphans, duplicates
 
 
-def resolve_rows(raw_rows: pa.Table, tags: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+def resolve_rows(raw_rows: pa.Table, tags: pa.Table | TagOrder) -> tuple[pa.Table, dict[str, int]]:
     """The day's transitions (TRANSITIONS, sorted by tag_name, time) and resolution counts.
 
     Stats: rows_in (all raw rows), duplicates_dropped (rows losing to another row of the same
     tag and instant), orphans_skipped (rows whose tag_id is not in `tags`).
     """
-    order = TagOrder.from_table(tags)
+    order = TagOrder.of(tags)
     positions, rank, time, orphans, duplicates = _resolve(raw_rows, order)
     kept = raw_rows.select(["value_double", "value_string", "is_string"]).take(pa.array(positions))
     is_string = bool_values(kept.column("is_string"))
@@ -145,7 +145,9 @@ def resolve_rows(raw_rows: pa.Table, tags: pa.Table) -> tuple[pa.Table, dict[str
     return table, stats
 
 
-def carry_in_for_day(raw_carry_in: pa.Table, tags: pa.Table, day_start: datetime) -> pa.Table:
+def carry_in_for_day(
+    raw_carry_in: pa.Table, tags: pa.Table | TagOrder, day_start: datetime
+) -> pa.Table:
     """The carry-in of the day starting at `day_start` (CARRY_IN, sorted by tag_name).
 
     Keeps, per tag alive at day_start, its last row before day_start: death_at is null,
@@ -153,7 +155,7 @@ def carry_in_for_day(raw_carry_in: pa.Table, tags: pa.Table, day_start: datetime
     00:00, so nothing is carried in. Rows of unknown tags are dropped.
     """
     start_us = datetime_to_us(day_start, "day_start")
-    order = TagOrder.from_table(tags)
+    order = TagOrder.of(tags)
     rows = raw_carry_in.filter(
         pa.array(time_us(raw_carry_in.column("time")) < start_us, type=pa.bool_())
     )

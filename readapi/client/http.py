@@ -1,5 +1,6 @@
 """The client's HTTP transport: a query sent to the read service, answered as an Arrow IPC
-stream, with error responses raised back as the same typed errors."""
+stream (several record batches of one schema, decoded into one table), with error responses
+raised back as the same typed errors."""
 
 from __future__ import annotations
 
@@ -48,16 +49,29 @@ class HttpTransport:
     def _call(self, method: str, path: str, **kwargs: Any) -> pa.Table:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError:
+        except (httpx.ConnectError, httpx.ConnectTimeout):
             raise SourceUnavailable(
                 f"the read service at {self.address} could not be reached; check the host "
                 "(TAGFLOW_HOST) and that `tagflow serve` is running"
+            ) from None
+        except httpx.HTTPError:
+            # Among them an answer whose chunked body ended early: the service failed half-way.
+            raise SourceUnavailable(
+                f"the connection to the read service at {self.address} failed during the "
+                "request; retry, or ask its operator"
             ) from None
         if response.status_code != 200:
             raise self._error(response)
         if not response.headers.get("content-type", "").startswith(ARROW_STREAM):
             raise TagflowError(f"the service at {self.address} did not answer with Arrow data")
-        return decode_ipc(response.content)
+        try:
+            return decode_ipc(response.content)
+        except (pa.ArrowException, OSError):
+            # HTTP's chunked framing already catches an answer cut short; this is the backstop.
+            raise TagflowError(
+                f"the answer of the service at {self.address} was cut short; retry, or ask "
+                "its operator"
+            ) from None
 
     @staticmethod
     def _error(response: httpx.Response) -> TagflowError:

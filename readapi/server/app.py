@@ -4,13 +4,18 @@ Every data endpoint needs `Authorization: Bearer <key>`; the key decides the ten
 optional X-Tagflow-Tenant header must then name that same tenant). Nothing from a request
 becomes a path or SQL text: the tenant comes from the keys file, tag names are only compared
 with the tenant's tag catalogue, and times and widths are parsed into values. Errors are
-typed JSON bodies without paths, SQL, keys or stack traces.
+typed JSON bodies without paths, SQL, keys or stack traces; an unusable keys file is a 503
+that says nothing more to any caller (the log says what is wrong).
+
+Before any of that, the service is bounded (tagflow.readapi.server.limits): the size and time of
+a request's head and body, and the number of open connections.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from http import HTTPStatus
 
 import pyarrow as pa
@@ -25,13 +30,18 @@ from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.readapi.engine.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
 from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S
 from tagflow.readapi.engine.reader import DEFAULT_MAX_SOURCE_DAYS, TenantReader
-from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE, wire_error
-from tagflow.readapi.server.keys import KeyStore
+from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE, UNAVAILABLE_MESSAGE, wire_error
+from tagflow.readapi.server.keys import KeyFileError, KeyStore
+from tagflow.readapi.server.limits import ServerLimits, uvicorn_config
+from tagflow.readapi.server.request_body import RequestBodyLimits
 from tagflow.readapi.server.routes import router
 from tagflow.settings import Settings
 from tagflow.source.embedded import resolve_source_url
 
 log = logging.getLogger(__name__)
+
+# How often the same unusable-keys-file reason is logged while requests keep failing on it.
+_KEYS_FAILURE_LOG_INTERVAL_S = 60.0
 
 
 class ReadService:
@@ -53,6 +63,7 @@ class ReadService:
         self.catalogue = TagCatalogue(store, self.source_url, ttl_s, source_timeout_s)
         self.max_source_days = max_source_days
         self.source_timeout_s = source_timeout_s
+        self._keys_failure_logged: tuple[str, float] = ("", 0.0)
 
     def reader(self, tenant: str) -> TenantReader:
         return TenantReader(
@@ -73,6 +84,15 @@ class ReadService:
                 message = message.replace(secret, "<hidden>")
         return message
 
+    def log_keys_failure(self, error: KeyFileError) -> None:
+        """Tell the operator why the keys file is unusable: once per reason and minute, since
+        every request fails on it until it is fixed."""
+        reason, now = str(error), time.monotonic()
+        last_reason, last_at = self._keys_failure_logged
+        if reason != last_reason or now - last_at >= _KEYS_FAILURE_LOG_INTERVAL_S:
+            self._keys_failure_logged = (reason, now)
+            log.error("answering 503 to every read: %s", reason)
+
 
 def _error_response(status: int, code: str, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -86,10 +106,14 @@ def create_app(
     ttl_s: float = DEFAULT_TTL_S,
     max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
     source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
+    limits: ServerLimits | None = None,
 ) -> FastAPI:
     """The FastAPI application over `store` (a root or a DatasetStore), authenticating with
     `keys` (a KeyStore or keys file) and falling back to
-    `source_url` for days not materialised, each source read bounded by `source_timeout_s`."""
+    `source_url` for days not materialised, each source read bounded by `source_timeout_s`.
+    `limits` bounds request bodies here (default: the settings' defaults); the limits on
+    connections and request heads are uvicorn's, set by `serve`."""
+    limits = limits or ServerLimits.from_settings()
     dataset_store = store if isinstance(store, DatasetStore) else DatasetStore(store)
     key_store = keys if isinstance(keys, KeyStore) else KeyStore(keys)
     service = ReadService(
@@ -104,9 +128,18 @@ def create_app(
         "or `?format=arrow`.",
     )
     app.state.read_service = service
+    app.add_middleware(
+        RequestBodyLimits,
+        max_body_bytes=limits.max_body_bytes,
+        body_timeout_s=limits.body_timeout_s,
+    )
 
     @app.exception_handler(TagflowError)
     async def tagflow_error(request: Request, error: TagflowError) -> JSONResponse:
+        if isinstance(error, KeyFileError):
+            # Whatever the key, the caller learns only that the service is not available.
+            service.log_keys_failure(error)
+            return _error_response(503, "service_unavailable", UNAVAILABLE_MESSAGE)
         status, code = wire_error(error)
         if status == 401:
             return _error_response(401, code, UNAUTHORIZED_MESSAGE)
@@ -146,7 +179,7 @@ def create_app(
 
 
 def serve(settings: Settings, port: int = 8000, host: str = "127.0.0.1") -> None:
-    """Run the service with uvicorn (what `tagflow serve` calls)."""
+    """Run the service with uvicorn within the settings' limits (what `tagflow serve` calls)."""
     import uvicorn
 
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
@@ -155,5 +188,6 @@ def serve(settings: Settings, port: int = 8000, host: str = "127.0.0.1") -> None
         # seconds under load (tests/reliability/test_http_load.py). The operator's choice wins.
         pa.set_memory_pool(pa.system_memory_pool())
     source_url = resolve_source_url(settings.source_url) if settings.source_url else None
-    app = create_app(settings.store, settings.keys_file, source_url)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    limits = ServerLimits.from_settings(settings)
+    app = create_app(settings.store, settings.keys_file, source_url, limits=limits)
+    uvicorn.Server(uvicorn_config(app, limits, host, port, log_level="info")).run()

@@ -3,7 +3,9 @@ hands it to the key's tenant reader. One dependency authenticates the caller and
 every read shares (the parameters, from the query string or a JSON body, and the format).
 
 Parameters are plain strings parsed by tagflow.readapi.query, so FastAPI never answers with its
-own validation errors (which echo the input), and the key is checked before a body is read."""
+own validation errors (which echo the input), and the key is checked before a body is read (the
+body's size and time are bounded before that, by tagflow.readapi.server.request_body). Answers are
+streamed a batch of rows at a time (tagflow.readapi.wire), never encoded whole in memory."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Annotated, Any
 
 import pyarrow as pa
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tagflow.errors import AuthenticationFailed, InvalidArgument, InvalidName
@@ -21,7 +23,14 @@ from tagflow.names import validate_tenant_name
 from tagflow.readapi import query as q
 from tagflow.readapi.engine.reader import TenantReader
 from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE
-from tagflow.readapi.wire import ARROW_STREAM, TENANT_HEADER, encode_ipc, json_columns, json_records
+from tagflow.readapi.wire import (
+    ARROW_STREAM,
+    JSON,
+    TENANT_HEADER,
+    ipc_chunks,
+    json_column_chunks,
+    json_record_chunks,
+)
 
 _bearer = HTTPBearer(auto_error=False, description="A tenant's API key.")
 _BODY = {
@@ -101,8 +110,10 @@ async def _call(
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
+    # Read outside the try: a body over the size or time limit is its own error, not bad JSON.
+    text = await request.body()
     try:
-        body = json.loads(await request.body())
+        body = json.loads(text)
     except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser's stack
         raise InvalidArgument("the request body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -120,8 +131,9 @@ def _wants_arrow(request: Request, format: str | None) -> bool:
 
 def _respond(table: pa.Table, arrow: bool, wide: bool) -> Response:
     if arrow:
-        return Response(encode_ipc(table), media_type=ARROW_STREAM)
-    return JSONResponse(json_columns(table) if wide else json_records(table))
+        return StreamingResponse(ipc_chunks(table), media_type=ARROW_STREAM)
+    chunks = json_column_chunks(table) if wide else json_record_chunks(table)
+    return StreamingResponse(chunks, media_type=JSON)
 
 
 ReadCall = Annotated[Call, Depends(_call)]

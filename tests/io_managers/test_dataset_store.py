@@ -80,7 +80,7 @@ def test_write_interrupted_before_rename_keeps_previous_file(tmp_path, monkeypat
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed before rename")
 
-    monkeypatch.setattr("io_managers.dataset_store.os.replace", crash)
+    monkeypatch.setattr("tagflow.io_managers.partition_writer.os.replace", crash)
     with pytest.raises(KeyboardInterrupt):
         store.write("transitions", "acme", DAY, transitions_table([5.0, 6.0, 7.0]))
     monkeypatch.undo()
@@ -133,25 +133,61 @@ def test_object_store_root_round_trip():
     assert "memory" in repr(store) and "tagflow-test" not in repr(store)
 
 
-def test_io_manager_materialises_partition_and_loads_range(tmp_path):
+def test_a_staged_partition_is_invisible_until_published(tmp_path):
+    store = DatasetStore(tmp_path)
+    store.write("transitions", "acme", DAY, transitions_table([1.0]))
+    with store.stage("transitions", "acme", DAY) as writer:
+        writer.write(transitions_table([7.0, 8.0]))
+        staged = writer.close()
+    assert store.read("transitions", "acme", DAY)["value_double"].to_pylist() == [1.0]
+    assert (staged.rows, len(staged.sha256)) == (2, 64)
+    staged.publish()
+    assert store.read("transitions", "acme", DAY)["value_double"].to_pylist() == [7.0, 8.0]
+    assert store.verify("transitions", "acme", DAY, staged.rows, staged.sha256) == ""
+    folder = store.partition_path("transitions", "acme", DAY).parent
+    assert [p.name for p in folder.iterdir()] == ["part-0.parquet"]
+
+
+def test_a_failed_staging_leaves_no_file_and_the_previous_partition(tmp_path):
+    store = DatasetStore(tmp_path)
+    store.write("transitions", "acme", DAY, transitions_table([1.0]))
+    with pytest.raises(RuntimeError), store.stage("transitions", "acme", DAY) as writer:
+        writer.write(transitions_table([7.0]))
+        raise RuntimeError("a chunk failed")
+    folder = store.partition_path("transitions", "acme", DAY).parent
+    assert [p.name for p in folder.iterdir()] == ["part-0.parquet"]
+    assert store.read("transitions", "acme", DAY)["value_double"].to_pylist() == [1.0]
+
+
+def test_io_manager_publishes_staged_partitions_and_writes_tables_it_audits(tmp_path):
     partitions = dg.MultiPartitionsDefinition(
         {
             "tenant": dg.StaticPartitionsDefinition(["acme"]),
             "date": dg.DailyPartitionsDefinition(start_date="2026-03-01"),
         }
     )
+    store = DatasetStore(tmp_path)
 
     @dg.asset(partitions_def=partitions, io_manager_key="datasets", name="transitions")
-    def throwaway(context: dg.AssetExecutionContext) -> pa.Table:
-        day = context.partition_key.keys_by_dimension["date"]
-        return transitions_table([float(day[-1])])
+    def staged(context: dg.AssetExecutionContext) -> list:
+        day = date.fromisoformat(context.partition_key.keys_by_dimension["date"])
+        with store.stage("transitions", "acme", day) as writer:
+            writer.write(transitions_table([float(day.day)]))
+            return [writer.close()]
 
     io_manager = ParquetDatasetIOManager(root=str(tmp_path))
     for day in ["2026-03-01", "2026-03-02"]:
         key = dg.MultiPartitionKey({"tenant": "acme", "date": day})
-        result = dg.materialize([throwaway], partition_key=key, resources={"datasets": io_manager})
+        result = dg.materialize([staged], partition_key=key, resources={"datasets": io_manager})
         assert result.success
+        (event,) = result.get_asset_materialization_events()
+        metadata = event.materialization.metadata
+        assert metadata["dagster/row_count"].value == 1
+        assert metadata["dagster/relation_identifier"].value == (
+            f"transitions/tenant=acme/date={day}"
+        )
+        assert str(tmp_path) not in str(metadata)
     expected = tmp_path / "transitions" / "tenant=acme" / "date=2026-03-02" / "part-0.parquet"
     assert expected.is_file()
-    loaded = DatasetStore(tmp_path).read_days("transitions", "acme", [date(2026, 3, 1), DAY])
+    loaded = store.read_days("transitions", "acme", [date(2026, 3, 1), DAY])
     assert loaded["value_double"].to_pylist() == [1.0, 2.0]

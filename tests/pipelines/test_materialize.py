@@ -88,26 +88,42 @@ def test_rows_in_equal_rows_kept_plus_counted_drops(materialised, small_plant, a
         assert kept + dropped == rows_in
 
 
-def test_corrupted_file_fails_its_check(materialised, small_plant, pg_url):
-    instance, root, _ = materialised
-    tenant = small_plant.tenants[0].tenant
-    store = DatasetStore(root)
-    spans = store.read("spans", tenant, date(2026, 3, 2))
-    reversed_rows = spans.take(pa.array(range(spans.num_rows - 1, -1, -1)))
-    store.write("spans", tenant, date(2026, 3, 2), reversed_rows)
-
-    settings = Settings(source_url=pg_url, store=str(root))
+def run_spans_check(instance, settings: Settings, tenant: str) -> list:
+    """The spans check of one tenant-day run on its own, as from the UI."""
     job = build_definitions(settings).resolve_implicit_global_asset_job_def()
     check_only = job.get_subset(
         asset_selection=set(),
-        asset_check_selection={dg.AssetCheckKey(dg.AssetKey("spans"), "pandera_schema")},
+        asset_check_selection={dg.AssetCheckKey(dg.AssetKey("spans"), "pandera_audit")},
     )
     result = check_only.execute_in_process(
         partition_key=tenant_day_key(tenant, "2026-03-02"), instance=instance, raise_on_error=False
     )
-    evaluations = result.get_asset_check_evaluations()
-    assert [(e.asset_key.to_user_string(), e.passed) for e in evaluations] == [("spans", False)]
-    assert "not sorted" in evaluations[0].metadata["summary"].value
+    return result.get_asset_check_evaluations()
+
+
+def test_a_replaced_or_truncated_file_fails_its_check(materialised, small_plant, pg_url):
+    instance, root, _ = materialised
+    tenant = small_plant.tenants[0].tenant
+    settings = Settings(source_url=pg_url, store=str(root))
+    store = DatasetStore(root)
+    (intact,) = run_spans_check(instance, settings, tenant)
+    assert intact.passed, intact.metadata["verdict"].value
+
+    # Replaced by a valid file of the same rows in another order (what it was audited for
+    # no longer holds, and neither does its content).
+    spans = store.read("spans", tenant, date(2026, 3, 2))
+    reversed_rows = spans.take(pa.array(range(spans.num_rows - 1, -1, -1)))
+    store.write("spans", tenant, date(2026, 3, 2), reversed_rows)
+    (replaced,) = run_spans_check(instance, settings, tenant)
+    assert (replaced.asset_key.to_user_string(), replaced.passed) == ("spans", False)
+    assert "differs from what was written" in replaced.metadata["verdict"].value
+
+    path = store.partition_path("spans", tenant, date(2026, 3, 2)).path
+    with open(path, "r+b") as handle:
+        handle.truncate(handle.seek(0, 2) // 2)
+    (truncated,) = run_spans_check(instance, settings, tenant)
+    assert not truncated.passed
+    assert "not a readable Parquet file" in truncated.metadata["verdict"].value
 
 
 def test_unknown_tenant_and_bad_range_fail_before_any_run(pg_url, tmp_path):

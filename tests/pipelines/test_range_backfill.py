@@ -80,5 +80,8 @@ def test_range_run_reports_row_accounting_per_day(ten_days, pg_url, admin_conn, 
         rows_in = source_rows_in_range(admin_conn, ten_days, day, day + timedelta(days=1))
         assert figures["rows_in"] == rows_in
         assert (
-            figures["rows"] + figures["duplicates_dropped"] + figures["orphans_skipped"] == rows_in
+            figures["dagster/row_count"]
+            + figures["duplicates_dropped"]
+            + figures["orphans_skipped"]
+            == rows_in
         )

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import tagflow.io_managers.dataset_store as dataset_store
+import tagflow.io_managers.partition_writer as partition_writer
 from tagflow.errors import MissingPartition
 from tagflow.io_managers import DatasetStore
 from tagflow.schemas.arrow import TRANSITIONS
@@ -28,7 +29,7 @@ def transitions(names: list[str], per_tag: int, value: float = 1.0) -> pa.Table:
 
 
 def test_only_row_groups_that_may_hold_the_tags_are_read(tmp_path, monkeypatch):
-    monkeypatch.setattr(dataset_store, "ROW_GROUP_ROWS", 2)
+    monkeypatch.setattr(partition_writer, "ROW_GROUP_ROWS", 2)
     store = DatasetStore(tmp_path)
     store.write("transitions", "acme", DAY, transitions(["a", "b", "c", "d"], per_tag=2))
     path = store.partition_path("transitions", "acme", DAY).path

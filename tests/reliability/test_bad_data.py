@@ -257,3 +257,21 @@ def test_microsecond_edges_of_midnight_and_far_timestamps(corpus):
     assert far["raw_begin_at"] == datetime(1900, 1, 1, tzinfo=UTC)
     assert far["raw_end_at"] is None  # the next value (2200) is not before the day's end
     assert (far["begin_at"], far["end_at"], far["value_double"]) == (D0, D1, 1.0)
+
+
+def test_the_streamed_fingerprint_equals_the_one_computed_in_sql(corpus, admin_conn):
+    """What the day asset records as its data version (hashed from the rows it streamed) is
+    what the late-data sensor computes in SQL, on every awkward case of the corpus."""
+    from tagflow.source.fingerprints import day_fingerprint
+
+    tenant, _, instance, _ = corpus
+    recorded = instance.event_log_storage.get_latest_tags_by_partition(
+        dg.AssetKey("transitions"),
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+        ["dagster/data_version"],
+    )
+    for day in (date(2026, 3, 1), DAY):
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        in_sql = day_fingerprint(admin_conn, tenant, start, start + timedelta(days=1))
+        key = f"{day.isoformat()}|{tenant}"
+        assert recorded[key]["dagster/data_version"] == in_sql.version

@@ -1,7 +1,7 @@
 """Tenant isolation at the database role (least privilege). Connected as tenant A's own login
 role, every extraction function reads A exactly as an administrator does: read_tags,
 first_row_time, stream_day_rows (ADBC from a URL and psycopg COPY on a connection),
-resolved_day_chunks (what the assets read days with), read_carry_in and day_fingerprint. The
+raw_day_chunks (what the day asset reads days with), read_carry_in and day_fingerprint. The
 same role cannot read tenant B: through tagflow's functions B is an UnknownTenant (its schema
 is invisible to A), also when A was granted USAGE on B's schema by mistake, and raw SQL on
 B's tables is refused by PostgreSQL itself."""
@@ -26,7 +26,7 @@ from tagflow.schemas.arrow import RAW_ROWS
 from tagflow.schemas.registry import DATASETS
 from tagflow.settings import Settings
 from tagflow.source.connection import connect, libpq_url
-from tagflow.source.day_stream import resolved_day_chunks
+from tagflow.source.day_stream import raw_day_chunks
 from tagflow.source.extract import (
     carry_in_query,
     day_rows_query,
@@ -35,8 +35,10 @@ from tagflow.source.extract import (
     read_tags,
     stream_day_rows,
 )
-from tagflow.source.fingerprints import day_fingerprint
+from tagflow.source.fingerprints import RowsFingerprint, day_fingerprint
 from tagflow.source.tenants import list_tenants
+from tagflow.transforms.tag_order import TagOrder
+from tagflow.transforms.transitions import resolve_rows
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.reliability.test_crash_safety import fingerprint
 
@@ -76,8 +78,12 @@ def day_rows(source: str | psycopg.Connection, tenant: str) -> str:
 def day_chunks(url: str, tenant: str, tags: pa.Table) -> str:
     """The day's transitions as the assets extract them, in chunks of 4 tags."""
     rows = 4 * 200  # day rows expected per chunk: 200 per tag assumed
-    chunks = resolved_day_chunks(url, tenant, tags, D0, D1, rows * tags.num_rows // 4, {})
-    return fingerprint(pa.concat_tables(chunks))
+    order = TagOrder.of(tags)
+    chunks = raw_day_chunks(
+        url, tenant, order.tag_id, D0, D1, rows * tags.num_rows // 4, RowsFingerprint(),
+        max_rows=rows,
+    )  # fmt: skip
+    return fingerprint(pa.concat_tables([resolve_rows(c.rows, order)[0] for c in chunks]))
 
 
 def test_extraction_as_the_tenants_own_role_equals_extraction_as_admin(
@@ -124,7 +130,11 @@ def test_a_tenants_role_cannot_read_another_tenant(
                 lambda: day_fingerprint(role, b, D0, D1),
                 lambda: stream_day_rows(role, b, D0, D1),
                 lambda: stream_day_rows(url, b, D0, D1),
-                lambda: list(resolved_day_chunks(url, b, tags_a, D0, D1, 100, {})),
+                lambda: list(
+                    raw_day_chunks(
+                        url, b, TagOrder.of(tags_a).tag_id, D0, D1, 100, RowsFingerprint()
+                    )
+                ),
             ):
                 with pytest.raises(UnknownTenant) as refused:
                     read()

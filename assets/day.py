@@ -1,0 +1,182 @@
+"""Every dated dataset of a tenant-day in one step: one streamed read of the day from the
+source, the day's compute chain (transforms.day) on each chunk of whole tags, each chunk audited
+and written to a staged file as it comes (write–audit–publish); the IO manager publishes the
+files only after every chunk of every dataset passed.
+
+The datasets stay separate assets with their lineage (transitions → spans, samples_1m →
+samples_1h → samples_1d); they are materialised together because each reads the same day,
+which a step per dataset would read again from the file the previous step wrote.
+"""
+
+import time
+import warnings
+from collections import Counter
+from datetime import date
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tagflow.assets.extraction import OWNERS, SOURCE_RETRY
+from tagflow.assets.partitions import TenantDays
+from tagflow.assets.resources import SourceDatabase
+from tagflow.io_managers import ParquetDatasetIOManager
+from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.io_managers.day_writer import DayWriter
+from tagflow.io_managers.partition_writer import StagedPartition
+from tagflow.schemas.dataset_checks import AuditFailed
+from tagflow.schemas.registry import DATASETS, DATED, WIDTHS, Kind, samples_name
+from tagflow.source.day_stream import raw_day_chunks
+from tagflow.source.fingerprints import DayFingerprint, RowsFingerprint, stream_fingerprint
+from tagflow.time_range import day_bounds
+from tagflow.transforms.day import compute_day
+from tagflow.transforms.tag_order import TagOrder
+
+_EXTRACTED = {Kind.TRANSITIONS, Kind.CARRY_IN}
+
+
+def _lineage() -> dict[str, set[dg.AssetKey]]:
+    """Which datasets each dataset of the day is computed from."""
+    tags, read = dg.AssetKey("tags"), {dg.AssetKey("transitions"), dg.AssetKey("carry_in")}
+    deps: dict[str, set[dg.AssetKey]] = {"transitions": {tags}, "carry_in": {tags}}
+    deps["spans"] = read
+    finer = None
+    for width_name in WIDTHS:
+        for string in (False, True):
+            name = samples_name(width_name, string)
+            deps[name] = read if finer is None else {dg.AssetKey(samples_name(finer, string))}
+        finer = width_name
+    return deps
+
+
+def materialise_day(
+    source: SourceDatabase, store: DatasetStore, tenant: str, day: date, tags: pa.Table
+) -> tuple[dict[str, StagedPartition], DayFingerprint]:
+    """Every dated dataset of one tenant-day staged (audited, not yet published), and the
+    fingerprint of what was read."""
+    day_start, day_end = day_bounds(day)
+    order = TagOrder.of(tags)
+    ids_in_name_order = order.tag_id
+    raw_carry_in = source.read_carry_in(tenant, day_start)
+    expected_rows = source.estimate_day_rows(tenant, day_start, day_end)
+    rows = RowsFingerprint()
+    counts: Counter[str] = Counter()
+    seconds: Counter[str] = Counter()
+    writer = DayWriter(store, tenant, day, day_start, day_end)
+    try:
+        chunks = raw_day_chunks(
+            source.tenant_url(tenant), tenant, ids_in_name_order, day_start, day_end,
+            expected_rows, rows,
+        )  # fmt: skip
+        while (chunk := _timed(seconds, "read_s", lambda: next(chunks, None))) is not None:
+            carried = pc.is_in(raw_carry_in.column("tag_id"), value_set=_ids(chunk.tag_ids))
+            result = _timed(
+                seconds,
+                "compute_s",
+                lambda c=chunk, k=carried: compute_day(
+                    c.rows, raw_carry_in.filter(k), order, day_start, day_end, tenant
+                ),
+            )
+            counts.update(result.counts)
+            writer.add(result.tables)
+        staged = _timed(seconds, "finish_s", lambda: writer.finish(list(DATED), counts, rows.rows))
+    except BaseException:
+        writer.discard()
+        raise
+    finally:
+        writer.close()
+    fingerprint = stream_fingerprint(rows, raw_carry_in, tags)
+    timings = {name: round(value, 3) for name, value in (seconds + writer.seconds).items()}
+    staged["transitions"].metadata |= {
+        **counts, "source_version": fingerprint.version, **timings
+    }  # fmt: skip
+    return staged, fingerprint
+
+
+def _timed(seconds: Counter[str], name: str, run):
+    began = time.perf_counter()
+    try:
+        return run()
+    finally:
+        seconds[name] += time.perf_counter() - began
+
+
+def _ids(tag_ids: np.ndarray | None) -> pa.Array:
+    return pa.array([] if tag_ids is None else tag_ids, type=pa.int32())
+
+
+def day_assets(partitions: TenantDays) -> dg.AssetsDefinition:
+    deps = _lineage()
+
+    @dg.multi_asset(
+        name="day",
+        outs={
+            name: dg.AssetOut(
+                io_manager_key="datasets",
+                kinds={"parquet"},
+                owners=OWNERS,
+                description=DATASETS[name].description,
+                group_name="extract" if DATASETS[name].kind in _EXTRACTED else "derive",
+            )
+            for name in DATED
+        },
+        ins={"tags": dg.AssetIn("tags")},
+        internal_asset_deps=deps,
+        partitions_def=partitions.definition,
+        backfill_policy=partitions.backfill_policy,
+        retry_policy=SOURCE_RETRY,
+        pool="source_db",
+    )
+    def day(
+        context: dg.AssetExecutionContext,
+        source: SourceDatabase,
+        datasets: dg.ResourceParam[ParquetDatasetIOManager],
+        tags: pa.Table,
+    ):
+        store = datasets.store()
+        staged: dict[str, list[StagedPartition]] = {name: [] for name in DATED}
+        fingerprints = []
+        try:
+            for tenant, day in partitions.run_days(context):
+                day_staged, fingerprint = materialise_day(source, store, tenant, day, tags)
+                fingerprints.append(fingerprint)
+                for name, partition in day_staged.items():
+                    staged[name].append(partition)
+        except AuditFailed as failure:
+            _discard(staged)
+            raise dg.Failure(
+                description=f"nothing was published: {failure}",
+                metadata={
+                    "dataset": failure.dataset,
+                    "failure_cases": dg.MetadataValue.json(failure.cases),
+                },
+                allow_retries=False,
+            ) from None
+        except BaseException:
+            _discard(staged)
+            raise
+        for name in DATED:
+            yield _output(name, staged[name], fingerprints)
+
+    return day
+
+
+def _discard(staged: dict[str, list[StagedPartition]]) -> None:
+    for partitions in staged.values():
+        for partition in partitions:
+            partition.discard()
+
+
+def _output(name: str, staged: list[StagedPartition], fingerprints: list[DayFingerprint]):
+    """The dataset's staged partitions for the IO manager to publish. `transitions` carries the
+    source fingerprint as its data version, which the late-data sensor compares with a fresh
+    one; Dagster records one version per output, so a range run records none (its days inside
+    the sensor's lookback are fingerprinted again and rerun once, as single days)."""
+    if name != "transitions" or len(fingerprints) != 1:
+        return dg.Output(staged, output_name=name)
+    # Data versions are what the late-data sensor is built on; Dagster marks the parameter beta.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        version = dg.DataVersion(fingerprints[0].version)
+        return dg.Output(staged, output_name=name, data_version=version)

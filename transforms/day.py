@@ -1,0 +1,91 @@
+"""The day's compute chain, in one place: raw source rows and the raw carry-in → transitions and
+carry-in (duplicates resolved) → spans → samples at the finest width → each coarser width rolled
+up from the one before (the widths of the dataset registry).
+
+The assets run it on each chunk of whole tags of a day, the read API's source fallback on the
+tags a read asks for, the benchmarks on a generated day. Every semantic is per tag, so a day
+computed chunk by chunk equals the day computed at once, chunk for chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+
+from tagflow.schemas.registry import WIDTHS, samples_name
+from tagflow.transforms.rollup import rollup
+from tagflow.transforms.samples import samples
+from tagflow.transforms.spans import spans_for_day
+from tagflow.transforms.tag_order import TagOrder
+from tagflow.transforms.transitions import carry_in_for_day, resolve_rows
+
+
+@dataclass
+class DayResult:
+    """Every dated dataset of a day (or of one chunk of its tags), and the resolution counts
+    (rows_in, duplicates_dropped, orphans_skipped)."""
+
+    tables: dict[str, pa.Table]
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+@contextmanager
+def _stage(seconds: Counter[str] | None, name: str) -> Iterator[None]:
+    began = time.perf_counter()
+    yield
+    if seconds is not None:
+        seconds[name] += time.perf_counter() - began
+
+
+def derive(
+    transitions: pa.Table,
+    carry_in: pa.Table,
+    order: TagOrder,
+    day_start: datetime,
+    day_end: datetime,
+    tenant: str,
+    seconds: Counter[str] | None = None,
+) -> dict[str, pa.Table]:
+    """Spans and the samples at every materialised width, from resolved transitions and the
+    carry-in of the same tags; `seconds`, if given, adds up the time of each stage."""
+    with _stage(seconds, "spans"):
+        tables = {"spans": spans_for_day(transitions, carry_in, day_start, day_end, order, tenant)}
+    finest, *coarser = WIDTHS
+    with _stage(seconds, f"samples_{finest}"):
+        finest_samples = samples(transitions, carry_in, day_start, day_end, WIDTHS[finest], order)
+    tables[samples_name(finest, False)] = finest_samples.numeric
+    tables[samples_name(finest, True)] = finest_samples.string
+    finer = finest
+    for width_name in coarser:
+        with _stage(seconds, f"rollup_{width_name}"):
+            for string in (False, True):
+                finer_table = tables[samples_name(finer, string)]
+                tables[samples_name(width_name, string)] = rollup(finer_table, WIDTHS[width_name])
+        finer = width_name
+    return tables
+
+
+def compute_day(
+    raw_rows: pa.Table,
+    raw_carry_in: pa.Table,
+    tags: pa.Table | TagOrder,
+    day_start: datetime,
+    day_end: datetime,
+    tenant: str,
+    seconds: Counter[str] | None = None,
+) -> DayResult:
+    """The whole chain for the rows of [day_start, day_end) and the raw carry-in before it;
+    `seconds`, if given, adds up the time of each stage."""
+    order = TagOrder.of(tags)
+    with _stage(seconds, "resolve"):
+        transitions, counts = resolve_rows(raw_rows, order)
+        carry_in = carry_in_for_day(raw_carry_in, order, day_start)
+    tables = {"transitions": transitions, "carry_in": carry_in}
+    tables |= derive(transitions, carry_in, order, day_start, day_end, tenant, seconds)
+    return DayResult(tables, Counter(counts))
