@@ -12,7 +12,7 @@ import dagster as dg
 from tagflow.assets.partitions import TenantDays, tenant_day_key
 from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.io_managers.parquet_io_manager import ROWS_KEY, SHA256_KEY
-from tagflow.schemas.registry import DATASETS, DATED
+from tagflow.schemas.registry import DATASETS
 
 CHECK_NAME = "pandera_audit"
 DESCRIPTION = (
@@ -54,22 +54,16 @@ def _recorded(
     return out
 
 
-def schema_checks(partitions: TenantDays) -> list[dg.AssetChecksDefinition]:
-    """The checks of the tags (a step after the tags asset, which the day reads) and of the
-    day's datasets (a step after the day)."""
+def schema_checks(partitions: TenantDays) -> dg.AssetChecksDefinition:
+    """Every dataset's check, in one step after the day step."""
     # Partitioned asset checks are a Dagster preview feature; it is what lets a check run per
     # tenant-day partition, so its warning is expected here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        return [
-            _published_files_check(partitions, "tags_file", ["tags"]),
-            _published_files_check(partitions, "day_files", list(DATED)),
-        ]
+        return _published_files_check(partitions)
 
 
-def _published_files_check(
-    partitions: TenantDays, name: str, datasets: list[str]
-) -> dg.AssetChecksDefinition:
+def _published_files_check(partitions: TenantDays) -> dg.AssetChecksDefinition:
     specs = [
         dg.AssetCheckSpec(
             CHECK_NAME,
@@ -78,10 +72,10 @@ def _published_files_check(
             blocking=True,
             partitions_def=partitions.definition,
         )
-        for dataset in datasets
+        for dataset in DATASETS
     ]
 
-    @dg.multi_asset_check(specs=specs, can_subset=True, name=name)
+    @dg.multi_asset_check(specs=specs, can_subset=True, name="published_files")
     def published_files_check(
         context: dg.AssetCheckExecutionContext,
         datasets: dg.ResourceParam[ParquetDatasetIOManager],

@@ -1,9 +1,9 @@
-"""Every dated dataset of a tenant-day in one step: one streamed read of the day from the
-source, the day's compute chain (transforms.day) on each chunk of whole tags, each chunk audited
-and written to a staged file as it comes (write–audit–publish); the IO manager publishes the
-files only after every chunk of every dataset passed.
+"""Every dataset of a tenant-day in one step: the tag list, then one streamed read of the day
+from the source, the day's compute chain (transforms.day) on each chunk of whole tags, each chunk
+audited and written to a staged file as it comes (write–audit–publish); the IO manager publishes
+the files only after every chunk of every dataset passed.
 
-The datasets stay separate assets with their lineage (transitions → spans, samples_1m →
+The datasets stay separate assets with their lineage (tags → transitions → spans, samples_1m →
 samples_1h → samples_1d); they are materialised together because each reads the same day,
 which a step per dataset would read again from the file the previous step wrote.
 """
@@ -18,14 +18,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tagflow.assets.extraction import OWNERS, SOURCE_RETRY
 from tagflow.assets.partitions import TenantDays
 from tagflow.assets.resources import SourceDatabase
 from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.io_managers.day_writer import DayWriter
 from tagflow.io_managers.partition_writer import StagedPartition
-from tagflow.schemas.dataset_checks import AuditFailed
+from tagflow.schemas.dataset_checks import AuditFailed, audit_table
 from tagflow.schemas.registry import DATASETS, DATED, WIDTHS, Kind, samples_name
 from tagflow.source.day_stream import raw_day_chunks
 from tagflow.source.fingerprints import DayFingerprint, RowsFingerprint, stream_fingerprint
@@ -33,13 +32,16 @@ from tagflow.time_range import day_bounds
 from tagflow.transforms.day import compute_day
 from tagflow.transforms.tag_order import TagOrder
 
-_EXTRACTED = {Kind.TRANSITIONS, Kind.CARRY_IN}
+OWNERS = ["team:tagflow"]
+# The source may be briefly away (a failover, a restart): retried with backoff.
+SOURCE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+_EXTRACTED = {Kind.TAGS, Kind.TRANSITIONS, Kind.CARRY_IN}
 
 
 def _lineage() -> dict[str, set[dg.AssetKey]]:
     """Which datasets each dataset of the day is computed from."""
     tags, read = dg.AssetKey("tags"), {dg.AssetKey("transitions"), dg.AssetKey("carry_in")}
-    deps: dict[str, set[dg.AssetKey]] = {"transitions": {tags}, "carry_in": {tags}}
+    deps: dict[str, set[dg.AssetKey]] = {"tags": set(), "transitions": {tags}, "carry_in": {tags}}
     deps["spans"] = read
     finer = None
     for width_name in WIDTHS:
@@ -106,6 +108,18 @@ def _ids(tag_ids: np.ndarray | None) -> pa.Array:
     return pa.array([] if tag_ids is None else tag_ids, type=pa.int32())
 
 
+def stage_tags(
+    source: SourceDatabase, store: DatasetStore, tenant: str
+) -> tuple[pa.Table, StagedPartition]:
+    """The tenant's tag list, sorted by name (codepoint order, as every dataset, for readers'
+    row-group pruning), audited and staged."""
+    tags = source.read_tags(tenant).sort_by("tag_name")
+    audit_table("tags", tags)
+    with store.stage("tags", tenant) as writer:
+        writer.write(tags)
+        return tags, writer.close()
+
+
 def day_assets(partitions: TenantDays) -> dg.AssetsDefinition:
     deps = _lineage()
 
@@ -114,14 +128,13 @@ def day_assets(partitions: TenantDays) -> dg.AssetsDefinition:
         outs={
             name: dg.AssetOut(
                 io_manager_key="datasets",
-                kinds={"parquet"},
+                kinds={"postgres", "parquet"} if name == "tags" else {"parquet"},
                 owners=OWNERS,
                 description=DATASETS[name].description,
                 group_name="extract" if DATASETS[name].kind in _EXTRACTED else "derive",
             )
-            for name in DATED
+            for name in DATASETS
         },
-        ins={"tags": dg.AssetIn("tags")},
         internal_asset_deps=deps,
         partitions_def=partitions.definition,
         backfill_policy=partitions.backfill_policy,
@@ -132,13 +145,16 @@ def day_assets(partitions: TenantDays) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         source: SourceDatabase,
         datasets: dg.ResourceParam[ParquetDatasetIOManager],
-        tags: pa.Table,
     ):
         store = datasets.store()
-        staged: dict[str, list[StagedPartition]] = {name: [] for name in DATED}
+        days = partitions.run_days(context)
+        staged: dict[str, list[StagedPartition]] = {name: [] for name in DATASETS}
         fingerprints = []
         try:
-            for tenant, day in partitions.run_days(context):
+            # A run covers one tenant: its tag list is read (and staged) once.
+            tags, staged_tags = stage_tags(source, store, days[0][0])
+            staged["tags"].append(staged_tags)
+            for tenant, day in days:
                 day_staged, fingerprint = materialise_day(source, store, tenant, day, tags)
                 fingerprints.append(fingerprint)
                 for name, partition in day_staged.items():
@@ -156,7 +172,7 @@ def day_assets(partitions: TenantDays) -> dg.AssetsDefinition:
         except BaseException:
             _discard(staged)
             raise
-        for name in DATED:
+        for name in DATASETS:
             yield _output(name, staged[name], fingerprints)
 
     return day

@@ -26,7 +26,7 @@ from tagflow.schemas.registry import dataset as registered
 
 # Rows of one dataset audited and written at once: the audit's fixed cost per call (about
 # 15 ms) is paid once per this many rows, and memory holds at most this many per dataset.
-BATCH_ROWS = 500_000
+BATCH_ROWS = 250_000
 # Units of work waiting for the writer thread: bounds memory when checking lags computing.
 _PENDING = 2
 

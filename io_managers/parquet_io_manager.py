@@ -1,10 +1,10 @@
-"""The Dagster IO manager over the dataset store: it publishes what an asset staged and reports
-each partition's metadata, Dagster's standard keys included.
+"""The Dagster IO manager over the dataset store: it publishes what the day asset staged and
+reports each partition's metadata, Dagster's standard keys included.
 
 A run covers one tenant-day or, in a backfill, a range of them. The day asset hands over, per
-dataset, the partitions it wrote and audited (StagedPartition, one per tenant-day), which are
-published here; the tags asset returns its table, audited and written here. Paths come only
-from DatasetStore.
+dataset, the partitions it wrote and audited (StagedPartition: one per tenant-day, one per
+tenant for the undated tags), which are published here (write–audit–publish: only what passed
+its audit reaches this point). Paths come only from DatasetStore.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import pyarrow as pa
 from tagflow.errors import TagflowError
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.io_managers.partition_writer import StagedPartition
-from tagflow.schemas.dataset_checks import audit_table
 from tagflow.schemas.registry import dataset as registered
 
 # The partition dimensions every dataset is stored by (one file per tenant × day).
@@ -72,52 +71,34 @@ class ParquetDatasetIOManager(dg.ConfigurableIOManager):
     def store(self) -> DatasetStore:
         return DatasetStore(self.root)
 
-    def handle_output(
-        self, context: dg.OutputContext, obj: pa.Table | list[StagedPartition] | None
-    ) -> None:
-        if obj is None:
-            return
+    def handle_output(self, context: dg.OutputContext, obj: list[StagedPartition]) -> None:
         dataset = context.asset_key.path[-1]
         expected = {tenant_and_day(key) for key in context.asset_partition_keys}
-        if isinstance(obj, pa.Table):
-            obj = [self._write_undated(dataset, obj, expected)]
         published: dict[tuple[str, date | None], dict[str, Any]] = {}
         for staged in obj:
             key = (staged.tenant, staged.day)
-            if staged.dataset != dataset or (staged.day is not None and key not in expected):
+            tenant_of_run = any(tenant == staged.tenant for tenant, _ in expected)
+            if staged.dataset != dataset or not tenant_of_run:
                 raise dg.DagsterInvariantViolationError(
                     f"{dataset}: output for {key} is not one of this run's partitions"
                 )
-            if staged.day is not None:
-                staged.publish()
+            if staged.day is not None and key not in expected:
+                raise dg.DagsterInvariantViolationError(
+                    f"{dataset}: output for {key} is not one of this run's partitions"
+                )
+            staged.publish()
             published[key] = published_metadata(staged)
-        missing = {k for k in expected if k not in published} if registered(dataset).dated else ()
-        if missing:
-            raise TagflowError(f"{dataset}: no output for {len(missing)} partition(s) of the run")
+        if registered(dataset).dated and expected - published.keys():
+            missing = len(expected - published.keys())
+            raise TagflowError(f"{dataset}: no output for {missing} partition(s) of the run")
         context.add_output_metadata(
             {**_run_metadata(published), "dagster/column_schema": column_schema(dataset)}
         )
 
-    def _write_undated(
-        self, dataset: str, table: pa.Table, expected: set[tuple[str, date]]
-    ) -> StagedPartition:
-        """One file per tenant, whatever the days of the run; audited before it is written."""
-        tenants = {tenant for tenant, _ in expected}
-        if registered(dataset).dated or len(tenants) != 1:
-            raise dg.DagsterInvariantViolationError("a table is one tenant's undated output")
-        audit_table(dataset, table)
-        return self.store().write(dataset, tenants.pop(), None, table)
-
     def load_input(self, context: dg.InputContext) -> pa.Table:
-        dataset = context.asset_key.path[-1]
-        if registered(dataset).dated:
-            raise dg.DagsterInvariantViolationError(
-                f"{dataset} is read through the store, not loaded as an input"
-            )
-        tenants = {tenant_and_day(key)[0] for key in context.asset_partition_keys}
-        if len(tenants) != 1:
-            raise dg.DagsterInvariantViolationError("a run covers exactly one tenant")
-        return self.store().read(dataset, tenants.pop())
+        raise dg.DagsterInvariantViolationError(
+            "tagflow's datasets are read through the dataset store, not loaded as inputs"
+        )
 
 
 def _run_metadata(per_day: dict[tuple[str, date | None], dict[str, Any]]) -> dict[str, Any]:

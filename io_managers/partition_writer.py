@@ -41,6 +41,11 @@ def parquet_options(dataset: Dataset) -> dict:
         # Dictionary pages pay off for repeated strings (tag names, states); on floats and
         # timestamps they are tried and abandoned, which tripled write time and grew files.
         "use_dictionary": [f.name for f in schema if pa.types.is_string(f.type)],
+        # Times rise within a tag: delta encoding made a 10 M-row day's transitions 25 %
+        # smaller (spans too) and wrote as fast. Every Parquet reader decodes it.
+        "column_encoding": {
+            f.name: "DELTA_BINARY_PACKED" for f in schema if pa.types.is_timestamp(f.type)
+        },
         "sorting_columns": pq.SortingColumn.from_ordering(
             schema, [(key, "ascending") for key in dataset.sort_keys]
         ),

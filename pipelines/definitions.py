@@ -8,7 +8,6 @@ import dagster as dg
 
 from tagflow.assets.checks import schema_checks
 from tagflow.assets.day import day_assets
-from tagflow.assets.extraction import tags_asset
 from tagflow.assets.partitions import TenantDays
 from tagflow.assets.resources import resources
 from tagflow.errors import TagflowError
@@ -29,8 +28,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         raise TagflowError(NO_SOURCE)
     partitions = TenantDays.of(settings)
     return dg.Definitions(
-        assets=[tags_asset(partitions), day_assets(partitions)],
-        asset_checks=schema_checks(partitions),
+        assets=[day_assets(partitions)],
+        asset_checks=[schema_checks(partitions)],
         jobs=[all_assets_job],
         schedules=[build_daily_schedule(settings)],
         sensors=[build_tenant_discovery_sensor(settings), build_late_data_sensor(settings)],

@@ -1,7 +1,12 @@
 """The audit of write–audit–publish: every chunk of every dataset is checked against its pandera
-schema (the polars backend, on the chunk's Arrow columns without a copy) before it is written,
-and the invariants that cross chunks are checked at the seams. A partition none of whose chunks
-failed may be published; a failure names the dataset and carries pandera's failure cases.
+schema (the polars backend, on the chunk's Arrow columns) before it is written, and the
+invariants that cross chunks are checked at the seams. A partition none of whose chunks failed
+may be published; a failure names the dataset and carries pandera's failure cases.
+
+Each dataset's invariants are written once, as named rules (polars expressions). The audit
+runs them as one pandera check, so a chunk costs one pass of polars over its columns; only
+when that fails does it run them one check per rule, so that the failure cases name the rule
+that broke.
 
 Chunks hold disjoint sets of whole tags in tag-name order, so at a seam the sort order and the
 uniqueness of (tag, time) reduce to: the new chunk's first tag name comes after the previous
@@ -24,9 +29,10 @@ from tagflow.schemas.registry import dataset as registered
 
 # twa, first and last may exceed [min, max] by float rounding of the time-weighted sum.
 _REL_TOL = 1e-9
-UTC_US = pl.Datetime("us", "UTC")
 # Failure cases kept for the step's metadata: enough to see the problem, not a dump.
 _MAX_CASES = 20
+
+Rules = dict[str, pl.Expr]
 
 
 class AuditFailed(TagflowError):
@@ -39,237 +45,227 @@ class AuditFailed(TagflowError):
         self.cases = cases
 
 
-def _frame_check(expression: pl.Expr, error: str) -> pa_pl.Check:
-    """A row-wise check written as one polars expression over the frame."""
-    return pa_pl.Check(lambda data: data.lazyframe.select(expression), error=error)
-
-
-def _sorted_by(*keys: str, strictly: bool = False) -> pa_pl.Check:
-    """Rows in lexicographic order of `keys`; `strictly`: no two rows share all keys, which
-    is uniqueness at the cost of one comparison per row (sorting already brings equal keys
-    together)."""
+def _sorted_by(*keys: str, strictly: bool = False) -> pl.Expr:
+    """Rows in lexicographic order of `keys`; `strictly`: no two rows share all keys, which is
+    uniqueness at the cost of one comparison per row (sorting brings equal keys together)."""
     ordered, decided = pl.lit(True), pl.lit(False)
     for key in keys:
         previous, current = pl.col(key).shift(1), pl.col(key)
         ordered = ordered & (decided | ~(previous > current).fill_null(False))
         decided = decided | (previous != current).fill_null(False)
     if strictly:
-        first_row = pl.int_range(pl.len()) == 0
-        ordered = ordered & (decided | first_row)
-    what = "strictly " if strictly else ""
-    return _frame_check(ordered, f"rows not {what}sorted by {', '.join(keys)}")
+        ordered = ordered & (decided | (pl.int_range(pl.len()) == 0))
+    return ordered
 
 
-def _one_id_per_name() -> pa_pl.Check:
+def _one_id_per_name() -> pl.Expr:
     """tag_id and tag_name name the same tag on every row: a tag's rows share its id, and no
-    two names share one (checked on the first row of each name)."""
+    two names share one (compared on the first row of each name)."""
     new_name = (pl.col("tag_name") != pl.col("tag_name").shift(1)).fill_null(True)
     same_id = new_name | (pl.col("tag_id") == pl.col("tag_id").shift(1))
-    distinct_ids = pl.col("tag_id").filter(new_name).n_unique() == new_name.sum()
-    return _frame_check(same_id & distinct_ids, "one tag_id per tag_name")
+    return same_id & (pl.col("tag_id").filter(new_name).n_unique() == new_name.sum())
 
 
-def _within(lower: str, value: str, upper: str) -> pa_pl.Check:
+def _unique(column: str) -> pl.Expr:
+    return pl.col(column).n_unique() == pl.len()
+
+
+def _within(lower: str, value: str, upper: str) -> pl.Expr:
     lo, v, hi = pl.col(lower), pl.col(value), pl.col(upper)
     slack = _REL_TOL * pl.max_horizontal(lo.abs(), hi.abs())
-    inside = v.is_null() | ((lo - slack <= v) & (v <= hi + slack))
-    return _frame_check(inside.fill_null(False), f"{value} outside [{lower}, {upper}]")
+    return (v.is_null() | ((lo - slack <= v) & (v <= hi + slack))).fill_null(False)
 
 
-def _ts(nullable: bool = False, checks: list[pa_pl.Check] | None = None) -> pa_pl.Column:
-    return pa_pl.Column(UTC_US, nullable=nullable, checks=checks)
+def _in_day(column: str, day_start: datetime, day_end: datetime) -> pl.Expr:
+    return (pl.col(column) >= day_start) & (pl.col(column) < day_end)
 
 
-def _in_day(day_start: datetime, day_end: datetime) -> pa_pl.Check:
-    return pa_pl.Check(
-        lambda data: data.lazyframe.select(
-            (pl.col(data.key) >= day_start) & (pl.col(data.key) < day_end)
-        ),
-        error="time outside the partition's day",
-    )
-
-
-def _value_columns() -> dict[str, pa_pl.Column]:
-    return {
-        "value_double": pa_pl.Column(pl.Float64, nullable=True),
-        "value_string": pa_pl.Column(pl.String, nullable=True),
-    }
-
-
-def _kind_matches_value() -> pa_pl.Check:
+def _kind_rules() -> Rules:
     numeric = pl.col("value_kind") == "numeric"
-    ok = (numeric & pl.col("value_string").is_null()) | (
-        ~numeric & pl.col("value_double").is_null()
-    )
-    return _frame_check(ok, "value column does not match value_kind")
-
-
-def tags_schema() -> pa_pl.DataFrameSchema:
-    return pa_pl.DataFrameSchema(
-        {
-            "tag_id": pa_pl.Column(pl.Int32, unique=True),
-            "tag_name": pa_pl.Column(pl.String, unique=True),
-            "birth_at": _ts(nullable=True),
-            "death_at": _ts(nullable=True),
-            "value_kind": pa_pl.Column(
-                pl.String, pa_pl.Check.isin(["numeric", "string", "mixed"]), nullable=True
-            ),
-        },
-        checks=[_sorted_by("tag_name")],
-        strict=True,
-    )
-
-
-def transitions_schema(day_start: datetime, day_end: datetime) -> pa_pl.DataFrameSchema:
-    return pa_pl.DataFrameSchema(
-        {
-            "tag_id": pa_pl.Column(pl.Int32),
-            "tag_name": pa_pl.Column(pl.String),
-            "time": _ts(checks=[_in_day(day_start, day_end)]),
-            **_value_columns(),
-            "value_kind": pa_pl.Column(pl.String, pa_pl.Check.isin(["numeric", "string"])),
-        },
-        checks=[
-            _sorted_by("tag_name", "time", strictly=True),
-            _one_id_per_name(),
-            _kind_matches_value(),
-        ],
-        strict=True,
-    )
-
-
-def carry_in_schema(day_start: datetime, day_end: datetime) -> pa_pl.DataFrameSchema:
-    return pa_pl.DataFrameSchema(
-        {
-            "tag_id": pa_pl.Column(pl.Int32, unique=True),
-            "tag_name": pa_pl.Column(pl.String),
-            "time": _ts(checks=[pa_pl.Check.lt(day_start)]),
-            **_value_columns(),
-            "value_kind": pa_pl.Column(pl.String, pa_pl.Check.isin(["numeric", "string"])),
-            "run_begin_at": _ts(),
-        },
-        checks=[
-            _sorted_by("tag_name"),
-            _kind_matches_value(),
-            _frame_check(pl.col("run_begin_at") <= pl.col("time"), "run begins after row"),
-        ],
-        strict=True,
-    )
-
-
-def spans_schema(day_start: datetime, day_end: datetime) -> pa_pl.DataFrameSchema:
-    raw_end = pl.col("raw_end_at")
-    ordered_times = (
-        (pl.col("begin_at") < pl.col("end_at"))
-        & (pl.col("raw_begin_at") <= pl.col("begin_at"))
-        & (raw_end.is_null() | ((pl.col("end_at") == raw_end) & (raw_end < day_end)))
-        & (pl.col("begin_at") >= day_start)
-        & (pl.col("end_at") <= day_end)
-    )
-    one_kind = ~(pl.col("value_double").is_not_null() & pl.col("value_string").is_not_null())
-    return pa_pl.DataFrameSchema(
-        {
-            "id": pa_pl.Column(pl.Int64, unique=True),
-            "tag_id": pa_pl.Column(pl.Int32),
-            "tag_name": pa_pl.Column(pl.String),
-            **_value_columns(),
-            "raw_begin_at": _ts(),
-            "raw_end_at": _ts(nullable=True),
-            "begin_at": _ts(),
-            "end_at": _ts(),
-        },
-        checks=[
-            _sorted_by("tag_name", "raw_begin_at", strictly=True),
-            _one_id_per_name(),
-            _frame_check(one_kind, "a row holds both a number and a string"),
-            _frame_check(
-                ordered_times,
-                "need raw_begin_at <= begin_at < end_at within the day, "
-                "end_at = raw_end_at when set",
-            ),
-        ],
-        strict=True,
-    )
-
-
-def _bucket_columns(
-    day_start: datetime, day_end: datetime, width: timedelta
-) -> dict[str, pa_pl.Column]:
-    width_us = width // timedelta(microseconds=1)
-    aligned = pa_pl.Check(
-        lambda data: data.lazyframe.select(pl.col(data.key).cast(pl.Int64) % width_us == 0),
-        error=f"bucket_start not aligned to {width}",
-    )
     return {
-        "tag_id": pa_pl.Column(pl.Int32),
-        "tag_name": pa_pl.Column(pl.String),
-        "bucket_start": _ts(checks=[_in_day(day_start, day_end), aligned]),
-        "covered_s": pa_pl.Column(pl.Float64, pa_pl.Check.in_range(0.0, width.total_seconds())),
-        "count": pa_pl.Column(pl.Int64, pa_pl.Check.ge(0)),
+        "value_kind is numeric or string": pl.col("value_kind").is_in(["numeric", "string"]),
+        "value column matches value_kind": (numeric & pl.col("value_string").is_null())
+        | (~numeric & pl.col("value_double").is_null()),
     }
 
 
-def _null_iff_uncovered(columns: list[str]) -> pa_pl.Check:
+def _tags_rules() -> Rules:
+    return {
+        "tag_id unique": _unique("tag_id"),
+        "tag_name unique": _unique("tag_name"),
+        "rows sorted by tag_name": _sorted_by("tag_name"),
+        "value_kind is numeric, string, mixed or null": pl.col("value_kind").is_null()
+        | pl.col("value_kind").is_in(["numeric", "string", "mixed"]),
+    }
+
+
+def _transitions_rules(day_start: datetime, day_end: datetime) -> Rules:
+    return {
+        "time within the partition's day": _in_day("time", day_start, day_end),
+        "rows strictly sorted by tag_name, time": _sorted_by("tag_name", "time", strictly=True),
+        "one tag_id per tag_name": _one_id_per_name(),
+        **_kind_rules(),
+    }
+
+
+def _carry_in_rules(day_start: datetime) -> Rules:
+    return {
+        "tag_id unique": _unique("tag_id"),
+        "time before the day": pl.col("time") < day_start,
+        "run begins at or before its row": pl.col("run_begin_at") <= pl.col("time"),
+        "rows strictly sorted by tag_name": _sorted_by("tag_name", strictly=True),
+        **_kind_rules(),
+    }
+
+
+def _spans_rules(day_start: datetime, day_end: datetime) -> Rules:
+    raw_end = pl.col("raw_end_at")
+    return {
+        "id unique": _unique("id"),
+        "rows strictly sorted by tag_name, raw_begin_at": _sorted_by(
+            "tag_name", "raw_begin_at", strictly=True
+        ),
+        "one tag_id per tag_name": _one_id_per_name(),
+        "a row holds a number, a string or neither": ~(
+            pl.col("value_double").is_not_null() & pl.col("value_string").is_not_null()
+        ),
+        "raw_begin_at <= begin_at < end_at within the day, end_at = raw_end_at when set": (
+            (pl.col("begin_at") < pl.col("end_at"))
+            & (pl.col("raw_begin_at") <= pl.col("begin_at"))
+            & (raw_end.is_null() | ((pl.col("end_at") == raw_end) & (raw_end < day_end)))
+            & (pl.col("begin_at") >= day_start)
+            & (pl.col("end_at") <= day_end)
+        ),
+    }
+
+
+def _bucket_rules(day_start: datetime, day_end: datetime, width: timedelta) -> Rules:
+    width_us = width // timedelta(microseconds=1)
+    return {
+        "bucket_start within the partition's day": _in_day("bucket_start", day_start, day_end),
+        f"bucket_start aligned to {width}": pl.col("bucket_start").cast(pl.Int64) % width_us == 0,
+        f"covered_s within [0, {width.total_seconds():g}]": pl.col("covered_s").is_between(
+            0.0, width.total_seconds()
+        ),
+        "count >= 0": pl.col("count") >= 0,
+        "rows strictly sorted by tag_name, bucket_start": _sorted_by(
+            "tag_name", "bucket_start", strictly=True
+        ),
+        "one tag_id per tag_name": _one_id_per_name(),
+    }
+
+
+def _null_iff_uncovered(columns: list[str]) -> Rules:
     covered = pl.col("covered_s") > 0
     ok = pl.lit(True)
     for column in columns:
         ok = ok & (pl.col(column).is_not_null() == covered)
-    return _frame_check(ok, f"{', '.join(columns)} must be null exactly where covered_s = 0")
+    return {f"{', '.join(columns)} null exactly where covered_s = 0": ok}
 
 
-def samples_schema(
-    day_start: datetime, day_end: datetime, width: timedelta
-) -> pa_pl.DataFrameSchema:
-    value_columns = ["twa", "min", "max", "first", "last"]
-    return pa_pl.DataFrameSchema(
-        {
-            **_bucket_columns(day_start, day_end, width),
-            **{c: pa_pl.Column(pl.Float64, nullable=True) for c in value_columns},
-        },
-        checks=[
-            _sorted_by("tag_name", "bucket_start", strictly=True),
-            _one_id_per_name(),
-            _null_iff_uncovered(value_columns),
-            _within("min", "twa", "max"),
-            _within("min", "first", "max"),
-            _within("min", "last", "max"),
-        ],
-        strict=True,
-    )
+_VALUES = ["twa", "min", "max", "first", "last"]
+_STRINGS = ["first", "last", "mode"]
 
 
-def samples_str_schema(
-    day_start: datetime, day_end: datetime, width: timedelta
-) -> pa_pl.DataFrameSchema:
-    return pa_pl.DataFrameSchema(
-        {
-            **_bucket_columns(day_start, day_end, width),
-            **{c: pa_pl.Column(pl.String, nullable=True) for c in ["first", "last", "mode"]},
-        },
-        checks=[
-            _sorted_by("tag_name", "bucket_start", strictly=True),
-            _one_id_per_name(),
-            _null_iff_uncovered(["first", "last", "mode"]),
-        ],
-        # held_s (a map) is checked against the Arrow schema by the writer, not by pandera.
-        strict="filter",
-    )
+def _samples_rules(day_start: datetime, day_end: datetime, width: timedelta) -> Rules:
+    return {
+        **_bucket_rules(day_start, day_end, width),
+        **_null_iff_uncovered(_VALUES),
+        "twa within [min, max]": _within("min", "twa", "max"),
+        "first within [min, max]": _within("min", "first", "max"),
+        "last within [min, max]": _within("min", "last", "max"),
+    }
 
 
-def schema_for(dataset: Dataset, day_start: datetime, day_end: datetime) -> pa_pl.DataFrameSchema:
+def _samples_str_rules(day_start: datetime, day_end: datetime, width: timedelta) -> Rules:
+    return {**_bucket_rules(day_start, day_end, width), **_null_iff_uncovered(_STRINGS)}
+
+
+def _columns(dataset: Dataset, nullability: bool) -> dict[str, pa_pl.Column]:
+    """The dataset's columns with their polars types, from its Arrow schema (held_s, a map, is
+    checked against the Arrow schema by the writer, not by pandera); with `nullability` each
+    column also checks its nulls (else a rule does, for all columns at once)."""
+    columns = {}
+    for field_ in dataset.schema:
+        if pa.types.is_map(field_.type):
+            continue
+        dtype = pl.from_arrow(pa.array([], field_.type)).dtype
+        nullable = field_.name in _NULLABLE or not nullability
+        columns[field_.name] = pa_pl.Column(dtype, nullable=nullable)
+    return columns
+
+
+def _required(dataset: Dataset) -> pl.Expr:
+    """No null in a required column (what each column's own check says in the detailed form)."""
+    required = [f.name for f in dataset.schema if f.name not in _NULLABLE and f.name != "held_s"]
+    return pl.all_horizontal(pl.col(name).is_not_null() for name in required)
+
+
+# Columns that may hold nulls; every other column of every dataset is required.
+_NULLABLE = frozenset(
+    {"birth_at", "death_at", "value_kind", "value_double", "value_string", "raw_end_at"}
+    | set(_VALUES)
+    | set(_STRINGS)
+)
+
+
+def rules_for(dataset: Dataset, day_start: datetime, day_end: datetime) -> Rules:
     match dataset.kind:
         case Kind.TAGS:
-            return tags_schema()
+            return _tags_rules()
         case Kind.TRANSITIONS:
-            return transitions_schema(day_start, day_end)
+            return _transitions_rules(day_start, day_end)
         case Kind.CARRY_IN:
-            return carry_in_schema(day_start, day_end)
+            return _carry_in_rules(day_start)
         case Kind.SPANS:
-            return spans_schema(day_start, day_end)
+            return _spans_rules(day_start, day_end)
         case Kind.SAMPLES_STR:
-            return samples_str_schema(day_start, day_end, dataset.width)
+            return _samples_str_rules(day_start, day_end, dataset.width)
         case Kind.SAMPLES:
-            return samples_schema(day_start, day_end, dataset.width)
+            return _samples_rules(day_start, day_end, dataset.width)
+
+
+def _check(name: str, expression: pl.Expr) -> pa_pl.Check:
+    return pa_pl.Check(lambda data: data.lazyframe.select(expression), name=name, error=name)
+
+
+@dataclass(frozen=True)
+class DatasetSchema:
+    """A dataset's pandera schema for one day, in two forms built from the same rules."""
+
+    dataset: Dataset
+    fused: pa_pl.DataFrameSchema
+    detailed: pa_pl.DataFrameSchema
+
+    @classmethod
+    def of(cls, dataset: Dataset, day_start: datetime, day_end: datetime) -> DatasetSchema:
+        rules = rules_for(dataset, day_start, day_end)
+        every_rule = _required(dataset)
+        for expression in rules.values():
+            every_rule = every_rule & expression.fill_null(False)
+        # "filter": extra columns (samples_str's held_s) are left to the Arrow schema.
+        fused = pa_pl.DataFrameSchema(
+            _columns(dataset, nullability=False),
+            checks=[_check(f"{dataset.name} invariants", every_rule)],
+            strict="filter",
+        )
+        detailed = pa_pl.DataFrameSchema(
+            _columns(dataset, nullability=True),
+            checks=[_check(name, rule.fill_null(False)) for name, rule in rules.items()],
+            strict="filter",
+        )
+        return cls(dataset, fused, detailed)
+
+    def validate(self, frame: pl.DataFrame) -> None:
+        """AuditFailed, with the failing rules' cases, if `frame` breaks the schema."""
+        try:
+            self.fused.validate(frame, lazy=True)
+        except pa_pl.errors.SchemaErrors:
+            try:
+                self.detailed.validate(frame, lazy=True)
+            except pa_pl.errors.SchemaErrors as errors:
+                raise _failure(self.dataset.name, errors) from None
+            raise AssertionError("the fused and detailed schemas disagree") from None
 
 
 def _failure(dataset: str, errors: pa_pl.errors.SchemaErrors) -> AuditFailed:
@@ -290,13 +286,14 @@ class DayAudit:
     day_start: datetime
     day_end: datetime
     rows: dict[str, int] = field(default_factory=dict)
-    _schemas: dict[str, pa_pl.DataFrameSchema] = field(default_factory=dict)
+    _schemas: dict[str, DatasetSchema] = field(default_factory=dict)
     _last_tag: dict[str, str] = field(default_factory=dict)
 
     def check(self, dataset: str, table: pa.Table) -> None:
         """Check one chunk of `dataset`; AuditFailed if it breaks its schema or the seam."""
         if dataset not in self._schemas:
-            self._schemas[dataset] = schema_for(registered(dataset), self.day_start, self.day_end)
+            entry = registered(dataset)
+            self._schemas[dataset] = DatasetSchema.of(entry, self.day_start, self.day_end)
         self.rows[dataset] = self.rows.get(dataset, 0) + table.num_rows
         if not table.num_rows:
             return
@@ -312,11 +309,7 @@ class DayAudit:
             )
         self._last_tag[dataset] = last
         checked = table.drop_columns([c for c in ("held_s",) if c in table.column_names])
-        frame = pl.from_arrow(checked)
-        try:
-            self._schemas[dataset].validate(frame, lazy=True)
-        except pa_pl.errors.SchemaErrors as errors:
-            raise _failure(dataset, errors) from None
+        self._schemas[dataset].validate(pl.from_arrow(checked))
 
     def check_counts(self, counts: dict[str, int], streamed_rows: int) -> None:
         """Rows in = kept + duplicates + orphans, and every kept row was written."""

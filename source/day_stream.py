@@ -13,10 +13,13 @@ costs a scan of the (tag, time) index per tag with random heap reads: 10x the si
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -26,9 +29,14 @@ from tagflow.source.extract import stream_day_rows
 from tagflow.source.fingerprints import RowsFingerprint
 
 # Bounds of one chunk: its rows, and its tags (each tag costs a day of 1-minute buckets in
-# the samples stage whatever its row count).
-CHUNK_ROWS = 500_000
+# the samples stage whatever its row count). Memory follows the chunk: 125 K rows kept the
+# whole day step under 0.7 GiB at 10 M rows (500 K: 1.4 GiB) and computed no slower.
+CHUNK_ROWS = 125_000
 CHUNK_TAGS = 256
+# Batches read ahead of the spill: the driver decodes the next while this one is spilled.
+_READ_AHEAD = 2
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,10 @@ def _spill(
         for batch in batches:
             fingerprint.add(batch)
             chunk = index.of(batch.column("tag_id").to_numpy(zero_copy_only=False))
-            order = np.argsort(chunk, kind="stable")
+            # Few chunks: a 16-bit key makes numpy's stable sort a linear radix sort.
+            order = np.argsort(
+                chunk.astype(np.uint16 if index.count < 1 << 16 else np.int64), kind="stable"
+            )
             sorted_chunk = chunk[order]
             edges = np.flatnonzero(np.diff(sorted_chunk)) + 1
             for lo, hi in zip(np.r_[0, edges], np.r_[edges, len(order)], strict=True):
@@ -96,6 +107,40 @@ def _spill(
         for writer in writers.values():
             writer.close()
     return paths
+
+
+def _read_ahead(items: Iterator[T], depth: int = _READ_AHEAD) -> Iterator[T]:
+    """`items`, produced by a background thread at most `depth` ahead of the consumer: the
+    source's stream (network, decoding in C++) and the spilling overlap on two cores."""
+    slots: queue.Queue = queue.Queue(depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(done)
+        except BaseException as error:  # handed to the consumer, raised there
+            slots.put(error)
+
+    thread = threading.Thread(target=produce, name="tagflow-read", daemon=True)
+    thread.start()
+    try:
+        while (item := slots.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _read(path: str) -> pa.Table:
@@ -144,7 +189,7 @@ def raw_day_chunks(
     id_chunks = plan_id_chunks(ids_in_name_order, expected_rows, max_rows)
     index = _ChunkIndex(id_chunks)
     with tempfile.TemporaryDirectory(prefix="tagflow-day-") as folder:
-        batches = stream_day_rows(url, tenant, day_start, day_end)
+        batches = _read_ahead(stream_day_rows(url, tenant, day_start, day_end))
         paths = _spill(batches, index, folder, fingerprint)
         for ids, path in zip([*id_chunks, None], paths, strict=True):
             yield from _split(RawChunk(ids, _read(path)), max_rows)

@@ -28,15 +28,18 @@ from tagflow.source.extract import carry_in_query, day_rows_query
 from tagflow.source.pg_hash import hashfloat8extended, hashint8extended
 from tagflow.source.tenants import require_tenant
 
-# Seeds and stand-ins that keep the parts of a row hash apart (a NULL number is not a NULL
-# string; a run start is not a row time).
-_VALUE_SEED = 1
+# A row's time and tag are hashed as one int8, the time xor the tag id times an odd constant
+# (|id| < 2^31, so the product never overflows int8 in SQL); every hash is unseeded, which
+# PostgreSQL's lookup3 computes with one round less.
+_TAG_MIX = 2654435761
+# Stand-ins that keep the parts of a row hash apart (a NULL number is not a NULL string; a run
+# start is not a row time).
 _NULL_NUMBER = 2
 _NULL_STRING = 3
-_RUN_BEGIN_SEED = 4
+_RUN_BEGIN_MIX = 0x5F3759DF
 _NO_RUN_BEGIN = 5
-_TAG_SEED = 6
-_DEATH_SEED = 7
+_TAG_KEY_MIX = 0x2545F491
+_DEATH_MIX = 0x27D4EB2F
 _NO_DEATH = 8
 _MOD = 1 << 64
 
@@ -45,9 +48,14 @@ _US = "(extract(epoch FROM {}) * 1000000)::int8"
 _MD5_64 = "('x' || left(md5({}), 16))::bit(64)::int8"
 _VALUE_HASH = (
     "CASE WHEN {is_string} THEN coalesce(" + _MD5_64.format("{vs}") + f", {_NULL_STRING})"
-    " ELSE coalesce(hashfloat8extended({vd}, " + f"{_VALUE_SEED}), {_NULL_NUMBER}) END"
+    " ELSE coalesce(hashfloat8extended({vd}, 0), " + f"{_NULL_NUMBER}) END"
 )
-_ROW_HASH = "hashint8extended(" + _US.format("{t}") + ", {tag}::int8) # " + _VALUE_HASH
+_ROW_HASH = (
+    "hashint8extended("
+    + _US.format("{t}")
+    + f" # ({{tag}}::int8 * {_TAG_MIX}), 0) # "
+    + _VALUE_HASH
+)
 
 _FINGERPRINT = f"""
 SELECT d.n, d.last_time, d.checksum, c.n, c.checksum, t.n, t.checksum
@@ -66,16 +74,16 @@ SELECT d.n, d.last_time, d.checksum, c.n, c.checksum, t.n, t.checksum
                coalesce(sum(({
     _ROW_HASH.format(t="ci.t", tag="ci.id", is_string="ci.is_string", vs="ci.vs", vd="ci.vd")
 }
-                             # coalesce(hashint8extended({_US.format("ci.run_begin_at")},
-                                                         {_RUN_BEGIN_SEED}),
+                             # coalesce(hashint8extended({_US.format("ci.run_begin_at")}
+                                                         # {_RUN_BEGIN_MIX}, 0),
                                         {_NO_RUN_BEGIN}))::numeric), 0) AS checksum
           FROM ({{carry_in}}) ci) c,
        (SELECT count(*) AS n,
-               coalesce(sum((hashint8extended(tn.id::int8, {_TAG_SEED})
+               coalesce(sum((hashint8extended(tn.id::int8 * {_TAG_MIX} # {_TAG_KEY_MIX}, 0)
                              # {_MD5_64.format("tn.normalized_name")}
                              # coalesce(CASE WHEN isfinite(tn.death_at) THEN
-                                        hashint8extended({_US.format("tn.death_at")},
-                                                         {_DEATH_SEED}) END,
+                                        hashint8extended({_US.format("tn.death_at")}
+                                                         # {_DEATH_MIX}, 0) END,
                                         {_NO_DEATH}))::numeric), 0) AS checksum
           FROM {{s}}.tag_names tn) t
 """
@@ -123,17 +131,18 @@ def _md5_64(strings: pa.ChunkedArray | pa.Array, null_as: int) -> np.ndarray:
 
 
 def _row_hashes(table: pa.Table | pa.RecordBatch, tag_column: str) -> np.ndarray:
-    """The hash of each RAW_ROWS / RAW_CARRY_IN row: its time under its tag, xor its value."""
+    """The hash of each RAW_ROWS / RAW_CARRY_IN row: its time and tag, xor its value."""
     tag = table.column(tag_column).to_numpy(zero_copy_only=False).astype(np.int64)
     time = _micros(table.column("time"))
     is_string = pc.fill_null(table.column("is_string"), False).to_numpy(zero_copy_only=False)
     number = table.column("value_double")
-    numbers = hashfloat8extended(
-        pc.fill_null(number, 0.0).to_numpy(zero_copy_only=False), _VALUE_SEED
-    )
+    numbers = hashfloat8extended(pc.fill_null(number, 0.0).to_numpy(zero_copy_only=False), 0)
     numbers = np.where(number.is_null().to_numpy(zero_copy_only=False), _NULL_NUMBER, numbers)
-    strings = _md5_64(table.column("value_string"), _NULL_STRING)
-    return hashint8extended(time, tag) ^ np.where(is_string, strings, numbers)
+    values = numbers
+    if is_string.any():
+        strings = _md5_64(table.column("value_string"), _NULL_STRING)
+        values = np.where(is_string, strings, numbers)
+    return hashint8extended(time ^ (tag * _TAG_MIX), 0) ^ values
 
 
 def _wrapping_sum(hashes: np.ndarray) -> int:
@@ -164,12 +173,13 @@ def stream_fingerprint(
     (RAW_CARRY_IN) and the tag list (TAGS)."""
     carry = _row_hashes(raw_carry_in, "tag_id")
     run_begin = raw_carry_in.column("run_begin_at")
-    run_hash = hashint8extended(_micros(run_begin), _RUN_BEGIN_SEED)
+    run_hash = hashint8extended(_micros(run_begin) ^ _RUN_BEGIN_MIX, 0)
     carry ^= np.where(run_begin.is_null().to_numpy(zero_copy_only=False), _NO_RUN_BEGIN, run_hash)
     death = tags.column("death_at")
-    death_hash = hashint8extended(_micros(death), _DEATH_SEED)
+    death_hash = hashint8extended(_micros(death) ^ _DEATH_MIX, 0)
+    tag_ids = tags.column("tag_id").to_numpy().astype(np.int64)
     tag_hashes = (
-        hashint8extended(tags.column("tag_id").to_numpy().astype(np.int64), _TAG_SEED)
+        hashint8extended((tag_ids * _TAG_MIX) ^ _TAG_KEY_MIX, 0)
         ^ _md5_64(tags.column("tag_name"), 0)
         ^ np.where(death.is_null().to_numpy(zero_copy_only=False), _NO_DEATH, death_hash)
     )
