@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from tagflow.assets.partitions import TenantDays
 from tagflow.assets.resources import SourceDatabase
+from tagflow.errors import SourceDataError, UnknownTenant
 from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.io_managers.day_writer import DayWriter
@@ -112,12 +113,15 @@ def stage_tags(
     source: SourceDatabase, store: DatasetStore, tenant: str
 ) -> tuple[pa.Table, StagedPartition]:
     """The tenant's tag list, sorted by name (codepoint order, as every dataset, for readers'
-    row-group pruning), audited and staged."""
+    row-group pruning), audited and staged. Its metadata counts the tenant's rows that no day
+    holds (a time of ±infinity or NULL, DESIGN §2)."""
     tags = source.read_tags(tenant).sort_by("tag_name")
     audit_table("tags", tags)
     with store.stage("tags", tenant) as writer:
         writer.write(tags)
-        return tags, writer.close()
+        staged = writer.close()
+    staged.metadata["out_of_range_skipped"] = source.count_out_of_range(tenant)
+    return tags, staged
 
 
 def day_assets(partitions: TenantDays) -> dg.AssetsDefinition:
@@ -169,6 +173,10 @@ def day_assets(partitions: TenantDays) -> dg.AssetsDefinition:
                 },
                 allow_retries=False,
             ) from None
+        except (SourceDataError, UnknownTenant) as error:
+            # The source must be fixed first: a retry would read the same thing again.
+            _discard(staged)
+            raise dg.Failure(description=str(error), allow_retries=False) from None
         except BaseException:
             _discard(staged)
             raise

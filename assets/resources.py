@@ -41,8 +41,15 @@ class SourceDatabase(dg.ConfigurableResource):
 
     def read_tags(self, tenant: str) -> pa.Table:
         with connection.connect(self.tenant_url(tenant)) as conn:
-            tenants.require_tenant(conn, tenant)
             return extract.read_tags(conn, tenant)
+
+    def require_tenant(self, tenant: str) -> None:
+        with connection.connect(self.tenant_url(tenant)) as conn:
+            tenants.require_tenant(conn, tenant)
+
+    def count_out_of_range(self, tenant: str) -> int:
+        with connection.connect(self.tenant_url(tenant)) as conn:
+            return extract.count_out_of_range(conn, tenant)
 
     def first_row_time(self, tenant: str) -> datetime | None:
         with connection.connect(self.tenant_url(tenant)) as conn:

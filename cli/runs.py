@@ -114,7 +114,8 @@ def materialize_days(
     if not isinstance(days_per_run, int) or days_per_run < 1:
         raise InvalidArgument("days per run must be a positive whole number")
     definitions = build_definitions(settings)
-    source_database(settings).read_tags(tenant)  # UnknownTenant before any run starts
+    # UnknownTenant or duplicate tag names now, before any run starts
+    source_database(settings).read_tags(tenant)
     if not instance.has_dynamic_partition(TENANT_DIMENSION, tenant):
         instance.add_dynamic_partitions(TENANT_DIMENSION, [tenant])
     reap_orphaned_runs(instance)

@@ -51,3 +51,8 @@ class InvalidDerivedTag(TagflowError, ValueError):
     """A derived tag definition that cannot be used: YAML shape, syntax, an unknown tag, a
     cycle or a name clash. The message says what is wrong and where (line and column of the
     expression), quoting at most a short excerpt of the offending text."""
+
+
+class SourceDataError(TagflowError):
+    """The source holds data tagflow cannot serve correctly (two tags under one name): the
+    message names what to fix; nothing is written or answered for the tenant until then."""

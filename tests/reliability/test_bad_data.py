@@ -1,6 +1,7 @@
 """A corpus of awkward source data materialised through Dagster: every run and check succeeds,
 no row is lost silently (rows in = rows kept + duplicates dropped + orphans skipped, from the
-materialisation metadata) and hand-computed values hold for each awkward case."""
+materialisation metadata, and rows at ±infinity counted as out of range) and hand-computed
+values hold for each awkward case."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def at(hour: int, minute: int = 0, day: int = 2) -> datetime:
     return datetime(2026, 3, day, hour, minute, tzinfo=UTC)
 
 
-# (id, name, death_at); every tag is born long before any row.
+# (id, name, death_at); every tag is born long before any row, but for the ones in BIRTHS.
 TAGS = [
     (1, "bad/nan_inf_null", None),
     (2, "bad/duplicates", None),
@@ -47,7 +48,11 @@ TAGS = [
     (8, ODD_NAME, None),
     (9, "bad/midnight_edges", None),
     (10, "bad/far_past_future", None),
+    (11, "bad/infinite_times", None),
+    (12, "bad/infinite_birth_death", "-infinity"),  # a death at -infinity changes nothing
+    (13, "bad/born_at_infinity", "infinity"),
 ]
+BIRTHS = {12: "-infinity", 13: "infinity"}  # ±infinity births and deaths mean NULL
 NUMERIC = [
     (1, at(12, day=1), 2.0),
     (1, at(1), math.nan),
@@ -74,6 +79,12 @@ NUMERIC = [
     (10, datetime(1900, 1, 1, tzinfo=UTC), 1.0),
     (10, datetime(2200, 1, 1, tzinfo=UTC), 2.0),
     (999, at(12), 5.0),  # no tag 999 in tag_names
+    # No day holds a time of ±infinity: skipped, counted as out of range, never carried in.
+    (11, "-infinity", 1.0),
+    (11, at(8), 3.0),
+    (11, "infinity", 2.0),
+    (12, at(1, day=1), 4.0),
+    (13, at(2), 5.0),
 ]
 STRINGS = [
     (2, at(7), "s"),
@@ -87,7 +98,9 @@ STRINGS = [
     (8, at(10), ODD_VALUE),
     (8, at(11), None),
     (999, at(12, 30), "orphan"),
+    (11, "infinity", "never"),
 ]
+OUT_OF_RANGE = 3
 
 
 def load_corpus(conn, tenant: str) -> None:
@@ -100,7 +113,7 @@ def load_corpus(conn, tenant: str) -> None:
         names = sql.SQL("COPY {}.tag_names (id, normalized_name, birth_at, death_at) FROM STDIN")
         with cur.copy(names.format(s)) as copy:
             for tag_id, name, death in TAGS:
-                copy.write_row((tag_id, name, BIRTH, death))
+                copy.write_row((tag_id, name, BIRTHS.get(tag_id, BIRTH), death))
         with cur.copy(sql.SQL("COPY {}.tag_data FROM STDIN").format(s)) as copy:
             for row in numeric:
                 copy.write_row(row)
@@ -159,6 +172,29 @@ def test_rows_in_equal_rows_kept_plus_counted_skips(corpus, admin_conn):
     # tag 999's number and string skipped.
     assert meta["duplicates_dropped"].value == 5
     assert meta["orphans_skipped"].value == 2
+
+
+def test_rows_at_infinite_times_are_counted_out_of_range(corpus):
+    tenant, store, instance, _ = corpus
+    records = instance.fetch_materializations(dg.AssetKey("tags"), limit=10).records
+    assert len(records) == 2
+    for record in records:
+        assert record.asset_materialization.metadata["out_of_range_skipped"].value == OUT_OF_RANGE
+    assert rows_of(store.read("carry_in", tenant, DAY), "bad/infinite_times") == []
+    (span,) = rows_of(store.read("spans", tenant, DAY), "bad/infinite_times")
+    assert (span["value_double"], span["begin_at"], span["end_at"]) == (3.0, at(8), D1)
+    assert span["raw_end_at"] is None  # the row at +infinity is no transition
+
+
+def test_infinite_births_and_deaths_mean_none(corpus):
+    tenant, store, _, _ = corpus
+    tags = {row["tag_name"]: row for row in store.read("tags", tenant).to_pylist()}
+    for name in ("bad/infinite_birth_death", "bad/born_at_infinity"):
+        assert (tags[name]["birth_at"], tags[name]["death_at"]) == (None, None)
+    (alive,) = rows_of(store.read("spans", tenant, DAY), "bad/infinite_birth_death")
+    assert (alive["value_double"], alive["begin_at"], alive["end_at"]) == (4.0, D0, D1)
+    (born,) = rows_of(store.read("spans", tenant, DAY), "bad/born_at_infinity")
+    assert (born["value_double"], born["begin_at"], born["end_at"]) == (5.0, at(2), D1)
 
 
 def test_duplicates_resolve_as_design_says(corpus):
