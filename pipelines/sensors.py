@@ -1,6 +1,8 @@
 """Tenant discovery: a sensor that registers tenants found in the source as dynamic partitions,
 backfills each new tenant's past days a bounded slice per tick, and reports (never deletes)
-tenants that have left the source."""
+tenants that have left the source. Late data: a sensor that reruns the recent tenant-days whose
+source changed. In both, one tenant's error is logged and reported for it, and the tick carries
+on for the others."""
 
 import json
 from collections.abc import Callable, Mapping
@@ -8,10 +10,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import psycopg
 
 from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key, tenants
 from tagflow.assets.resources import SourceDatabase
-from tagflow.pipelines.schedules import TRIGGER_TAG, all_assets_job, previous_utc_day, run_key
+from tagflow.pipelines.schedules import (
+    TENANT_ERRORS,
+    TRIGGER_TAG,
+    all_assets_job,
+    describe_tenant_error,
+    previous_utc_day,
+    run_key,
+    summarise_failures,
+)
 from tagflow.settings import Settings
 from tagflow.source import connection, fingerprints
 
@@ -36,10 +47,13 @@ class DiscoveryState:
 
     `backfill` holds the new tenants whose history is still being launched; `missing` holds
     the registered tenants that the source no longer lists, so each is reported once when it
-    disappears and once when it comes back."""
+    disappears and once when it comes back. `failed` reports, by tenant, the error of each new
+    tenant the last tick could not read (`Class: message`); it is in the cursor only while a
+    tenant fails, and only to be seen in the UI: every tick tries such a tenant again."""
 
     backfill: dict[str, PendingBackfill] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_cursor(cls, cursor: str | None) -> "DiscoveryState":
@@ -50,14 +64,21 @@ class DiscoveryState:
             tenant: PendingBackfill(date.fromisoformat(d["next"]), date.fromisoformat(d["last"]))
             for tenant, d in raw.get("backfill", {}).items()
         }
-        return cls(backfill=backfill, missing=list(raw.get("missing", [])))
+        return cls(
+            backfill=backfill,
+            missing=list(raw.get("missing", [])),
+            failed=dict(raw.get("failed", {})),
+        )
 
     def to_cursor(self) -> str:
         backfill = {
             tenant: {"next": p.next_day.isoformat(), "last": p.last_day.isoformat()}
             for tenant, p in self.backfill.items()
         }
-        return json.dumps({"backfill": backfill, "missing": sorted(self.missing)}, sort_keys=True)
+        state: dict[str, object] = {"backfill": backfill, "missing": sorted(self.missing)}
+        if self.failed:
+            state["failed"] = self.failed
+        return json.dumps(state, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,7 @@ def plan_discovery(
     last_complete_day: date,
     days_per_tick: int,
     first_days: Mapping[str, date | None] | None = None,
+    failed: Mapping[str, str] | None = None,
 ) -> DiscoveryTick:
     """Compare the source's tenants with the registered ones and pick this tick's backfill.
 
@@ -86,9 +108,14 @@ def plan_discovery(
     `first_day`; a tenant without rows is not queued) through
     `last_complete_day`; queued tenants are served in name order, `days_per_tick` tenant-days
     in all, so one tenant's history completes before the next one's starts. A queued tenant
-    that leaves the source is dropped from the queue."""
+    that leaves the source is dropped from the queue.
+
+    A new tenant in `failed` (its first row could not be read; the error by tenant) is neither
+    registered nor queued, since its backfill could not start where its history does: it stays
+    new, so the next tick tries it again, and the state reports it."""
+    failed = dict(failed or {})
     in_source = set(source_tenants)
-    new_tenants = sorted(in_source - set(registered))
+    new_tenants = sorted(in_source - set(registered) - set(failed))
     gone = sorted(set(registered) - in_source)
 
     queue = {t: p for t, p in state.backfill.items() if t in in_source}
@@ -110,7 +137,7 @@ def plan_discovery(
             day += timedelta(days=1)
         if day <= last_day:
             remaining[tenant] = PendingBackfill(day, last_day)
-    return DiscoveryTick(new_tenants, chosen, gone, DiscoveryState(remaining, gone))
+    return DiscoveryTick(new_tenants, chosen, gone, DiscoveryState(remaining, gone, failed))
 
 
 def _utc_now() -> datetime:
@@ -136,7 +163,9 @@ def build_tenant_discovery_sensor(
             "discovery (later days are the daily schedule's), at most "
             f"{days_per_tick} tenant-days per tick, continuing on later ticks through the "
             "cursor. Tenants that leave the source are reported in the log and kept: their "
-            "partitions and datasets are never deleted."
+            "partitions and datasets are never deleted. A new tenant that cannot be read is "
+            "reported (log, cursor, skip reason) and tried again on the next tick; the others "
+            "carry on."
         ),
     )
     def tenant_discovery(
@@ -149,7 +178,19 @@ def build_tenant_discovery_sensor(
         registered = context.instance.get_dynamic_partitions(TENANT_DIMENSION)
         source_tenants = source.list_tenants()
         new_tenants = sorted(set(source_tenants) - set(registered))
-        first_rows = {tenant: source.first_row_time(tenant) for tenant in new_tenants}
+        first_days: dict[str, date | None] = {}
+        failed: dict[str, str] = {}
+        for tenant in new_tenants:
+            try:
+                first_row = source.first_row_time(tenant)
+            except TENANT_ERRORS as error:
+                failed[tenant] = describe_tenant_error(error)
+                context.log.warning(
+                    f"tenant {tenant!r} is not registered yet: reading its first row time "
+                    f"failed ({failed[tenant]}); it is tried again on the next tick"
+                )
+                continue
+            first_days[tenant] = None if first_row is None else first_row.date()
         tick = plan_discovery(
             source_tenants,
             registered,
@@ -157,7 +198,8 @@ def build_tenant_discovery_sensor(
             first_day,
             previous_utc_day(clock()),
             days_per_tick,
-            first_days={t: None if at is None else at.date() for t, at in first_rows.items()},
+            first_days=first_days,
+            failed=failed,
         )
         for tenant in sorted(set(tick.gone) - set(state.missing)):
             context.log.warning(
@@ -178,7 +220,11 @@ def build_tenant_discovery_sensor(
             for tenant, day in tick.backfill_days
         ]
         adds = [tenants.build_add_request(tick.new_tenants)] if tick.new_tenants else []
-        skip = None if requests or adds else "no new tenants and no backfill pending"
+        skip = None
+        if not requests and not adds:
+            skip = "no new tenants and no backfill pending"
+            if failed:
+                skip += f"; {summarise_failures(failed)}"
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=adds,
@@ -215,6 +261,30 @@ def recorded_source_version(instance: dg.DagsterInstance, tenant: str, day: str)
     return recorded_source_versions(instance, [key]).get(key)
 
 
+def late_run_requests(
+    conn: psycopg.Connection,
+    tenant: str,
+    days: list[tuple[date, str]],
+    recorded: Mapping[str, str],
+) -> list[dg.RunRequest]:
+    """A run request for each materialised day of `tenant` ((day, partition key) pairs) whose
+    source fingerprint differs now from the data version its transitions were built from."""
+    requests = []
+    for day, key in days:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        current = fingerprints.day_fingerprint(conn, tenant, start, start + timedelta(days=1))
+        if current.version != recorded[key]:
+            requests.append(
+                dg.RunRequest(
+                    # One run per new source state, however often the sensor ticks.
+                    run_key=f"{run_key(tenant, day.isoformat())}|{current.version}",
+                    partition_key=tenant_day_key(tenant, day.isoformat()),
+                    tags={TRIGGER_TAG: "late_data", "tagflow/source_version": current.version},
+                )
+            )
+    return requests
+
+
 def build_late_data_sensor(
     settings: Settings, clock: Callable[[], datetime] = _utc_now
 ) -> dg.SensorDefinition:
@@ -232,10 +302,14 @@ def build_late_data_sensor(
             "with its run start, and the tag list, checksummed in SQL) and re-materialises "
             "each materialised tenant-day whose fingerprint differs from the data version "
             "its transitions were built from. A late row changes its own day and every later "
-            "day whose carry-in or run start it changes, so all of those rerun."
+            "day whose carry-in or run start it changes, so all of those rerun. A tenant "
+            "that cannot be read is reported (log, skip reason) and checked again on the next "
+            "tick; the others carry on."
         ),
     )
-    def late_data(context: dg.SensorEvaluationContext, source: SourceDatabase):
+    def late_data(
+        context: dg.SensorEvaluationContext, source: SourceDatabase
+    ) -> list[dg.RunRequest] | dg.SkipReason:
         last_day = previous_utc_day(clock())
         days = sorted(last_day - timedelta(days=n) for n in range(lookback_days))
         keys = {
@@ -244,32 +318,43 @@ def build_late_data_sensor(
             for day in days
         }
         recorded = recorded_source_versions(context.instance, list(keys.values()))
-        # Never materialised: the schedule or a backfill owns it.
-        materialised = [(t, d, key) for (t, d), key in keys.items() if key in recorded]
+        materialised: dict[str, list[tuple[date, str]]] = {}
+        for (tenant, day), key in keys.items():
+            # Never materialised: the schedule or a backfill owns it.
+            if key in recorded:
+                materialised.setdefault(tenant, []).append((day, key))
         if not materialised:
             return dg.SkipReason("every recent tenant-day matches its source fingerprint")
-        requests = []
-        # One session for the whole tick: a connection per tenant-day took 3.9 s of a tick at
-        # 50 tenants × 7 days.
-        with connection.connect(source.resolved_url()) as conn:
-            for tenant, day, key in materialised:
-                start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-                end = start + timedelta(days=1)
-                current = fingerprints.day_fingerprint(conn, tenant, start, end)
-                if current.version != recorded[key]:
-                    requests.append(
-                        dg.RunRequest(
-                            # One run per new source state, however often the sensor ticks.
-                            run_key=f"{run_key(tenant, day.isoformat())}|{current.version}",
-                            partition_key=tenant_day_key(tenant, day.isoformat()),
-                            tags={
-                                TRIGGER_TAG: "late_data",
-                                "tagflow/source_version": current.version,
-                            },
-                        )
+        requests: list[dg.RunRequest] = []
+        failed: dict[str, str] = {}
+        # One session for the whole tick (a connection per tenant-day took 3.9 s of a tick at
+        # 50 tenants × 7 days); a new one only after a tenant's error broke it. A session that
+        # cannot be opened fails the tick: the source is down for every tenant alike.
+        conn: psycopg.Connection | None = None
+        try:
+            for tenant, tenant_days in materialised.items():
+                if conn is None or conn.closed or conn.broken:
+                    if conn is not None:
+                        conn.close()
+                    conn = connection.connect(source.resolved_url())
+                try:
+                    requests += late_run_requests(conn, tenant, tenant_days, recorded)
+                except TENANT_ERRORS as error:
+                    failed[tenant] = describe_tenant_error(error)
+                    context.log.warning(
+                        f"tenant {tenant!r} is skipped this tick: fingerprinting its recent "
+                        f"days failed ({failed[tenant]}); it is checked again on the next tick"
                     )
-        if not requests:
-            return dg.SkipReason("every recent tenant-day matches its source fingerprint")
-        return requests
+        finally:
+            if conn is not None:
+                conn.close()
+        if requests:
+            return requests
+        if failed:
+            return dg.SkipReason(
+                "every recent tenant-day of the other tenants matches its source fingerprint; "
+                + summarise_failures(failed)
+            )
+        return dg.SkipReason("every recent tenant-day matches its source fingerprint")
 
     return late_data

@@ -179,9 +179,14 @@ SELECT n.id, ci.t, cv.vd, cv.vs, cv.is_string, rb.run_begin_at
 
 
 # The earliest row of the tenant: min() of each table's time index, read from its low end.
+# Rows at ±infinity are in no day (DESIGN §2), so they start no history (and psycopg could not
+# convert them): isfinite() written as a range, which the index serves, where a filter would
+# walk every −infinity row first.
 _FIRST_ROW = """
-SELECT LEAST((SELECT min(tag_value_changed_at) FROM {s}.tag_data),
-             (SELECT min(tag_value_changed_at) FROM {s}.tag_data_str))
+SELECT LEAST((SELECT min(tag_value_changed_at) FROM {s}.tag_data
+               WHERE tag_value_changed_at > '-infinity' AND tag_value_changed_at < 'infinity'),
+             (SELECT min(tag_value_changed_at) FROM {s}.tag_data_str
+               WHERE tag_value_changed_at > '-infinity' AND tag_value_changed_at < 'infinity'))
 """
 
 
@@ -234,7 +239,9 @@ def _require_unique_names(ids: list[int], names: list[str]) -> None:
         else:
             seen[name] = tag_id
     if clashes:
-        shown = "; ".join(clashes[:5]) + (f"; and {len(clashes) - 5} more" if len(clashes) > 5 else "")
+        shown = "; ".join(clashes[:5]) + (
+            f"; and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+        )
         raise SourceDataError(
             f"the tenant's tag names are not unique ({shown}); rename or remove the duplicates "
             "in tag_names: nothing is materialised or served for the tenant until then"
@@ -250,8 +257,9 @@ def count_out_of_range(conn: psycopg.Connection, tenant: str) -> int:
 
 
 def first_row_time(conn: psycopg.Connection, tenant: str) -> datetime | None:
-    """Time of the tenant's earliest row in either table (None when it has no rows); two
-    index look-ups, so a new tenant's backfill can start where its history does."""
+    """Time of the tenant's earliest row in either table, rows at ±infinity left out (None
+    when it has no other rows); two index look-ups, so a new tenant's backfill can start where
+    its history does."""
     require_tenant(conn, tenant)
     with source_errors("reading the first row time"):
         row = conn.execute(sql.SQL(_FIRST_ROW).format(s=sql.Identifier(tenant))).fetchone()

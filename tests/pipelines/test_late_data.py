@@ -13,6 +13,7 @@ from tagflow.pipelines.sensors import build_late_data_sensor, recorded_source_ve
 from tagflow.settings import Settings
 from tagflow.source.connection import connect
 from tagflow.source.fingerprints import day_fingerprint
+from tests.conftest import drop_tenant
 
 NOW = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
 
@@ -89,6 +90,11 @@ def test_late_rows_rerun_exactly_the_days_they_change(
     assert requested_days(tick(instance, pg_url)) == ["2026-03-01", "2026-03-02", "2026-03-03"]
 
 
+def requested_tenant_days(requests) -> list[tuple[str, str]]:
+    keys = [r.partition_key.keys_by_dimension for r in requests]
+    return sorted((k["tenant"], k["date"]) for k in keys)
+
+
 def rerun(tenant, instance, pg_url, root, requests) -> None:
     for day in requested_days(requests):
         start = date.fromisoformat(day)
@@ -100,3 +106,47 @@ def rerun(tenant, instance, pg_url, root, requests) -> None:
             Settings(source_url=pg_url, store=str(root)),
         )
         assert all(run.success for run in runs)
+
+
+def test_a_tenant_whose_schema_disappeared_does_not_hide_the_late_rows_of_the_others(
+    tenant_three_days, make_tenant, admin_conn, pg_url, tmp_path, capfd
+):
+    """Issue 17: the tick raised UnknownTenant for a registered tenant whose schema was gone,
+    so the late rows of every other tenant went unnoticed for as long as the lookback lasts.
+    Three healthy tenants and one dropped, all materialised by real runs: the healthy ones
+    get exactly the requests a late row gets them alone, the dropped one is reported."""
+    tenant, instance = tenant_three_days
+    one_day = []
+    for _ in range(3):
+        name = make_tenant().name
+        names = sql.SQL("INSERT INTO {}.tag_names (normalized_name) VALUES ('one')")
+        admin_conn.execute(names.format(sql.Identifier(name)))
+        insert(admin_conn, name, [(1, at(2, 10), 1.0), (1, at(3, 10), 2.0)])
+        runs = materialize_days(
+            name,
+            date(2026, 3, 3),
+            date(2026, 3, 4),
+            instance,
+            Settings(source_url=pg_url, store=str(tmp_path)),
+        )
+        assert all(run.success for run in runs)
+        one_day.append(name)
+    gone, healthy = one_day[0], one_day[1:]
+
+    # As in the first test: 03-01 and 03-02 for `tenant`; the late row of 03-03 for the others.
+    insert(admin_conn, tenant, [(2, at(1, 20), 7.0)])
+    for name in [gone, *healthy]:
+        insert(admin_conn, name, [(1, at(3, 20), 3.0)])
+    drop_tenant(admin_conn, gone)
+    capfd.readouterr()
+
+    requests = tick(instance, pg_url)
+    assert requested_tenant_days(requests) == sorted(
+        [(tenant, "2026-03-01"), (tenant, "2026-03-02")]
+        + [(name, "2026-03-03") for name in healthy]
+    )
+    log = capfd.readouterr().err
+    warnings = [line for line in log.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, log
+    assert f"tenant {gone!r}" in warnings[0] and "UnknownTenant" in warnings[0]
+    assert pg_url not in log

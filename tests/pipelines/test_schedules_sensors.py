@@ -7,16 +7,26 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import dagster as dg
+import psycopg
 import pytest
 from psycopg import sql
 
 from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
 from tagflow.assets.resources import SourceDatabase
+from tagflow.errors import UnknownTenant
 from tagflow.pipelines.definitions import build_definitions
 from tagflow.pipelines.schedules import (
+    addressable_tenants,
     build_daily_schedule,
+    describe_tenant_error,
+    summarise_failures,
 )
-from tagflow.pipelines.sensors import build_tenant_discovery_sensor
+from tagflow.pipelines.sensors import (
+    DiscoveryState,
+    PendingBackfill,
+    build_tenant_discovery_sensor,
+    plan_discovery,
+)
 from tagflow.settings import Settings
 from tests.conftest import drop_tenant
 
@@ -293,3 +303,91 @@ def test_backfill_starts_at_the_first_row_and_skips_a_tenant_without_rows(
     assert {late, empty} <= added
     mine = [k for k in keys(result.run_requests) if late in k[0] or empty in k[0]]
     assert mine == expected([(late, "2026-03-02"), (late, "2026-03-03")])
+
+
+# ---------------------------------------------------------------- one tenant's failure
+
+
+def test_plan_discovery_leaves_a_tenant_it_could_not_read_new_and_reports_it():
+    """A failed tenant is neither registered nor queued (its history's start is unknown), and
+    takes no backfill slot from the others; the next plan without the failure treats it as
+    any new tenant."""
+    failed = {"b": "DataError: timestamp too small (before year 1)"}
+    first_days = {"a": date(2026, 3, 2), "c": date(2026, 3, 3)}
+    tick = plan_discovery(
+        ["a", "b", "c"],
+        [],
+        DiscoveryState(),
+        date(2026, 3, 1),
+        date(2026, 3, 3),
+        2,
+        first_days=first_days,
+        failed=failed,
+    )
+    assert tick.new_tenants == ["a", "c"]
+    assert tick.backfill_days == [("a", "2026-03-02"), ("a", "2026-03-03")]
+    assert tick.state == DiscoveryState(
+        {"c": PendingBackfill(date(2026, 3, 3), date(2026, 3, 3))}, [], failed
+    )
+    assert DiscoveryState.from_cursor(tick.state.to_cursor()) == tick.state
+
+    retry = plan_discovery(
+        ["a", "b", "c"],
+        ["a", "c"],
+        tick.state,
+        date(2026, 3, 1),
+        date(2026, 3, 3),
+        2,
+        first_days={"b": date(2026, 3, 1)},
+    )
+    assert retry.new_tenants == ["b"]
+    assert retry.backfill_days == [("b", "2026-03-01"), ("b", "2026-03-02")]
+    assert json.loads(retry.state.to_cursor()) == {
+        "backfill": {
+            "b": {"next": "2026-03-03", "last": "2026-03-03"},
+            "c": {"next": "2026-03-03", "last": "2026-03-03"},
+        },
+        "missing": [],
+    }
+
+
+def test_addressable_tenants_sets_aside_names_no_run_can_read():
+    valid, invalid = addressable_tenants(["plant_b", "plant|x", "plant_a", "Plant-A"])
+    assert valid == ["plant_a", "plant_b"]
+    assert sorted(invalid) == ["Plant-A", "plant|x"]
+    assert all(error.startswith("InvalidName: invalid tenant name") for error in invalid.values())
+
+
+def test_tenant_errors_are_described_without_sql_or_connection_details(admin_conn, make_tenant):
+    """Real driver errors: a statement's error names the column, not the statement psycopg's
+    own text quotes; a failed connection names neither host nor password."""
+    tenant = make_tenant().name
+    query = sql.SQL("SELECT no_such_column FROM {}.tag_data").format(sql.Identifier(tenant))
+    with pytest.raises(psycopg.Error) as raised:
+        admin_conn.execute(query)
+    assert "LINE 1" in str(raised.value)
+    assert describe_tenant_error(raised.value) == (
+        'UndefinedColumn: column "no_such_column" does not exist'
+    )
+
+    with pytest.raises(psycopg.OperationalError) as raised:
+        psycopg.connect("postgresql://reader:s3cret@127.0.0.1:1/plant", connect_timeout=2)
+    described = describe_tenant_error(raised.value)
+    assert described == "OperationalError: the connection to the source database failed"
+
+    with pytest.raises(psycopg.DataError) as raised:
+        admin_conn.execute("SELECT '-infinity'::timestamptz").fetchone()
+    assert describe_tenant_error(raised.value).startswith("DataError: timestamp too small")
+
+    long = describe_tenant_error(UnknownTenant("x" * 1000))
+    assert len(long) < 320 and long.endswith("…")
+
+
+def test_summary_of_failures_names_a_few_tenants_and_counts_the_rest():
+    failures = {f"t{n}": "UnknownTenant: gone" for n in range(7)}
+    assert summarise_failures({"t0": "UnknownTenant: gone"}) == (
+        "1 tenant failed: t0 (UnknownTenant: gone)"
+    )
+    summary = summarise_failures(failures)
+    assert summary.startswith("7 tenants failed: t0 (UnknownTenant: gone); t1")
+    assert summary.endswith("t4 (UnknownTenant: gone); and 2 more")
