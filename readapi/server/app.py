@@ -31,6 +31,7 @@ from tagflow.readapi.engine.coverage import DEFAULT_TTL_S, CoverageIndex, TagCat
 from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S
 from tagflow.readapi.engine.reader import DEFAULT_MAX_SOURCE_DAYS, TenantReader
 from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE, UNAVAILABLE_MESSAGE, wire_error
+from tagflow.readapi.server import ui
 from tagflow.readapi.server.keys import KeyFileError, KeyStore
 from tagflow.readapi.server.limits import ServerLimits, uvicorn_config
 from tagflow.readapi.server.request_body import RequestBodyLimits
@@ -175,6 +176,7 @@ def create_app(
         return {"status": "ok"}
 
     app.include_router(router)
+    app.include_router(ui.router)  # the /ui page over these routes
     return app
 
 

@@ -1,5 +1,6 @@
 """The Dagster UI: `dagster-webserver -w workspace.yaml` on a loopback port loads the tagflow code
-location, and its GraphQL API reports the asset graph and the tenant × day partitions."""
+location, and its GraphQL API reports the asset graph, the tenant × day partitions and, after a
+real run, Dagster's standard metadata of each dataset (row count, relation, column schema)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import httpx
+import pyarrow.parquet as pq
 import pytest
 
-from tagflow.assets.partitions import TENANT_DIMENSION
+from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
+from tagflow.cli.runs import materialize_days
+from tagflow.demo.synthetic_plant import PlantSummary
+from tagflow.io_managers import DatasetStore
 from tagflow.pipelines.instance import PG_URL_ENV, dagster_instance
+from tagflow.schemas.registry import dataset as registered
 from tagflow.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +69,22 @@ query ($name: String!) { partitionSetOrError(
     __typename ... on Partitions { results { name } } } }
 } }
 """
+# What the catalog reads of a partition's latest materialisation: the Columns tab takes the
+# `dagster/column_schema` TableSchemaMetadataEntry of the materialisation's metadataEntries
+# (falling back to the definition's), and the overview plots `dagster/row_count`.
+LATEST_MATERIALIZATION = """
+query ($path: [String!]!, $partition: String!) { assetNodeOrError(assetKey: {path: $path}) {
+  ... on AssetNode { assetMaterializations(partitions: [$partition], limit: 1) {
+    partition
+    metadataEntries {
+      __typename label
+      ... on IntMetadataEntry { intValue intRepr }
+      ... on TextMetadataEntry { text }
+      ... on TableSchemaMetadataEntry { schema { columns { name type } } }
+    }
+  } }
+} }
+"""
 
 
 def free_port() -> int:
@@ -68,24 +93,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """dagster-webserver on a free loopback port with a fresh SQLite instance that knows two
-    tenants; yields its base URL and stops it (and its code server) afterwards."""
-    home = tmp_path_factory.mktemp("dagster_home")
+@contextmanager
+def running_webserver(home: Path, store: Path) -> Iterator[str]:
+    """dagster-webserver on a free loopback port over the SQLite instance in `home` and the
+    dataset store `store`; yields its base URL and stops it (and its code server) afterwards."""
     env = {key: value for key, value in os.environ.items() if key != PG_URL_ENV}
     # The code location needs a source URL to load; the UI never connects to it here.
     env.update(
         DAGSTER_HOME=str(home),
-        TAGFLOW_STORE=str(home / "store"),
+        TAGFLOW_STORE=str(store),
         TAGFLOW_SOURCE_URL="postgresql://nobody@127.0.0.1:1/none",
     )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DAGSTER_HOME", str(home))
-        patch.delenv(PG_URL_ENV, raising=False)
-        instance = dagster_instance(Settings.from_env())
-        instance.add_dynamic_partitions(TENANT_DIMENSION, TENANTS)
-        instance.dispose()
     port = free_port()
     log = (home / "webserver.log").open("wb")
     server = subprocess.Popen(
@@ -108,6 +126,56 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+
+
+@contextmanager
+def home_instance(home: Path) -> Iterator[dg.DagsterInstance]:
+    """The SQLite instance of a fresh DAGSTER_HOME, as the webserver started there will see it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(home))
+        patch.delenv(PG_URL_ENV, raising=False)
+        instance = dagster_instance(Settings.from_env())
+        try:
+            yield instance
+        finally:
+            instance.dispose()
+
+
+@pytest.fixture(scope="module")
+def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The webserver over a fresh instance that knows two tenants and has no runs."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    with home_instance(home) as instance:
+        instance.add_dynamic_partitions(TENANT_DIMENSION, TENANTS)
+    with running_webserver(home, home / "store") as url:
+        yield url
+
+
+@dataclass(frozen=True)
+class Materialised:
+    """A webserver whose instance recorded the run of one real tenant-day."""
+
+    url: str
+    store: DatasetStore
+    tenant: str
+    day: date
+
+
+@pytest.fixture(scope="module")
+def materialised(
+    tmp_path_factory: pytest.TempPathFactory, pg_url: str, small_plant: PlantSummary
+) -> Iterator[Materialised]:
+    """Every asset of one small-plant tenant-day materialised into the instance of a fresh home
+    (its own, so the tenants the other tests count stay two), then the webserver over it."""
+    home = tmp_path_factory.mktemp("dagster_home_materialised")
+    store = home / "store"
+    tenant, day = small_plant.tenants[0].tenant, small_plant.start.date()
+    with home_instance(home) as instance:
+        settings = Settings(source_url=pg_url, store=str(store))
+        runs = materialize_days(tenant, day, day + timedelta(days=1), instance, settings)
+        assert [run.success for run in runs] == [True]
+    with running_webserver(home, store) as url:
+        yield Materialised(url, DatasetStore(store), tenant, day)
 
 
 def wait_until_serving(url: str, server: subprocess.Popen, log: Path) -> None:
@@ -166,3 +234,40 @@ def test_webserver_reports_the_partition_set_of_the_asset_job(webserver):
     names = [p["name"] for p in partition_set["partitionsOrError"]["results"]]
     # Multi-partition keys are `date|tenant`, day-major.
     assert names == [f"{day}|{tenant}" for day in (START_DATE, SECOND_DAY) for tenant in TENANTS]
+
+
+def test_webserver_shows_dagsters_standard_metadata_of_a_materialised_partition(materialised):
+    """Row count, relation identifier and columns of every dataset's latest materialisation,
+    as the catalog reads them, match the published Parquet file."""
+    partition = str(tenant_day_key(materialised.tenant, materialised.day.isoformat()))
+    for dataset in sorted(ASSET_KEYS):
+        data = graphql(
+            materialised.url, LATEST_MATERIALIZATION, path=[dataset], partition=partition
+        )
+        [event] = data["assetNodeOrError"]["assetMaterializations"]
+        assert event["partition"] == partition
+        entries = {entry["label"]: entry for entry in event["metadataEntries"]}
+        day = materialised.day if registered(dataset).dated else None
+        path = materialised.store.partition_path(dataset, materialised.tenant, day)
+        written = pq.ParquetFile(str(path))
+
+        rows = entries["dagster/row_count"]
+        assert rows["__typename"] == "IntMetadataEntry"
+        assert int(rows["intRepr"]) == rows["intValue"] == written.metadata.num_rows
+
+        relation = entries["dagster/relation_identifier"]
+        assert relation["__typename"] == "TextMetadataEntry"
+        # The partition's place in the store, relative to its root (which stays private).
+        assert str(path).endswith("/" + relation["text"] + "/part-0.parquet")
+        assert relation["text"].startswith(f"{dataset}/tenant={materialised.tenant}")
+        assert str(materialised.store.root) not in relation["text"]
+
+        columns = entries["dagster/column_schema"]
+        assert columns["__typename"] == "TableSchemaMetadataEntry"
+        # The columns of the file, typed as the dataset's one Arrow schema names them (a file
+        # read back spells a map's item field its own way: `map<string, double ('held_s')>`).
+        schema = registered(dataset).schema
+        assert [c["name"] for c in columns["schema"]["columns"]] == written.schema_arrow.names
+        assert [c["type"] for c in columns["schema"]["columns"]] == [
+            str(field.type) for field in schema
+        ]

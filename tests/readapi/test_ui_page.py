@@ -1,0 +1,254 @@
+"""The /ui page in a real browser: Playwright drives Debian's chromium against the read service
+over a small materialised store. With a tenant's key, the page searches and picks a numeric tag
+and charts one twa point per bucket of the width the range calls for (the client's
+sample_metric_data answer, point for point), then picks a string tag and draws its spans, whose
+hover text shows their raw bounds. Everything the page loads comes from the service itself,
+and the key never reaches a URL.
+
+Chromium is Debian's package (`apt-get install chromium`). When it
+is missing the test installs it where it can (root with apt-get); it skips, saying why, only
+when that is impossible."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Request, sync_playwright
+
+from tagflow.demo.synthetic_plant import PlantSummary
+from tagflow.io_managers import DatasetStore
+from tagflow.readapi import Client
+from tagflow.readapi.server.app import create_app
+from tagflow.readapi.server.keys import KeyStore
+from tagflow.readapi.server.ui import plotly_js
+from tests.readapi.conftest import BackgroundServer
+from tests.stores import materialise_from_source
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Headless, and nothing that would reach beyond the machine (plants are air-gapped; so is CI).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+INSTALL_TIMEOUT_S = 900
+WAIT_MS = 15_000
+# Two days: the page picks 15-minute buckets for ranges over one day, up to a week.
+START = datetime(2026, 3, 1, tzinfo=UTC)
+END = START + timedelta(days=2)
+WIDTH = "15m"
+
+
+def chromium() -> Path:
+    """Debian's chromium, installed with apt-get when it is missing and this process may."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    apt_get = shutil.which("apt-get")
+    if apt_get is None or os.geteuid() != 0:
+        pytest.skip(
+            f"{CHROMIUM} is missing and cannot be installed here (needs root and apt-get): "
+            "install Debian's chromium (`sudo apt-get install chromium`) to run the browser test"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in ([apt_get, "update", "-q"], [apt_get, "install", "-y", "-q", "chromium"]):
+        try:
+            done = subprocess.run(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=INSTALL_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.skip(f"`{' '.join(command[1:])}` for chromium ran over {INSTALL_TIMEOUT_S} s")
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+            pytest.skip(f"chromium could not be installed with apt-get: {tail}")
+    if not CHROMIUM.exists():
+        pytest.skip(f"apt-get installed chromium, but {CHROMIUM} is still missing")
+    return CHROMIUM
+
+
+@dataclass(frozen=True)
+class Service:
+    """The read service over one materialised tenant, and the tenant's numeric and string tags."""
+
+    url: str
+    tenant: str
+    key: str
+    numeric_tag: str
+    string_tag: str
+
+    def client(self) -> Client:
+        return Client(host=self.url, tenant=self.tenant, api_key=self.key)
+
+
+@pytest.fixture(scope="module")
+def service(
+    small_plant: PlantSummary, pg_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    root = tmp_path_factory.mktemp("ui-store")
+    tenant = small_plant.tenants[0].tenant
+    days = [date(2026, 3, 1) + timedelta(days=n) for n in range(3)]
+    materialise_from_source(pg_url, root, tenant, days)
+    tags = DatasetStore(root).read("tags", tenant).to_pylist()
+    numeric = next(t["tag_name"] for t in tags if "analog" in t["tag_name"])
+    string = next(t["tag_name"] for t in tags if t["value_kind"] == "string")
+    keys = KeyStore(root.parent / "ui-keys.json")
+    keys.add(tenant, small_plant.api_keys[tenant])
+    with BackgroundServer(create_app(root, keys.path, pg_url)) as server:
+        yield Service(server.url, tenant, small_plant.api_keys[tenant], numeric, string)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def pick_tag(page: Page, name: str) -> None:
+    """Search for `name` and pick it from the list; wait until its chart is drawn."""
+    page.fill("#search", name.rsplit("/", 1)[-1])
+    page.click(f'#tag-list button[data-tag="{name}"]')
+    page.wait_for_function(
+        "name => document.getElementById('chart').dataset.tag === name", arg=name, timeout=WAIT_MS
+    )
+
+
+def trace(page: Page, name: str) -> dict:
+    """The x and y of the chart's trace called `name`."""
+    return page.evaluate(
+        """name => {
+            const found = document.getElementById('chart').data.find(t => t.name === name);
+            return {x: Array.from(found.x), y: Array.from(found.y)};
+        }""",
+        name,
+    )
+
+
+def hover_text_at(page: Page, at: datetime) -> str:
+    """Move the mouse onto the timeline at time `at` and read the hover label Plotly shows."""
+    x, y = page.evaluate(
+        """ms => {
+            const chart = document.getElementById('chart');
+            const layout = chart._fullLayout, box = chart.getBoundingClientRect();
+            return [box.left + layout._size.l + layout.xaxis.l2p(ms),
+                    box.top + layout._size.t + layout._size.h / 2];
+        }""",
+        at.timestamp() * 1000,
+    )
+    page.mouse.move(x, y)
+    label = page.wait_for_selector(".hoverlayer .hovertext", timeout=WAIT_MS)
+    return label.text_content() or ""
+
+
+def test_page_charts_a_numeric_tag_per_bucket_and_shows_raw_bounds_of_spans(service, browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    requests: list[Request] = []
+    problems: list[str] = []
+    page.on("request", lambda request: requests.append(request))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(f"{service.url}/ui")
+        page.fill("#key", "tf_not_a_key")
+        page.click("#key-form button[type=submit]")
+        page.wait_for_selector("#key-error:has-text('refused')", timeout=WAIT_MS)
+        page.fill("#key", service.key)
+        page.click("#key-form button[type=submit]")
+        page.wait_for_selector("#tag-list button", timeout=WAIT_MS)
+        page.fill("#start", START.strftime("%Y-%m-%dT%H:%M"))
+        page.fill("#end", END.strftime("%Y-%m-%dT%H:%M"))
+
+        # A numeric tag: twa with its min/max band, one point per 15-minute bucket.
+        tag = service.numeric_tag
+        pick_tag(page, tag)
+        expected = service.client().sample_metric_data(
+            WIDTH, tag_names=tag, time_range=(START, END)
+        )
+        assert len(expected) == (END - START) // timedelta(minutes=15)
+        twa = trace(page, "twa")
+        assert len(twa["x"]) == len(twa["y"]) == len(expected)
+        assert [datetime.fromisoformat(x) for x in twa["x"]] == list(expected["time"])
+        for shown, answered in zip(twa["y"], expected[tag], strict=True):
+            assert (shown is None) if math.isnan(answered) else shown == answered
+        # The band: each bucket's min and max, wherever the tag held a number.
+        low, high = (
+            service.client().sample_metric_data(
+                WIDTH, aggregate_function=aggregate, tag_names=tag, time_range=(START, END)
+            )[tag]
+            for aggregate in ("min", "max")
+        )
+        band = trace(page, "min–max")
+        assert sorted(
+            (datetime.fromisoformat(x), y) for x, y in zip(band["x"], band["y"], strict=True) if x
+        ) == sorted(
+            (time.to_pydatetime(), value)
+            for time, lo, hi in zip(expected["time"], low, high, strict=True)
+            if not (math.isnan(lo) or math.isnan(hi))
+            for value in (lo, hi)
+        )
+        assert f"buckets of {WIDTH}" in page.text_content("#status")
+
+        # A string tag: its spans as a timeline; the hover text of one shows its raw bounds.
+        pick_tag(page, service.string_tag)
+        spans = service.client().get_spans(service.string_tag, (START, END))
+        span = max(spans, key=lambda s: s.end_at - s.begin_at)
+        text = hover_text_at(page, span.begin_at + (span.end_at - span.begin_at) / 2)
+        assert f"raw_begin_at {span.raw_begin_at.isoformat()}" in text
+        raw_end = span.raw_end_at.isoformat() if span.raw_end_at else "none"
+        assert f"raw_end_at {raw_end}" in text
+    finally:
+        context.close()
+
+    # No script error and no load refused by the page's policy: only the wrong key's 401.
+    assert problems == [
+        "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+    ]
+    assert all(r.url.startswith(f"{service.url}/") for r in requests)  # nothing from elsewhere
+    assert service.key not in page.url
+    reads = [r for r in requests if "/v1/" in r.url]
+    assert reads and all(service.key not in r.url for r in requests)
+    # The refused key's one call, then every read with the tenant's key, in its header only.
+    assert reads[0].headers.get("authorization") == "Bearer tf_not_a_key"
+    assert all(r.headers.get("authorization") == f"Bearer {service.key}" for r in reads[1:])
+
+
+def test_page_loads_only_what_the_service_serves(tmp_path: Path):
+    """The page, its script and style and plotly.js come from the service (no CDN), with a
+    policy that lets the page load nothing from elsewhere; nothing else is served under /ui."""
+    app = create_app(tmp_path / "store", tmp_path / "keys.json")
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url) as http:
+        page = http.get("/ui")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self';" in policy
+        assert "http" not in page.text.replace('xmlns="http', "")  # no address of another host
+        for name, kind in [("ui.js", "text/javascript"), ("ui.css", "text/css")]:
+            answer = http.get(f"/ui/static/{name}")
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith(kind)
+            assert f'/ui/static/{name}"' in page.text
+        plotly = http.get("/ui/static/plotly.min.js")
+        assert plotly.status_code == 200 and plotly.content == plotly_js().read_bytes()
+        assert '/ui/static/plotly.min.js"' in page.text
+        for name in ["index.html", "ui.py", "..%2Fui.py", "..%2F..%2Fapp.py", "plotly.js"]:
+            missing = http.get(f"/ui/static/{name}")
+            assert missing.status_code == 404 and missing.json()["error"] == "not_found"
