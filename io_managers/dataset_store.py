@@ -6,22 +6,18 @@ This is the only code that knows where a dataset partition lives:
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import logging
 import os
-import threading
-from collections import OrderedDict
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from upath import UPath
 
 from tagflow.errors import MissingPartition, TagflowError
+from tagflow.io_managers import partition_reader
 from tagflow.io_managers.partition_writer import PartitionWriter, StagedPartition
 from tagflow.names import validate_tenant_name
 from tagflow.schemas.registry import DATASETS
@@ -46,14 +42,12 @@ class DatasetStore:
         return self.root.protocol in ("", "file", "local")
 
     def partition_path(self, dataset: str, tenant: str, day: date | None = None) -> UPath:
-        dated = registered(dataset).dated
-        validate_tenant_name(tenant)
-        base = self.root / dataset / f"tenant={tenant}"
-        if not dated:
-            return base / PART_FILE
-        if not isinstance(day, date):
-            raise TagflowError(f"dataset {dataset!r} is partitioned by date: a date is required")
-        return base / f"date={day.isoformat()}" / PART_FILE
+        return self.root.joinpath(*_partition_parts(dataset, tenant, day))
+
+    def _local_file(self, dataset: str, tenant: str, day: date | None) -> str:
+        """partition_path of a local root as a plain path: the read API asks for hundreds
+        per call, and building UPaths cost more than reading some of the files."""
+        return os.path.join(self.root.path, *_partition_parts(dataset, tenant, day))
 
     def exists(self, dataset: str, tenant: str, day: date | None = None) -> bool:
         return self.partition_path(dataset, tenant, day).exists()
@@ -147,6 +141,30 @@ class DatasetStore:
                 days.append(day)
         return sorted(days)
 
+    def listing_version(self, dataset: str, tenant: str) -> int | None:
+        """A token that changes whenever a day partition of `tenant`'s `dataset` is published
+        or its folder removed (the tenant folder's mtime, which publishing touches), so a
+        cached listing can be reused until then; None where it cannot be had for one local
+        stat (object stores)."""
+        if not self._is_local:
+            return None
+        folder = self.partition_path(dataset, tenant, date(2000, 1, 1)).parent.parent
+        try:
+            return os.stat(folder.path).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def partition_version(self, dataset: str, tenant: str, day: date | None = None) -> tuple | None:
+        """A token that changes whenever the partition is replaced or removed (the file's
+        identity); None on object stores, as above."""
+        if not self._is_local:
+            return None
+        try:
+            stat = os.stat(self.partition_path(dataset, tenant, day).path)
+        except FileNotFoundError:
+            return ()
+        return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
     def parquet_glob(self, dataset: str) -> str:
         """A glob over every file of `dataset`, for DuckDB's read_parquet(hive_partitioning)."""
         suffix = "*/*/*.parquet" if registered(dataset).dated else "*/*.parquet"
@@ -159,10 +177,7 @@ class DatasetStore:
             with path.open("rb") as handle:
                 table = pq.read_table(handle)
         except FileNotFoundError:
-            when = f" on {day.isoformat()}" if day is not None else ""
-            raise MissingPartition(
-                f"{dataset} for tenant {tenant!r}{when} has not been materialised"
-            ) from None
+            raise _missing(dataset, tenant, day) from None
         schema = DATASETS[dataset].schema
         return table.select(schema.names).cast(schema)
 
@@ -171,52 +186,24 @@ class DatasetStore:
         dataset: str,
         tenant: str,
         day: date | None,
-        tag_names: Collection[str] | None = None,
+        tag_ids: Sequence[int] | None = None,
         columns: Sequence[str] | None = None,
+        before_decoding: Callable[[int], None] | None = None,
     ) -> pa.Table:
-        """The rows of `tag_names` (all tags if None) of one partition, only `columns` (all if
-        None), in file order; MissingPartition if absent.
-
-        For the read API: files are sorted by tag_name, so row groups whose tag_name
-        statistics exclude every wanted name are not read at all, and footers of local files
-        are cached (keyed by inode, size and mtime, so a rewritten partition is re-read)."""
+        """The rows of `tag_ids` (all tags if None) of one partition, only `columns` (all if
+        None), in file order; MissingPartition if absent. For the read API: only the row
+        groups holding the tags are decoded (see partition_reader), and `before_decoding` is
+        told how many rows that is first (to refuse a read too large to hold)."""
         schema = DATASETS[dataset].schema
         names = list(columns) if columns is not None else schema.names
-        out_schema = pa.schema([schema.field(name) for name in names])
-        wanted = None if tag_names is None else sorted(set(tag_names))
-        if wanted == []:
-            return out_schema.empty_table()
-        path = self.partition_path(dataset, tenant, day)
-        read_columns = names if wanted is None or "tag_name" in names else [*names, "tag_name"]
         try:
-            with self._open_parquet(path) as parquet:
-                groups = _row_groups_holding(parquet.metadata, wanted)
-                if not groups:
-                    return out_schema.empty_table()
-                table = parquet.read_row_groups(groups, columns=read_columns)
+            if self._is_local:
+                path = self._local_file(dataset, tenant, day)
+                return partition_reader.read_local(path, tag_ids, names, schema, before_decoding)
+            with self.partition_path(dataset, tenant, day).open("rb") as handle:
+                return partition_reader.read_handle(handle, tag_ids, names, schema, before_decoding)
         except FileNotFoundError:
-            when = f" on {day.isoformat()}" if day is not None else ""
-            raise MissingPartition(
-                f"{dataset} for tenant {tenant!r}{when} has not been materialised"
-            ) from None
-        if wanted is not None:
-            table = table.filter(pc.is_in(table.column("tag_name"), value_set=pa.array(wanted)))
-        return table.select(names).cast(out_schema)
-
-    @contextmanager
-    def _open_parquet(self, path: UPath) -> Iterator[pq.ParquetFile]:
-        if not self._is_local:
-            with path.open("rb") as handle, pq.ParquetFile(handle) as parquet:
-                yield parquet
-            return
-        local = path.path
-        stat = os.stat(local)
-        key = (local, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        metadata = _FOOTERS.get(key)
-        with pq.ParquetFile(local, metadata=metadata) as parquet:
-            if metadata is None:
-                _FOOTERS.put(key, parquet.metadata)
-            yield parquet
+            raise _missing(dataset, tenant, day) from None
 
     def iter_batches(self, dataset: str, tenant: str, day: date) -> Iterator[pa.RecordBatch]:
         """One partition's rows in file order, a row group at a time (memory holds one);
@@ -226,9 +213,7 @@ class DatasetStore:
         try:
             handle = path.open("rb")
         except FileNotFoundError:
-            raise MissingPartition(
-                f"{dataset} for tenant {tenant!r} on {day.isoformat()} has not been materialised"
-            ) from None
+            raise _missing(dataset, tenant, day) from None
         with handle, pq.ParquetFile(handle) as parquet:
             for group in range(parquet.num_row_groups):
                 table = parquet.read_row_group(group, columns=schema.names).cast(schema)
@@ -242,6 +227,21 @@ class DatasetStore:
         return pa.concat_tables(tables)
 
 
+def _partition_parts(dataset: str, tenant: str, day: date | None) -> tuple[str, ...]:
+    validate_tenant_name(tenant)
+    base = (dataset, f"tenant={tenant}")
+    if not registered(dataset).dated:
+        return (*base, PART_FILE)
+    if not isinstance(day, date):
+        raise TagflowError(f"dataset {dataset!r} is partitioned by date: a date is required")
+    return (*base, f"date={day.isoformat()}", PART_FILE)
+
+
+def _missing(dataset: str, tenant: str, day: date | None) -> MissingPartition:
+    when = f" on {day.isoformat()}" if day is not None else ""
+    return MissingPartition(f"{dataset} for tenant {tenant!r}{when} has not been materialised")
+
+
 def _partition_day(folder_name: str) -> date | None:
     """The day a `date=YYYY-MM-DD` folder holds; None for any other name."""
     text = folder_name.removeprefix("date=")
@@ -252,47 +252,3 @@ def _partition_day(folder_name: str) -> date | None:
     except ValueError:
         return None
     return day if day.isoformat() == text else None
-
-
-class _FooterCache:
-    """A small thread-safe LRU of Parquet footers (FileMetaData) of local files."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[tuple, pq.FileMetaData] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> pq.FileMetaData | None:
-        with self._lock:
-            metadata = self._entries.get(key)
-            if metadata is not None:
-                self._entries.move_to_end(key)
-            return metadata
-
-    def put(self, key: tuple, metadata: pq.FileMetaData) -> None:
-        with self._lock:
-            self._entries[key] = metadata
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-
-_FOOTERS = _FooterCache(4096)
-
-
-def _row_groups_holding(metadata: pq.FileMetaData, wanted: list[str] | None) -> list[int]:
-    """Row groups that may hold any of the sorted names `wanted` (all if None), judged by the
-    tag_name min/max statistics; a group without statistics is always read."""
-    groups = list(range(metadata.num_row_groups))
-    if wanted is None:
-        return groups
-    column = metadata.schema.names.index("tag_name")
-    kept = []
-    for group in groups:
-        stats = metadata.row_group(group).column(column).statistics
-        if stats is None or not stats.has_min_max:
-            kept.append(group)
-            continue
-        first = bisect.bisect_left(wanted, stats.min)
-        if first < len(wanted) and wanted[first] <= stats.max:
-            kept.append(group)
-    return kept

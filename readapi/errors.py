@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from tagflow.errors import (
+    AnswerTooLarge,
     AuthenticationFailed,
     InvalidArgument,
     InvalidName,
@@ -44,6 +45,7 @@ WIRE_ERRORS: tuple[tuple[type[TagflowError], int, str], ...] = (
     (InvalidName, 400, "invalid_name"),
     (InvalidTimeRange, 400, "invalid_time_range"),
     (InvalidArgument, 400, "invalid_argument"),
+    (AnswerTooLarge, 400, "answer_too_large"),
     (SourceUnavailable, 503, "source_unavailable"),
     (SourceDataError, 409, "source_data_error"),
     (RequestTooLarge, 413, "request_too_large"),

@@ -56,3 +56,8 @@ class InvalidDerivedTag(TagflowError, ValueError):
 class SourceDataError(TagflowError):
     """The source holds data tagflow cannot serve correctly (two tags under one name): the
     message names what to fix; nothing is written or answered for the tenant until then."""
+
+
+class AnswerTooLarge(TagflowError):
+    """A read whose answer would be larger than the configured limit (TAGFLOW_MAX_CELLS,
+    TAGFLOW_MAX_ROWS); the message says which limit and how to narrow the read."""

@@ -94,6 +94,10 @@ class Settings:
     body_timeout_s: int = _setting("TAGFLOW_BODY_TIMEOUT_S", _positive_int, 30)
     keep_alive_timeout_s: int = _setting("TAGFLOW_KEEP_ALIVE_TIMEOUT_S", _positive_int, 5)
     max_connections: int = _setting("TAGFLOW_MAX_CONNECTIONS", _positive_int, 1000)
+    # The largest answer of one read (tagflow.readapi.engine.limits), for the service and the
+    # client alike: buckets × tags, and rows decoded from the datasets.
+    max_cells: int = _setting("TAGFLOW_MAX_CELLS", _positive_int, 5_000_000)
+    max_rows: int = _setting("TAGFLOW_MAX_ROWS", _positive_int, 10_000_000)
     # Which settings came from the environment (the others are defaults or set in code).
     _from_env: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 

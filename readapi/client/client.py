@@ -22,6 +22,7 @@ from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.names import validate_tenant_name
 from tagflow.readapi.client.http import DEFAULT_TIMEOUT_S, HttpTransport, public_address
 from tagflow.readapi.engine.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
+from tagflow.readapi.engine.limits import AnswerLimits
 from tagflow.readapi.engine.reader import DEFAULT_MAX_SOURCE_DAYS, TenantReader
 from tagflow.readapi.errors import InvalidArgument
 from tagflow.readapi.models import (
@@ -129,6 +130,7 @@ class Client:
                 source,
                 max_source_days,
                 timeout_s,
+                AnswerLimits.from_settings(env),
             )
 
     # ------------------------------------------------------------------ plumbing

@@ -3,15 +3,18 @@ walk per call, and the tenant's tag catalogues (stored snapshot and source), cac
 
 A day counts as materialised when both leaves of the asset graph (`spans` and
 `samples_str_1d`, written last by their branches) have its partition: everything upstream of
-them was written before. Entries live `ttl_s` seconds, so a freshly materialised day is used
-within that time and, until then, is answered (correctly) from the source.
+them was written before. On a local store, cached listings and the stored catalogue are
+reused while the store says nothing changed (a folder's mtime, a file's identity: one stat
+each), so a day published or rewritten is seen by the next call. Elsewhere (object stores,
+the source's tag list) entries live `ttl_s` seconds; until then a freshly materialised day is
+answered, correctly, from the source.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import date
 from typing import Generic, TypeVar
 
@@ -30,25 +33,29 @@ DEFAULT_TTL_S = 30.0
 V = TypeVar("V")
 
 
-class TtlCache(Generic[V]):
-    """A small thread-safe map whose entries expire after `ttl_s` seconds."""
+class FreshCache(Generic[V]):
+    """A small thread-safe map whose entries hold while the version token given with them is
+    unchanged; an entry given no token (None) holds for `ttl_s` seconds."""
 
     def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
         self._clock = clock
-        self._entries: dict[str, tuple[float, V]] = {}
+        self._entries: dict[str, tuple[Hashable, float, V]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str, compute: Callable[[], V]) -> V:
+    def get(self, key: str, compute: Callable[[], V], version: Hashable = None) -> V:
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and entry[0] > now:
-                return entry[1]
-        # Computed outside the lock: a slow listing must not block other tenants' readers.
+        if entry is not None:
+            held_version, expires, value = entry
+            if version is None and expires > now or version is not None and held_version == version:
+                return value
+        # Computed outside the lock: a slow listing must not block other tenants' readers. The
+        # token was read before computing, so a change during it is seen by the next call.
         value = compute()
         with self._lock:
-            self._entries[key] = (now + self.ttl_s, value)
+            self._entries[key] = (version, now + self.ttl_s, value)
         return value
 
     def invalidate(self, key: str) -> None:
@@ -61,10 +68,12 @@ class CoverageIndex:
 
     def __init__(self, store: DatasetStore, ttl_s: float = DEFAULT_TTL_S) -> None:
         self._store = store
-        self._days: TtlCache[frozenset[date]] = TtlCache(ttl_s)
+        self._days: FreshCache[frozenset[date]] = FreshCache(ttl_s)
 
     def days(self, tenant: str) -> frozenset[date]:
-        return self._days.get(tenant, lambda: self._list(tenant))
+        versions = [self._store.listing_version(name, tenant) for name in COVERAGE_DATASETS]
+        version = None if None in versions else tuple(versions)
+        return self._days.get(tenant, lambda: self._list(tenant), version)
 
     def _list(self, tenant: str) -> frozenset[date]:
         listed = [set(self._store.materialised_days(name, tenant)) for name in COVERAGE_DATASETS]
@@ -94,8 +103,8 @@ class TagCatalogue:
         self._store = store
         self._source_url = source_url
         self._source_timeout_s = source_timeout_s
-        self._stored: TtlCache[pa.Table | None] = TtlCache(ttl_s)
-        self._source: TtlCache[pa.Table] = TtlCache(ttl_s)
+        self._stored: FreshCache[pa.Table | None] = FreshCache(ttl_s)
+        self._source: FreshCache[pa.Table] = FreshCache(ttl_s)
 
     @property
     def has_source(self) -> bool:
@@ -110,7 +119,7 @@ class TagCatalogue:
             except MissingPartition:
                 return None
 
-        return self._stored.get(tenant, load)
+        return self._stored.get(tenant, load, self._store.partition_version("tags", tenant))
 
     def source(self, tenant: str) -> pa.Table:
         """The source's tags of `tenant` sorted by name (UnknownTenant if the source has no

@@ -5,11 +5,10 @@ boundary, bit for bit."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import date
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tagflow.schemas.arrow import RAW_CARRY_IN, RAW_ROWS
 from tagflow.schemas.registry import samples_name
@@ -18,7 +17,7 @@ from tagflow.source.extract import read_carry_in, stream_day_rows
 from tagflow.time_range import day_bounds
 from tagflow.transforms.day import compute_day
 
-_TagKey = frozenset[str] | None
+_TagKey = frozenset[int] | None
 # Wall-time bound of one source read (a day's rows and carry-in, or the tag list): a source
 # that goes silent mid-query must fail the read, not hold a caller or a service thread.
 DEFAULT_SOURCE_TIMEOUT_S = 60.0
@@ -41,19 +40,14 @@ class SourceProducts:
         self._tags = tags
         self._days: dict[tuple[date, _TagKey], dict[str, pa.Table]] = {}
 
-    def _tags_of(self, tag_names: Collection[str] | None) -> pa.Table:
-        if tag_names is None:
-            return self._tags
-        wanted = pa.array(sorted(set(tag_names)), type=pa.string())
-        return self._tags.filter(pc.is_in(self._tags.column("tag_name"), value_set=wanted))
-
-    def _day(self, day: date, tag_names: Collection[str] | None) -> dict[str, pa.Table]:
-        """Every dated dataset of `day` for `tag_names`, from the source, once per read."""
-        key = (day, None if tag_names is None else frozenset(tag_names))
+    def _day(self, day: date, tags: pa.Table | None) -> dict[str, pa.Table]:
+        """Every dated dataset of `day` for `tags` (all if None), from the source, once per
+        read."""
+        tag_ids = None if tags is None else tags.column("tag_id").to_pylist()
+        key = (day, None if tag_ids is None else frozenset(tag_ids))
         if key not in self._days:
-            tags = self._tags_of(tag_names)
+            tags = self._tags if tags is None else tags
             day_start, day_end = day_bounds(day)
-            tag_ids = None if tag_names is None else tags.column("tag_id").to_pylist()
             raw_rows, raw_carry_in = RAW_ROWS.empty_table(), RAW_CARRY_IN.empty_table()
             if tag_ids != []:  # [] is none of the asked tags in the source: nothing to ask
                 # One psycopg session for rows and carry-in: its socket is ours to cut at the
@@ -75,29 +69,29 @@ class SourceProducts:
         self,
         dataset: str,
         day: date,
-        tag_names: Collection[str] | None,
+        tags: pa.Table | None,
         columns: Sequence[str] | None,
     ) -> pa.Table:
-        table = self._day(day, tag_names)[dataset]
+        table = self._day(day, tags)[dataset]
         return table if columns is None else table.select(list(columns))
 
     def transitions(
-        self, day: date, tag_names: Collection[str] | None, columns: Sequence[str] | None = None
+        self, day: date, tags: pa.Table | None, columns: Sequence[str] | None = None
     ) -> pa.Table:
-        return self._table("transitions", day, tag_names, columns)
+        return self._table("transitions", day, tags, columns)
 
-    def carry_in(self, day: date, tag_names: Collection[str] | None) -> pa.Table:
-        return self._table("carry_in", day, tag_names, None)
+    def carry_in(self, day: date, tags: pa.Table | None) -> pa.Table:
+        return self._table("carry_in", day, tags, None)
 
-    def spans(self, day: date, tag_names: Collection[str] | None) -> pa.Table:
-        return self._table("spans", day, tag_names, None)
+    def spans(self, day: date, tags: pa.Table | None) -> pa.Table:
+        return self._table("spans", day, tags, None)
 
     def samples(
         self,
         width_name: str,
         string: bool,
         day: date,
-        tag_names: Collection[str] | None,
+        tags: pa.Table | None,
         columns: Sequence[str] | None = None,
     ) -> pa.Table:
-        return self._table(samples_name(width_name, string), day, tag_names, columns)
+        return self._table(samples_name(width_name, string), day, tags, columns)

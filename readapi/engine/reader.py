@@ -6,7 +6,7 @@ the local one calls it directly, the HTTP service calls it for the key's tenant.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +41,7 @@ from tagflow.readapi.engine.assembly import (
 )
 from tagflow.readapi.engine.coverage import CoverageIndex, TagCatalogue
 from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S, SourceProducts
+from tagflow.readapi.engine.limits import AnswerLimits
 from tagflow.readapi.engine.stored import StoredProducts
 from tagflow.readapi.models import METRIC_DATA, TAG_LIST
 from tagflow.readapi.query import (
@@ -53,6 +54,7 @@ from tagflow.readapi.query import (
 )
 from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
 from tagflow.schemas.registry import WIDTHS
+from tagflow.settings import Settings
 from tagflow.time_range import ONE_US, TimeRange, day_bounds, to_us
 from tagflow.transforms.columns import time_us
 from tagflow.transforms.rollup import rollup
@@ -61,11 +63,11 @@ from tagflow.transforms.samples import samples
 # Missing days one read may compute from the source: each costs the production database a
 # day's extract, so a read over months of unmaterialised history is refused, not attempted.
 DEFAULT_MAX_SOURCE_DAYS = 31
-# Guards against answers too large to build: days per read, buckets per call and cells
-# (buckets × tags). The service answers many callers; one read must not exhaust its memory.
+# Guards against answers too large to build: days per read and buckets per call (cells and
+# rows are the configured AnswerLimits). The service answers many callers; one read must not
+# exhaust its memory.
 MAX_RANGE_DAYS = 731
 MAX_BUCKETS = 1_000_000
-MAX_CELLS = 50_000_000
 
 T = TypeVar("T")
 
@@ -102,22 +104,23 @@ def map_days(
 
 
 class DayProducts(Protocol):
-    """A day's transitions, carry-in, spans and samples of some tags (None = all)."""
+    """A day's transitions, carry-in, spans and samples of some tags: `tags` holds their TAGS
+    rows (None = every tag)."""
 
     def transitions(
-        self, day: date, tag_names: Collection[str] | None, columns: Sequence[str] | None = None
+        self, day: date, tags: pa.Table | None, columns: Sequence[str] | None = None
     ) -> pa.Table: ...
 
-    def carry_in(self, day: date, tag_names: Collection[str] | None) -> pa.Table: ...
+    def carry_in(self, day: date, tags: pa.Table | None) -> pa.Table: ...
 
-    def spans(self, day: date, tag_names: Collection[str] | None) -> pa.Table: ...
+    def spans(self, day: date, tags: pa.Table | None) -> pa.Table: ...
 
     def samples(
         self,
         width_name: str,
         string: bool,
         day: date,
-        tag_names: Collection[str] | None,
+        tags: pa.Table | None,
         columns: Sequence[str] | None = None,
     ) -> pa.Table: ...
 
@@ -178,8 +181,10 @@ class TenantReader:
         source_url: str | None = None,
         max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
         source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
+        limits: AnswerLimits | None = None,
     ) -> None:
         self.tenant = validate_tenant_name(tenant)
+        self._limits = limits or AnswerLimits.from_settings(Settings())
         self._store = store
         self._coverage = coverage
         self._catalogue = catalogue
@@ -263,8 +268,9 @@ class TenantReader:
         source = self._catalogue.source(self.tenant)
         if stored is None:
             return source
+        # By id: a tag renamed since the snapshot is the source's row, under its new name.
         only_stored = stored.filter(
-            pc.invert(pc.is_in(stored.column("tag_name"), value_set=source.column("tag_name")))
+            pc.invert(pc.is_in(stored.column("tag_id"), value_set=source.column("tag_id")))
         )
         if only_stored.num_rows == 0:
             return source
@@ -272,8 +278,8 @@ class TenantReader:
 
     def _resolve_tags(
         self, tag_names: Sequence[str] | None, plan: _Plan, allow_source: bool
-    ) -> tuple[pa.Table, list[str], list[str] | None]:
-        """(TAGS rows of the asked tags, their names in the asked order, the name filter to
+    ) -> tuple[pa.Table, list[str], pa.Table | None]:
+        """(TAGS rows of the asked tags, their names in the asked order, the selection to
         pass to day products: None when every tag is asked for)."""
         use_source = bool(plan.missing)
         table = self._tag_table(use_source)
@@ -295,10 +301,13 @@ class TenantReader:
                 "get_tags() lists the valid names"
             )
         wanted = pa.array(names, type=pa.string())
-        return table.filter(pc.is_in(table.column("tag_name"), value_set=wanted)), names, names
+        chosen = table.filter(pc.is_in(table.column("tag_name"), value_set=wanted))
+        return chosen, names, chosen
 
     def _days_of(self, plan: _Plan, tags: pa.Table) -> Callable[[date], DayProducts]:
-        stored = StoredProducts(self._store, self.tenant)
+        """Day products of `plan`; stored days are named by `tags` (the whole catalogue the
+        read answers with, or the tags it asked for)."""
+        stored = StoredProducts(self._store, self.tenant, tags, self._limits.row_budget())
         source = None
         if plan.missing:
             assert self._source_url is not None
@@ -385,9 +394,9 @@ class TenantReader:
     def _spans(self, query: SpansQuery) -> pa.Table:
         """Runs of the tag intersecting the range, one per run across days, newest first."""
         plan = self._plan(query.time_range, query.allow_source)
-        tags, _, names = self._resolve_tags([query.tag_name], plan, query.allow_source)
+        tags, _, chosen = self._resolve_tags([query.tag_name], plan, query.allow_source)
         products = self._days_of(plan, tags)
-        pieces = pa.concat_tables(map_days(plan, products, lambda p, day: p.spans(day, names)))
+        pieces = pa.concat_tables(map_days(plan, products, lambda p, day: p.spans(day, chosen)))
         stitched = stitch_spans(pieces, plan.start_us, plan.end_us)
         # Clamped: Arrow's slice takes a C long, and any limit past the end means all.
         limit = query.limit
@@ -396,12 +405,12 @@ class TenantReader:
     def _metric_data(self, query: MetricDataQuery) -> pa.Table:
         """Every transition of the tags (all if None) in the range, by time."""
         plan = self._plan(query.time_range, query.allow_source)
-        tags, _, names = self._resolve_tags(query.tag_names, plan, query.allow_source)
+        tags, _, chosen = self._resolve_tags(query.tag_names, plan, query.allow_source)
         products = self._days_of(plan, tags)
 
         def rows_of(day_products: DayProducts, day: date) -> pa.Table:
             lo, hi = plan.day_window_us(day)
-            rows = day_products.transitions(day, names, METRIC_DATA.names)
+            rows = day_products.transitions(day, chosen, METRIC_DATA.names)
             times = time_us(rows.column("time"))
             return rows.filter(pa.array((times >= lo) & (times < hi)))
 
@@ -414,11 +423,12 @@ class TenantReader:
 
     def _grid(self, plan: _Plan, query: BucketQuery, columns: int) -> BucketGrid:
         grid = BucketGrid.of(plan.start_us, plan.end_us, query.width // ONE_US, query.offset_us)
-        if grid.count > MAX_BUCKETS or grid.count * max(columns, 1) > MAX_CELLS:
+        if grid.count > MAX_BUCKETS:
             raise InvalidTimeRange(
-                f"{grid.count} buckets × {columns} tags is too large an answer; use a wider "
-                "bucket_width, fewer tags or a shorter range"
+                f"{grid.count} buckets is too large an answer (at most {MAX_BUCKETS}); use a "
+                "wider bucket_width or a shorter range"
             )
+        self._limits.require_cells(grid.count, columns)
         return grid
 
     def _samples(self, query: BucketQuery) -> pa.Table:
@@ -426,7 +436,7 @@ class TenantReader:
         per tag with the aggregate of its LOCF samples over the part of each bucket inside
         the range."""
         plan = self._plan(query.time_range, query.allow_source)
-        tags, names, name_filter = self._resolve_tags(query.tag_names, plan, query.allow_source)
+        tags, names, chosen = self._resolve_tags(query.tag_names, plan, query.allow_source)
         grid = self._grid(plan, query, len(names))
         aggregate = query.aggregate
         kind_of = dict(
@@ -447,11 +457,11 @@ class TenantReader:
         fine = materialised_source(grid.width_us, query.offset_us, plan.start_us, plan.end_us)
         if fine is not None:
             numeric, string = self._rolled_up(
-                plan, products, fine, name_filter, grid, query.offset, need_numeric, need_string
+                plan, products, fine, chosen, grid, query.offset, need_numeric, need_string
             )
         else:
             numeric, string = self._computed(
-                plan, products, tags, name_filter, query.width, query.offset
+                plan, products, tags, chosen, query.width, query.offset
             )
         return wide_samples(sort_samples(numeric), sort_samples(string), columns, aggregate, grid)
 
@@ -460,7 +470,7 @@ class TenantReader:
         plan: _Plan,
         products: Callable[[date], DayProducts],
         fine: str,
-        name_filter: list[str] | None,
+        chosen: pa.Table | None,
         grid: BucketGrid,
         offset: timedelta,
         need_numeric: bool,
@@ -476,7 +486,7 @@ class TenantReader:
 
             def buckets_of(day_products: DayProducts, day: date, string: bool = string) -> pa.Table:
                 lo, hi = plan.day_window_us(day)
-                rows = day_products.samples(fine, string, day, name_filter)
+                rows = day_products.samples(fine, string, day, chosen)
                 buckets = time_us(rows.column("bucket_start"))
                 return rows.filter(pa.array((buckets >= lo) & (buckets < hi)))
 
@@ -491,12 +501,12 @@ class TenantReader:
         plan: _Plan,
         products: Callable[[date], DayProducts],
         tags: pa.Table,
-        name_filter: list[str] | None,
+        chosen: pa.Table | None,
     ) -> tuple[pa.Table, pa.Table]:
         """(transitions inside the range, carry-in at the range start) of the tags."""
         first_day = plan.days[0]
-        day_transitions = map_days(plan, products, lambda p, day: p.transitions(day, name_filter))
-        carry_in = products(first_day).carry_in(first_day, name_filter)
+        day_transitions = map_days(plan, products, lambda p, day: p.transitions(day, chosen))
+        carry_in = products(first_day).carry_in(first_day, chosen)
         if plan.time_range.start != day_bounds(first_day)[0]:
             carry_in = carry_in_at(carry_in, day_transitions[0], plan.time_range.start, tags)
         transitions = pa.concat_tables(day_transitions)
@@ -509,12 +519,12 @@ class TenantReader:
         plan: _Plan,
         products: Callable[[date], DayProducts],
         tags: pa.Table,
-        name_filter: list[str] | None,
+        chosen: pa.Table | None,
         width: timedelta,
         offset: timedelta,
     ) -> tuple[pa.Table, pa.Table]:
         """Samples at any width and offset, exactly, from transitions and the carry-in."""
-        transitions, carry_in = self._window_inputs(plan, products, tags, name_filter)
+        transitions, carry_in = self._window_inputs(plan, products, tags, chosen)
         result = samples(
             transitions, carry_in, plan.time_range.start, plan.time_range.end, width, tags, offset
         )
@@ -524,10 +534,10 @@ class TenantReader:
         """Per bucket, the counter's increase per second (a drop is a reset), exact from the
         transitions."""
         plan = self._plan(query.time_range, query.allow_source)
-        tags, names, name_filter = self._resolve_tags(query.tag_names, plan, query.allow_source)
+        tags, names, chosen = self._resolve_tags(query.tag_names, plan, query.allow_source)
         grid = self._grid(plan, query, len(names))
         products = self._days_of(plan, tags)
-        transitions, carry_in = self._window_inputs(plan, products, tags, name_filter)
+        transitions, carry_in = self._window_inputs(plan, products, tags, chosen)
         return counter_rate(transitions, carry_in, names, grid)
 
 

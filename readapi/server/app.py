@@ -29,6 +29,7 @@ from tagflow.errors import TagflowError
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.readapi.engine.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
 from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S
+from tagflow.readapi.engine.limits import AnswerLimits
 from tagflow.readapi.engine.reader import DEFAULT_MAX_SOURCE_DAYS, TenantReader
 from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE, UNAVAILABLE_MESSAGE, wire_error
 from tagflow.readapi.server import ui
@@ -56,8 +57,10 @@ class ReadService:
         ttl_s: float = DEFAULT_TTL_S,
         max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
         source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
+        answer_limits: AnswerLimits | None = None,
     ) -> None:
         self.store = store
+        self.answer_limits = answer_limits
         self.keys = keys
         self.source_url = source_url or None
         self.coverage = CoverageIndex(store, ttl_s)
@@ -75,6 +78,7 @@ class ReadService:
             self.source_url,
             self.max_source_days,
             self.source_timeout_s,
+            self.answer_limits,
         )
 
     def scrub(self, message: str) -> str:
@@ -108,6 +112,7 @@ def create_app(
     max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
     source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
     limits: ServerLimits | None = None,
+    answer_limits: AnswerLimits | None = None,
 ) -> FastAPI:
     """The FastAPI application over `store` (a root or a DatasetStore), authenticating with
     `keys` (a KeyStore or keys file) and falling back to
@@ -118,7 +123,13 @@ def create_app(
     dataset_store = store if isinstance(store, DatasetStore) else DatasetStore(store)
     key_store = keys if isinstance(keys, KeyStore) else KeyStore(keys)
     service = ReadService(
-        dataset_store, key_store, source_url, ttl_s, max_source_days, source_timeout_s
+        dataset_store,
+        key_store,
+        source_url,
+        ttl_s,
+        max_source_days,
+        source_timeout_s,
+        answer_limits,
     )
     app = FastAPI(
         title="tagflow read API",
@@ -191,5 +202,11 @@ def serve(settings: Settings, port: int = 8000, host: str = "127.0.0.1") -> None
         pa.set_memory_pool(pa.system_memory_pool())
     source_url = resolve_source_url(settings.source_url) if settings.source_url else None
     limits = ServerLimits.from_settings(settings)
-    app = create_app(settings.store, settings.keys_file, source_url, limits=limits)
+    app = create_app(
+        settings.store,
+        settings.keys_file,
+        source_url,
+        limits=limits,
+        answer_limits=AnswerLimits.from_settings(settings),
+    )
     uvicorn.Server(uvicorn_config(app, limits, host, port, log_level="info")).run()

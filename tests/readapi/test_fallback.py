@@ -13,7 +13,9 @@ from psycopg import sql
 
 from tagflow.cli.runs import materialize_days
 from tagflow.demo.synthetic_plant import generate_plant
+from tagflow.io_managers import DatasetStore
 from tagflow.readapi import Client, NotMaterialised
+from tagflow.readapi.engine.coverage import FreshCache
 from tagflow.settings import Settings
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.readapi.conftest import copy_days, reference_of
@@ -97,17 +99,41 @@ def test_missing_days_without_fallback_are_named(gap_store, pg_url):
     assert client.get_spans("plant/special/constant", (day(3), day(4)))
 
 
-def test_coverage_is_cached_for_its_ttl(plant, pg_url, tmp_path):
+def test_coverage_is_listed_once_until_a_day_is_published(plant, tmp_path, monkeypatch):
     tenant = plant.tenants[0]
     copy_days(plant.root, tmp_path, tenant, [date(2026, 3, 1)])
-    cached = Client(store=tmp_path, tenant=tenant, allow_source=False, cache_ttl_s=3600)
-    with pytest.raises(NotMaterialised):
-        cached.get_tags((day(2), day(3)))
-    copy_days(plant.root, tmp_path, tenant, [date(2026, 3, 2)])
-    with pytest.raises(NotMaterialised):  # no directory walk per call: the listing is cached
-        cached.get_tags((day(2), day(3)))
-    fresh = Client(store=tmp_path, tenant=tenant, allow_source=False, cache_ttl_s=0)
-    assert fresh.get_tags((day(2), day(3)))
+    client = Client(store=tmp_path, tenant=tenant, allow_source=False, cache_ttl_s=3600)
+    listings = []
+    listed = DatasetStore.materialised_days
+    monkeypatch.setattr(
+        DatasetStore,
+        "materialised_days",
+        lambda self, *args: listings.append(args) or listed(self, *args),
+    )
+    for _ in range(3):
+        with pytest.raises(NotMaterialised):
+            client.get_tags((day(2), day(3)))
+    assert len(listings) == 2  # one walk of each leaf dataset's folder, not one per call
+    copy_days(plant.root, tmp_path, tenant, [date(2026, 3, 2)])  # published: seen at once
+    assert client.get_tags((day(2), day(3)))
+    assert len(listings) == 4
+
+
+def test_entries_without_a_version_live_for_the_ttl():
+    """An object store cannot say cheaply whether a listing changed: its entries expire."""
+    now = [0.0]
+    cache: FreshCache[int] = FreshCache(30.0, clock=lambda: now[0])
+    computed = iter(range(10))
+    assert cache.get("t", lambda: next(computed)) == 0
+    now[0] = 29.0
+    assert cache.get("t", lambda: next(computed)) == 0
+    now[0] = 31.0
+    assert cache.get("t", lambda: next(computed)) == 1
+    assert cache.get("t", lambda: next(computed), version=("a",)) == 2
+    assert cache.get("t", lambda: next(computed), version=("a",)) == 2
+    now[0] = 1e9  # a versioned entry holds while its version does
+    assert cache.get("t", lambda: next(computed), version=("a",)) == 2
+    assert cache.get("t", lambda: next(computed), version=("b",)) == 3
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from psycopg import sql
 
 from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
 from tagflow.cli.runs import materialize_days
-from tagflow.pipelines.definitions import build_definitions
 from tagflow.errors import SourceDataError
+from tagflow.pipelines.definitions import build_definitions
 from tagflow.readapi import Client
 from tagflow.settings import Settings
 
@@ -31,8 +31,9 @@ def duplicated(make_tenant, admin_conn) -> str:
     born = datetime(2026, 1, 1, tzinfo=UTC)
     for tag_id, name in ((7, "line/flow"), (8, "line/level"), (9, "line/flow")):
         admin_conn.execute(
-            sql.SQL("INSERT INTO {}.tag_names (id, normalized_name, birth_at) VALUES (%s, %s, %s)")
-            .format(s),
+            sql.SQL(
+                "INSERT INTO {}.tag_names (id, normalized_name, birth_at) VALUES (%s, %s, %s)"
+            ).format(s),
             (tag_id, name, born),
         )
         admin_conn.execute(
