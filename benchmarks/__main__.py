@@ -1,4 +1,4 @@
-"""Runs a benchmark by name: `python -m benchmarks backfill|e2e|install|ops|transforms …`."""
+"""Runs a benchmark by name: `python -m benchmarks backfill|e2e|install|ops|read|transforms …`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ BENCHMARKS = {
     "e2e": "benchmarks.e2e",
     "install": "benchmarks.install",
     "ops": "benchmarks.ops",
+    "read": "benchmarks.read",
     "transforms": "benchmarks.transforms",
 }
 
