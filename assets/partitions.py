@@ -49,5 +49,58 @@ class TenantDays:
         return sorted(tenant_and_day(self.definition.get_partition_key_from_str(k)) for k in keys)
 
 
+MONTH_DIMENSION = "month"
+
+
+@dataclass(frozen=True)
+class TenantMonths:
+    """Tenant × month partitions of the read API's month copies, each mapped to the tenant's
+    days of that month."""
+
+    start_date: date
+
+    @classmethod
+    def of(cls, settings: Settings) -> TenantMonths:
+        return cls(settings.start_date)
+
+    @cached_property
+    def definition(self) -> dg.MultiPartitionsDefinition:
+        first = self.start_date.replace(day=1).isoformat()
+        months = dg.MonthlyPartitionsDefinition(start_date=first, timezone="UTC")
+        return dg.MultiPartitionsDefinition({TENANT_DIMENSION: tenants, MONTH_DIMENSION: months})
+
+    @property
+    def from_days(self) -> dg.MultiPartitionMapping:
+        # A copy depends on its tenant's days of its month: Dagster's mapping between two
+        # multi-dimensional partitionings is marked beta.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            return self._from_days()
+
+    def _from_days(self) -> dg.MultiPartitionMapping:
+        return dg.MultiPartitionMapping(
+            {
+                TENANT_DIMENSION: dg.DimensionPartitionMapping(
+                    TENANT_DIMENSION, dg.IdentityPartitionMapping()
+                ),
+                DATE_DIMENSION: dg.DimensionPartitionMapping(
+                    MONTH_DIMENSION, dg.TimeWindowPartitionMapping()
+                ),
+            }
+        )
+
+    def run_months(self, context: dg.AssetExecutionContext) -> list[tuple[str, date]]:
+        """The (tenant, first day of month) partitions of this run."""
+        out = []
+        for key in context.partition_keys:
+            keys = self.definition.get_partition_key_from_str(key).keys_by_dimension
+            out.append((keys[TENANT_DIMENSION], date.fromisoformat(keys[MONTH_DIMENSION])))
+        return sorted(out)
+
+
+def tenant_month_key(tenant: str, month: date) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({TENANT_DIMENSION: tenant, MONTH_DIMENSION: month.isoformat()})
+
+
 def tenant_day_key(tenant: str, day: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({TENANT_DIMENSION: tenant, DATE_DIMENSION: day})

@@ -3,16 +3,20 @@ database and the dataset IO manager."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import dagster as dg
+import psycopg
 import pyarrow as pa
 
 from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.names import validate_tenant_name
 from tagflow.settings import Settings
-from tagflow.source import connection, extract, fingerprints, tenants
+from tagflow.source import extract, fingerprints, tenants
 from tagflow.source.embedded import resolve_source_url
+from tagflow.source.engines import source_session
 
 
 class SourceDatabase(dg.ConfigurableResource):
@@ -20,7 +24,10 @@ class SourceDatabase(dg.ConfigurableResource):
 
     With `tenant_url_template` (`postgresql://{tenant}@db.internal/plant`, passwords from a
     PGPASSFILE, never in the URL) each tenant is read with its own least-privilege role, which
-    cannot see other tenants; `url` stays the role that discovers tenants."""
+    cannot see other tenants; `url` stays the role that discovers tenants.
+
+    Sessions come from one pool per URL (source.engines), and a tenant's tables are checked
+    against the DDL before it is read (SchemaDrift if they drifted)."""
 
     url: str
     tenant_url_template: str | None = None
@@ -35,38 +42,44 @@ class SourceDatabase(dg.ConfigurableResource):
             return self.tenant_url_template.replace("{tenant}", validate_tenant_name(tenant))
         return self.resolved_url()
 
+    @contextmanager
+    def tenant_session(self, tenant: str) -> Iterator[psycopg.Connection]:
+        """A pooled session to read `tenant` with, once its tables passed the schema check."""
+        with source_session(self.tenant_url(tenant), tenant=tenant) as conn:
+            yield conn
+
     def list_tenants(self) -> list[str]:
-        with connection.connect(self.resolved_url()) as conn:
+        with source_session(self.resolved_url()) as conn:
             return tenants.list_tenants(conn)
 
     def read_tags(self, tenant: str) -> pa.Table:
-        with connection.connect(self.tenant_url(tenant)) as conn:
+        with self.tenant_session(tenant) as conn:
             return extract.read_tags(conn, tenant)
 
     def require_tenant(self, tenant: str) -> None:
-        with connection.connect(self.tenant_url(tenant)) as conn:
+        with self.tenant_session(tenant) as conn:
             tenants.require_tenant(conn, tenant)
 
     def count_out_of_range(self, tenant: str) -> int:
-        with connection.connect(self.tenant_url(tenant)) as conn:
+        with self.tenant_session(tenant) as conn:
             return extract.count_out_of_range(conn, tenant)
 
     def first_row_time(self, tenant: str) -> datetime | None:
-        with connection.connect(self.tenant_url(tenant)) as conn:
+        with self.tenant_session(tenant) as conn:
             return extract.first_row_time(conn, tenant)
 
     def day_fingerprint(
         self, tenant: str, day_start: datetime, day_end: datetime
     ) -> fingerprints.DayFingerprint:
-        with connection.connect(self.tenant_url(tenant)) as conn:
+        with self.tenant_session(tenant) as conn:
             return fingerprints.day_fingerprint(conn, tenant, day_start, day_end)
 
     def estimate_day_rows(self, tenant: str, day_start: datetime, day_end: datetime) -> int:
-        with connection.connect(self.tenant_url(tenant)) as conn:
+        with self.tenant_session(tenant) as conn:
             return extract.estimate_day_rows(conn, tenant, day_start, day_end)
 
     def read_carry_in(self, tenant: str, day_start: datetime) -> pa.Table:
-        with connection.connect(self.tenant_url(tenant)) as conn:
+        with self.tenant_session(tenant) as conn:
             tenants.require_tenant(conn, tenant)
             return extract.read_carry_in(conn, tenant, day_start)
 
@@ -95,4 +108,5 @@ def resources(settings: Settings) -> dict[str, dg.ConfigurableResource | dg.IOMa
         url=_secret(settings, "source_url"),
         tenant_url_template=_secret(settings, "source_url_template"),
     )
-    return {"source": source, "datasets": ParquetDatasetIOManager(root=settings.store)}
+    datasets = ParquetDatasetIOManager(root=settings.store, temp_max_age_s=settings.temp_max_age_s)
+    return {"source": source, "datasets": datasets}

@@ -16,7 +16,10 @@ a thinner day of history before it, for the carry-in) with COPY, then measures:
 - naive pandas: read_sql, then per tag resample('1min') with forward fill and a time-weighted
   mean, timed on a subset of tags and scaled linearly to all numeric tags;
 - with --backfill-days N: `tagflow backfill --in-process` over N days of the same size, in
-  days per second and peak RSS.
+  days per second and peak RSS;
+- with --derived N: N derived tags (DESIGN §8) over the plant's tags written to a definitions
+  file, and `tagflow materialize` timed with TAGFLOW_DERIVED_TAGS set and without, runs
+  alternating, best of --repeat each; prints the ratio (the target: at most 1.20).
 
     python -m benchmarks e2e --tags 2000 --rows 1_000_000
 """
@@ -229,15 +232,19 @@ def _step_seconds(home: Path) -> dict[str, Any]:
         instance.dispose()
 
 
-def run_materialize(url: str, repeat: int) -> dict[str, Any]:
+def run_materialize(url: str, repeat: int, derived: Path | None = None) -> dict[str, Any]:
     """`tagflow materialize` of the day, best of `repeat` fresh processes (peak RSS: the
     largest). Each process finds a Dagster home that exists, as a user's does after the first
-    command (creating a home's SQLite storage costs about 0.9 s once; `first_home_s` is it)."""
+    command (creating a home's SQLite storage costs about 0.9 s once; `first_home_s` is it).
+    With `derived`, a derived tags file the command reads (TAGFLOW_DERIVED_TAGS)."""
     runs = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="tagflow-bench-") as tmp:
             home, store = Path(tmp) / "home", Path(tmp) / "store"
             env = {**os.environ, "DAGSTER_HOME": str(home)}
+            env.pop("TAGFLOW_DERIVED_TAGS", None)
+            if derived is not None:
+                env["TAGFLOW_DERIVED_TAGS"] = str(derived)
             prepare = [sys.executable, "-c", _OPEN_HOME]
             first_home_s, _ = run_with_peak_rss(prepare, env)
             command = [
@@ -513,6 +520,79 @@ def run_pandas(url: str, subset: int) -> dict[str, Any]:
 # Driver
 
 
+def write_derived_definitions(url: str, count: int, path: Path) -> dict[str, int]:
+    """`count` derived tags over the plant's tags, each reading its own few tags (about two:
+    a tenth of 2,000 tags for 100), in four shapes cycled: a comparison of two analogs while a
+    state runs, the difference of two analogs (a new value at nearly every input row), a
+    boolean or a counter above a level, and a derived tag read by the next one."""
+    with connect(url) as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                sql.SQL("SELECT normalized_name FROM {}.tag_names ORDER BY id").format(
+                    sql.Identifier(TENANT)
+                )
+            ).fetchall()
+        ]
+    by_kind: dict[str, list[str]] = {}
+    for name in names:
+        kind = name.rsplit("/", 1)[-1].split("_", 1)[0]
+        by_kind.setdefault(kind, []).append(name)
+    taken = {kind: iter(values) for kind, values in by_kind.items()}
+
+    def next_of(kind: str) -> str:
+        return '"' + next(taken[kind]) + '"'
+
+    lines = ["tenants:", f"  {TENANT}:"]
+    inputs = 0
+    for k in range(count):
+        shape = k % 4
+        if shape == 0:
+            expression = (
+                f"{next_of('analog')} > {next_of('analog')} and {next_of('state')} = 'RUNNING'"
+            )
+            inputs += 3
+        elif shape == 1:
+            expression = f"{next_of('analog')} - {next_of('analog')}"
+            inputs += 2
+        elif shape == 2:
+            expression = f"{next_of('boolean')} = 1 or {next_of('counter')} > 100"
+            inputs += 2
+        else:
+            expression = f'"derived/d{k - 1:03d}" and {next_of("setpoint")} >= 20'
+            inputs += 1
+        quoted = expression.replace("'", "''")
+        lines += [f"    - name: derived/d{k:03d}", f"      expression: '{quoted}'"]
+    path.write_text("\n".join(lines) + "\n")
+    return {"derived_tags": count, "source_inputs": inputs}
+
+
+def run_derived_comparison(url: str, count: int, repeat: int) -> dict[str, Any]:
+    """`tagflow materialize` without and with `count` derived tags, alternating, best of
+    `repeat` each: the ratio is what derived tags add to the day."""
+    with tempfile.TemporaryDirectory(prefix="tagflow-bench-derived-") as tmp:
+        path = Path(tmp) / "derived.yaml"
+        shape = write_derived_definitions(url, count, path)
+        without, with_derived = [], []
+        for _ in range(repeat):
+            without.append(run_materialize(url, 1))
+            with_derived.append(run_materialize(url, 1, derived=path))
+    best_without = min(without, key=lambda r: r["wall_s"])
+    best_with = min(with_derived, key=lambda r: r["wall_s"])
+    return {
+        **shape,
+        "without_wall_s": best_without["wall_s"],
+        "with_wall_s": best_with["wall_s"],
+        "all_without_s": [r["wall_s"] for r in without],
+        "all_with_s": [r["wall_s"] for r in with_derived],
+        "with_day_split_s": best_with["day_split_s"],
+        "without_day_split_s": best_without["day_split_s"],
+        "with_peak_rss_mib": max(r["peak_rss_mib"] for r in with_derived),
+        "without_peak_rss_mib": max(r["peak_rss_mib"] for r in without),
+        "ratio": best_with["wall_s"] / best_without["wall_s"],
+    }
+
+
 def load_backfill_days(url: str, tags: int, rows: int, days: int, seed: int) -> int:
     """A second tenant with `days` days of about `rows` rows each (and a thin day before)."""
     rate = max(4, round((rows / tags - _FIXED_ROWS_PER_TAG) / _ROWS_PER_RATE))
@@ -560,6 +640,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
         results["materialize"] = run_materialize(url, args.repeat)
         print(f"tagflow materialize: {json.dumps(results['materialize'], default=str)}")
+        if args.derived:
+            results["derived"] = run_derived_comparison(url, args.derived, args.repeat)
+            print(f"derived tags: {json.dumps(results['derived'], default=str)}")
         results["stages"] = stages_in_subprocess(url)
         print(f"stages alone: {json.dumps(results['stages'])}")
         results["stages_without_audit"] = stages_in_subprocess(url, audit=False)
@@ -602,6 +685,8 @@ def _ratios(results: dict[str, Any]) -> dict[str, float]:
         ratios["sql_over_materialize"] = results["sql"]["total_s"] / wall
     if results["pandas"]:
         ratios["pandas_over_materialize"] = results["pandas"]["total_s"] / wall
+    if "derived" in results:
+        ratios["materialize_with_derived_over_without"] = results["derived"]["ratio"]
     return ratios
 
 
@@ -672,6 +757,11 @@ def print_table(results: dict[str, Any]) -> None:
             f"in {backfill['wall_s']:.1f} s = {backfill['days_per_s']:.2f} days/s, "
             f"peak RSS {backfill['peak_rss_mib']:,.0f} MiB"
         )
+    if "derived" in results:
+        derived = results["derived"]
+        label = f"materialize with {derived['derived_tags']} derived tags"
+        line(f"{label} ({derived['source_inputs']} inputs)", derived["with_wall_s"])
+        line("  the same run without them (alternating)", derived["without_wall_s"])
     for name, value in results["ratios"].items():
         print(f"{name:<52}{value:>10.2f}")
 
@@ -688,6 +778,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backfill-days", type=int, default=0, help="also time a backfill")
     parser.add_argument(
         "--backfill-rows", type=lambda s: int(s.replace("_", "")), default=1_000_000
+    )
+    parser.add_argument(
+        "--derived", type=int, default=0, help="also time N derived tags (with/without ratio)"
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
     parser.add_argument("--child-stages", nargs=2, metavar=("URL", "STORE"), help=argparse.SUPPRESS)

@@ -1,1 +1,2 @@
-"""The `tagflow` command line: demo, materialize, backfill, serve and keys (DESIGN §7)."""
+"""The `tagflow` command line (DESIGN §7): demo, materialize, backfill, compact, serve, keys
+and derived."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 
 import typer
 from rich.console import Console
@@ -75,6 +75,46 @@ def materialize(
 
 
 @app.command()
+def compact(
+    tenant: str = typer.Option(..., help="Tenant (schema) whose months to copy."),
+    start: str = typer.Option(..., help="First month, YYYY-MM."),
+    end: str = typer.Option(..., help="Month after the last, YYYY-MM (exclusive)."),
+    store: str | None = STORE,
+) -> None:
+    """Copy each month of [START, END) of TENANT into one file per dataset clustered by tag,
+    for fast reads (the month copies' schedule does this for closed months by itself)."""
+    from tagflow.cli.runs import copy_months, next_month
+    from tagflow.pipelines.instance import dagster_instance
+
+    try:
+        settings = _settings(store=store)
+        first, stop = _parse_month(start, "--start"), _parse_month(end, "--end")
+        if stop <= first:
+            raise InvalidTimeRange(f"--end {end} must be after --start {start} (end is exclusive)")
+        months = []
+        while first < stop:
+            months.append(first)
+            first = next_month(first)
+        runs = copy_months(tenant, months, dagster_instance(settings), settings)
+    except TagflowError as error:
+        _fail(error)
+    for run in runs:
+        status = "ok" if run.success else "[red]FAILED[/red]"
+        console.print(f"{run.tenant} {run.day:%Y-%m}: {status} (run {run.run_id[:8]})")
+    if not all(run.success for run in runs):
+        raise typer.Exit(code=1)
+
+
+def _parse_month(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(f"{value}-01")
+    except (TypeError, ValueError):
+        raise InvalidTimeRange(
+            f"{option} must be a month like 2026-03, got {value[:40]!r}"
+        ) from None
+
+
+@app.command()
 def backfill(
     tenant: str = typer.Option(..., help="Tenant (schema) to backfill."),
     start: str = typer.Option(..., help="First day, YYYY-MM-DD."),
@@ -92,10 +132,12 @@ def backfill(
     """Backfill every asset for TENANT over [START, END) in range runs (each day its own files).
 
     By default the backfill is submitted to the Dagster instance ($DAGSTER_HOME), whose daemon
-    (`dagster dev` or `dagster-daemon run`) launches its runs: it shows in the UI. The
-    daemon's code location reads its own TAGFLOW_SOURCE_URL and TAGFLOW_STORE."""
+    (`dagster dev` or `dagster-daemon run`) launches its runs: it shows in the UI, and the
+    month copies' schedule copies its closed months at its next tick. The daemon's code
+    location reads its own TAGFLOW_SOURCE_URL and TAGFLOW_STORE. With --in-process, the closed
+    months of the range are copied here once every day succeeded."""
     if in_process:
-        _in_process(tenant, start, end, source_url, store, days_per_run)
+        _in_process(tenant, start, end, source_url, store, days_per_run, copy=True)
         return
     from tagflow.cli.backfills import backfill_daemon_running, backfill_state, submit_backfill
     from tagflow.pipelines.instance import dagster_instance
@@ -134,25 +176,35 @@ def _in_process(
     source_url: str | None,
     store: str | None,
     days_per_run: int,
+    copy: bool = False,
 ) -> None:
-    from tagflow.cli.runs import days_in_range, materialize_days
+    from tagflow.cli.runs import closed_months, copy_months, days_in_range, materialize_days
     from tagflow.pipelines.instance import dagster_instance
 
     try:
         settings = _settings(source_url=source_url, store=store)
         first, stop = _parse_day(start, "--start"), _parse_day(end, "--end")
-        total = len(days_in_range(first, stop, settings.start_date))
+        days = days_in_range(first, stop, settings.start_date)
+        instance = dagster_instance(settings)
         with _progress() as progress:
-            task = progress.add_task(f"materialise {tenant}", total=total)
+            task = progress.add_task(f"materialise {tenant}", total=len(days))
             runs = materialize_days(
                 tenant,
                 first,
                 stop,
-                dagster_instance(settings),
+                instance,
                 settings,
                 on_partition_done=lambda run: progress.advance(task, len(run.days)),
                 days_per_run=days_per_run,
             )
+        months = closed_months(days, datetime.now(UTC).date()) if copy else []
+        if months and all(run.success for run in runs):
+            with _progress() as progress:
+                task = progress.add_task(f"copy months of {tenant}", total=len(months))
+                for run in copy_months(tenant, months, instance, settings):
+                    progress.advance(task)
+                    if not run.success:
+                        runs.append(run)
     except TagflowError as error:
         _fail(error)
     failed = [run for run in runs if not run.success]
@@ -238,6 +290,15 @@ def _add_derived_commands() -> None:
 
 
 _add_derived_commands()
+
+
+def _add_store_commands() -> None:
+    from tagflow.cli.store import store_app
+
+    app.add_typer(store_app, name="store", help="Look after the dataset store (sweep temp files).")
+
+
+_add_store_commands()
 
 if __name__ == "__main__":
     app()

@@ -14,7 +14,8 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
+from tagflow.assets.derived_tags import deployment_definitions, derived_plan
+from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key, tenant_month_key
 from tagflow.assets.resources import source_database
 from tagflow.errors import InvalidArgument, InvalidTimeRange
 from tagflow.names import validate_tenant_name
@@ -114,12 +115,14 @@ def materialize_days(
     if not isinstance(days_per_run, int) or days_per_run < 1:
         raise InvalidArgument("days per run must be a positive whole number")
     definitions = build_definitions(settings)
-    # UnknownTenant or duplicate tag names now, before any run starts
-    source_database(settings).read_tags(tenant)
+    # UnknownTenant, duplicate tag names or a derived tag reading an unknown tag now, before
+    # any run starts
+    tags = source_database(settings).read_tags(tenant)
+    derived_plan(deployment_definitions(settings).for_tenant(tenant), tags)
     if not instance.has_dynamic_partition(TENANT_DIMENSION, tenant):
         instance.add_dynamic_partitions(TENANT_DIMENSION, [tenant])
     reap_orphaned_runs(instance)
-    job = definitions.resolve_implicit_global_asset_job_def()
+    job = definitions.resolve_job_def("all_assets")
     groups = [days[at : at + days_per_run] for at in range(0, len(days), days_per_run)]
     runs = []
     for run in _run_each(job, tenant, groups, instance):
@@ -150,3 +153,36 @@ def _run_each(
             tags=tags,
         )
         yield PartitionRun(tenant, tuple(group), result.run_id, result.success)
+
+
+def next_month(month: date) -> date:
+    """The first day of the month after `month`'s."""
+    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def closed_months(days: list[date], today: date) -> list[date]:
+    """The first days of the months of `days` that ended before `today`."""
+    months = sorted({day.replace(day=1) for day in days})
+    return [month for month in months if next_month(month) <= today]
+
+
+def copy_months(
+    tenant: str, months: list[date], instance: dg.DagsterInstance, settings: Settings
+) -> list[PartitionRun]:
+    """Make the read API's month copies of `tenant` for `months` (first days), one Dagster run
+    per month, recorded in `instance`."""
+    validate_tenant_name(tenant)
+    job = build_definitions(settings).resolve_job_def("month_copies")
+    if not instance.has_dynamic_partition(TENANT_DIMENSION, tenant):
+        instance.add_dynamic_partitions(TENANT_DIMENSION, [tenant])
+    runs = []
+    for month in months:
+        result = job.execute_in_process(
+            partition_key=tenant_month_key(tenant, month),
+            instance=instance,
+            run_config=QUIET_CONSOLE,
+            raise_on_error=False,
+            tags=_process_tags(),
+        )
+        runs.append(PartitionRun(tenant, (month,), result.run_id, result.success))
+    return runs

@@ -1,7 +1,10 @@
 """The dataset layout of DESIGN §3 and atomic Parquet reads and writes on any UPath root.
 
 This is the only code that knows where a dataset partition lives:
-``{root}/{dataset}/tenant={tenant}/date={YYYY-MM-DD}/part-0.parquet`` (``tags`` has no date level).
+``{root}/{dataset}/tenant={tenant}/date={YYYY-MM-DD}/part-0.parquet`` (``tags`` has no date level),
+and where the read API's month copies live (io_managers/compaction.py):
+``{root}/_compacted/{dataset}/tenant={tenant}/month={YYYY-MM}/part-0.parquet``, outside every
+dataset's folder so that readers of the datasets never see them.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from upath import UPath
 from tagflow.errors import MissingPartition, TagflowError
 from tagflow.io_managers import partition_reader
 from tagflow.io_managers.partition_writer import PartitionWriter, StagedPartition
+from tagflow.io_managers.unreadable import UNREADABLE, corrupt_if_unreadable, corrupt_partition
 from tagflow.names import validate_tenant_name
+from tagflow.schemas.arrow import conform
 from tagflow.schemas.registry import DATASETS
 from tagflow.schemas.registry import dataset as registered
 
 PART_FILE = "part-0.parquet"
+COMPACTED = "_compacted"
 log = logging.getLogger(__name__)
 
 
@@ -59,6 +65,84 @@ class DatasetStore:
         if self._is_local:
             self._refuse_links(target)
         return PartitionWriter.staged_beside(registered(dataset), tenant, day, target)
+
+    def month_path(self, dataset: str, tenant: str, month: date) -> UPath:
+        return self.root.joinpath(*_month_parts(dataset, tenant, month))
+
+    def month_relation(self, dataset: str, tenant: str, month: date) -> str:
+        """A month copy's folder relative to the root (the root may name a private place)."""
+        return "/".join(_month_parts(dataset, tenant, month)[:-1])
+
+    def stage_month(
+        self, dataset: str, tenant: str, month: date, group_rows: int, key_value: dict[bytes, bytes]
+    ) -> PartitionWriter:
+        """A writer of one month copy, published like a partition (see stage)."""
+        target = self.month_path(dataset, tenant, month)
+        if self._is_local:
+            self._refuse_links(target)
+        return PartitionWriter.staged_beside(
+            registered(dataset), tenant, None, target, group_rows, key_value
+        )
+
+    def day_identity(self, dataset: str, tenant: str, day: date) -> tuple[int, int] | None:
+        """(size, mtime) of a local day partition, which a rewrite changes; None when it is
+        missing or the store is not local (an identity would cost a request per file)."""
+        if not self._is_local:
+            return None
+        try:
+            stat = os.stat(self._local_file(dataset, tenant, day))
+        except FileNotFoundError:
+            return None
+        return (stat.st_size, stat.st_mtime_ns)
+
+    def day_footer(self, dataset: str, tenant: str, day: date) -> partition_reader.Footer | None:
+        """The footer of a local day partition (cached), None when there is none."""
+        if not self._is_local:
+            return None
+        try:
+            with corrupt_if_unreadable(dataset, tenant, day):
+                return partition_reader.footer_local(self._local_file(dataset, tenant, day))
+        except FileNotFoundError:
+            return None
+
+    def month_footer(
+        self, dataset: str, tenant: str, month: date
+    ) -> partition_reader.Footer | None:
+        """The footer of a local month copy (cached), None when there is none."""
+        if not self._is_local:
+            return None
+        try:
+            with corrupt_if_unreadable(f"the {month:%Y-%m} copy of {dataset}", tenant, None):
+                return partition_reader.footer_local(self._local_month(dataset, tenant, month))
+        except FileNotFoundError:
+            return None
+
+    def read_month_rows(
+        self,
+        dataset: str,
+        tenant: str,
+        month: date,
+        tag_ids: Sequence[int] | None,
+        columns: Sequence[str],
+        window: partition_reader.Window,
+        before_decoding: Callable[[int], None] | None = None,
+    ) -> pa.Table:
+        """Like read_tag_rows, of a local month copy, decoding only row groups that meet the
+        window (the rows outside it are the caller's to drop); MissingPartition if absent."""
+        path = self._local_month(dataset, tenant, month)
+        schema = DATASETS[dataset].schema
+        try:
+            with corrupt_if_unreadable(f"the {month:%Y-%m} copy of {dataset}", tenant, None):
+                return partition_reader.read_local(
+                    path, tag_ids, columns, schema, before_decoding, window
+                )
+        except FileNotFoundError:
+            raise MissingPartition(
+                f"the {month:%Y-%m} copy of {dataset} for tenant {tenant!r} is gone"
+            ) from None
+
+    def _local_month(self, dataset: str, tenant: str, month: date) -> str:
+        return os.path.join(self.root.path, *_month_parts(dataset, tenant, month))
 
     def _refuse_links(self, target: UPath) -> None:
         """A partition is written only inside the root and never through a symbolic link: a
@@ -178,8 +262,11 @@ class DatasetStore:
                 table = pq.read_table(handle)
         except FileNotFoundError:
             raise _missing(dataset, tenant, day) from None
+        except UNREADABLE as error:
+            raise corrupt_partition(dataset, tenant, day, error) from None
         schema = DATASETS[dataset].schema
-        return table.select(schema.names).cast(schema)
+        # conform: a tags file written before the derived-tag columns reads as source tags.
+        return conform(table, schema)
 
     def read_tag_rows(
         self,
@@ -204,6 +291,8 @@ class DatasetStore:
                 return partition_reader.read_handle(handle, tag_ids, names, schema, before_decoding)
         except FileNotFoundError:
             raise _missing(dataset, tenant, day) from None
+        except UNREADABLE as error:
+            raise corrupt_partition(dataset, tenant, day, error) from None
 
     def iter_batches(self, dataset: str, tenant: str, day: date) -> Iterator[pa.RecordBatch]:
         """One partition's rows in file order, a row group at a time (memory holds one);
@@ -214,7 +303,7 @@ class DatasetStore:
             handle = path.open("rb")
         except FileNotFoundError:
             raise _missing(dataset, tenant, day) from None
-        with handle, pq.ParquetFile(handle) as parquet:
+        with handle, corrupt_if_unreadable(dataset, tenant, day), pq.ParquetFile(handle) as parquet:
             for group in range(parquet.num_row_groups):
                 table = parquet.read_row_group(group, columns=schema.names).cast(schema)
                 yield from table.to_batches()
@@ -235,6 +324,13 @@ def _partition_parts(dataset: str, tenant: str, day: date | None) -> tuple[str, 
     if not isinstance(day, date):
         raise TagflowError(f"dataset {dataset!r} is partitioned by date: a date is required")
     return (*base, f"date={day.isoformat()}", PART_FILE)
+
+
+def _month_parts(dataset: str, tenant: str, month: date) -> tuple[str, ...]:
+    validate_tenant_name(tenant)
+    if not registered(dataset).dated or not isinstance(month, date) or month.day != 1:
+        raise TagflowError("a month copy is of a dated dataset and starts on a month's 1st")
+    return (COMPACTED, dataset, f"tenant={tenant}", f"month={month:%Y-%m}", PART_FILE)
 
 
 def _missing(dataset: str, tenant: str, day: date | None) -> MissingPartition:

@@ -19,7 +19,9 @@ import pyarrow as pa
 from tagflow.errors import TagflowError
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.io_managers.partition_writer import StagedPartition
+from tagflow.io_managers.sweeper import SweepReport, sweep_stale_temp_files
 from tagflow.schemas.registry import dataset as registered
+from tagflow.settings import Settings
 
 # The partition dimensions every dataset is stored by (one file per tenant × day).
 TENANT_DIMENSION = "tenant"
@@ -27,6 +29,8 @@ DATE_DIMENSION = "date"
 # Metadata keys of what was written: the check compares the published file against them.
 ROWS_KEY = "dagster/row_count"
 SHA256_KEY = "content_sha256"
+# A run's staged files older than this are a killed run's (TAGFLOW_TEMP_MAX_AGE_S).
+DEFAULT_TEMP_MAX_AGE_S = Settings().temp_max_age_s
 
 
 def tenant_and_day(partition_key: str | dg.MultiPartitionKey) -> tuple[str, date]:
@@ -67,9 +71,15 @@ class ParquetDatasetIOManager(dg.ConfigurableIOManager):
     """Publishes `{root}/{asset}/tenant=T/date=D/part-0.parquet` atomically; reads tags back."""
 
     root: str
+    # Seconds unwritten after which a staged temp file is a killed run's leftover (sweeper).
+    temp_max_age_s: int = DEFAULT_TEMP_MAX_AGE_S
 
     def store(self) -> DatasetStore:
         return DatasetStore(self.root)
+
+    def sweep_stale_temp_files(self, tenant: str) -> SweepReport:
+        """Remove `tenant`'s staged files that killed runs left (see sweeper)."""
+        return sweep_stale_temp_files(self.store(), self.temp_max_age_s, tenant)
 
     def handle_output(self, context: dg.OutputContext, obj: list[StagedPartition]) -> None:
         dataset = context.asset_key.path[-1]

@@ -8,7 +8,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import numpy as np
@@ -27,11 +27,29 @@ FOOTER_CACHE_BYTES = 256 * 1024 * 1024
 class Footer:
     metadata: pq.FileMetaData
     directory: TagDirectory | None
+    # Per time column: each row group's (min, max) in µs, read from its statistics once.
+    _bounds: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, metadata: pq.FileMetaData) -> Footer:
         group_rows = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
         return cls(metadata, TagDirectory.of(metadata.metadata, group_rows))
+
+    def groups_meeting(self, column: str, window_us: tuple[int, int]) -> np.ndarray:
+        """Mask of the row groups whose `column` statistics meet [low, high); a group
+        without statistics always does."""
+        if column not in self._bounds:
+            index = self.metadata.schema.names.index(column)
+            lows, highs = [], []
+            for group in range(self.metadata.num_row_groups):
+                stats = self.metadata.row_group(group).column(index).statistics
+                known = stats is not None and stats.has_min_max
+                lows.append(stats.min_raw if known else np.iinfo(np.int64).min)
+                highs.append(stats.max_raw if known else np.iinfo(np.int64).max)
+            self._bounds[column] = (np.asarray(lows, np.int64), np.asarray(highs, np.int64))
+        lows, highs = self._bounds[column]
+        low, high = window_us
+        return (highs >= low) & (lows < high)
 
 
 class FooterCache:
@@ -64,14 +82,24 @@ class FooterCache:
 _FOOTERS = FooterCache(FOOTER_CACHE_BYTES)
 
 
+@dataclass(frozen=True)
+class Window:
+    """Rows wanted only where `column` (a timestamp) lies in [low, high) µs."""
+
+    column: str
+    span_us: tuple[int, int]
+
+
 def read_local(
     path: str,
     tag_ids: Sequence[int] | None,
     columns: Sequence[str],
     schema: pa.Schema,
     before_decoding: Callable[[int], None] | None = None,
+    window: Window | None = None,
 ) -> pa.Table:
-    """The rows of `tag_ids` (all if None) of a local file, `columns` only, in file order.
+    """The rows of `tag_ids` (all if None) of a local file, `columns` only, in file order;
+    with a `window`, only the row groups that may hold rows in it (callers filter the rows).
     FileNotFoundError if there is no file."""
     stat = os.stat(path)
     key = (path, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
@@ -80,7 +108,18 @@ def read_local(
         if footer is None:
             footer = Footer.of(parquet.metadata)
             _FOOTERS.put(key, footer)
-        return _read(parquet, footer, tag_ids, columns, schema, before_decoding)
+        return _read(parquet, footer, tag_ids, columns, schema, before_decoding, window)
+
+
+def footer_local(path: str) -> Footer:
+    """The footer of a local file, cached like the reads'; FileNotFoundError if none."""
+    stat = os.stat(path)
+    key = (path, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    footer = _FOOTERS.get(key)
+    if footer is None:
+        footer = Footer.of(pq.read_metadata(path))
+        _FOOTERS.put(key, footer)
+    return footer
 
 
 def read_handle(
@@ -89,11 +128,12 @@ def read_handle(
     columns: Sequence[str],
     schema: pa.Schema,
     before_decoding: Callable[[int], None] | None = None,
+    window: Window | None = None,
 ) -> pa.Table:
     """The same from an open file (an object store's), its footer parsed each time."""
     with pq.ParquetFile(handle) as parquet:
         footer = Footer.of(parquet.metadata)
-        return _read(parquet, footer, tag_ids, columns, schema, before_decoding)
+        return _read(parquet, footer, tag_ids, columns, schema, before_decoding, window)
 
 
 def _read(
@@ -103,6 +143,7 @@ def _read(
     columns: Sequence[str],
     schema: pa.Schema,
     before_decoding: Callable[[int], None] | None,
+    window: Window | None,
 ) -> pa.Table:
     out_schema = pa.schema([schema.field(name) for name in columns])
     directory = footer.directory
@@ -110,22 +151,25 @@ def _read(
         if before_decoding is not None:
             before_decoding(footer.metadata.num_rows)
         return _read_filtered(parquet, tag_ids, columns, out_schema)
-    decoded = [name for name in columns if name != "tag_id"]
-    if tag_ids is None:
+    allowed = None if window is None else footer.groups_meeting(window.column, window.span_us)
+    if tag_ids is None and allowed is None:
         groups = list(range(footer.metadata.num_row_groups))
-        ids, counts = _all_runs(directory)
+        ids, counts = runs_in_file_order(directory)
         take = None
     else:
-        ids, firsts, counts = directory.runs_of(np.asarray(tag_ids, dtype=np.int64))
-        if not len(ids):
-            return out_schema.empty_table()
-        groups, take = directory.plan(firsts, counts)
+        if tag_ids is None:
+            ids, counts = runs_in_file_order(directory)
+            firsts = np.sort(directory.first_row)
+        else:
+            ids, firsts, counts = directory.runs_of(np.asarray(tag_ids, dtype=np.int64))
+        groups, take, counts = directory.plan(firsts, counts, allowed)
     if not groups:
         return out_schema.empty_table()
     if before_decoding is not None:
         before_decoding(int(counts.sum()))
     # One reader thread per file: the read API reads many files at once, and Arrow's own
     # threads cost more than they save on groups of a few thousand rows.
+    decoded = [name for name in columns if name != "tag_id"]
     table = parquet.read_row_groups(groups, columns=decoded, use_threads=False)
     if take is not None:
         table = table.take(pa.array(take))
@@ -134,7 +178,7 @@ def _read(
     return table.select(list(columns)).cast(out_schema)
 
 
-def _all_runs(directory: TagDirectory) -> tuple[np.ndarray, np.ndarray]:
+def runs_in_file_order(directory: TagDirectory) -> tuple[np.ndarray, np.ndarray]:
     """Every run's tag id and row count, in file order."""
     order = np.argsort(directory.first_row, kind="stable")
     return directory.sorted_ids[order], directory.rows[order]

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from tagflow.io_managers.tag_directory import TagRuns, group_ends
+from tagflow.schemas.arrow import conform
 from tagflow.schemas.registry import Dataset
 
 # Rows per row group, at most, cut at tag boundaries (tag_directory.group_ends): a reader of
@@ -128,10 +129,19 @@ class PartitionWriter:
     manager, it discards the file if the block fails; `close` hands it over for publishing."""
 
     def __init__(
-        self, dataset: Dataset, tenant: str, day: date | None, target: UPath, temp: str
+        self,
+        dataset: Dataset,
+        tenant: str,
+        day: date | None,
+        target: UPath,
+        temp: str,
+        group_rows: int | None = None,
+        key_value: dict[bytes, bytes] | None = None,
     ) -> None:
         self._dataset, self._tenant, self._day = dataset, tenant, day
         self._target, self._temp = target, temp
+        self._group_rows = group_rows or ROW_GROUP_ROWS
+        self._key_value = key_value or {}
         self._sink = _HashingFile(temp)
         self._writer = pq.ParquetWriter(self._sink, dataset.schema, **parquet_options(dataset))
         self._runs = TagRuns()
@@ -139,7 +149,13 @@ class PartitionWriter:
 
     @classmethod
     def staged_beside(
-        cls, dataset: Dataset, tenant: str, day: date | None, target: UPath
+        cls,
+        dataset: Dataset,
+        tenant: str,
+        day: date | None,
+        target: UPath,
+        group_rows: int | None = None,
+        key_value: dict[bytes, bytes] | None = None,
     ) -> PartitionWriter:
         """A writer whose temporary file lies where it will be renamed to (a local root), or
         in the local temp folder (an object-store root, uploaded whole on publish)."""
@@ -149,23 +165,24 @@ class PartitionWriter:
             temp = os.path.join(os.path.dirname(target.path), name)
         else:
             temp = os.path.join(tempfile.gettempdir(), name)
-        return cls(dataset, tenant, day, target, temp)
+        return cls(dataset, tenant, day, target, temp, group_rows, key_value)
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
         schema = self._dataset.schema
-        table = pa.table(table).select(schema.names).cast(schema)
+        # conform: a tags table without the derived-tag columns is one of source tags only.
+        table = conform(pa.table(table), schema)
         if not table.num_rows:
             return
         tag_ids = table.column("tag_id").to_numpy()
         self._runs.add(tag_ids)
         start = 0
-        for end in group_ends(tag_ids, ROW_GROUP_ROWS):
+        for end in group_ends(tag_ids, self._group_rows):
             self._writer.write_table(table.slice(start, end - start), row_group_size=end - start)
             start = end
         self.rows += table.num_rows
 
     def close(self) -> StagedPartition:
-        self._writer.add_key_value_metadata(self._runs.encode())
+        self._writer.add_key_value_metadata({**self._runs.encode(), **self._key_value})
         self._writer.close()
         self._sink.close()
         return StagedPartition(

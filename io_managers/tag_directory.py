@@ -103,23 +103,35 @@ class TagDirectory:
         at = at[np.argsort(self.first_row[at], kind="stable")]
         return self.sorted_ids[at], self.first_row[at], self.rows[at]
 
-    def plan(self, firsts: np.ndarray, counts: np.ndarray) -> tuple[list[int], np.ndarray]:
+    def plan(
+        self, firsts: np.ndarray, counts: np.ndarray, allowed: np.ndarray | None = None
+    ) -> tuple[list[int], np.ndarray, np.ndarray]:
         """(row groups to read, positions of the runs' rows in those groups read one after
-        another), for runs in file order."""
-        last_rows = firsts + counts - 1
-        first_groups = np.searchsorted(self.group_starts, firsts, side="right") - 1
-        last_groups = np.searchsorted(self.group_starts, last_rows, side="right") - 1
-        groups = sorted({g for a, b in zip(first_groups, last_groups, strict=True)
-                         for g in range(int(a), int(b) + 1)})  # fmt: skip
-        sizes = np.diff(self.group_starts)[groups]
-        # Where each chosen group's rows begin in the concatenation of the chosen groups.
-        offset_of = dict(zip(groups, np.concatenate([[0], np.cumsum(sizes)[:-1]]), strict=True))
-        positions = [
-            np.arange(first, first + count) - self.group_starts[group] + offset_of[group]
-            for first, count, group in zip(firsts, counts, first_groups, strict=True)
+        another, rows of each run kept), for runs in file order; `allowed`, a mask over the
+        row groups, leaves out groups known to hold no wanted row (by their statistics)."""
+        starts = self.group_starts
+        first_groups = np.searchsorted(starts, firsts, side="right") - 1
+        last_groups = np.searchsorted(starts, firsts + counts - 1, side="right") - 1
+        pairs = [
+            (run, group)
+            for run, (a, b) in enumerate(
+                zip(first_groups.tolist(), last_groups.tolist(), strict=True)
+            )
+            for group in range(a, b + 1)
+            if allowed is None or allowed[group]
         ]
+        groups = sorted({group for _, group in pairs})
+        sizes = np.diff(starts)[groups]
+        # Where each chosen group's rows begin in the concatenation of the chosen groups.
+        offset_of = dict(zip(groups, (np.cumsum(sizes) - sizes).tolist(), strict=True))
+        positions, kept = [], np.zeros(len(firsts), np.int64)
+        for run, group in pairs:  # runs in file order, their groups rising: positions rise
+            low = max(int(firsts[run]), int(starts[group]))
+            high = min(int(firsts[run] + counts[run]), int(starts[group + 1]))
+            positions.append(np.arange(low, high) - starts[group] + offset_of[group])
+            kept[run] += high - low
         take = np.concatenate(positions) if positions else np.empty(0, np.int64)
-        return groups, take
+        return groups, take, kept
 
 
 def tag_id_column(ids: np.ndarray, counts: np.ndarray) -> pa.Array:

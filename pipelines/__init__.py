@@ -1,1 +1,2 @@
-"""Dagster wiring (partitions, resources, definitions) and the `tagflow` command line."""
+"""The Dagster code location: definitions, jobs, schedules, sensors, executor and instance
+configuration."""

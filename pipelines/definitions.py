@@ -7,12 +7,19 @@ from __future__ import annotations
 import dagster as dg
 
 from tagflow.assets.checks import schema_checks
+from tagflow.assets.compaction import compaction_assets
 from tagflow.assets.day import day_assets
-from tagflow.assets.partitions import TenantDays
+from tagflow.assets.derived_tags import deployment_definitions
+from tagflow.assets.partitions import TenantDays, TenantMonths
 from tagflow.assets.resources import resources
 from tagflow.errors import TagflowError
 from tagflow.pipelines.executor import launched_run_executor
-from tagflow.pipelines.schedules import all_assets_job, build_daily_schedule
+from tagflow.pipelines.schedules import (
+    all_assets_job,
+    build_daily_schedule,
+    build_month_copies_schedule,
+    month_copies_job,
+)
 from tagflow.pipelines.sensors import build_late_data_sensor, build_tenant_discovery_sensor
 from tagflow.settings import EMBEDDED_SOURCE, Settings
 
@@ -27,12 +34,17 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     if settings.source_url is None:
         raise TagflowError(NO_SOURCE)
     partitions = TenantDays.of(settings)
+    # Loaded once, now: a broken derived tags file stops the code location with its error.
+    derived = deployment_definitions(settings)
     return dg.Definitions(
-        assets=[day_assets(partitions)],
+        assets=[day_assets(partitions, derived), compaction_assets(TenantMonths.of(settings))],
         asset_checks=[schema_checks(partitions)],
-        jobs=[all_assets_job],
-        schedules=[build_daily_schedule(settings)],
-        sensors=[build_tenant_discovery_sensor(settings), build_late_data_sensor(settings)],
+        jobs=[all_assets_job, month_copies_job],
+        schedules=[build_daily_schedule(settings), build_month_copies_schedule(settings)],
+        sensors=[
+            build_tenant_discovery_sensor(settings),
+            build_late_data_sensor(settings, derived=derived),
+        ],
         executor=launched_run_executor(settings),
         resources=resources(settings),
     )

@@ -1,6 +1,7 @@
 """The daily schedule: once a day, materialise the day that just ended (UTC) for every tenant
-the instance knows, one run per tenant-day so each can be rerun on its own from the UI. Also
-what every tick shares: the job, run keys, and how one tenant's failure is reported."""
+the instance knows, one run per tenant-day so each can be rerun on its own from the UI; and the
+month copies' schedule, which copies each closed month once its late data has settled. Also
+what every tick shares: the jobs, run keys, and how one tenant's failure is reported."""
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -8,8 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import psycopg
 
-from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
+from tagflow.assets.compaction import GROUP as COPIES_GROUP
+from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key, tenant_month_key
 from tagflow.errors import InvalidName, TagflowError
+from tagflow.io_managers.compaction import months_to_copy
+from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.names import validate_tenant_name
 from tagflow.settings import Settings
 
@@ -19,11 +23,17 @@ EXECUTION_TIMEZONE = "UTC"
 
 TRIGGER_TAG = "tagflow/trigger"
 
-# Every asset (and its checks) for one tenant-day: what the schedule and the tenant sensor launch.
+# Every dataset (and its checks) of one tenant-day: what the schedule and the sensors launch.
 all_assets_job = dg.define_asset_job(
     "all_assets",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.groups("extract", "derive"),
     description="Every tagflow dataset and its checks for one tenant-day.",
+)
+# The read API's month copies of one tenant-month.
+month_copies_job = dg.define_asset_job(
+    "month_copies",
+    selection=dg.AssetSelection.groups(COPIES_GROUP),
+    description="The month copies of every dated dataset for one tenant-month (read API).",
 )
 
 
@@ -150,3 +160,51 @@ def build_daily_schedule(settings: Settings) -> dg.ScheduleDefinition:
         return dg.SkipReason(f"no tenant can be scheduled; {summarise_failures(invalid)}")
 
     return daily_tenant_days
+
+
+def build_month_copies_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """A daily look for closed months whose copy is missing or behind its days (a backfill
+    just ran, or late data rewrote a day): one run per tenant-month that needs one."""
+    settle_days = settings.late_data_lookback_days
+
+    @dg.schedule(
+        name="month_copies_schedule",
+        cron_schedule="0 3 * * *",
+        execution_timezone=EXECUTION_TIMEZONE,
+        job=month_copies_job,
+        description=(
+            "Copies each closed month (ended more than the late-data lookback ago) into one "
+            "file per dataset clustered by tag, for fast reads, when its copy is missing or "
+            "behind its days."
+        ),
+    )
+    def month_copies(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        scheduled_at = context.scheduled_execution_time or datetime.now(UTC)
+        tenants, invalid = addressable_tenants(
+            context.instance.get_dynamic_partitions(TENANT_DIMENSION)
+        )
+        store = DatasetStore(settings.store)
+        requests, failed = [], {}
+        for tenant in tenants:
+            try:
+                months = months_to_copy(store, tenant, scheduled_at.date(), settle_days)
+            except TENANT_ERRORS as error:
+                failed[tenant] = describe_tenant_error(error)
+                context.log.warning(f"tenant {tenant!r}: {failed[tenant]}")
+                continue
+            requests += [
+                dg.RunRequest(
+                    run_key=f"{tenant}|{month:%Y-%m}|{newest}",
+                    partition_key=tenant_month_key(tenant, month),
+                    tags={TRIGGER_TAG: "month_copies"},
+                )
+                for month, newest in months
+            ]
+        if requests:
+            return requests
+        return dg.SkipReason(
+            "every closed month's copy is up to date"
+            + (f"; {summarise_failures(failed | invalid)}" if failed or invalid else "")
+        )
+
+    return month_copies

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from tagflow.readapi.client.client import Client
     from tagflow.readapi.errors import (
         AuthenticationFailed,
+        CorruptPartition,
         InvalidArgument,
         InvalidName,
         InvalidTimeRange,
@@ -36,6 +37,7 @@ _HOMES = {
         name: "tagflow.readapi.errors"
         for name in (
             "AuthenticationFailed",
+            "CorruptPartition",
             "InvalidArgument",
             "InvalidName",
             "InvalidTimeRange",
@@ -51,6 +53,7 @@ _HOMES = {
 __all__ = [
     "AuthenticationFailed",
     "Client",
+    "CorruptPartition",
     "InvalidArgument",
     "InvalidName",
     "InvalidTimeRange",

@@ -9,11 +9,13 @@ import json
 from tagflow.errors import (
     AnswerTooLarge,
     AuthenticationFailed,
+    CorruptPartition,
     InvalidArgument,
     InvalidName,
     InvalidTimeRange,
     MissingPartition,
     NotMaterialised,
+    SchemaDrift,
     SourceDataError,
     SourceUnavailable,
     TagflowError,
@@ -47,6 +49,10 @@ WIRE_ERRORS: tuple[tuple[type[TagflowError], int, str], ...] = (
     (InvalidArgument, 400, "invalid_argument"),
     (AnswerTooLarge, 400, "answer_too_large"),
     (SourceUnavailable, 503, "source_unavailable"),
+    # A stored file that cannot be read and no source to answer its day: the service cannot
+    # answer that range until the day is materialised again (the message names the day).
+    (CorruptPartition, 503, "corrupt_partition"),
+    (SchemaDrift, 409, "source_schema_drift"),
     (SourceDataError, 409, "source_data_error"),
     (RequestTooLarge, 413, "request_too_large"),
     (RequestTimeout, 408, "request_timeout"),
@@ -89,6 +95,7 @@ def error_from_wire(status: int, code: object, message: object) -> TagflowError:
 
 __all__ = [
     "AuthenticationFailed",
+    "CorruptPartition",
     "InvalidArgument",
     "InvalidName",
     "InvalidTimeRange",
@@ -96,6 +103,7 @@ __all__ = [
     "NotMaterialised",
     "RequestTimeout",
     "RequestTooLarge",
+    "SchemaDrift",
     "ServiceUnavailable",
     "SourceUnavailable",
     "TagflowError",

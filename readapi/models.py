@@ -13,13 +13,16 @@ import pyarrow as pa
 
 from tagflow.schemas.arrow import TS
 
-# get_tags: the tags dataset without value_kind.
+# get_tags: the tags dataset without value_kind; derived tags (DESIGN §8) marked, with their
+# expression.
 TAG_LIST = pa.schema(
     [
         ("tag_id", pa.int32()),
         ("tag_name", pa.string()),
         ("birth_at", TS),
         ("death_at", TS),
+        ("derived", pa.bool_()),
+        ("expression", pa.string()),
     ]
 )
 
@@ -50,12 +53,15 @@ METRIC_DATA = pa.schema(
 
 @dataclass(frozen=True)
 class Tag:
-    """A tag of the tenant (tag_names): id, name, and birth/death times (None if unset)."""
+    """A tag of the tenant (tag_names): id, name, and birth/death times (None if unset). A
+    derived tag (DESIGN §8) has `derived` set, a negative id and its `expression`."""
 
     id: int
     name: str
     birth_at: datetime | None
     death_at: datetime | None
+    derived: bool = False
+    expression: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,18 @@ def _times(column: pa.ChunkedArray | pa.Array) -> list[datetime | None]:
 
 
 def tags_from_table(table: pa.Table) -> list[Tag]:
+    count = table.num_rows
+    # A service from before derived tags answers without their columns.
+    derived = (
+        table.column("derived").fill_null(False).to_pylist()
+        if "derived" in table.column_names
+        else [False] * count
+    )
+    expressions = (
+        table.column("expression").to_pylist()
+        if "expression" in table.column_names
+        else [None] * count
+    )
     return [
         Tag(*row)
         for row in zip(
@@ -118,6 +136,8 @@ def tags_from_table(table: pa.Table) -> list[Tag]:
             table.column("tag_name").to_pylist(),
             _times(table.column("birth_at")),
             _times(table.column("death_at")),
+            derived,
+            expressions,
             strict=True,
         )
     ]

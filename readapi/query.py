@@ -34,6 +34,10 @@ AGGREGATES = {
 BUCKET_FUNCTIONS = ("locf",)
 # Guards against answers too large to build; checked before any data is read.
 MAX_BUCKETS = 1_000_000
+# The longest spans path a client sends as GET; a longer one (a long tag name, which
+# percent-encoding can triple) goes as POST /v1/spans with the name in the JSON body, which the
+# service bounds by TAGFLOW_MAX_BODY_BYTES instead of TAGFLOW_MAX_HEADER_BYTES.
+MAX_SPANS_PATH_BYTES = 4096
 
 
 class Sampling(StrEnum):
@@ -117,16 +121,35 @@ class SpansQuery(Query):
         if limit is not None and limit < 1:
             raise InvalidArgument("limit must be a positive integer or None")
 
+    @property
+    def method(self) -> str:  # type: ignore[override]
+        """GET with the name in the path; POST with it in the body when the path would be
+        longer than MAX_SPANS_PATH_BYTES (a URL must fit the service's header limit)."""
+        return "GET" if len(self._name_path()) <= MAX_SPANS_PATH_BYTES else "POST"
+
     def path(self) -> str:
+        return self._name_path() if self.method == "GET" else "/v1/spans"
+
+    def _name_path(self) -> str:
         # Everything but letters, digits, '-', '_' and '~' is percent-encoded, dots included,
-        # so no client library can normalise '..' away.
+        # so no client library can normalise '..' away. The empty name is '/v1/spans/'.
         return "/v1/spans/" + quote(self.tag_name, safe="").replace(".", "%2E")
 
     def params(self) -> dict[str, Any]:
         out = super().params()
         if self.limit is not None:
             out["limit"] = str(self.limit)
+        if self.method == "POST":
+            out["tag_name"] = self.tag_name
         return out
+
+    @classmethod
+    def from_body(cls, params: Mapping[str, Any]) -> SpansQuery:
+        """The POST form: the tag's name is the body's `tag_name`."""
+        tag_name = params.get("tag_name")
+        if not isinstance(tag_name, str):
+            raise InvalidArgument("tag_name must be a string: the name of one tag")
+        return cls.from_params(tag_name, params)
 
     @classmethod
     def from_params(cls, tag_name: str, params: Mapping[str, Any]) -> SpansQuery:

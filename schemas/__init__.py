@@ -1,1 +1,2 @@
-"""Data contracts: Arrow schemas of every dataset, pandera checks, and the source DDL."""
+"""Data contracts: the dataset registry, the Arrow schema and pandera checks of every dataset,
+and the source DDL."""

@@ -45,6 +45,22 @@ TAGS = pa.schema(
     ]
 )
 
+# The `tags` dataset: the source tags (TAGS) and the derived tags (DESIGN §8), which are rows
+# of their own: `derived` true, a negative tag_id, their `expression` and `description`, and
+# `input_deaths`, the death_at of every source tag they read: the only instants where a
+# derived tag can become undefined (that acts like a death, and its next transition brings it
+# back), so readers rebuild its step function from its transitions as they do a source tag's.
+# A file written before these columns existed reads as source tags only (see conform).
+TAGS_DATASET = pa.schema(
+    [
+        *TAGS,
+        ("derived", pa.bool_()),
+        ("expression", pa.string()),
+        ("description", pa.string()),
+        ("input_deaths", pa.list_(TS)),
+    ]
+)
+
 # `value_kind` ('numeric' | 'string') keeps which source table a row came from, which a
 # NULL value alone cannot tell and which decides numeric/string sample membership.
 TRANSITIONS = pa.schema(
@@ -114,3 +130,25 @@ SAMPLES_STR = pa.schema(
         ("held_s", pa.map_(pa.string(), pa.float64())),
     ]
 )
+
+
+# Columns added to a dataset after files of it were written: those files lack them.
+ADDED_LATER = frozenset({"derived", "expression", "description", "input_deaths"})
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with the columns of `schema`, in its order and types. A column of ADDED_LATER
+    that `table` lacks is filled with its default (false for a bool, else null), so files
+    written before it existed stay readable and writable; any other missing column is a
+    KeyError, as in Table.select."""
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        elif field.name not in ADDED_LATER:
+            raise KeyError(f'Field "{field.name}" does not exist in schema')
+        elif pa.types.is_boolean(field.type):
+            columns.append(pa.array([False] * table.num_rows, field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)

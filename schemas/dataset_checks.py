@@ -96,6 +96,11 @@ def _tags_rules() -> Rules:
         "rows sorted by tag_name": _sorted_by("tag_name"),
         "value_kind is numeric, string, mixed or null": pl.col("value_kind").is_null()
         | pl.col("value_kind").is_in(["numeric", "string", "mixed"]),
+        # Derived tags (DESIGN §8): a negative id (never a source serial) and an expression.
+        "derived tags and only they have a negative id and an expression": (
+            pl.col("derived") == (pl.col("tag_id") < 0)
+        )
+        & (pl.col("derived") == pl.col("expression").is_not_null()),
     }
 
 
@@ -187,7 +192,7 @@ def _columns(dataset: Dataset, nullability: bool) -> dict[str, pa_pl.Column]:
     column also checks its nulls (else a rule does, for all columns at once)."""
     columns = {}
     for field_ in dataset.schema:
-        if pa.types.is_map(field_.type):
+        if pa.types.is_map(field_.type) or pa.types.is_list(field_.type):
             continue
         dtype = pl.from_arrow(pa.array([], field_.type)).dtype
         nullable = field_.name in _NULLABLE or not nullability
@@ -197,13 +202,18 @@ def _columns(dataset: Dataset, nullability: bool) -> dict[str, pa_pl.Column]:
 
 def _required(dataset: Dataset) -> pl.Expr:
     """No null in a required column (what each column's own check says in the detailed form)."""
-    required = [f.name for f in dataset.schema if f.name not in _NULLABLE and f.name != "held_s"]
+    required = [
+        f.name
+        for f in dataset.schema
+        if f.name not in _NULLABLE and not pa.types.is_map(f.type) and not pa.types.is_list(f.type)
+    ]
     return pl.all_horizontal(pl.col(name).is_not_null() for name in required)
 
 
 # Columns that may hold nulls; every other column of every dataset is required.
 _NULLABLE = frozenset(
     {"birth_at", "death_at", "value_kind", "value_double", "value_string", "raw_end_at"}
+    | {"expression", "description", "input_deaths"}
     | set(_VALUES)
     | set(_STRINGS)
 )
@@ -312,9 +322,11 @@ class DayAudit:
         self._schemas[dataset].validate(pl.from_arrow(checked))
 
     def check_counts(self, counts: dict[str, int], streamed_rows: int) -> None:
-        """Rows in = kept + duplicates + orphans, and every kept row was written."""
+        """Rows in = kept + duplicates + orphans, and every kept row was written (the derived
+        tags' transitions, counted apart, are no source rows)."""
         rows_in = counts.get("rows_in", 0)
-        accounted = self.rows.get("transitions", 0) + counts.get("duplicates_dropped", 0)
+        kept = self.rows.get("transitions", 0) - counts.get("derived_transitions", 0)
+        accounted = kept + counts.get("duplicates_dropped", 0)
         accounted += counts.get("orphans_skipped", 0)
         if rows_in != streamed_rows or accounted != rows_in:
             raise AuditFailed(

@@ -13,7 +13,14 @@ from enum import StrEnum
 import pyarrow as pa
 
 from tagflow.errors import TagflowError
-from tagflow.schemas.arrow import CARRY_IN, SAMPLES, SAMPLES_STR, SPANS, TAGS, TRANSITIONS
+from tagflow.schemas.arrow import (
+    CARRY_IN,
+    SAMPLES,
+    SAMPLES_STR,
+    SPANS,
+    TAGS_DATASET,
+    TRANSITIONS,
+)
 
 
 class Kind(StrEnum):
@@ -90,13 +97,14 @@ _ALL = [
     Dataset(
         name="tags",
         kind=Kind.TAGS,
-        schema=TAGS,
+        schema=TAGS_DATASET,
         sort_keys=("tag_name",),
         time_column=None,
         dated=False,
         description="The tenant's tags (tag_names) as of extraction: id, name, birth, death and "
-        "whether the tag has numeric rows, string rows or both in its whole history. One file "
-        "per tenant, refreshed by every run.",
+        "whether the tag has numeric rows, string rows or both in its whole history; and its "
+        "derived tags (negative ids, marked derived, with their expression). One file per "
+        "tenant, refreshed by every run.",
     ),
     Dataset(
         name="transitions",

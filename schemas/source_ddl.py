@@ -120,3 +120,84 @@ def create_tenant(conn: psycopg.Connection, tenant: str, api_key: str) -> None:
         cur.execute(
             sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(tenant), sql.Literal(hashed))
         )
+
+
+# `CREATE TABLE [IF NOT EXISTS] :"tenant".name ( … )`: the tables of one tenant.
+_CREATE_TABLE = re.compile(
+    r"^CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?:\"tenant\"\.(\w+)\s*\((.*)\)\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+# Words that end a column's type and start its constraints.
+_CONSTRAINT_WORDS = frozenset(
+    {"primary", "not", "null", "unique", "default", "references", "check", "constraint",
+     "collate", "generated"}
+)  # fmt: skip
+# Table constraints, which name no column of their own.
+_TABLE_CONSTRAINTS = ("primary ", "unique ", "unique(", "constraint ", "check ", "foreign ")
+# The names PostgreSQL's format_type() gives the DDL's spellings (serial is an integer column
+# with a sequence default).
+_TYPE_ALIASES = {
+    "serial": "integer",
+    "serial4": "integer",
+    "bigserial": "bigint",
+    "serial8": "bigint",
+    "smallserial": "smallint",
+    "serial2": "smallint",
+    "int": "integer",
+    "int4": "integer",
+    "int8": "bigint",
+    "int2": "smallint",
+    "float8": "double precision",
+    "float4": "real",
+    "bool": "boolean",
+    "timestamptz": "timestamp with time zone",
+    "timestamp": "timestamp without time zone",
+    "timetz": "time with time zone",
+    "time": "time without time zone",
+    "varchar": "character varying",
+}
+
+
+def canonical_type(name: str) -> str:
+    """A PostgreSQL type name as format_type() writes it: lower case, aliases resolved."""
+    spelled = " ".join(name.lower().split())
+    return _TYPE_ALIASES.get(spelled, spelled)
+
+
+def _split_top_level(body: str) -> list[str]:
+    """The comma-separated items of a CREATE TABLE body (commas inside parentheses kept)."""
+    items, depth, start = [], 0, 0
+    for at, ch in enumerate(body):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(body[start:at])
+            start = at + 1
+    items.append(body[start:])
+    return [item.strip() for item in items if item.strip()]
+
+
+def source_table_columns() -> dict[str, dict[str, str]]:
+    """The columns of every table of a tenant, read from the packaged DDL: table → column →
+    canonical PostgreSQL type (`tag_data.tag_value` → 'double precision'). The one source of
+    truth of what the extraction expects to find."""
+    tables: dict[str, dict[str, str]] = {}
+    for statement in split_statements(source_schema_sql()):
+        match = _CREATE_TABLE.match(statement.text)
+        if match is None:
+            continue
+        columns: dict[str, str] = {}
+        for item in _split_top_level(match.group(2)):
+            if item.lower().startswith(_TABLE_CONSTRAINTS):
+                continue
+            name, *words = item.split()
+            type_words = []
+            for word in words:
+                if word.lower() in _CONSTRAINT_WORDS:
+                    break
+                type_words.append(word)
+            columns[name.strip('"')] = canonical_type(" ".join(type_words))
+        tables[match.group(1)] = columns
+    return tables

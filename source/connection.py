@@ -16,7 +16,9 @@ from typing import TypeVar
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as adbc_dbapi
 import psycopg
+import sqlalchemy.exc
 from psycopg import conninfo as pg_conninfo
+from psycopg.abc import AdaptContext
 
 from tagflow.errors import SourceUnavailable
 
@@ -148,16 +150,21 @@ def connect(
     statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
     attempts: int = DEFAULT_ATTEMPTS,
     backoff_s: float = DEFAULT_BACKOFF_S,
+    context: AdaptContext | None = None,
 ) -> psycopg.Connection:
     """Open a read-only autocommit psycopg session on the source, retrying transient
-    failures with exponential backoff.
+    failures with exponential backoff. `context` holds type adapters (SQLAlchemy's, for the
+    sessions of its pool).
 
     Autocommit keeps no transaction idle between extraction queries; use
-    `with conn.transaction():` for one snapshot across several reads."""
+    `with conn.transaction():` for one snapshot across several reads. Most callers want a
+    pooled session instead (`tagflow.source.engines.source_session`)."""
     conninfo = source_conninfo(
         url, connect_timeout_s=connect_timeout_s, statement_timeout_s=statement_timeout_s
     )
-    return _with_retries(lambda: psycopg.connect(conninfo, autocommit=True), attempts, backoff_s)
+    return _with_retries(
+        lambda: psycopg.connect(conninfo, autocommit=True, context=context), attempts, backoff_s
+    )
 
 
 def connect_adbc(
@@ -179,9 +186,17 @@ def connect_adbc(
 @contextmanager
 def source_errors(action: str) -> Iterator[None]:
     """Map driver failures while `action` runs to SourceUnavailable with a message a user can
-    act on. Programming errors (a bug in tagflow's SQL) propagate unchanged."""
+    act on. Programming errors (a bug in tagflow's SQL) propagate unchanged. SQLAlchemy's
+    wrappers (of reflection and pooled sessions) are judged by the driver error they wrap."""
     try:
         yield
+    except sqlalchemy.exc.DBAPIError as exc:
+        if isinstance(exc.orig, psycopg.errors.QueryCanceled):
+            raise SourceUnavailable(f"{action}: {_TIMEOUT}") from None
+        if isinstance(exc.orig, psycopg.OperationalError) or exc.connection_invalidated:
+            raise SourceUnavailable(f"{action}: {_LOST}") from None
+        # As the driver raised it: callers handle psycopg errors, and the wrapper quotes SQL.
+        raise (exc.orig if isinstance(exc.orig, psycopg.Error) else exc) from None
     except adbc_driver_manager.OperationalError as exc:
         if getattr(exc, "sqlstate", None) == "57014":
             raise SourceUnavailable(f"{action}: {_TIMEOUT}") from None
@@ -190,20 +205,6 @@ def source_errors(action: str) -> Iterator[None]:
         raise SourceUnavailable(f"{action}: {_TIMEOUT}") from None
     except psycopg.OperationalError:
         raise SourceUnavailable(f"{action}: {_LOST}") from None
-
-
-@contextmanager
-def open_source(source: str | psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """Yield a connection for `source`: a URL is connected (and closed afterwards); an open
-    connection is used as is and left open for its owner."""
-    if isinstance(source, psycopg.Connection):
-        yield source
-        return
-    conn = connect(source)
-    try:
-        yield conn
-    finally:
-        conn.close()
 
 
 @contextmanager

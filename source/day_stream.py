@@ -16,7 +16,7 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -42,41 +42,60 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class RawChunk:
     """The raw rows (RAW_ROWS, unresolved, any order) of a chunk's tags; `tag_ids` is None for
-    the last chunk, which holds the rows of ids missing from the tag list (orphans)."""
+    the last chunk, which holds the rows of ids missing from the tag list (orphans).
+    `derived_inputs`: not a chunk of the day's order but a copy of the rows of the tags derived
+    tags read (DESIGN §8), handed over first, so that derived tags can be computed before the
+    chunk they sort into, whatever their inputs' place in the order."""
 
     tag_ids: np.ndarray | None
     rows: pa.Table
+    derived_inputs: bool = False
 
 
 def plan_id_chunks(
-    ids_in_name_order: np.ndarray, expected_rows: int, max_rows: int = CHUNK_ROWS
+    ids_in_name_order: np.ndarray,
+    expected_rows: int,
+    max_rows: int = CHUNK_ROWS,
+    cuts: Sequence[int] = (),
 ) -> list[np.ndarray]:
     """Consecutive groups of tag ids (in name order) of about `max_rows` expected rows each,
-    the day's `expected_rows` assumed spread evenly over the tags, at most CHUNK_TAGS each."""
+    the day's `expected_rows` assumed spread evenly over the tags, at most CHUNK_TAGS each; a
+    group begins at every position of `cuts` (where derived tags sort in between)."""
     count = len(ids_in_name_order)
     if count == 0:
         return []
     per_tag = max(expected_rows, 1) / count
     size = int(min(CHUNK_TAGS, max(1, max_rows // max(per_tag, 1))))
-    return [ids_in_name_order[start : start + size] for start in range(0, count, size)]
+    bounds = [0, *sorted({int(c) for c in cuts if 0 < c < count}), count]
+    return [
+        ids_in_name_order[start : min(start + size, hi)]
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+        for start in range(lo, hi, size)
+    ]
 
 
 class _ChunkIndex:
-    """Which chunk a tag id belongs to; ids missing from the tag list go to a last chunk."""
+    """Which chunk a tag id belongs to; ids missing from the tag list go to a last chunk. Also
+    whether it is one of `input_ids` (read by derived tags), found by the same look-up."""
 
-    def __init__(self, id_chunks: list[np.ndarray]) -> None:
+    def __init__(self, id_chunks: list[np.ndarray], input_ids: np.ndarray | None = None) -> None:
         ids = np.concatenate(id_chunks).astype(np.int64) if id_chunks else np.zeros(0, np.int64)
         chunk = np.repeat(np.arange(len(id_chunks)), [len(c) for c in id_chunks])
         order = np.argsort(ids, kind="stable")
         self._ids, self._chunk = ids[order], chunk[order]
         self.count = len(id_chunks) + 1
+        self.has_inputs = input_ids is not None and len(input_ids) > 0
+        self._input = np.isin(self._ids, input_ids) if self.has_inputs else None
 
-    def of(self, tag_ids: np.ndarray) -> np.ndarray:
+    def of(self, tag_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each id's chunk, and whether it is an input (None when there are no inputs)."""
         unknown = self.count - 1
         if not len(self._ids):
-            return np.full(len(tag_ids), unknown)
+            return np.full(len(tag_ids), unknown), None
         at = np.searchsorted(self._ids, tag_ids).clip(max=len(self._ids) - 1)
-        return np.where(self._ids[at] == tag_ids, self._chunk[at], unknown)
+        found = self._ids[at] == tag_ids
+        chunk = np.where(found, self._chunk[at], unknown)
+        return chunk, (found & self._input[at]) if self._input is not None else None
 
 
 def _spill(
@@ -84,14 +103,18 @@ def _spill(
     index: _ChunkIndex,
     folder: str,
     fingerprint: RowsFingerprint,
+    inputs: list[pa.RecordBatch] | None = None,
 ) -> list[str]:
-    """Write each batch's rows to the spill file of their chunk; return the files by chunk."""
+    """Write each batch's rows to the spill file of their chunk; return the files by chunk.
+    The rows of derived tags' inputs are also kept in `inputs` (few tags: bounded)."""
     paths = [os.path.join(folder, f"chunk-{k}.arrow") for k in range(index.count)]
     writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
     try:
         for batch in batches:
             fingerprint.add(batch)
-            chunk = index.of(batch.column("tag_id").to_numpy(zero_copy_only=False))
+            chunk, is_input = index.of(batch.column("tag_id").to_numpy(zero_copy_only=False))
+            if inputs is not None and is_input is not None and is_input.any():
+                inputs.append(batch.filter(pa.array(is_input)))
             # Few chunks: a 16-bit key makes numpy's stable sort a linear radix sort.
             order = np.argsort(
                 chunk.astype(np.uint16 if index.count < 1 << 16 else np.int64), kind="stable"
@@ -181,15 +204,21 @@ def raw_day_chunks(
     expected_rows: int,
     fingerprint: RowsFingerprint,
     max_rows: int = CHUNK_ROWS,
+    input_ids: np.ndarray | None = None,
+    cuts: Sequence[int] = (),
 ) -> Iterator[RawChunk]:
     """The day's raw rows, a chunk of tags at a time (every chunk of the tag list, in name
     order, even without rows: its tags may hold a carry-in), then the orphans' chunk.
     `expected_rows` (an estimate of the day's rows) sizes the chunks; `fingerprint` sees every
-    row as it streams."""
-    id_chunks = plan_id_chunks(ids_in_name_order, expected_rows, max_rows)
-    index = _ChunkIndex(id_chunks)
+    row as it streams. With `input_ids` (the tags derived tags read), their rows come first,
+    as one RawChunk marked derived_inputs, kept from the same scan; chunks begin at `cuts`."""
+    id_chunks = plan_id_chunks(ids_in_name_order, expected_rows, max_rows, cuts)
+    index = _ChunkIndex(id_chunks, input_ids)
     with tempfile.TemporaryDirectory(prefix="tagflow-day-") as folder:
         batches = _read_ahead(stream_day_rows(url, tenant, day_start, day_end))
-        paths = _spill(batches, index, folder, fingerprint)
+        inputs: list[pa.RecordBatch] | None = [] if input_ids is not None else None
+        paths = _spill(batches, index, folder, fingerprint, inputs)
+        if inputs is not None:
+            yield RawChunk(input_ids, pa.Table.from_batches(inputs, schema=RAW_ROWS), True)
         for ids, path in zip([*id_chunks, None], paths, strict=True):
             yield from _split(RawChunk(ids, _read(path)), max_rows)

@@ -15,7 +15,8 @@ from psycopg import sql
 from tagflow.errors import InvalidTimeRange, SourceDataError
 from tagflow.names import validate_tenant_name
 from tagflow.schemas.arrow import RAW_CARRY_IN, RAW_ROWS, TAGS, TS
-from tagflow.source.connection import connect_adbc, open_source, source_errors
+from tagflow.source.connection import connect_adbc, source_errors
+from tagflow.source.engines import source_session
 from tagflow.source.tenants import require_tenant
 
 DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
@@ -434,7 +435,8 @@ def stream_day_rows(
     """Stream the rows of both tables with d0 <= time < d1 as RAW_ROWS batches, unresolved
     and unordered; `tag_ids` restricts them to those tags.
 
-    Given a URL the rows come through ADBC (COPY BINARY decoded in C++ into Arrow batches of
+    Given a URL the tenant is checked on a pooled session (it exists, its tables match the
+    DDL) and the rows come through ADBC (COPY BINARY decoded in C++ into Arrow batches of
     about `batch_bytes`), the fast path; given a psycopg connection they come through its
     binary COPY inside that connection's transaction (numbers first, then strings).
     Memory stays bounded by about one batch."""
@@ -444,37 +446,46 @@ def stream_day_rows(
     if isinstance(source, psycopg.Connection):
         require_tenant(source, tenant)
         return _stream_psycopg(source, tenant, d0, d1, tag_ids, batch_bytes)
-    with open_source(source) as conn:
-        require_tenant(conn, tenant)
+    with source_session(source, tenant=tenant) as conn:
+        require_tenant(conn, tenant)  # the check above may be remembered from a while ago
         text = day_rows_query(tenant, d0, d1, tag_ids).as_string(conn)
     return _stream_adbc(source, text, batch_bytes, statement_timeout_s)
 
 
-def carry_in_query(tenant: str, d0: datetime) -> sql.Composed:
+def carry_in_query(
+    tenant: str, d0: datetime, tag_ids: Collection[int] | None = None
+) -> sql.Composed:
     """The carry-in query of read_carry_in (columns in RAW_CARRY_IN order), for callers that
-    aggregate over it in SQL, such as the late-data fingerprint."""
+    aggregate over it in SQL, such as the late-data fingerprint; of every tag or of `tag_ids`."""
     if d0.tzinfo is None:
         raise InvalidTimeRange("the day start must be a timezone-aware (UTC) datetime")
     s = sql.Identifier(validate_tenant_name(tenant))
-    return sql.SQL(_CARRY_IN).format(
+    query = sql.SQL(_CARRY_IN).format(
         s=s,
         d0=sql.Literal(d0),
         resolved_at_ci=sql.SQL(_RESOLVED_AT).format(s=s, at=sql.SQL("ci.t")),
         resolved_at_cand=sql.SQL(_RESOLVED_AT).format(s=s, at=sql.SQL("cand.t")),
     )
+    if tag_ids is None:
+        return query
+    # The planner pushes the filter down to the scan of tag_names: only these tags are probed.
+    ids = sql.Literal([int(v) for v in tag_ids])
+    return sql.SQL("SELECT * FROM ({}) c WHERE c.id = ANY({}::int4[])").format(query, ids)
 
 
-def read_carry_in(conn: psycopg.Connection, tenant: str, d0: datetime) -> pa.Table:
+def read_carry_in(
+    conn: psycopg.Connection, tenant: str, d0: datetime, tag_ids: Collection[int] | None = None
+) -> pa.Table:
     """Per tag with a row before d0: that last row (duplicates at its instant resolved as
     in SPEC), and run_begin_at, when the run of equal values it belongs to began (after a
     death, the first row after death_at). RAW_CARRY_IN, sorted by tag_id.
 
     Every tag costs a handful of LIMIT 1 index probes plus one per earlier instant holding a
     distinct value that resolution discarded, and the index entries of equal-valued rows the
-    walk steps over; no history scan."""
+    walk steps over; no history scan. `tag_ids` restricts it to those tags."""
     require_tenant(conn, tenant)
     with source_errors("reading the carry-in"):
-        rows = conn.execute(carry_in_query(tenant, d0)).fetchall()
+        rows = conn.execute(carry_in_query(tenant, d0, tag_ids)).fetchall()
     tag_id, time, value_double, value_string, is_string, run_begin_at = _columns(rows, 6)
     return pa.Table.from_arrays(
         [

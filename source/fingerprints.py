@@ -24,9 +24,11 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from tagflow.source.connection import source_errors
+from tagflow.source.derived_history import derived_day_version
 from tagflow.source.extract import carry_in_query, day_rows_query
 from tagflow.source.pg_hash import hashfloat8extended, hashint8extended
 from tagflow.source.tenants import require_tenant
+from tagflow.transforms.derived.definitions import TenantDerivedTags
 
 # A row's time and tag are hashed as one int8, the time xor the tag id times an odd constant
 # (|id| < 2^31, so the product never overflows int8 in SQL); every hash is unseeded, which
@@ -101,11 +103,17 @@ class DayFingerprint:
     carry_in_checksum: int
     tags: int
     tags_checksum: int
+    # The derived tags' part (transforms.derived.day.derived_version): their definitions and
+    # the starts of their runs at 00:00; "" when no derived tag can have a value that day.
+    derived: str = ""
 
     @property
     def version(self) -> str:
-        """A short stable string for Dagster's data version: equal iff every part is equal."""
-        parts = "|".join(str(v) for v in vars(self).values())
+        """A short stable string for Dagster's data version: equal iff every part is equal.
+        An empty derived part is left out, so versions recorded before derived tags existed
+        still match."""
+        values = [v for k, v in vars(self).items() if k != "derived" or v]
+        parts = "|".join(str(v) for v in values)
         return hashlib.blake2b(parts.encode(), digest_size=10).hexdigest()
 
 
@@ -167,10 +175,10 @@ class RowsFingerprint:
 
 
 def stream_fingerprint(
-    rows: RowsFingerprint, raw_carry_in: pa.Table, tags: pa.Table
+    rows: RowsFingerprint, raw_carry_in: pa.Table, tags: pa.Table, derived: str = ""
 ) -> DayFingerprint:
     """The day's fingerprint from what its extraction read: the streamed rows, the raw carry-in
-    (RAW_CARRY_IN) and the tag list (TAGS)."""
+    (RAW_CARRY_IN), the tag list (TAGS, source tags only) and the derived tags' part."""
     carry = _row_hashes(raw_carry_in, "tag_id")
     run_begin = raw_carry_in.column("run_begin_at")
     run_hash = hashint8extended(_micros(run_begin) ^ _RUN_BEGIN_MIX, 0)
@@ -194,13 +202,19 @@ def stream_fingerprint(
         carry_in_checksum=_wrapping_sum(carry),
         tags=tags.num_rows,
         tags_checksum=_wrapping_sum(tag_hashes),
+        derived=derived,
     )
 
 
 def day_fingerprint(
-    conn: psycopg.Connection, tenant: str, day_start: datetime, day_end: datetime
+    conn: psycopg.Connection,
+    tenant: str,
+    day_start: datetime,
+    day_end: datetime,
+    derived: TenantDerivedTags | None = None,
 ) -> DayFingerprint:
-    """The fingerprint of [day_start, day_end) for `tenant`, in SQL; one statement, read only."""
+    """The fingerprint of [day_start, day_end) for `tenant`, in SQL; one statement, read only,
+    and, with the tenant's `derived` tags, their part from index probes."""
     require_tenant(conn, tenant)
     query = sql.SQL(_FINGERPRINT).format(  # type: ignore[arg-type]  # fixed text, no input
         day_rows=day_rows_query(tenant, day_start, day_end, None),
@@ -218,4 +232,5 @@ def day_fingerprint(
         carry_in_checksum=int(carry_checksum) % _MOD,
         tags=tags_n,
         tags_checksum=int(tags_checksum) % _MOD,
+        derived=derived_day_version(conn, tenant, derived, day_start, day_end) if derived else "",
     )

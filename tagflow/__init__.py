@@ -1,1 +1,2 @@
-"""Shared core of tagflow: the error hierarchy and name validation used by every layer."""
+"""The root of every tagflow package, and what all of them share: the settings, the error
+hierarchy, name validation and time ranges."""

@@ -6,6 +6,8 @@ and what to do, and never contain SQL text, file paths or secrets.
 
 from __future__ import annotations
 
+from datetime import date
+
 
 class TagflowError(Exception):
     """Base of every error tagflow raises on purpose."""
@@ -43,6 +45,21 @@ class NotMaterialised(MissingPartition):
     """Days of a read are not materialised and source fallback was turned off."""
 
 
+class CorruptPartition(TagflowError):
+    """A dataset partition whose file exists but cannot be read (truncated, zero bytes,
+    corrupted). The message names the dataset, tenant and day, never the file."""
+
+    def __init__(
+        self,
+        message: str,
+        dataset: str | None = None,
+        tenant: str | None = None,
+        day: date | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.dataset, self.tenant, self.day = dataset, tenant, day
+
+
 class AuthenticationFailed(TagflowError, PermissionError):
     """An API key that does not open the requested tenant."""
 
@@ -56,6 +73,12 @@ class InvalidDerivedTag(TagflowError, ValueError):
 class SourceDataError(TagflowError):
     """The source holds data tagflow cannot serve correctly (two tags under one name): the
     message names what to fix; nothing is written or answered for the tenant until then."""
+
+
+class SchemaDrift(SourceDataError):
+    """A tenant's source tables no longer match the DDL: a column is missing or has another
+    type (`acme.tag_data.tag_value is numeric, expected double precision`). Found by reflection
+    before the tenant is read, so a drifted schema is refused instead of answered wrongly."""
 
 
 class AnswerTooLarge(TagflowError):

@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from tagflow.assets.partitions import TenantDays
+from tagflow.assets.partitions import TenantDays, TenantMonths
 from tagflow.errors import TagflowError
 from tagflow.pipelines.definitions import build_definitions
 from tagflow.pipelines.definitions import defs as load_code_location
@@ -12,6 +12,7 @@ from tagflow.settings import Settings
 SETTINGS = Settings(source_url="postgresql://nobody@127.0.0.1:1/none")
 defs = build_definitions(SETTINGS)
 tenant_days = TenantDays.of(SETTINGS).definition
+tenant_months = TenantMonths.of(SETTINGS).definition
 
 DATASETS = {
     "tags",
@@ -31,28 +32,36 @@ def asset_graph():
     return defs.resolve_asset_graph()
 
 
+COPIED = DATASETS - {"tags", "carry_in"}
+
+
 def test_every_dataset_is_an_asset_partitioned_by_tenant_and_day():
     graph = asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == DATASETS
-    for key in graph.get_all_asset_keys():
-        assert graph.get(key).partitions_def == tenant_days
+    assert keys == DATASETS | {f"month_copies/{name}" for name in COPIED}
+    for name in DATASETS:
+        assert graph.get(dg.AssetKey(name)).partitions_def == tenant_days
 
 
-def test_lineage_follows_the_design():
+def test_month_copies_are_partitioned_by_tenant_and_month_over_their_days():
     graph = asset_graph()
-
-    def parents(name: str) -> set[str]:
-        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
-
-    assert parents("transitions") == {"tags"}
-    assert parents("carry_in") == {"tags"}
-    assert parents("spans") == {"transitions", "carry_in"}
-    assert parents("samples_1m") == {"transitions", "carry_in"}
-    assert parents("samples_str_1m") == {"transitions", "carry_in"}
-    assert parents("samples_1h") == {"samples_1m"}
-    assert parents("samples_1d") == {"samples_1h"}
-    assert parents("samples_str_1d") == {"samples_str_1h"}
+    for name in COPIED:
+        node = graph.get(dg.AssetKey(["month_copies", name]))
+        assert node.partitions_def == tenant_months
+        assert {key.to_user_string() for key in node.parent_keys} == {name}
+    # 2026-02's copy of tenant acme depends on acme's 28 days of February, and only on them.
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("tenant", ["acme", "other"])
+    mapping = graph.get_partition_mapping(
+        dg.AssetKey(["month_copies", "spans"]), dg.AssetKey("spans")
+    )
+    days = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        tenant_months.subset_with_partition_keys(["2026-02-01|acme"]),
+        tenant_months,
+        tenant_days,
+        dynamic_partitions_store=instance,
+    ).partitions_subset.get_partition_keys()
+    assert sorted(days) == [f"2026-02-{d:02d}|acme" for d in range(1, 29)]
 
 
 def test_every_dataset_has_a_blocking_schema_check():
@@ -64,8 +73,9 @@ def test_every_dataset_has_a_blocking_schema_check():
         assert graph.get_check_spec(key).blocking
 
 
-def test_implicit_job_resolves_with_resources():
-    job = defs.resolve_implicit_global_asset_job_def()
+def test_the_jobs_resolve_with_resources():
+    defs.get_repository_def().get_all_jobs()  # what the webserver loads: names must not clash
+    job = defs.resolve_job_def("all_assets")
     assert job.partitions_def == tenant_days
     assert {"source", "datasets"} <= set(defs.resources)
 
@@ -73,7 +83,8 @@ def test_implicit_job_resolves_with_resources():
 def test_daily_schedule_and_tenant_sensor_target_the_all_assets_job():
     schedules = {s.name: s for s in defs.schedules}
     sensors = {s.name: s for s in defs.sensors}
-    assert set(schedules) == {"daily_tenant_days"}
+    assert set(schedules) == {"daily_tenant_days", "month_copies_schedule"}
+    assert schedules["month_copies_schedule"].job_name == "month_copies"
     assert set(sensors) == {"tenant_discovery", "late_data"}
     assert schedules["daily_tenant_days"].job_name == "all_assets"
     assert schedules["daily_tenant_days"].execution_timezone == "UTC"

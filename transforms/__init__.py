@@ -1,4 +1,5 @@
-"""Pure Arrow → Arrow transforms: transitions, spans, LOCF samples and roll-ups (no Dagster)."""
+"""The semantics (DESIGN §2, §8) as pure Arrow → Arrow transforms: the day's chain from raw
+rows to transitions, spans, LOCF samples and roll-ups, and derived tags (no Dagster)."""
 
 from tagflow.transforms.rollup import rollup
 from tagflow.transforms.samples import SamplesResult, samples

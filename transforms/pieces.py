@@ -175,6 +175,7 @@ def pieces_for_window(
     next_start[:-1][rank[1:] != rank[:-1]] = NO_TIME
     death = order.death_us[rank]
     end = np.where((start <= death) & (death < next_start), death, next_start)
+    end = order.end_at_more_deaths(rank, start, end)
     return Pieces(
         rank=rank,
         start=start,

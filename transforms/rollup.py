@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
 from tagflow.transforms.columns import (
@@ -34,16 +33,16 @@ from tagflow.transforms.segments import (
 
 
 def _in_tag_bucket_order(table: pa.Table) -> pa.Table:
-    """The table itself if each tag's rows are contiguous with rising buckets, else sorted."""
+    """The table itself if each tag's rows are contiguous with rising buckets, else sorted by
+    tag id and bucket."""
     tag_id = table.column("tag_id").to_numpy(zero_copy_only=False)
     bucket = time_us(table.column("bucket_start"))
     new_tag = tag_id[1:] != tag_id[:-1]
     contiguous = np.count_nonzero(new_tag) + 1 == len(np.unique(tag_id))
     if contiguous and bool((new_tag | (bucket[1:] > bucket[:-1])).all()):
         return table
-    return table.take(
-        pc.sort_indices(table, sort_keys=[("tag_name", "ascending"), ("bucket_start", "ascending")])
-    )
+    # By tag id, not name: integer keys sort many times faster, and only contiguity matters.
+    return table.take(pa.array(np.lexsort((bucket, tag_id))))
 
 
 def _microseconds(seconds: pa.ChunkedArray) -> np.ndarray:

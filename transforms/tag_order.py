@@ -30,6 +30,9 @@ class TagOrder:
     _rank_by_id: np.ndarray | None  # dense look-up, -1 where no tag
     _sorted_ids: np.ndarray
     _rank_of_sorted_id: np.ndarray
+    # Further deaths of derived tags (the tags table's input_deaths, DESIGN §8), as parallel
+    # (rank, µs) arrays sorted by rank then time; None when no tag has any.
+    more_deaths: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_table(cls, tags: pa.Table) -> TagOrder:
@@ -47,7 +50,10 @@ class TagOrder:
             if span <= max(_DENSE_LOOKUP_MAX, 8 * len(sorted_ids)):
                 rank_by_id = np.full(span, -1, dtype=np.int64)
                 rank_by_id[sorted_ids - min_id] = id_order
-        return cls(tag_id, tag_name, death_us, min_id, rank_by_id, sorted_ids, id_order)
+        more_deaths = _more_deaths(tags) if "input_deaths" in tags.column_names else None
+        return cls(
+            tag_id, tag_name, death_us, min_id, rank_by_id, sorted_ids, id_order, more_deaths
+        )
 
     @classmethod
     def of(cls, tags: pa.Table | TagOrder) -> TagOrder:
@@ -84,8 +90,50 @@ class TagOrder:
         found = self._sorted_ids[position_clipped] == ids
         return np.where(found, self._rank_of_sorted_id[position_clipped], -1).astype(np.int32)
 
+    def end_at_more_deaths(
+        self, rank: np.ndarray, start: np.ndarray, end: np.ndarray
+    ) -> np.ndarray:
+        """`end` of pieces (sorted by rank, start; not overlapping) cut at the tags' further
+        deaths: a death d with start <= d < end ends its piece at d, as death_at does."""
+        if self.more_deaths is None or not len(rank):
+            return end
+        end = end.copy()
+        # Few pairs (a derived tag's inputs' deaths), each ending at most one piece.
+        for death_rank, death in zip(*self.more_deaths, strict=True):
+            lo, hi = np.searchsorted(rank, [death_rank, death_rank + 1])
+            at = lo + int(np.searchsorted(start[lo:hi], death, side="right")) - 1
+            if at >= lo and end[at] > death:
+                end[at] = death
+        return end
+
+    def dead_at(self, rank: np.ndarray, time: np.ndarray, at_us: int) -> np.ndarray:
+        """Whether each (tag, last row time) is dead at `at_us` by a further death: one at or
+        after the row and at or before `at_us` (a death at 00:00 takes effect at 00:00)."""
+        dead = np.zeros(len(rank), dtype=bool)
+        if self.more_deaths is None:
+            return dead
+        for death_rank, death in zip(*self.more_deaths, strict=True):
+            if death <= at_us:
+                dead |= (rank == death_rank) & (time <= death)
+        return dead
+
     def names(self, rank: np.ndarray) -> pa.Array:
         return self.tag_name.take(pa.array(rank, type=pa.int64()))
 
     def ids(self, rank: np.ndarray) -> pa.Array:
         return pa.array(self.tag_id[rank], type=pa.int32())
+
+
+def _more_deaths(tags: pa.Table) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (rank, µs) pairs of input_deaths of `tags` (already in rank order), distinct."""
+    deaths = tags.column("input_deaths").combine_chunks()
+    if deaths.null_count == len(deaths):
+        return None
+    lengths = deaths.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    if not lengths.sum():
+        return None
+    rank = np.repeat(np.arange(len(deaths), dtype=np.int64), lengths)
+    time = time_us(deaths.flatten(), null_as=NO_TIME)
+    keep = time != NO_TIME
+    pairs = np.unique(np.stack([rank[keep], time[keep]], axis=1), axis=0)
+    return pairs[:, 0].copy(), pairs[:, 1].copy()

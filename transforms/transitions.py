@@ -166,6 +166,7 @@ def carry_in_for_day(
         positions, rank, time = positions[last_of_tag], rank[last_of_tag], time[last_of_tag]
     death = order.death_us[rank]
     alive = (death == NO_TIME) | (death < time) | (death > start_us)
+    alive &= ~order.dead_at(rank, time, start_us)
     positions, rank, time = positions[alive], rank[alive], time[alive]
     kept = rows.select(["value_double", "value_string", "is_string", "run_begin_at"]).take(
         pa.array(positions, type=pa.int64())

@@ -45,6 +45,7 @@ from tagflow.readapi.query import (
 from tagflow.settings import Settings
 from tagflow.source.embedded import resolve_source_url
 from tagflow.time_range import TimeRange, parse_duration, parse_time_range, parse_width
+from tagflow.transforms.derived.definitions import deployment_definitions
 
 TimeRangeLike = TimeRange | tuple[object, object] | list[object]
 
@@ -126,7 +127,13 @@ class Client:
                 self.store,
                 self.tenant,
                 CoverageIndex(self.store, cache_ttl_s),
-                TagCatalogue(self.store, source, cache_ttl_s, timeout_s),
+                TagCatalogue(
+                    self.store,
+                    source,
+                    cache_ttl_s,
+                    timeout_s,
+                    derived=deployment_definitions(env.derived_tags),
+                ),
                 source,
                 max_source_days,
                 timeout_s,

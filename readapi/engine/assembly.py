@@ -184,19 +184,24 @@ def materialised_source(width_us: int, offset_us: int, start_us: int, end_us: in
 
 
 def _tag_slices(table: pa.Table) -> dict[str, tuple[int, int]]:
-    """tag_name → [lo, hi) rows of a table sorted by (tag_name, bucket_start)."""
-    names = table.column("tag_name").to_numpy(zero_copy_only=False)
-    if len(names) == 0:
+    """tag_name → [lo, hi) rows of a table whose tags are contiguous (sort_samples)."""
+    if table.num_rows == 0:
         return {}
-    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
-    ends = np.r_[starts[1:], len(names)]
-    return {names[lo]: (int(lo), int(hi)) for lo, hi in zip(starts, ends, strict=True)}
+    ids = table.column("tag_id").to_numpy()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(ids)]
+    names = table.column("tag_name").take(pa.array(starts)).to_pylist()
+    return {name: (int(lo), int(hi)) for name, lo, hi in zip(names, starts, ends, strict=True)}
 
 
 def sort_samples(table: pa.Table) -> pa.Table:
+    """Each tag's rows together, by bucket: by tag id, whose integer keys sort many times
+    faster than names (the wide table orders its columns itself)."""
     if table.num_rows == 0:
         return table
-    return table.sort_by([("tag_name", "ascending"), ("bucket_start", "ascending")])
+    ids = table.column("tag_id").to_numpy()
+    buckets = time_us(table.column("bucket_start"))
+    return table.take(pa.array(np.lexsort((buckets, ids))))
 
 
 def wide_samples(
@@ -210,7 +215,7 @@ def wide_samples(
     the grid. Numeric and first/last columns of numeric (and mixed) tags come from numeric
     samples, first/last of string tags from string samples (average/min/max of a string tag
     are null); count is the bucket's transition count (0 where the tag has no bucket).
-    Both tables must be sorted by (tag_name, bucket_start)."""
+    Both tables hold each tag's rows together, by bucket (sort_samples)."""
     field = AGGREGATES[aggregate]
     numeric_rows, string_rows = _tag_slices(numeric), _tag_slices(string)
     numeric_bucket = time_us(numeric.column("bucket_start"))

@@ -12,6 +12,7 @@ answered, correctly, from the source.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -19,16 +20,26 @@ from datetime import date
 from typing import Generic, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from tagflow.errors import MissingPartition
+from tagflow.errors import CorruptPartition, MissingPartition
 from tagflow.io_managers.dataset_store import DatasetStore
-from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S
-from tagflow.source.connection import answer_within, connect
+from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S, DerivedSource
+from tagflow.schemas.arrow import TAGS_DATASET, conform
+from tagflow.source.connection import answer_within
+from tagflow.source.engines import source_session
 from tagflow.source.extract import read_tags
+from tagflow.transforms.derived.day import DerivedPlan
+from tagflow.transforms.derived.definitions import (
+    DerivedTagDefinitions,
+    TenantDerivedTags,
+    tenant_definitions,
+)
 
 # The last dataset each branch of the asset graph writes for a day.
 COVERAGE_DATASETS = ("spans", "samples_str_1d")
 DEFAULT_TTL_S = 30.0
+log = logging.getLogger(__name__)
 
 V = TypeVar("V")
 
@@ -64,16 +75,57 @@ class FreshCache(Generic[V]):
 
 
 class CoverageIndex:
-    """Materialised days per tenant, from the store's partition listing, cached."""
+    """Materialised days per tenant, from the store's partition listing, cached; less the
+    days set aside because one of their files cannot be read."""
 
-    def __init__(self, store: DatasetStore, ttl_s: float = DEFAULT_TTL_S) -> None:
+    def __init__(
+        self,
+        store: DatasetStore,
+        ttl_s: float = DEFAULT_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
-        self._days: FreshCache[frozenset[date]] = FreshCache(ttl_s)
+        self._days: FreshCache[frozenset[date]] = FreshCache(ttl_s, clock)
+        self._ttl_s = ttl_s
+        self._clock = clock
+        # tenant → day → (dataset of the unreadable file, its identity, when it expires).
+        self._unreadable: dict[str, dict[date, tuple[str, Hashable, float]]] = {}
+        self._lock = threading.Lock()
 
     def days(self, tenant: str) -> frozenset[date]:
         versions = [self._store.listing_version(name, tenant) for name in COVERAGE_DATASETS]
         version = None if None in versions else tuple(versions)
-        return self._days.get(tenant, lambda: self._list(tenant), version)
+        listed = self._days.get(tenant, lambda: self._list(tenant), version)
+        return listed - self._set_aside(tenant)
+
+    def set_aside(self, tenant: str, dataset: str, day: date) -> None:
+        """Count `day` as not materialised while its `dataset` file is still the unreadable
+        one (on a local store: the same file identity; elsewhere for ttl_s seconds), so reads
+        answer it from the source until a rerun replaces the file."""
+        identity = self._store.partition_version(dataset, tenant, day)
+        with self._lock:
+            entries = self._unreadable.setdefault(tenant, {})
+            entries[day] = (dataset, identity, self._clock() + self._ttl_s)
+
+    def _set_aside(self, tenant: str) -> frozenset[date]:
+        with self._lock:
+            entries = dict(self._unreadable.get(tenant, {}))
+        if not entries:
+            return frozenset()
+        now, kept = self._clock(), set()
+        for day, (dataset, identity, expires) in entries.items():
+            if identity is None:
+                still = expires > now
+            else:
+                still = self._store.partition_version(dataset, tenant, day) == identity
+            if still:
+                kept.add(day)
+        with self._lock:
+            current = self._unreadable.get(tenant, {})
+            for day in set(entries) - kept:
+                if current.get(day) == entries[day]:
+                    del current[day]
+        return frozenset(kept)
 
     def _list(self, tenant: str) -> frozenset[date]:
         listed = [set(self._store.materialised_days(name, tenant)) for name in COVERAGE_DATASETS]
@@ -91,7 +143,9 @@ class CoverageIndex:
 
 class TagCatalogue:
     """The tenant's tags: the stored `tags` snapshot and, when a source is configured, the
-    source's tag_names (for days answered from the source and tags created since)."""
+    source's tag_names (for days answered from the source and tags created since). Both hold
+    the tenant's derived tags (DESIGN §8): the deployment's `derived` definitions when given,
+    else those the stored snapshot was materialised with."""
 
     def __init__(
         self,
@@ -99,10 +153,12 @@ class TagCatalogue:
         source_url: str | None,
         ttl_s: float = DEFAULT_TTL_S,
         source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
+        derived: DerivedTagDefinitions | None = None,
     ) -> None:
         self._store = store
         self._source_url = source_url
         self._source_timeout_s = source_timeout_s
+        self._derived = derived
         self._stored: FreshCache[pa.Table | None] = FreshCache(ttl_s)
         self._source: FreshCache[pa.Table] = FreshCache(ttl_s)
 
@@ -118,6 +174,13 @@ class TagCatalogue:
                 return self._store.read("tags", tenant).sort_by("tag_name")
             except MissingPartition:
                 return None
+            except CorruptPartition:
+                if not self.has_source:
+                    raise
+                # The stored list is the source's as of the last run: the source's own list
+                # stands in for it until a rerun rewrites the file.
+                log.warning("answering tenant %r with the source's tag list", tenant)
+                return self.source(tenant)
 
         return self._stored.get(tenant, load, self._store.partition_version("tags", tenant))
 
@@ -128,13 +191,56 @@ class TagCatalogue:
         def load() -> pa.Table:
             assert self._source_url is not None
             with (
-                connect(self._source_url) as conn,
+                source_session(
+                    self._source_url, tenant=tenant, within_s=self._source_timeout_s
+                ) as conn,
                 answer_within(conn, self._source_timeout_s, "reading the tag list"),
             ):
-                return read_tags(conn, tenant).sort_by("tag_name")
+                tags = read_tags(conn, tenant).sort_by("tag_name")
+            return with_derived_rows(tags, self.definitions(tenant))
 
         return self._source.get(tenant, load)
+
+    def definitions(self, tenant: str) -> TenantDerivedTags:
+        """The tenant's derived tags: the deployment's, else those of the stored snapshot."""
+        if self._derived is not None:
+            return self._derived.for_tenant(tenant)
+        try:
+            stored = self._store.read("tags", tenant)
+        except (MissingPartition, CorruptPartition):
+            return TenantDerivedTags(tenant, ())
+        return definitions_of_rows(tenant, stored)
+
+    def derived(self, tenant: str) -> DerivedSource | None:
+        """What the source fallback needs to compute the tenant's derived tags; None without
+        any, or without a source."""
+        definitions = self.definitions(tenant)
+        if not len(definitions) or not self.has_source:
+            return None
+        tags = self.source(tenant)
+        source_tags = tags.filter(pc.invert(pc.fill_null(tags.column("derived"), False)))
+        return DerivedSource(definitions, source_tags)
 
     def invalidate(self, tenant: str) -> None:
         self._stored.invalidate(tenant)
         self._source.invalidate(tenant)
+
+
+def with_derived_rows(tags: pa.Table, definitions: TenantDerivedTags) -> pa.Table:
+    """The source's tag list (TAGS) as the tags dataset holds it (TAGS_DATASET), with the rows
+    of the tenant's derived tags, sorted by name."""
+    table = conform(tags, TAGS_DATASET)
+    if not len(definitions):
+        return table
+    derived = DerivedPlan.of(definitions, tags).tags
+    return pa.concat_tables([table, derived]).sort_by("tag_name")
+
+
+def definitions_of_rows(tenant: str, tags: pa.Table) -> TenantDerivedTags:
+    """The derived tags a stored tags list was materialised with, from their rows."""
+    rows = tags.filter(pc.fill_null(tags.column("derived"), False)).to_pylist()
+    entries = [
+        {"name": r["tag_name"], "expression": r["expression"], "description": r["description"]}
+        for r in rows
+    ]
+    return tenant_definitions(tenant, entries)

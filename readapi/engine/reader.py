@@ -43,6 +43,7 @@ from tagflow.readapi.engine.coverage import CoverageIndex, TagCatalogue
 from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S, SourceProducts
 from tagflow.readapi.engine.limits import AnswerLimits
 from tagflow.readapi.engine.stored import StoredProducts
+from tagflow.readapi.engine.unreadable_days import answer_around_unreadable_days
 from tagflow.readapi.models import METRIC_DATA, TAG_LIST
 from tagflow.readapi.query import (
     BucketQuery,
@@ -307,11 +308,19 @@ class TenantReader:
     def _days_of(self, plan: _Plan, tags: pa.Table) -> Callable[[date], DayProducts]:
         """Day products of `plan`; stored days are named by `tags` (the whole catalogue the
         read answers with, or the tags it asked for)."""
-        stored = StoredProducts(self._store, self.tenant, tags, self._limits.row_budget())
+        stored = StoredProducts(
+            self._store, self.tenant, tags, self._limits.row_budget(), sorted(plan.stored)
+        )
         source = None
         if plan.missing:
             assert self._source_url is not None
-            source = SourceProducts(self._source_url, self.tenant, tags, self._source_timeout_s)
+            source = SourceProducts(
+                self._source_url,
+                self.tenant,
+                tags,
+                self._source_timeout_s,
+                derived=self._catalogue.derived(self.tenant),
+            )
 
         def products(day: date) -> DayProducts:
             return stored if day in plan.stored or source is None else source
@@ -325,15 +334,23 @@ class TenantReader:
         of `time` + one column per tag for bucketed reads.
 
         If a partition vanished under the read (a rerun replacing files, a cleanup), the
-        coverage is refreshed and the read runs once more, answering that day from the source."""
+        coverage is refreshed and the read runs once more, answering that day from the source.
+        A stored day whose file cannot be read is answered from the source too (see
+        unreadable_days), or is the read's CorruptPartition where the source cannot be used."""
         try:
-            return self._answer(query)
+            return self._answer_readable(query)
         except MissingPartition as error:
             if isinstance(error, NotMaterialised):
                 raise
             self._coverage.invalidate(self.tenant)
             self._catalogue.invalidate(self.tenant)
-            return self._answer(query)
+            return self._answer_readable(query)
+
+    def _answer_readable(self, query: Query) -> pa.Table:
+        source_allowed = bool(self._source_url) and query.allow_source
+        return answer_around_unreadable_days(
+            self._answer, query, self.tenant, self._coverage, source_allowed
+        )
 
     def _answer(self, query: Query) -> pa.Table:
         match query:

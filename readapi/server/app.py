@@ -39,6 +39,10 @@ from tagflow.readapi.server.request_body import RequestBodyLimits
 from tagflow.readapi.server.routes import router
 from tagflow.settings import Settings
 from tagflow.source.embedded import resolve_source_url
+from tagflow.transforms.derived.definitions import (
+    DerivedTagDefinitions,
+    deployment_definitions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +62,17 @@ class ReadService:
         max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
         source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
         answer_limits: AnswerLimits | None = None,
+        derived: DerivedTagDefinitions | None = None,
     ) -> None:
         self.store = store
         self.answer_limits = answer_limits
         self.keys = keys
         self.source_url = source_url or None
         self.coverage = CoverageIndex(store, ttl_s)
-        self.catalogue = TagCatalogue(store, self.source_url, ttl_s, source_timeout_s)
+        # Derived tags (DESIGN §8): the deployment's file, else the stored snapshot's.
+        self.catalogue = TagCatalogue(
+            store, self.source_url, ttl_s, source_timeout_s, derived=derived
+        )
         self.max_source_days = max_source_days
         self.source_timeout_s = source_timeout_s
         self._keys_failure_logged: tuple[str, float] = ("", 0.0)
@@ -113,6 +121,7 @@ def create_app(
     source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
     limits: ServerLimits | None = None,
     answer_limits: AnswerLimits | None = None,
+    derived: DerivedTagDefinitions | None = None,
 ) -> FastAPI:
     """The FastAPI application over `store` (a root or a DatasetStore), authenticating with
     `keys` (a KeyStore or keys file) and falling back to
@@ -130,6 +139,7 @@ def create_app(
         max_source_days,
         source_timeout_s,
         answer_limits,
+        derived,
     )
     app = FastAPI(
         title="tagflow read API",
@@ -208,5 +218,6 @@ def serve(settings: Settings, port: int = 8000, host: str = "127.0.0.1") -> None
         source_url,
         limits=limits,
         answer_limits=AnswerLimits.from_settings(settings),
+        derived=deployment_definitions(settings.derived_tags),
     )
     uvicorn.Server(uvicorn_config(app, limits, host, port, log_level="info")).run()

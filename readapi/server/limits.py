@@ -19,6 +19,13 @@ that applies them. Each one is a TAGFLOW_* setting (tagflow.settings holds the d
   cannot keep new clients out; only when every connection has a request in progress is the
   new one answered 503.
 
+Tag names: a read may name any tag of up to 64 KiB of UTF-8 (tagflow.names.MAX_TAG_NAME_BYTES).
+The default body limit holds one such name in any JSON escaping (at most 6 bytes per byte:
+384 KiB), so every name is addressable by POST (`POST /v1/spans` for spans, and the metrics
+calls). The head limit holds a GET of the names of usual length; the client sends a spans path
+longer than 4 KiB (tagflow.readapi.query.MAX_SPANS_PATH_BYTES) as POST. Lowering
+TAGFLOW_MAX_BODY_BYTES below 400 KiB makes the longest names unaddressable.
+
 uvicorn's own `limit_concurrency` is left unset: it counts idle and half-sent connections too,
 so a slowloris at that limit would have every new client answered 503.
 """
@@ -32,6 +39,7 @@ from typing import Any
 
 import uvicorn
 
+from tagflow.names import MAX_TAG_NAME_BYTES
 from tagflow.readapi.server.connection import bounded_protocol
 from tagflow.settings import Settings
 
@@ -40,6 +48,9 @@ log = logging.getLogger(__name__)
 # Open files kept free of connections: the store's Parquet files, source database connections,
 # the keys file and logs.
 RESERVED_FILES = 128
+# The body of a request naming one tag of the longest allowed name, in the worst JSON escaping
+# (a control character is 6 bytes, `\u0001`), with room for the other parameters.
+LONGEST_NAME_BODY_BYTES = 6 * MAX_TAG_NAME_BYTES + 4096
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,14 @@ class ServerLimits:
     def from_settings(cls, settings: Settings | None = None) -> ServerLimits:
         """The limits of `settings` (default: every limit at its default)."""
         settings = settings or Settings()
+        if settings.max_body_bytes < LONGEST_NAME_BODY_BYTES:
+            log.warning(
+                "TAGFLOW_MAX_BODY_BYTES is %d: a request naming a tag of up to %d bytes may "
+                "need %d, so the longest catalogue names may not be addressable",
+                settings.max_body_bytes,
+                MAX_TAG_NAME_BYTES,
+                LONGEST_NAME_BODY_BYTES,
+            )
         return cls(
             max_header_bytes=settings.max_header_bytes,
             max_body_bytes=settings.max_body_bytes,

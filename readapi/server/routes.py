@@ -40,6 +40,13 @@ _BODY = {
         "content": {"application/json": {"schema": {"type": "object"}}},
     }
 }
+_SPANS_BODY = {
+    "requestBody": {
+        "description": "`tag_name` (the tag's name, any length up to the service's cap) and "
+        "the query parameters of the GET form as a JSON object.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
 
 Start = Annotated[str | None, Query(description="Range start, ISO 8601 with offset.")]
 End = Annotated[str | None, Query(description="Range end (exclusive), ISO 8601.")]
@@ -150,6 +157,13 @@ def tags(call: ReadCall) -> Response:
 def spans(call: ReadCall, tag_name: str, limit: Limit = None) -> Response:
     """Spans (runs of one value) of a tag intersecting [start, end), newest first."""
     return call.answer(q.SpansQuery.from_params(tag_name, call.params))
+
+
+@router.post("/spans", openapi_extra=_SPANS_BODY)
+def spans_post(call: ReadCall) -> Response:
+    """The spans call with a JSON body (`tag_name` and the query parameters), for a tag name
+    too long for a URL."""
+    return call.answer(q.SpansQuery.from_body(call.params))
 
 
 @router.get("/metrics/data")

@@ -93,8 +93,8 @@ def test_only_the_row_groups_holding_the_tags_are_decoded(tmp_path, monkeypatch)
     assert footer.metadata.num_row_groups == 4
     ids, firsts, counts = footer.directory.runs_of(np.array([97, 99, 12345]))
     assert ids.tolist() == [99, 97] and firsts.tolist() == [2, 6] and counts.tolist() == [2, 2]
-    groups, take = footer.directory.plan(firsts, counts)
-    assert groups == [1, 3] and take.tolist() == [0, 1, 2, 3]
+    groups, take, kept = footer.directory.plan(firsts, counts)
+    assert groups == [1, 3] and take.tolist() == [0, 1, 2, 3] and kept.tolist() == [2, 2]
     rows = store.read_tag_rows("transitions", "acme", DAY, [97, 99], ["time", "value_double"])
     assert rows.column("value_double").to_pylist() == [1001.0, 1002.0, 3001.0, 3002.0]
     assert store.read_tag_rows("transitions", "acme", DAY, [12345]).num_rows == 0

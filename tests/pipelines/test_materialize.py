@@ -90,7 +90,7 @@ def test_rows_in_equal_rows_kept_plus_counted_drops(materialised, small_plant, a
 
 def run_spans_check(instance, settings: Settings, tenant: str) -> list:
     """The spans check of one tenant-day run on its own, as from the UI."""
-    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+    job = build_definitions(settings).resolve_job_def("all_assets")
     check_only = job.get_subset(
         asset_selection=set(),
         asset_check_selection={dg.AssetCheckKey(dg.AssetKey("spans"), "pandera_audit")},

@@ -205,18 +205,20 @@ def graphql(url: str, query: str, **variables: Any) -> dict[str, Any]:
 def test_webserver_serves_every_asset_in_its_group(webserver):
     nodes = graphql(webserver, ASSET_NODES)["assetNodes"]
     by_key = {"/".join(node["assetKey"]["path"]): node for node in nodes}
-    assert set(by_key) == ASSET_KEYS
+    copies = {f"month_copies/{key}" for key in ASSET_KEYS - {"tags", "carry_in"}}
+    assert set(by_key) == ASSET_KEYS | copies
     groups = {key: node["groupName"] for key, node in by_key.items()}
     assert {groups["tags"], groups["transitions"], groups["carry_in"]} == {"extract"}
     assert {groups[key] for key in ASSET_KEYS - {"tags", "transitions", "carry_in"}} == {"derive"}
-    for node in nodes:
+    assert {groups[key] for key in copies} == {"serve"}
+    for key, node in by_key.items():
         assert node["isPartitioned"] and node["kinds"]
         partitions = node["partitionDefinition"]
         assert partitions["type"] == "MULTIPARTITIONED"
         dimensions = {d["name"]: d for d in partitions["dimensionTypes"]}
         assert dimensions["tenant"]["type"] == "DYNAMIC"
         assert dimensions["tenant"]["dynamicPartitionsDefinitionName"] == TENANT_DIMENSION
-        assert dimensions["date"]["type"] == "TIME_WINDOW"
+        assert dimensions["month" if key in copies else "date"]["type"] == "TIME_WINDOW"
 
 
 def test_webserver_reports_tenant_and_day_partition_keys(webserver):

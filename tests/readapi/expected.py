@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
+from tagflow.readapi import Client
 from tagflow.readapi.models import Span
 from tagflow.transforms.columns import datetime_to_us
 from tests.transforms.reference import Reference
@@ -118,3 +119,27 @@ def same_value(got: object, want: object) -> bool:
             return isinstance(got, float) and math.isnan(got)
         return isinstance(got, int | float) and math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
     return got == want
+
+
+def all_answers(client: Client, tag_names: list[str], time_range) -> dict:
+    """Every call of the client over `time_range`, as comparable values."""
+    return {
+        "tags": client.get_tags(time_range),
+        "spans": {name: client.get_spans(name, time_range) for name in tag_names},
+        "data": client.get_metric_arrow(None, time_range),
+        "1h": client.sample_metric_data("1h", time_range=time_range),
+        "15m": client.sample_metric_data("15m", aggregate_function="last", time_range=time_range),
+        "1d count": client.sample_metric_data(
+            "1d", aggregate_function="count", time_range=time_range
+        ),
+        "counter": client.counter_rate("1h", time_range=time_range),
+    }
+
+
+def assert_same_answers(got: dict, want: dict) -> None:
+    assert got["tags"] == want["tags"]
+    assert got["spans"] == want["spans"]
+    # pandas equality: NaN values (real NaN rows) compare equal, unlike Arrow's.
+    assert got["data"].to_pandas().equals(want["data"].to_pandas())
+    for key in ("1h", "15m", "1d count", "counter"):
+        assert got[key].equals(want[key]), key

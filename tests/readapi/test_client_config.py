@@ -78,8 +78,11 @@ def test_unknown_tenant_and_unknown_tags_are_typed_errors(plant, pg_url):
         client.get_spans("no/such", (D1, D4))
     with pytest.raises(UnknownTag, match="2 more"):
         client.get_metric_data([f"missing/{n}" for n in range(7)], (D1, D4))
-    with pytest.raises(InvalidName):
+    # Any text is a tag name to look up (issue 17): the empty one is just not in this catalogue.
+    with pytest.raises(UnknownTag, match="unknown tag ''"):
         client.get_spans("", (D1, D4))
+    with pytest.raises(InvalidName, match="at most 65,536 bytes"):
+        client.get_spans("x" * 65_537, (D1, D4))
     with pytest.raises(InvalidName):
         client.get_metric_data(["ok", 3], (D1, D4))
 

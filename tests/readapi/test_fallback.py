@@ -20,6 +20,8 @@ from tagflow.settings import Settings
 from tests.conftest import drop_tenant, unique_tenant_name
 from tests.readapi.conftest import copy_days, reference_of
 from tests.readapi.expected import (
+    all_answers,
+    assert_same_answers,
     assert_wide_equals,
     expected_spans,
     expected_transitions,
@@ -31,30 +33,6 @@ D1 = datetime(2026, 3, 1, tzinfo=UTC)
 
 def day(n: int) -> datetime:
     return D1 + timedelta(days=n - 1)
-
-
-def all_answers(client: Client, tag_names: list[str], time_range) -> dict:
-    """Every call of the client over `time_range`, as comparable values."""
-    return {
-        "tags": client.get_tags(time_range),
-        "spans": {name: client.get_spans(name, time_range) for name in tag_names},
-        "data": client.get_metric_arrow(None, time_range),
-        "1h": client.sample_metric_data("1h", time_range=time_range),
-        "15m": client.sample_metric_data("15m", aggregate_function="last", time_range=time_range),
-        "1d count": client.sample_metric_data(
-            "1d", aggregate_function="count", time_range=time_range
-        ),
-        "counter": client.counter_rate("1h", time_range=time_range),
-    }
-
-
-def assert_same_answers(got: dict, want: dict) -> None:
-    assert got["tags"] == want["tags"]
-    assert got["spans"] == want["spans"]
-    # pandas equality: NaN values (real NaN rows) compare equal, unlike Arrow's.
-    assert got["data"].to_pandas().equals(want["data"].to_pandas())
-    for key in ("1h", "15m", "1d count", "counter"):
-        assert got[key].equals(want[key]), key
 
 
 @pytest.fixture(scope="module")

@@ -239,8 +239,9 @@ def kill_trials(
         if trial in reruns:
             run_cli(crash_tenant, pg_url, root, home)
             assert store_versions(root, crash_tenant) == reference.new, f"rerun of trial {trial}"
-            # A temp file a kill left behind stays (nothing sweeps it; see the report of
-            # issue 8) but is hidden: '.'-prefixed and not *.parquet, so readers skip it.
+            # A temp file a kill left behind stays until it is older than
+            # TAGFLOW_TEMP_MAX_AGE_S (a later run sweeps it then; see test_store_hygiene) but
+            # is hidden: '.'-prefixed and not *.parquet, so readers skip it.
             for path in root.rglob("*"):
                 if path.is_file() and path.name != "part-0.parquet":
                     assert path.name.startswith(".") and path.suffix == ".tmp", path.name

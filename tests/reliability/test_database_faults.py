@@ -143,7 +143,7 @@ def run_extraction_with_server_stopped(server, root, instance, down_for_s):
     result and the blocked query."""
     materialize_days(TENANT, DAY1, DAY2, instance, Settings(source_url=server.url, store=str(root)))
     settings = Settings(source_url=server.url, store=str(root))
-    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+    job = build_definitions(settings).resolve_job_def("all_assets")
     result: dict = {}
 
     def run() -> None:

@@ -1,6 +1,7 @@
 """The connection to the source is cut in the middle of a read-API source fallback. A TCP proxy
-on 127.0.0.1 stands between tagflow and the test's PostgreSQL and, once armed, cuts each new
-connection after some kilobytes from the server: mid-way through the day's rows. Closing both
+on 127.0.0.1 stands between tagflow and the test's PostgreSQL and, once armed, cuts each
+connection (a new one, or one tagflow's pool already holds) after some kilobytes from the server:
+mid-way through the day's rows. Closing both
 sockets gives SourceUnavailable at once; a black hole (both sockets open, nothing forwarded)
 gives SourceUnavailable when the read's deadline (Client timeout_s, the service's
 source_timeout_s) shuts the socket, instead of waiting forever. Both transports, then the
@@ -41,9 +42,10 @@ NO_HANG_S = 30
 
 class CuttingProxy:
     """Forwards TCP connections on 127.0.0.1 to a PostgreSQL server (a Unix socket path or a
-    (host, port)). While armed, each new connection is cut once it has carried `cut_after`
-    bytes from the server: 'close' closes both sockets, 'blackhole' keeps both open and
-    forwards nothing more (what the server sends is drained and dropped)."""
+    (host, port)). While armed, each connection is cut once it has carried `cut_after` bytes
+    from the server since the arming (or since it was opened, if later): 'close' closes both
+    sockets, 'blackhole' keeps both open and forwards nothing more (what the server sends is
+    drained and dropped). `connections` counts the connections accepted: tagflow's sessions."""
 
     def __init__(self, upstream: str | tuple[str, int]) -> None:
         self._upstream = upstream
@@ -51,13 +53,16 @@ class CuttingProxy:
         self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._armed: tuple[str, int] | None = None
+        self._arming = 0  # which arming _armed is, so a pump counts bytes from it on
         self._sockets: list[socket.socket] = []
         self.cuts = 0
+        self.connections = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def arm(self, mode: str, cut_after: int) -> None:
         with self._lock:
             self._armed = (mode, cut_after)
+            self._arming += 1
 
     def disarm(self) -> None:
         with self._lock:
@@ -84,15 +89,19 @@ class CuttingProxy:
                 return  # closed
             server = self._dial()
             with self._lock:
-                armed = self._armed
                 self._sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, None), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, armed), daemon=True).start()
+                self.connections += 1
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, armed) -> None:
-        carried = 0
+    def _pump(self, source: socket.socket, sink: socket.socket, from_server: bool) -> None:
+        carried, arming = 0, None
         try:
             while data := source.recv(65536):
+                with self._lock:
+                    armed = self._armed if from_server else None
+                    if armed is not None and arming != self._arming:
+                        arming, carried = self._arming, 0
                 if armed is not None and carried + len(data) > armed[1]:
                     sink.sendall(data[: armed[1] - carried])
                     with self._lock:

@@ -61,9 +61,9 @@ def test_a_run_fails_at_once_and_writes_nothing(duplicated, pg_url, tmp_path):
     retries, with the ids in its error, and no file is written."""
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANT_DIMENSION, [duplicated])
-    job = build_definitions(
-        Settings(source_url=pg_url, store=str(tmp_path))
-    ).resolve_implicit_global_asset_job_def()
+    job = build_definitions(Settings(source_url=pg_url, store=str(tmp_path))).resolve_job_def(
+        "all_assets"
+    )
     result = job.execute_in_process(
         partition_key=tenant_day_key(duplicated, DAY.isoformat()),
         instance=instance,

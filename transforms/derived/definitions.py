@@ -28,7 +28,7 @@ from types import MappingProxyType
 import yaml
 
 from tagflow.errors import InvalidDerivedTag, InvalidName
-from tagflow.names import validate_tag_name, validate_tenant_name
+from tagflow.names import validate_defined_tag_name, validate_tenant_name
 from tagflow.transforms.derived.expression import Node, excerpt, parse_expression, render
 from tagflow.transforms.derived.expression import tag_references as _tag_references
 
@@ -138,6 +138,19 @@ class TenantDerivedTags:
                 else:
                     found.add(input_name)
         return tuple(sorted(found))
+
+    def closure(self, names: Iterable[str]) -> TenantDerivedTags:
+        """The derived tags `names` (unknown names ignored) and every derived tag they read,
+        directly or not, in dependency order: what must be evaluated to answer `names`."""
+        by_name = {tag.name: tag for tag in self.tags}
+        needed: set[str] = set()
+        pending = [name for name in names if name in by_name]
+        while pending:
+            name = pending.pop()
+            if name not in needed:
+                needed.add(name)
+                pending.extend(i for i in by_name[name].inputs if i in by_name)
+        return TenantDerivedTags(self.tenant, tuple(t for t in self.tags if t.name in needed))
 
     @property
     def fingerprint(self) -> str:
@@ -260,7 +273,7 @@ def _entry(tenant: str, position: int, entry: object) -> tuple[str, str, str | N
         )
     name = entry.get("name")
     try:
-        validate_tag_name(name)
+        validate_defined_tag_name(name)
     except InvalidName as error:
         raise _error(tenant, None, f"entry {position + 1}: {error}") from None
     unknown = [str(key) for key in entry if key not in _ENTRY_KEYS]
@@ -407,3 +420,9 @@ def load_definitions(
 ) -> DerivedTagDefinitions:
     """parse_definitions of the file at `path` (TAGFLOW_DERIVED_TAGS)."""
     return parse_definitions(read_definitions_file(path), source_tags)
+
+
+def deployment_definitions(path: str | os.PathLike[str] | None) -> DerivedTagDefinitions:
+    """The derived tags of a deployment's file (its TAGFLOW_DERIVED_TAGS), checked now; none
+    when it names no file."""
+    return DerivedTagDefinitions({}) if path is None else load_definitions(path)

@@ -1,0 +1,168 @@
+"""One pooled SQLAlchemy engine (psycopg 3 driver) per source URL, and sessions checked out of it.
+
+Every read of the source but the bulk day stream (ADBC, a session of its own) goes through
+`source_session`: a pooled, read-only, autocommit psycopg connection with tagflow's timeouts
+and keepalives (source.connection), opened with its retries and backoff, so one tenant-day
+costs one pooled session instead of one per query. A session idle in the pool is pinged (within
+PING_TIMEOUT_S) before it is handed out, so a database restart or a terminated backend costs a
+reconnect, not an error; a session that broke while checked out is closed, never pooled again.
+With a tenant, the session's tenant is checked first (source.schema_drift): its tables must
+match the DDL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from psycopg.pq import TransactionStatus
+from sqlalchemy import event
+
+from tagflow.errors import SourceUnavailable
+from tagflow.source.connection import answer_within, connect, source_conninfo, source_errors
+from tagflow.source.schema_drift import require_schema
+
+# Engines kept at once (one per distinct URL: the discovery role's, and with
+# tenant_url_template one per tenant role); the least recently used is disposed beyond it.
+MAX_ENGINES = 32
+# Sessions an engine keeps open between uses, and how many more it opens for a burst (closed
+# when given back). The day step uses one, plus its ADBC stream; the read service one per
+# concurrent source read, the rest waiting up to POOL_TIMEOUT_S for a free one.
+POOL_SIZE = 4
+MAX_OVERFLOW = 12
+POOL_TIMEOUT_S = 30.0
+# Sessions older than this are replaced when next checked out (a failover, a proxy's idle cut).
+POOL_RECYCLE_S = 1800
+# Bound of the liveness check of a pooled session: a peer that went silent must not hold it.
+PING_TIMEOUT_S = 5.0
+
+_engines: OrderedDict[str, sa.Engine] = OrderedDict()
+# Engines a forked child inherited: kept referenced, never used or closed (their sockets are
+# the parent's sessions, which a close in the child would end).
+_inherited: list[sa.Engine] = []
+_lock = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _inherited.extend(_engines.values())
+    _engines.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _create_engine(url: str) -> sa.Engine:
+    source_conninfo(url)  # an unparsable URL is SourceUnavailable now, not at first use
+    engine = sa.create_engine(
+        "postgresql+psycopg://",
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
+        pool_timeout=POOL_TIMEOUT_S,
+        pool_recycle=POOL_RECYCLE_S,
+        isolation_level="AUTOCOMMIT",
+        # Statements never appear in errors' parameters, nor is hstore looked up on connect.
+        hide_parameters=True,
+        use_native_hstore=False,
+    )
+
+    @event.listens_for(engine, "do_connect")
+    def open_session(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        # tagflow's own session (timeouts, read-only, keepalives, retries with backoff); the
+        # URL never reaches SQLAlchemy, so neither its repr nor its errors can show it.
+        return connect(url, context=cparams.get("context"))
+
+    @event.listens_for(engine, "connect")
+    def mark_fresh(dbapi_connection: Any, record: Any) -> None:
+        record.info["fresh"] = True
+
+    @event.listens_for(engine, "checkout")
+    def ping(dbapi_connection: psycopg.Connection, record: Any, proxy: Any) -> None:
+        if record.info.pop("fresh", False):
+            return  # just opened: alive
+        try:
+            with answer_within(dbapi_connection, PING_TIMEOUT_S, "checking a pooled session"):
+                dbapi_connection.execute("SELECT 1")
+        except (SourceUnavailable, psycopg.Error):
+            # The pool closes it and opens another in its place.
+            raise sa.exc.DisconnectionError("a pooled source session was gone") from None
+
+    return engine
+
+
+def source_engine(url: str) -> sa.Engine:
+    """The pooled engine of `url` (a libpq or SQLAlchemy URL, or conninfo), created once."""
+    with _lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            _engines.move_to_end(url)
+            return engine
+        engine = _engines[url] = _create_engine(url)
+        while len(_engines) > MAX_ENGINES:
+            _, evicted = _engines.popitem(last=False)
+            evicted.dispose()  # idle sessions closed; checked-out ones when given back
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled session (sessions in use when they are given back)."""
+    with _lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.dispose()
+
+
+# Pooled sessions end with a goodbye to the server, not a dropped socket, when the process exits.
+atexit.register(dispose_engines)
+
+
+def _give_back(conn: sa.Connection, url: str) -> None:
+    """Return the session to its pool, or close it if it cannot serve another user as is:
+    broken, closed, left inside a transaction or a COPY, or of an engine since disposed."""
+    if not conn.invalidated:
+        driver = conn.connection.driver_connection
+        if (
+            _engines.get(url) is not conn.engine
+            or driver is None
+            or driver.closed
+            or driver.broken
+            or driver.info.transaction_status != TransactionStatus.IDLE
+        ):
+            conn.invalidate()
+    conn.close()
+
+
+@contextmanager
+def source_session(
+    url: str, *, tenant: str | None = None, within_s: float | None = None
+) -> Iterator[psycopg.Connection]:
+    """A pooled psycopg session on the source for the block (given back after it).
+
+    With `tenant`, the tenant is checked first: UnknownTenant if it does not exist,
+    SchemaDrift if its tables drifted from the DDL (a passed check is remembered for a while).
+    `within_s` bounds that check's wall time. A source that cannot be reached, or a pool
+    whose sessions are all busy for POOL_TIMEOUT_S, is SourceUnavailable."""
+    engine = source_engine(url)
+    with source_errors("connecting to the source database"):
+        try:
+            conn = engine.connect()
+        except sa.exc.TimeoutError:
+            raise SourceUnavailable(
+                f"all {POOL_SIZE + MAX_OVERFLOW} sessions to the source database were busy "
+                f"for {POOL_TIMEOUT_S:g} s; retry later"
+            ) from None
+    try:
+        if tenant is not None:
+            require_schema(conn, url, tenant, within_s)
+        yield conn.connection.driver_connection
+    finally:
+        _give_back(conn, url)

@@ -1,0 +1,150 @@
+"""Month copies (io_managers/compaction.py): made by their Dagster asset, they answer every
+read exactly as the day files do, at every boundary; a day rewritten after its month was
+copied is read from its own file, never from the stale copy; the schedule asks for closed,
+settled months whose copy is missing or behind."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.compute as pc
+import pytest
+
+from tagflow.cli.runs import copy_months
+from tagflow.io_managers import DatasetStore
+from tagflow.io_managers.compaction import COMPACTED_DATASETS, months_to_copy
+from tagflow.readapi import Client
+from tagflow.settings import Settings
+from tests.readapi.conftest import copy_days
+from tests.readapi.expected import all_answers, assert_same_answers
+
+MARCH = date(2026, 3, 1)
+DAYS = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
+D1 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def copied(plant, pg_url, tmp_path_factory) -> Path:
+    """The plant's store with March copied, through the month copies' Dagster job."""
+    root = tmp_path_factory.mktemp("copied-store")
+    instance = dg.DagsterInstance.ephemeral()
+    settings = Settings(source_url=pg_url, store=str(root))
+    for tenant in plant.tenants:
+        copy_days(plant.root, root, tenant, DAYS)
+        (run,) = copy_months(tenant, [MARCH], instance, settings)
+        assert run.success
+    return root
+
+
+@pytest.fixture
+def month_reads(monkeypatch) -> list[str]:
+    """The datasets read from month copies during a test."""
+    reads: list[str] = []
+    read = DatasetStore.read_month_rows
+
+    def spy(self, dataset, *args, **kwargs):
+        reads.append(dataset)
+        return read(self, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(DatasetStore, "read_month_rows", spy)
+    return reads
+
+
+def test_every_dated_dataset_but_carry_in_is_copied_row_for_row(plant, copied):
+    store, days = DatasetStore(copied), DatasetStore(plant.root)
+    tenant = plant.tenants[0]
+    for dataset in COMPACTED_DATASETS:
+        footer = store.month_footer(dataset, tenant, MARCH)
+        assert footer is not None and footer.directory is not None
+        rows = sum(days.read(dataset, tenant, day).num_rows for day in DAYS)
+        assert footer.metadata.num_rows == rows
+
+
+@pytest.mark.parametrize(
+    "time_range",
+    [
+        (D1, D1 + timedelta(days=3)),
+        (D1 + timedelta(hours=20, seconds=5.5), D1 + timedelta(days=2, hours=3, minutes=7)),
+        (D1 + timedelta(days=1), D1 + timedelta(days=3)),
+    ],
+)
+def test_answers_from_the_copies_equal_the_answers_from_the_days(
+    plant, copied, month_reads, time_range
+):
+    for tenant in plant.tenants:
+        with (
+            Client(store=plant.root, tenant=tenant, allow_source=False) as days,
+            Client(store=copied, tenant=tenant, allow_source=False) as copies,
+        ):
+            names = [tag.name for tag in days.get_tags()]
+            want = all_answers(days, names, time_range)
+            reads_before = len(month_reads)
+            got = all_answers(copies, names, time_range)
+        assert_same_answers(got, want)
+        assert len(month_reads) > reads_before  # the copies were used
+
+
+def test_a_day_rewritten_after_the_copy_is_read_from_its_own_file(plant, copied, tmp_path):
+    tenant = plant.tenants[0]
+    root = tmp_path / "store"
+    copy_days(plant.root, root, tenant, DAYS)
+    copy_months(
+        tenant, [MARCH], dg.DagsterInstance.ephemeral(), Settings(source_url="x", store=str(root))
+    )
+    store = DatasetStore(root)
+    # A rerun of 03-02 that changed every value: the copy still holds the old ones.
+    spans = store.read("spans", tenant, DAYS[1])
+    changed = spans.set_column(
+        spans.schema.get_field_index("value_double"),
+        "value_double",
+        pc.add(spans.column("value_double"), 1000.0),
+    )
+    store.write("spans", tenant, DAYS[1], changed)
+    client = Client(store=root, tenant=tenant, allow_source=False)
+    name = next(row["tag_name"] for row in changed.to_pylist() if row["value_double"] is not None)
+    got = client.get_spans(name, (D1, D1 + timedelta(days=3)))
+    on_day_2 = [
+        s.value
+        for s in got
+        if s.begin_at < D1 + timedelta(days=2) and s.end_at > D1 + timedelta(days=1)
+    ]
+    assert on_day_2 and all(value >= 1000.0 for value in on_day_2)
+    on_day_1 = [s.value for s in got if s.end_at <= D1 + timedelta(days=1)]
+    assert on_day_1 and all(value < 1000.0 for value in on_day_1)
+
+
+def test_the_schedule_asks_for_closed_settled_months_missing_or_behind(plant, tmp_path):
+    tenant = plant.tenants[0]
+    copy_days(plant.root, tmp_path, tenant, DAYS)
+    store = DatasetStore(tmp_path)
+    assert months_to_copy(store, tenant, date(2026, 4, 7), settle_days=7) == []  # not settled
+    ((month, newest),) = months_to_copy(store, tenant, date(2026, 4, 8), settle_days=7)
+    assert month == MARCH and newest > 0
+    copy_months(
+        tenant,
+        [MARCH],
+        dg.DagsterInstance.ephemeral(),
+        Settings(source_url="x", store=str(tmp_path)),
+    )
+    assert months_to_copy(store, tenant, date(2026, 4, 8), settle_days=7) == []  # up to date
+    store.write("spans", tenant, DAYS[2], store.read("spans", tenant, DAYS[2]))  # a rerun
+    ((month, later),) = months_to_copy(store, tenant, date(2026, 4, 8), settle_days=7)
+    assert month == MARCH and later > newest  # a new run key: the copy is made again
+
+
+def test_an_unreadable_copy_is_passed_over_for_the_day_files(plant, tmp_path):
+    tenant = plant.tenants[0]
+    copy_days(plant.root, tmp_path, tenant, DAYS)
+    settings = Settings(source_url="x", store=str(tmp_path))
+    copy_months(tenant, [MARCH], dg.DagsterInstance.ephemeral(), settings)
+    copy = DatasetStore(tmp_path).month_path("spans", tenant, MARCH).path
+    with open(copy, "r+b") as handle:  # a torn write: the footer is gone
+        handle.truncate(100)
+    time_range = (D1, D1 + timedelta(days=3))
+    with Client(store=plant.root, tenant=tenant, allow_source=False) as days:
+        names = [tag.name for tag in days.get_tags()][:5]
+        want = {name: days.get_spans(name, time_range) for name in names}
+    client = Client(store=tmp_path, tenant=tenant, allow_source=False)
+    assert {name: client.get_spans(name, time_range) for name in names} == want
