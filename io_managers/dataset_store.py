@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
@@ -104,6 +105,18 @@ class DatasetStore:
                 return partition_reader.footer_local(self._local_file(dataset, tenant, day))
         except FileNotFoundError:
             return None
+
+    def tag_rows(
+        self, dataset: str, tenant: str, day: date, tag_ids: Sequence[int] | None
+    ) -> int | None:
+        """Rows of `tag_ids` (all if None) in a local day partition, from its tag directory
+        (the footer is cached): nothing is decoded. None if that cannot be known so."""
+        footer = self.day_footer(dataset, tenant, day)
+        if footer is None or footer.directory is None:
+            return None
+        if tag_ids is None:
+            return footer.metadata.num_rows
+        return int(footer.directory.runs_of(np.asarray(tag_ids, dtype=np.int64))[2].sum())
 
     def month_footer(
         self, dataset: str, tenant: str, month: date

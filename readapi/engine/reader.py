@@ -54,7 +54,7 @@ from tagflow.readapi.query import (
     TagsQuery,
 )
 from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
-from tagflow.schemas.registry import WIDTHS
+from tagflow.schemas.registry import WIDTHS, samples_name
 from tagflow.settings import Settings
 from tagflow.time_range import ONE_US, TimeRange, day_bounds, to_us
 from tagflow.transforms.columns import time_us
@@ -69,6 +69,9 @@ DEFAULT_MAX_SOURCE_DAYS = 31
 # exhaust its memory.
 MAX_RANGE_DAYS = 731
 MAX_BUCKETS = 1_000_000
+# Work of one transition computed into buckets against one fine sample rolled up (measured:
+# about 0.6 µs against 0.2 µs a row, decoding included).
+TRANSITION_COST = 3
 
 T = TypeVar("T")
 
@@ -472,6 +475,8 @@ class TenantReader:
             need_string = False
         products = self._days_of(plan, tags)
         fine = materialised_source(grid.width_us, query.offset_us, plan.start_us, plan.end_us)
+        if fine is not None and self._cheaper_from_transitions(plan, fine, grid, chosen):
+            fine = None
         if fine is not None:
             numeric, string = self._rolled_up(
                 plan, products, fine, chosen, grid, query.offset, need_numeric, need_string
@@ -481,6 +486,24 @@ class TenantReader:
                 plan, products, tags, chosen, query.width, query.offset
             )
         return wide_samples(sort_samples(numeric), sort_samples(string), columns, aggregate, grid)
+
+    def _cheaper_from_transitions(
+        self, plan: _Plan, fine: str, grid: BucketGrid, chosen: pa.Table | None
+    ) -> bool:
+        """Whether computing the buckets from transitions decodes much less than rolling
+        them up from the `fine` samples (15-minute buckets of tags that change every few
+        minutes: 15 one-minute rows per bucket against one or two transitions). Judged from
+        the stored days' tag directories, nothing decoded; both answers are exact."""
+        if grid.width_us == WIDTHS[fine] // ONE_US or not plan.stored:
+            return False  # the samples are read as they are: nothing to roll up
+        ids = None if chosen is None else chosen.column("tag_id").to_numpy()
+        samples_rows = transition_rows = 0
+        for day in plan.stored:
+            samples_rows += (
+                self._store.tag_rows(samples_name(fine, False), self.tenant, day, ids) or 0
+            )
+            transition_rows += self._store.tag_rows("transitions", self.tenant, day, ids) or 0
+        return transition_rows * TRANSITION_COST < samples_rows
 
     def _rolled_up(
         self,

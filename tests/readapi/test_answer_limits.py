@@ -55,11 +55,11 @@ def test_the_client_refuses_more_rows_than_configured(plant, monkeypatch):
         limited.get_metric_arrow(None, THREE_DAYS)
     one = numeric_tags(plant, tenant, 1)
     assert limited.get_metric_arrow(one, THREE_DAYS).num_rows < rows  # a narrower read passes
-    # A 15-minute roll-up decodes the day's 1-minute samples of every tag: 36 × 1440 rows × 3.
+    # One-minute buckets of every tag decode the days' 1-minute samples: 36 × 1440 rows × 3.
     monkeypatch.setenv("TAGFLOW_MAX_ROWS", "100000")
     with pytest.raises(AnswerTooLarge, match=r"rows of samples_1m"):
         Client(tenant=tenant, store=plant.root, allow_source=False).sample_metric_data(
-            "15m", time_range=THREE_DAYS
+            "1m", time_range=THREE_DAYS
         )
 
 

@@ -7,6 +7,7 @@ import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from tagflow.io_managers import DatasetStore
@@ -219,5 +220,13 @@ def test_an_object_store_root_gives_the_same_answers(plant, tenant, client):
     assert remote.get_spans("plant/special/mixed", FULL) == client.get_spans(
         "plant/special/mixed", FULL
     )
-    wide = remote.sample_metric_data("15m", time_range=FULL)
-    assert wide.equals(client.sample_metric_data("15m", time_range=FULL))
+    # Equal up to rounding: a local store computes 15-minute buckets from transitions where
+    # that decodes less (its tag directories say so); an object store rolls them up from the
+    # 1-minute samples. Both are exact; their last bits may differ.
+    pd.testing.assert_frame_equal(
+        remote.sample_metric_data("15m", time_range=FULL),
+        client.sample_metric_data("15m", time_range=FULL),
+        check_exact=False,
+        rtol=1e-12,
+        atol=0,
+    )
