@@ -784,10 +784,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
     parser.add_argument("--child-stages", nargs=2, metavar=("URL", "STORE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child-stages-without-audit", nargs=2, metavar=("URL", "STORE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
 
     if args.child_stages:
         print(json.dumps(run_stages(*args.child_stages)))
+        return
+    if args.child_stages_without_audit:
+        print(json.dumps(run_stages(*args.child_stages_without_audit, audit=False)))
         return
     results = measure(args)
     print_table(results)

@@ -108,30 +108,36 @@ class TagDirectory:
     ) -> tuple[list[int], np.ndarray, np.ndarray]:
         """(row groups to read, positions of the runs' rows in those groups read one after
         another, rows of each run kept), for runs in file order; `allowed`, a mask over the
-        row groups, leaves out groups known to hold no wanted row (by their statistics)."""
+        row groups, leaves out groups known to hold no wanted row (by their statistics).
+        Vectorised over (run, group) pairs: a read of every tag has thousands of runs."""
         starts = self.group_starts
-        first_groups = np.searchsorted(starts, firsts, side="right") - 1
-        last_groups = np.searchsorted(starts, firsts + counts - 1, side="right") - 1
-        pairs = [
-            (run, group)
-            for run, (a, b) in enumerate(
-                zip(first_groups.tolist(), last_groups.tolist(), strict=True)
-            )
-            for group in range(a, b + 1)
-            if allowed is None or allowed[group]
-        ]
-        groups = sorted({group for _, group in pairs})
+        firsts, counts = np.asarray(firsts, np.int64), np.asarray(counts, np.int64)
+        first_group = np.searchsorted(starts, firsts, side="right") - 1
+        last_group = np.searchsorted(starts, firsts + counts - 1, side="right") - 1
+        per_run = last_group - first_group + 1
+        run = np.repeat(np.arange(len(firsts)), per_run)
+        # Each pair's group: its run's first group plus its place among the run's pairs.
+        group = (
+            first_group[run]
+            + np.arange(len(run))
+            - np.repeat(np.cumsum(per_run) - per_run, per_run)
+        )
+        if allowed is not None:
+            keep = allowed[group]
+            run, group = run[keep], group[keep]
+        low = np.maximum(firsts[run], starts[group])
+        high = np.minimum(firsts[run] + counts[run], starts[group + 1])
+        length = high - low
+        groups = np.unique(group)
         sizes = np.diff(starts)[groups]
-        # Where each chosen group's rows begin in the concatenation of the chosen groups.
-        offset_of = dict(zip(groups, (np.cumsum(sizes) - sizes).tolist(), strict=True))
-        positions, kept = [], np.zeros(len(firsts), np.int64)
-        for run, group in pairs:  # runs in file order, their groups rising: positions rise
-            low = max(int(firsts[run]), int(starts[group]))
-            high = min(int(firsts[run] + counts[run]), int(starts[group + 1]))
-            positions.append(np.arange(low, high) - starts[group] + offset_of[group])
-            kept[run] += high - low
-        take = np.concatenate(positions) if positions else np.empty(0, np.int64)
-        return groups, take, kept
+        offset = (np.cumsum(sizes) - sizes)[np.searchsorted(groups, group)]
+        # Pair k's rows are [low - group start + offset, + length) of the concatenation;
+        # pairs come in file order, so the positions rise.
+        begin = low - starts[group] + offset
+        before = np.cumsum(length) - length
+        take = np.repeat(begin - before, length) + np.arange(int(length.sum()))
+        kept = np.bincount(run, weights=length, minlength=len(firsts)).astype(np.int64)
+        return groups.tolist(), take, kept
 
 
 def tag_id_column(ids: np.ndarray, counts: np.ndarray) -> pa.Array:

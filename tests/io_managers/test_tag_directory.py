@@ -18,7 +18,7 @@ import tagflow.io_managers.partition_writer as partition_writer
 from tagflow.errors import MissingPartition
 from tagflow.io_managers import DatasetStore
 from tagflow.io_managers.partition_reader import Footer
-from tagflow.io_managers.tag_directory import group_ends
+from tagflow.io_managers.tag_directory import TagDirectory, group_ends
 from tagflow.schemas.arrow import TRANSITIONS
 
 DAY = date(2026, 3, 1)
@@ -129,3 +129,41 @@ def test_a_missing_partition_is_a_typed_error_without_a_path(tmp_path):
     with pytest.raises(MissingPartition) as failure:
         DatasetStore(tmp_path).read_tag_rows("spans", "acme", DAY, [1])
     assert str(tmp_path) not in str(failure.value)
+
+
+@given(
+    group_sizes=st.lists(st.integers(1, 6), min_size=1, max_size=12),
+    data=st.data(),
+)
+def test_the_plan_takes_exactly_the_runs_rows_in_the_allowed_groups(group_sizes, data):
+    """Against a row-by-row reference: which groups are read, which of their rows are taken
+    (in order), and how many rows of each run are kept."""
+    starts = np.concatenate([[0], np.cumsum(group_sizes)])
+    total = int(starts[-1])
+    cuts = sorted(
+        set(data.draw(st.lists(st.integers(1, total - 1), max_size=8)) if total > 1 else [])
+    )
+    bounds = [0, *cuts, total]
+    runs = data.draw(
+        st.lists(st.integers(0, len(bounds) - 2), unique=True, max_size=len(bounds) - 1)
+    )
+    runs.sort()
+    firsts = np.array([bounds[r] for r in runs], np.int64)
+    counts = np.array([bounds[r + 1] - bounds[r] for r in runs], np.int64)
+    allowed = np.array(
+        data.draw(st.lists(st.booleans(), min_size=len(group_sizes), max_size=len(group_sizes)))
+    )
+    directory = TagDirectory(np.arange(len(runs)), firsts, counts, starts)
+    groups, take, kept = directory.plan(firsts, counts, allowed)
+    group_of_row = np.searchsorted(starts, np.arange(total), side="right") - 1
+    wanted_rows = [
+        row for first, count in zip(firsts, counts, strict=True)
+        for row in range(first, first + count) if allowed[group_of_row[row]]
+    ]  # fmt: skip
+    assert groups == sorted({int(group_of_row[row]) for row in wanted_rows})
+    read_rows = [row for g in groups for row in range(starts[g], starts[g + 1])]
+    assert [read_rows[k] for k in take.tolist()] == wanted_rows
+    assert kept.tolist() == [
+        sum(1 for row in range(f, f + c) if allowed[group_of_row[row]])
+        for f, c in zip(firsts, counts, strict=True)
+    ]
