@@ -1,0 +1,70 @@
+"""A snapshot of every asset and check the code location defines: keys, groups, kinds, owners,
+partitions, lineage, pools, retry and backfill policies, and checks. A change to the
+definitions shows as a diff of tests/__snapshots__/test_asset_specs.ambr; when it is meant,
+accept it with `pytest tests/test_asset_specs.py --snapshot-update` and commit the file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from tagflow.pipelines.definitions import build_definitions
+from tagflow.settings import Settings
+
+
+def _partitions(definition: dg.PartitionsDefinition | None) -> str | None:
+    return (
+        None
+        if definition is None
+        else " × ".join(
+            f"{d.name}: {type(d.partitions_def).__name__}"
+            + (
+                f" from {d.partitions_def.start:%Y-%m-%d}"
+                if hasattr(d.partitions_def, "start")
+                else ""
+            )
+            for d in definition.partitions_defs
+        )
+    )
+
+
+def _retry(policy: dg.RetryPolicy | None) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    return {
+        "max_retries": policy.max_retries,
+        "delay": policy.delay,
+        "backoff": str(policy.backoff),
+    }
+
+
+def asset_specs() -> dict[str, Any]:
+    defs = build_definitions(Settings(source_url="postgresql://nobody@127.0.0.1:1/none"))
+    graph = defs.resolve_asset_graph()
+    out: dict[str, Any] = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        assets_def = node.assets_def
+        policy = assets_def.backfill_policy
+        out[key.to_user_string()] = {
+            "step": assets_def.node_def.name,
+            "group": node.group_name,
+            "kinds": sorted(node.kinds),
+            "owners": sorted(node.owners),
+            "partitions": _partitions(node.partitions_def),
+            "parents": sorted(k.to_user_string() for k in node.parent_keys),
+            "pool": assets_def.node_def.pool if hasattr(assets_def.node_def, "pool") else None,
+            "retry": _retry(assets_def.node_def.retry_policy),
+            "backfill": None if policy is None else str(policy),
+            "checks": sorted(
+                (c.name, graph.get_check_spec(c).blocking)
+                for c in graph.asset_check_keys
+                if c.asset_key == key
+            ),
+        }
+    return out
+
+
+def test_asset_specs_match_the_snapshot(snapshot):
+    assert asset_specs() == snapshot
