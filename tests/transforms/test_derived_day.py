@@ -321,3 +321,41 @@ def test_the_tags_rows_of_derived_tags():
     deaths = pc.list_value_length(table.column("input_deaths")).to_pylist()
     assert deaths == [1, 1]  # a's death, directly and through x
     assert table.column("value_kind").to_pylist() == ["numeric", "numeric"]
+
+
+def test_batches_of_inputs_give_the_same_day(monkeypatch):
+    """Derived tags evaluated a few inputs at a time (memory follows a batch) give the day
+    they give evaluated at once, derived tags read by others included."""
+    import tagflow.transforms.derived.day as derived_day
+
+    rows = [RawRow(1, D0 - DAY + k * HOUR, float(k % 5), False) for k in range(48)]
+    rows += [RawRow(2, D0 - DAY + k * 3 * HOUR, float(k % 3), False) for k in range(16)]
+    rows += [RawRow(3, D0 - 2 * DAY + k * 5 * HOUR, "AB"[k % 2], True) for k in range(14)]
+    tags = [Tag(1, "a"), Tag(2, "b", death_at_us=D0 + 7 * HOUR), Tag(3, "s")]
+    text = (
+        "tenants:\n  acme:\n    - {name: x, expression: 'a > 2'}\n"
+        "    - {name: y, expression: 'b + a'}\n    - {name: z, expression: 'x and s = ''A'''}\n"
+        "    - {name: w, expression: 'min(s, ''B'')'}\n"
+    )
+    plan = DerivedPlan.of(parse_definitions(text).for_tenant("acme"), tags_table(tags, rows))
+
+    def compute():
+        return compute_derived_day(
+            plan,
+            raw_rows_table(rows, D0, D1),
+            raw_carry_in_table(rows, tags, D0),
+            to_dt(D0),
+            to_dt(D1),
+            "acme",
+            MemoryHistory(rows),
+        )
+
+    whole = compute()
+    monkeypatch.setattr(derived_day, "BATCH_INPUT_ROWS", 1)
+    assert len(derived_day._batches(plan, np.full(3, 10))) == 4
+    batched = compute()
+    assert batched.tables.keys() == whole.tables.keys()
+    for name, table in whole.tables.items():
+        assert batched.tables[name].equals(table), name
+    assert whole.tables["transitions"].num_rows > 20
+    assert (batched.present, batched.version) == (whole.present, whole.version)

@@ -228,20 +228,75 @@ def compute_derived_day(
     serves the walk back to the start of each run held at 00:00."""
     day_start_us = datetime_to_us(day_start, "day start")
     day_end_us = datetime_to_us(day_end, "day end")
-    inputs = plan.input_order
-    transitions, _ = resolve_rows(_known_rows(input_raw_rows, inputs), inputs)
-    carry_in = carry_in_for_day(raw_carry_in, inputs, day_start)
+    carry_in = carry_in_for_day(raw_carry_in, plan.input_order, day_start)
     derived_carry = derived_carry_in(plan, carry_in, day_start, history)
-    steps = _input_steps(transitions, carry_in, inputs, day_end_us)
-    derived = evaluate_tenant(plan.definitions, steps)
-    derived_transitions = _transitions(plan.order, derived, day_start_us, day_end_us)
+    derived_transitions, present = _evaluate_day(
+        plan, input_raw_rows, carry_in, day_start_us, day_end_us
+    )
     tables = {"transitions": derived_transitions, "carry_in": derived_carry}
     tables |= derive(
         derived_transitions, derived_carry, plan.order, day_start, day_end, tenant, seconds
     )
-    with_rows = set(transitions.column("tag_name").to_pylist())
-    present = present_tags(plan, with_rows | set(carry_in.column("tag_name").to_pylist()))
     return DerivedDay(tables, present, derived_version(plan, present, derived_carry))
+
+
+def _evaluate_day(
+    plan: DerivedPlan, input_raw_rows: pa.Table, carry_in: pa.Table, lo_us: int, hi_us: int
+) -> tuple[pa.Table, tuple[str, ...]]:
+    """The derived tags' transitions in [lo, hi) and the derived tags present, from the
+    inputs' rows of the day and carry-in. Derived tags are evaluated in batches whose inputs
+    hold about BATCH_INPUT_ROWS rows, so memory follows a batch, as the day's chunks bound it
+    for source tags, not all the inputs' rows at once."""
+    inputs = plan.input_order
+    rows = _known_rows(input_raw_rows, inputs)
+    rank = inputs.ranks_of(rows.column("tag_id").to_numpy(zero_copy_only=False))
+    rows_of_input = np.bincount(rank, minlength=len(inputs))
+    with_data = set(carry_in.column("tag_name").to_pylist())
+    with_data |= set(inputs.names(np.flatnonzero(rows_of_input)).to_pylist())
+    derived: dict[str, StepFunction] = {}
+    for batch in _batches(plan, rows_of_input):
+        wanted = np.zeros(len(inputs), dtype=bool)
+        wanted[batch.input_ranks] = True
+        kept = wanted[rank]
+        transitions, _ = resolve_rows(
+            rows if bool(kept.all()) else rows.filter(pa.array(kept)), inputs
+        )
+        carried = inputs.ranks_of(carry_in.column("tag_id").to_numpy(zero_copy_only=False))
+        steps = _input_steps(transitions, carry_in.filter(pa.array(wanted[carried])), inputs, hi_us)
+        evaluated = evaluate_tenant(plan.definitions.closure(batch.names), steps)
+        derived |= {name: evaluated[name] for name in batch.names}
+    return _transitions(plan.order, derived, lo_us, hi_us), present_tags(plan, with_data)
+
+
+# Rows of the inputs' day evaluated at once (see _evaluate_day): about what a chunk of the day
+# holds, so the derived tags add no more memory than a chunk of source tags does.
+BATCH_INPUT_ROWS = 250_000
+
+
+@dataclass(frozen=True)
+class _Batch:
+    names: tuple[str, ...]
+    input_ranks: np.ndarray
+
+
+def _batches(plan: DerivedPlan, rows_of_input: np.ndarray) -> list[_Batch]:
+    """The derived tags in groups whose source inputs hold at most BATCH_INPUT_ROWS rows of
+    the day together (a tag whose own inputs hold more makes a group of its own)."""
+    rank_of = {name: rank for rank, name in enumerate(plan.input_order.tag_name.to_pylist())}
+    batches: list[_Batch] = []
+    names: list[str] = []
+    ranks: set[int] = set()
+    for tag in plan.definitions:
+        own = {rank_of[name] for name in plan.definitions.source_inputs_of(tag.name)}
+        together = ranks | own
+        if names and int(rows_of_input[list(together)].sum()) > BATCH_INPUT_ROWS:
+            batches.append(_Batch(tuple(names), np.array(sorted(ranks), np.int64)))
+            names, together = [], own
+        names.append(tag.name)
+        ranks = together
+    if names:
+        batches.append(_Batch(tuple(names), np.array(sorted(ranks), np.int64)))
+    return batches
 
 
 def present_tags(plan: DerivedPlan, inputs_with_data: Iterable[str]) -> tuple[str, ...]:
