@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -107,13 +108,31 @@ class Span:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SPAN_TIMES = ("begin_at", "end_at", "raw_begin_at", "raw_end_at")
 
 
-def _times(column: pa.ChunkedArray | pa.Array) -> list[datetime | None]:
-    """Aware UTC datetimes of a timestamp column; about 7x faster than Arrow's to_pylist,
-    which builds a zoneinfo-aware datetime per value."""
-    micros = column.cast(pa.int64()).to_pylist()
-    return [None if v is None else _EPOCH + timedelta(microseconds=v) for v in micros]
+def _times(*columns: pa.ChunkedArray | pa.Array) -> list[list[datetime | None]]:
+    """Aware UTC datetimes of timestamp columns, one list per column. Each distinct instant
+    becomes one shared (immutable) datetime: a span's end is mostly the next span's begin, so
+    the four columns of spans hold about a quarter as many instants as values. About 3x faster
+    than a datetime per value, itself about 7x faster than Arrow's to_pylist (a zoneinfo-aware
+    datetime per value)."""
+    micros = [column.cast(pa.int64()) for column in columns]
+    values = np.concatenate([m.fill_null(0).to_numpy(zero_copy_only=False) for m in micros])
+    instants, position = np.unique(values, return_inverse=True)
+    # The last slot is None, for NULLs.
+    shared = np.array(
+        [_EPOCH + timedelta(microseconds=v) for v in instants.tolist()] + [None], dtype=object
+    )
+    position = position.reshape(-1)
+    at, lists = 0, []
+    for column in micros:
+        mine = position[at : at + len(column)]
+        at += len(column)
+        if column.null_count:
+            mine = np.where(column.is_null().to_numpy(zero_copy_only=False), len(instants), mine)
+        lists.append(shared[mine].tolist())
+    return lists
 
 
 def tags_from_table(table: pa.Table) -> list[Tag]:
@@ -134,8 +153,7 @@ def tags_from_table(table: pa.Table) -> list[Tag]:
         for row in zip(
             table.column("tag_id").to_pylist(),
             table.column("tag_name").to_pylist(),
-            _times(table.column("birth_at")),
-            _times(table.column("death_at")),
+            *_times(table.column("birth_at"), table.column("death_at")),
             derived,
             expressions,
             strict=True,
@@ -155,10 +173,7 @@ def spans_from_table(table: pa.Table) -> list[Span]:
             table.column("id").to_pylist(),
             table.column("tag_name").to_pylist(),
             values,
-            _times(table.column("begin_at")),
-            _times(table.column("end_at")),
-            _times(table.column("raw_begin_at")),
-            _times(table.column("raw_end_at")),
+            *_times(*(table.column(name) for name in _SPAN_TIMES)),
             strict=True,
         )
     ]
