@@ -96,8 +96,8 @@ class Settings:
     max_connections: int = _setting("TAGFLOW_MAX_CONNECTIONS", _positive_int, 1000)
     # The largest answer of one read (tagflow.readapi.engine.limits), for the service and the
     # client alike: buckets × tags, and rows decoded from the datasets.
-    max_cells: int = _setting("TAGFLOW_MAX_CELLS", _positive_int, 5_000_000)
-    max_rows: int = _setting("TAGFLOW_MAX_ROWS", _positive_int, 10_000_000)
+    max_cells: int = _setting("TAGFLOW_MAX_CELLS", _positive_int, 750_000)
+    max_rows: int = _setting("TAGFLOW_MAX_ROWS", _positive_int, 2_000_000)
     # Age (seconds since last written) from which a staged temp file is a killed run's leftover
     # and swept (tagflow.io_managers.sweeper); above the longest a run holds one unpublished.
     temp_max_age_s: int = _setting("TAGFLOW_TEMP_MAX_AGE_S", _positive_int, 6 * 3600)

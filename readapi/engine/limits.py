@@ -13,10 +13,12 @@ from tagflow.settings import Settings
 
 @dataclass(frozen=True)
 class AnswerLimits:
-    # Buckets × tags of one bucketed answer (a wide table of 8-byte cells: 40 MB at 5 M).
+    # Buckets × tags of one bucketed answer. Building one takes 300–650 bytes a cell at its
+    # peak (pieces split at bucket edges, every statistic, the wide table, its encoding), so the
+    # default keeps a request under issue 17's 512 MiB (docs/read-api.md has the measurements).
     max_cells: int
     # Rows one read decodes from the datasets (transitions, spans, or the finer samples a
-    # coarser width is rolled up from): about 1 GB of memory at 10 M rows.
+    # coarser width is rolled up from): about 150 bytes a row at the peak.
     max_rows: int
 
     @classmethod

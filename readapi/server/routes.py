@@ -23,6 +23,7 @@ from tagflow.names import validate_tenant_name
 from tagflow.readapi import query as q
 from tagflow.readapi.engine.reader import TenantReader
 from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE
+from tagflow.readapi.server.memory import releaser
 from tagflow.readapi.wire import (
     ARROW_STREAM,
     JSON,
@@ -138,9 +139,11 @@ def _wants_arrow(request: Request, format: str | None) -> bool:
 
 def _respond(table: pa.Table, arrow: bool, wide: bool) -> Response:
     if arrow:
-        return StreamingResponse(ipc_chunks(table), media_type=ARROW_STREAM)
-    chunks = json_column_chunks(table) if wide else json_record_chunks(table)
-    return StreamingResponse(chunks, media_type=JSON)
+        chunks, media_type = ipc_chunks(table), ARROW_STREAM
+    else:
+        chunks = json_column_chunks(table) if wide else json_record_chunks(table)
+        media_type = JSON
+    return StreamingResponse(releaser.after(chunks), media_type=media_type)
 
 
 ReadCall = Annotated[Call, Depends(_call)]
