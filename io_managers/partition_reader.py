@@ -101,8 +101,7 @@ def read_local(
     """The rows of `tag_ids` (all if None) of a local file, `columns` only, in file order;
     with a `window`, only the row groups that may hold rows in it (callers filter the rows).
     FileNotFoundError if there is no file."""
-    stat = os.stat(path)
-    key = (path, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    key = _file_identity(path)
     footer = _FOOTERS.get(key)
     with pq.ParquetFile(path, metadata=None if footer is None else footer.metadata) as parquet:
         if footer is None:
@@ -113,13 +112,19 @@ def read_local(
 
 def footer_local(path: str) -> Footer:
     """The footer of a local file, cached like the reads'; FileNotFoundError if none."""
-    stat = os.stat(path)
-    key = (path, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    key = _file_identity(path)
     footer = _FOOTERS.get(key)
     if footer is None:
         footer = Footer.of(pq.read_metadata(path))
         _FOOTERS.put(key, footer)
     return footer
+
+
+def _file_identity(path: str) -> tuple:
+    """A cached footer's key: a rewritten file (a rename over it, or a change in place) gets
+    another inode, size or mtime; FileNotFoundError if there is no file."""
+    stat = os.stat(path)
+    return (path, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def read_handle(
