@@ -167,16 +167,44 @@ def spans_from_table(table: pa.Table) -> list[Span]:
     values = [
         text if text is not None else number for text, number in zip(strings, numbers, strict=True)
     ]
-    return [
-        Span(*row)
-        for row in zip(
-            table.column("id").to_pylist(),
-            table.column("tag_name").to_pylist(),
-            values,
-            *_times(*(table.column(name) for name in _SPAN_TIMES)),
-            strict=True,
-        )
-    ]
+    rows = zip(
+        table.column("id").to_pylist(),
+        table.column("tag_name").to_pylist(),
+        values,
+        *_times(*(table.column(name) for name in _SPAN_TIMES)),
+        strict=True,
+    )
+    return [_span(*row) for row in rows]
+
+
+def _span(
+    id: int,
+    tag_name: str,
+    value: float | str | None,
+    begin_at: datetime,
+    end_at: datetime,
+    raw_begin_at: datetime,
+    raw_end_at: datetime | None,
+) -> Span:
+    """Span(...) built in about half the time: a frozen dataclass's __init__ sets each field
+    through object.__setattr__, and a read returns thousands of spans; this sets the record's
+    fields in one go (the same object: equality, hash and repr read the fields)."""
+    span = object.__new__(Span)
+    object.__setattr__(
+        span,
+        "__dict__",
+        {
+            "id": id,
+            "tag_name": tag_name,
+            "value": value,
+            "begin_at": begin_at,
+            "end_at": end_at,
+            "raw_begin_at": raw_begin_at,
+            "raw_end_at": raw_end_at,
+            "metadata": None,
+        },
+    )
+    return span
 
 
 def metric_frame(table: pa.Table) -> pd.DataFrame:

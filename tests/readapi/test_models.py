@@ -3,13 +3,15 @@ Arrow's own conversion, NULLs included, whatever the columns share."""
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tagflow.readapi.models import _times
+from tagflow.readapi.models import Span, _times, spans_from_table
 from tagflow.schemas.arrow import TS
 
 # Within the years Python's datetime holds, microseconds from the epoch.
@@ -29,3 +31,29 @@ def test_shared_instants_are_one_object_and_nulls_are_none():
     assert begins[1] is ends[0]
     assert begins[1] == datetime(1970, 1, 1, 0, 1, tzinfo=UTC)
     assert begins[2] is None and ends[2] is None
+
+
+def test_spans_from_a_table_are_the_records_the_constructor_builds():
+    begin, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+    table = pa.table(
+        {
+            "id": [7, 7],
+            "tag_name": ["a", "a"],
+            "value_double": [float("nan"), None],
+            "value_string": [None, "RUN"],
+            "begin_at": pa.array([begin, end], TS),
+            "end_at": pa.array([end, end + (end - begin)], TS),
+            "raw_begin_at": pa.array([begin, end], TS),
+            "raw_end_at": pa.array([end, None], TS),
+        }
+    )
+    built = spans_from_table(table)
+    expected = [
+        Span(7, "a", float("nan"), begin, end, begin, end),
+        Span(7, "a", "RUN", end, end + (end - begin), end, None),
+    ]
+    assert built == expected
+    assert [hash(span) for span in built] == [hash(span) for span in expected]
+    assert [repr(span) for span in built] == [repr(span) for span in expected]
+    with pytest.raises(FrozenInstanceError):
+        built[0].value = 1.0  # type: ignore[misc]
