@@ -22,7 +22,8 @@ get_spans of 1 tag; sample_metric_data (average) of 1 and 10 tags at 1h, 15m, 1m
 get_metric_data of 1 and 10 tags; get_tags. Each call of a shape asks for other tags, drawn
 at random with a fixed seed (numeric tags for samples, any tag otherwise); call k of a shape
 asks for the same tags in every transport and in SQL. A shape the read API refuses as too large
-(an InvalidTimeRange / InvalidArgument / RequestTooLarge on its first call) is "refused".
+(an InvalidTimeRange / InvalidArgument / AnswerTooLarge / RequestTooLarge on its first call) is
+"refused".
 
 Transports:
 - store warm: one `Client(store=..., tenant=...)` in this process; 2 warm-up calls, then
@@ -92,7 +93,7 @@ from tagflow.demo.synthetic_plant import (
     load_plant_rows,
     plant_rows,
 )
-from tagflow.errors import InvalidArgument, InvalidTimeRange, TagflowError
+from tagflow.errors import AnswerTooLarge, InvalidArgument, InvalidTimeRange, TagflowError
 from tagflow.readapi import Client
 from tagflow.schemas.source_ddl import create_tenant
 from tagflow.source.connection import libpq_url
@@ -391,7 +392,8 @@ def tag_pools(url: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 # Calls through the client, and what is compared of their answers
 
 
-REFUSALS = (InvalidTimeRange, InvalidArgument)
+# AnswerTooLarge: over TAGFLOW_MAX_CELLS / TAGFLOW_MAX_ROWS, the limits issue 17 sizes.
+REFUSALS = (InvalidTimeRange, InvalidArgument, AnswerTooLarge)
 
 
 def is_refusal(error: Exception) -> bool:
