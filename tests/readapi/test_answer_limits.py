@@ -5,10 +5,7 @@ names the limit and how to narrow the read, and refusing costs the service no me
 from __future__ import annotations
 
 import gc
-import os
 import resource
-import subprocess
-import sys
 import time
 
 import httpx
@@ -21,7 +18,7 @@ from tagflow.readapi.engine.limits import AnswerLimits
 from tagflow.readapi.server.app import create_app
 from tagflow.settings import Settings
 from tests.readapi.conftest import BackgroundServer
-from tests.security.test_server_limits import PeakRss, free_port, rss_bytes
+from tests.security.test_server_limits import PeakRss, rss_bytes, tagflow_serve
 
 DAY = ("2026-03-01T00:00:00Z", "2026-03-02T00:00:00Z")
 THREE_DAYS = ("2026-03-01T00:00:00Z", "2026-03-04T00:00:00Z")
@@ -115,40 +112,23 @@ def test_the_largest_answer_the_defaults_allow_stays_within_the_servers_memory_b
     count = Settings().max_cells // 86_400
     names = numeric_tags(plant, tenant, count)
     body = {"tag": names, "bucket_width": "1s", "start": DAY[0], "end": DAY[1]}
-    port = free_port()
-    command = [sys.executable, "-m", "tagflow.cli", "serve", f"--store={plant.root}"]
-    command += [f"--keys-file={keys_file}", f"--port={port}"]
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("TAGFLOW_")}
-    server = subprocess.Popen(
-        command, cwd=tmp_path, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {plant.key(tenant)}", "Accept": accept}
-    try:
-        with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                assert server.poll() is None and time.monotonic() < deadline
-                try:
-                    http.get("/v1/health")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            # The same answer once before: the footers it reads are cached, its code imported,
-            # and what the allocator keeps for the next answer of its size is kept.
-            assert http.post("/v1/metrics/samples", json=body).status_code == 200
-            time.sleep(1)
-            baseline = rss_bytes(server.pid)
-            with PeakRss(server.pid) as rss:
-                with http.stream("POST", "/v1/metrics/samples", json=body) as answer:
-                    assert answer.status_code == 200
-                    size = sum(len(chunk) for chunk in answer.iter_bytes())
-            assert size > count * 86_400  # every cell came back
-            time.sleep(2)  # the trim runs off the request's path
-            after = rss_bytes(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with (
+        tagflow_serve(tmp_path, served=(plant.root, keys_file)) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=120) as http,
+    ):
+        # The same answer once before: the footers it reads are cached, its code imported, and
+        # what the allocator keeps for the next answer of its size is kept.
+        assert http.post("/v1/metrics/samples", json=body).status_code == 200
+        time.sleep(1)
+        baseline = rss_bytes(server.pid)
+        with PeakRss(server.pid) as rss:
+            with http.stream("POST", "/v1/metrics/samples", json=body) as answer:
+                assert answer.status_code == 200
+                size = sum(len(chunk) for chunk in answer.iter_bytes())
+        assert size > count * 86_400  # every cell came back
+        time.sleep(2)  # the trim runs off the request's path
+        after = rss_bytes(server.pid)
     mib = 1 << 20
     message = f"RSS {baseline / mib:.0f} MiB, peak {rss.peak / mib:.0f}, after {after / mib:.0f}"
     assert rss.peak - baseline < 512 * mib, message

@@ -80,14 +80,21 @@ def rss_bytes(pid: int) -> int:
 
 @contextmanager
 def tagflow_serve(
-    folder: Path, env: dict[str, str] | None = None, open_files: int | None = None
+    folder: Path,
+    env: dict[str, str] | None = None,
+    open_files: int | None = None,
+    served: tuple[Path, Path] | None = None,
 ) -> Iterator[Server]:
-    """`tagflow serve` over an empty store with one key (tenant acme), in a subprocess run in
-    `folder` (so no demo database is picked up), with `env` on top of a TAGFLOW_-free
-    environment and at most `open_files` open files."""
-    store, keys_file = folder / "store", folder / "keys.json"
-    store.mkdir()
-    key, _ = KeyStore(keys_file).add("acme")
+    """`tagflow serve` in a subprocess run in `folder` (so no demo database is picked up), with
+    `env` on top of a TAGFLOW_-free environment and at most `open_files` open files; over the
+    `served` (store, keys file), else over an empty store with one key (tenant acme, the
+    server's `key`)."""
+    if served is None:
+        store, keys_file = folder / "store", folder / "keys.json"
+        store.mkdir()
+        key, _ = KeyStore(keys_file).add("acme")
+    else:
+        (store, keys_file), key = served, ""
     port = free_port()
     command = [sys.executable, "-m", "tagflow.cli", "serve", f"--store={store}"]
     command += [f"--keys-file={keys_file}", f"--port={port}"]
