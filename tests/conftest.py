@@ -43,6 +43,23 @@ def drop_tenant(conn: psycopg.Connection, name: str) -> None:
         conn.execute(sql.SQL("DROP ROLE {}").format(ident))
 
 
+def copy_rows(conn: psycopg.Connection, tenant: str, tags, numeric, strings) -> None:
+    """COPY hand-written source rows into `tenant`, in the order given: `tags` as (id,
+    normalized_name, birth_at, death_at), `numeric` and `strings` as the columns of tag_data and
+    tag_data_str."""
+    s = sql.Identifier(tenant)
+    names = sql.SQL("COPY {}.tag_names (id, normalized_name, birth_at, death_at) FROM STDIN")
+    with conn.cursor() as cur:
+        for statement, rows in (
+            (names, tags),
+            (sql.SQL("COPY {}.tag_data FROM STDIN"), numeric),
+            (sql.SQL("COPY {}.tag_data_str FROM STDIN"), strings),
+        ):
+            with cur.copy(statement.format(s)) as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """URL of a PostgreSQL that tests may create tenants and roles in."""

@@ -22,6 +22,7 @@ from tagflow.settings import Settings
 from tagflow.source.connection import connect
 from tagflow.source.fingerprints import day_fingerprint
 from tagflow.transforms.derived.definitions import derived_tag_id
+from tests.conftest import copy_rows
 from tests.pipelines.test_materialize import check_evaluations
 
 DAY = date(2026, 3, 2)
@@ -97,18 +98,8 @@ tenants:
 
 
 def load(conn, tenant: str, tags, numeric, strings) -> None:
-    s = sql.Identifier(tenant)
-    with conn.cursor() as cur:
-        names = sql.SQL("COPY {}.tag_names (id, normalized_name, birth_at, death_at) FROM STDIN")
-        with cur.copy(names.format(s)) as copy:
-            for tag_id, name, death in tags:
-                copy.write_row((tag_id, name, at(0, day=1, month=1), death))
-        with cur.copy(sql.SQL("COPY {}.tag_data FROM STDIN").format(s)) as copy:
-            for row in numeric:
-                copy.write_row(row)
-        with cur.copy(sql.SQL("COPY {}.tag_data_str FROM STDIN").format(s)) as copy:
-            for row in strings:
-                copy.write_row(row)
+    births = [(tag_id, name, at(0, day=1, month=1), death) for tag_id, name, death in tags]
+    copy_rows(conn, tenant, births, numeric, strings)
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from psycopg import sql
 
 from tagflow.cli.runs import materialize_days
 from tagflow.io_managers import DatasetStore
 from tagflow.schemas.registry import DATASETS
 from tagflow.settings import Settings
+from tests.conftest import copy_rows
 from tests.pipelines.test_materialize import check_evaluations, source_rows_in_range
 
 DAY = date(2026, 3, 2)
@@ -105,21 +105,11 @@ OUT_OF_RANGE = 3
 
 def load_corpus(conn, tenant: str) -> None:
     """COPY the corpus in a shuffled order: out-of-order rows are the normal case."""
-    s = sql.Identifier(tenant)
     numeric, strings = list(NUMERIC), list(STRINGS)
     random.Random(3).shuffle(numeric)
     random.Random(4).shuffle(strings)
-    with conn.cursor() as cur:
-        names = sql.SQL("COPY {}.tag_names (id, normalized_name, birth_at, death_at) FROM STDIN")
-        with cur.copy(names.format(s)) as copy:
-            for tag_id, name, death in TAGS:
-                copy.write_row((tag_id, name, BIRTHS.get(tag_id, BIRTH), death))
-        with cur.copy(sql.SQL("COPY {}.tag_data FROM STDIN").format(s)) as copy:
-            for row in numeric:
-                copy.write_row(row)
-        with cur.copy(sql.SQL("COPY {}.tag_data_str FROM STDIN").format(s)) as copy:
-            for row in strings:
-                copy.write_row(row)
+    tags = [(tag_id, name, BIRTHS.get(tag_id, BIRTH), death) for tag_id, name, death in TAGS]
+    copy_rows(conn, tenant, tags, numeric, strings)
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,13 @@ from tagflow.source import extract
 from tagflow.source.connection import connect, libpq_url, source_conninfo, source_errors
 from tagflow.source.extract import read_carry_in, read_tags, stream_day_rows
 from tagflow.source.tenants import list_tenants, require_tenant
-from tests.conftest import SMALL_PLANT_START, CreatedTenant, drop_tenant, unique_tenant_name
+from tests.conftest import (
+    SMALL_PLANT_START,
+    CreatedTenant,
+    copy_rows,
+    drop_tenant,
+    unique_tenant_name,
+)
 
 NaN = float("nan")
 
@@ -56,21 +62,11 @@ class Rows:
 
 def load(conn: psycopg.Connection, tenant: str, rows: Rows) -> None:
     """COPY the rows in a shuffled order: the source guarantees no physical order."""
-    s = sql.Identifier(tenant)
     numeric, strings = list(rows.numeric), list(rows.strings)
     random.Random(5).shuffle(numeric)
     random.Random(6).shuffle(strings)
-    with conn.cursor() as cur:
-        names = sql.SQL("COPY {}.tag_names (id, normalized_name, birth_at, death_at) FROM STDIN")
-        with cur.copy(names.format(s)) as copy:
-            for tag_id, name, death in rows.tags:
-                copy.write_row((tag_id, name, ts(1), death))
-        with cur.copy(sql.SQL("COPY {}.tag_data FROM STDIN").format(s)) as copy:
-            for row in numeric:
-                copy.write_row(row)
-        with cur.copy(sql.SQL("COPY {}.tag_data_str FROM STDIN").format(s)) as copy:
-            for row in strings:
-                copy.write_row(row)
+    tags = [(tag_id, name, ts(1), death) for tag_id, name, death in rows.tags]
+    copy_rows(conn, tenant, tags, numeric, strings)
 
 
 # ------------------------------------------------------------------------ brute-force oracle
