@@ -253,6 +253,7 @@ def _evaluate_day(
     rows_of_input = np.bincount(rank, minlength=len(inputs))
     with_data = set(carry_in.column("tag_name").to_pylist())
     with_data |= set(inputs.names(np.flatnonzero(rows_of_input)).to_pylist())
+    carried = inputs.ranks_of(carry_in.column("tag_id").to_numpy(zero_copy_only=False))
     derived: dict[str, StepFunction] = {}
     for batch in _batches(plan, rows_of_input):
         wanted = np.zeros(len(inputs), dtype=bool)
@@ -261,7 +262,6 @@ def _evaluate_day(
         transitions, _ = resolve_rows(
             rows if bool(kept.all()) else rows.filter(pa.array(kept)), inputs
         )
-        carried = inputs.ranks_of(carry_in.column("tag_id").to_numpy(zero_copy_only=False))
         steps = _input_steps(transitions, carry_in.filter(pa.array(wanted[carried])), inputs, hi_us)
         evaluated = evaluate_tenant(plan.definitions.closure(batch.names), steps)
         derived |= {name: evaluated[name] for name in batch.names}
