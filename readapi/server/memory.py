@@ -36,8 +36,8 @@ def _malloc_trim() -> Callable[[], object] | None:
 class MemoryReleaser:
     """Trims the heap on a daemon thread some time after answers were sent."""
 
-    def __init__(self, trim: Callable[[], object] | None = None) -> None:
-        self._trim = trim if trim is not None else _malloc_trim()
+    def __init__(self) -> None:
+        self._trim = _malloc_trim()
         self._sent = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
