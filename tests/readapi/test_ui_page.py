@@ -3,7 +3,8 @@ over a small materialised store. With a tenant's key, the page searches and pick
 and charts one twa point per bucket of the width the range calls for (the client's
 sample_metric_data answer, point for point), then picks a string tag and draws its spans, whose
 hover text shows their raw bounds. Everything the page loads comes from the service itself,
-and the key never reaches a URL.
+and the key never reaches a URL. Tags named with `..`, `.`, `%2e`, `/` and `?` show exactly
+their own data: no tag name travels in a URL path, which the browser would normalise.
 
 Chromium is Debian's package (`apt-get install chromium`). When it
 is missing the test installs it where it can (root with apt-get); it skips, saying why, only
@@ -11,6 +12,7 @@ when that is impossible."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -19,8 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import httpx
+import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, Request, sync_playwright
 
@@ -30,6 +34,8 @@ from tagflow.readapi import Client
 from tagflow.readapi.server.app import create_app
 from tagflow.readapi.server.keys import KeyStore
 from tagflow.readapi.server.ui import plotly_js
+from tagflow.schemas.source_ddl import create_tenant
+from tests.conftest import copy_rows, drop_tenant, unique_tenant_name
 from tests.readapi.conftest import BackgroundServer
 from tests.stores import materialise_from_source
 
@@ -252,3 +258,142 @@ def test_page_loads_only_what_the_service_serves(tmp_path: Path):
         for name in ["index.html", "ui.py", "..%2Fui.py", "..%2F..%2Fapp.py", "plotly.js"]:
             missing = http.get(f"/ui/static/{name}")
             assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+# Tags whose names a browser would rewrite in a URL path ('..' and '.' segments, even spelled
+# %2e), or that hold '/', '%' or '?'; each with its own values, beside the victims that a
+# normalised path would reach instead ("evil/../str/state" → "str/state", "a/./b" → "a/b").
+# Every string tag's values start with its own prefix, so a value shown under a name proves
+# whose data it is.
+ODD_STRING_TAGS = {
+    "str/state": "victim",
+    "evil/../str/state": "evil",
+    "a/b": "ab",
+    "a/./b": "dot",
+    "x%2e%2e/y": "pct",
+    "q?x=1": "query",
+    "./..": "dots",
+}
+# Numeric: the victim holds 100 + k, the other -50 - k.
+ODD_NUMERIC_TAGS = {"num": 100.0, "evil/../num": -50.0}
+ODD_ROWS_PER_TAG = 4
+ODD_BORN = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def odd_rows(index: int) -> list[datetime]:
+    """The times of the rows of the tag at `index`: whole hours, a different pattern per tag."""
+    return [START + timedelta(hours=1 + index + 7 * k) for k in range(ODD_ROWS_PER_TAG)]
+
+
+@dataclass(frozen=True)
+class OddService:
+    url: str
+    key: str
+    client: Client
+
+
+@pytest.fixture(scope="module")
+def odd_names_service(
+    pg_url: str, admin_conn: psycopg.Connection, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OddService]:
+    root = tmp_path_factory.mktemp("ui-odd-store")
+    tenant = unique_tenant_name("odd")
+    keys = KeyStore(root.parent / "ui-odd-keys.json")
+    key, _ = keys.add(tenant)
+    create_tenant(admin_conn, tenant, key)
+    names = [*ODD_STRING_TAGS, *ODD_NUMERIC_TAGS]
+    tags = [(i + 1, name, ODD_BORN, None) for i, name in enumerate(names)]
+    strings = [
+        (i + 1, at, f"{prefix}-{k % 2}")
+        for i, prefix in enumerate(ODD_STRING_TAGS.values())
+        for k, at in enumerate(odd_rows(i))
+    ]
+    numeric = [
+        (i + 1, at, base + k if base > 0 else base - k)
+        for i, base in enumerate(ODD_NUMERIC_TAGS.values(), start=len(ODD_STRING_TAGS))
+        for k, at in enumerate(odd_rows(i))
+    ]
+    try:
+        copy_rows(admin_conn, tenant, tags, numeric, strings)
+        materialise_from_source(pg_url, root, tenant, [START.date(), START.date() + timedelta(1)])
+        with BackgroundServer(create_app(root, keys.path, pg_url)) as server:
+            yield OddService(server.url, key, Client(host=server.url, tenant=tenant, api_key=key))
+    finally:
+        drop_tenant(admin_conn, tenant)
+
+
+def chart_spans(page: Page) -> dict[str, list[tuple[int, int]]]:
+    """The spans timeline drawn: per value label, (begin, end) in ms since the epoch."""
+    return page.evaluate(
+        """() => Object.fromEntries(document.getElementById('chart').data.map(t =>
+            [t.name, Array.from(t.base, (begin, i) => [begin, begin + t.x[i]])]))"""
+    )
+
+
+def ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def test_page_shows_each_odd_tag_name_its_own_data_and_sends_no_name_in_a_url_path(
+    odd_names_service, browser
+):
+    service = odd_names_service
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    requests: list[Request] = []
+    page.on("request", lambda request: requests.append(request))
+    try:
+        page.goto(f"{service.url}/ui")
+        page.fill("#key", service.key)
+        page.click("#key-form button[type=submit]")
+        page.wait_for_selector("#tag-list button", timeout=WAIT_MS)
+        page.fill("#start", START.strftime("%Y-%m-%dT%H:%M"))
+        page.fill("#end", END.strftime("%Y-%m-%dT%H:%M"))
+
+        # The tags a normalised path would confuse come first, so that mix-up is what fails.
+        order = ["evil/../str/state", "a/./b", "./..", "x%2e%2e/y", "q?x=1", "a/b", "str/state"]
+        for name in order:
+            index = list(ODD_STRING_TAGS).index(name)
+            prefix = ODD_STRING_TAGS[name]
+            times = odd_rows(index)
+            # Runs of alternating values: each lasts until the next row, the last to the range end.
+            expected: dict[str, list[tuple[int, int]]] = {}
+            for k, (begin, end) in enumerate(zip(times, [*times[1:], END], strict=True)):
+                expected.setdefault(f"{prefix}-{k % 2}", []).append((ms(begin), ms(end)))
+            pick_tag(page, name)
+            shown = {label: sorted(map(tuple, runs)) for label, runs in chart_spans(page).items()}
+            assert shown == expected, name
+            client_spans = service.client.get_spans(name, (START, END))
+            assert sorted((s.value, ms(s.begin_at), ms(s.end_at)) for s in client_spans) == sorted(
+                (label, *run) for label, runs in expected.items() for run in runs
+            )
+
+        for name, base in ODD_NUMERIC_TAGS.items():
+            index = len(ODD_STRING_TAGS) + list(ODD_NUMERIC_TAGS).index(name)
+            times = odd_rows(index)
+            step = 1 if base > 0 else -1
+            pick_tag(page, name)
+            twa = trace(page, "twa")
+            # Rows on whole hours: a 15-minute bucket lies within one value, or before the first.
+            width = timedelta(minutes=15)
+            buckets = [START + n * width for n in range((END - START) // width)]
+            held = [sum(at <= bucket for at in times) for bucket in buckets]
+            assert [datetime.fromisoformat(x) for x in twa["x"]] == buckets, name
+            assert twa["y"] == [None if n == 0 else base + step * (n - 1) for n in held], name
+    finally:
+        context.close()
+
+    reads = [r for r in requests if "/v1/" in r.url]
+    assert reads
+    for request in reads:
+        path = urlparse(request.url).path
+        assert path in ("/v1/tags", "/v1/spans", "/v1/metrics/samples"), path
+        for name in [*ODD_STRING_TAGS, *ODD_NUMERIC_TAGS]:
+            assert name not in path and name not in unquote(path), (name, path)
+    # Every name picked travelled, unchanged, in a request body.
+    sent = set()
+    for request in reads:
+        body = json.loads(request.post_data) if request.post_data else {}
+        sent.update(body.get("tag", []))
+        sent.add(body.get("tag_name"))
+    assert {*ODD_STRING_TAGS, *ODD_NUMERIC_TAGS} <= sent

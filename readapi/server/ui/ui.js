@@ -2,7 +2,9 @@
 // A numeric tag is drawn as its time-weighted average (twa) with a min/max band, at a bucket
 // width chosen from the range; a tag without numbers in the range as a timeline of its spans,
 // coloured by value. The key lives in this tab's sessionStorage and travels only in the
-// Authorization header of the /v1 calls, never in a URL.
+// Authorization header of the /v1 calls, never in a URL. Tag names travel only in JSON request
+// bodies, never in a URL path: a browser rewrites '.' and '..' segments of a path (even spelled
+// %2e), so `evil/../str/state` would fetch, and show, the data of `str/state`.
 "use strict";
 
 const KEY_ITEM = "tagflow.apiKey";
@@ -37,15 +39,21 @@ function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** GET a /v1 endpoint with the key; the parsed JSON, or an Error with the API's message. */
-async function api(path, params = []) {
-  const url = new URL(path, window.location.origin);
-  for (const [name, value] of params) url.searchParams.append(name, value);
-  const response = await fetch(url, {
+/** Call a /v1 endpoint with the key: GET without `body`, else POST with `body` as JSON (the
+ * service's POST forms take the GET form's parameters). The parsed JSON answer, or an Error
+ * with the API's message. */
+async function api(path, body = null) {
+  const request = {
     headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY_ITEM)}` },
     cache: "no-store",
     referrerPolicy: "no-referrer",
-  });
+  };
+  if (body !== null) {
+    request.method = "POST";
+    request.headers["Content-Type"] = "application/json";
+    request.body = JSON.stringify(body);
+  }
+  const response = await fetch(new URL(path, window.location.origin), request);
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try {
@@ -176,21 +184,18 @@ async function show() {
   const token = ++generation;
   const tag = selected;
   const width = bucketWidth(end - start);
-  const range = [
-    ["start", new Date(start).toISOString()],
-    ["end", new Date(end).toISOString()],
-  ];
+  const range = { start: new Date(start).toISOString(), end: new Date(end).toISOString() };
   setStatus(`loading ${tag} …`);
   $("chart").dataset.tag = "";
   try {
     const [average, min, max] = await Promise.all(
       ["average", "min", "max"].map((aggregate) =>
-        api("/v1/metrics/samples", [
+        api("/v1/metrics/samples", {
           ...range,
-          ["tag", tag],
-          ["bucket_width", width],
-          ["aggregate_function", aggregate],
-        ]),
+          tag: [tag],
+          bucket_width: width,
+          aggregate_function: aggregate,
+        }),
       ),
     );
     if (token !== generation) return;
@@ -199,8 +204,7 @@ async function show() {
       const times = average.rows.map((row) => row[0]);
       drawSamples(tag, [start, end], width, times, twa, sampleColumn(min), sampleColumn(max));
     } else {
-      const path = tag.split("/").map(encodeURIComponent).join("/");
-      const spans = await api(`/v1/spans/${path}`, [...range, ["limit", SPAN_LIMIT]]);
+      const spans = await api("/v1/spans", { ...range, tag_name: tag, limit: String(SPAN_LIMIT) });
       if (token !== generation) return;
       drawSpans(tag, [start, end], spans);
     }
