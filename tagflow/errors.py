@@ -37,6 +37,11 @@ class SourceUnavailable(TagflowError, ConnectionError):
     """The source database could not be reached or dropped the connection."""
 
 
+class SourceRefused(SourceUnavailable):
+    """The source database answered but refused tagflow: credentials it rejects, or a database
+    the URL names that does not exist. No retry can fix it; the URL or the role must change."""
+
+
 class MissingPartition(TagflowError, LookupError):
     """A dataset partition that was asked for has not been materialised."""
 
@@ -84,3 +89,32 @@ class SchemaDrift(SourceDataError):
 class AnswerTooLarge(TagflowError):
     """A read whose answer would be larger than the configured limit (TAGFLOW_MAX_CELLS,
     TAGFLOW_MAX_ROWS); the message says which limit and how to narrow the read."""
+
+
+class StateUnavailable(TagflowError, ConnectionError):
+    """tagflow's state database (span annotations) could not be reached, dropped the
+    connection or did not answer in time; nothing of the write in progress was kept."""
+
+
+class StateSchemaTooNew(TagflowError):
+    """The state database was migrated by a newer tagflow than this one: this code refuses to
+    read or write it rather than downgrade it silently."""
+
+
+class UnknownSpan(TagflowError, LookupError):
+    """No span with this id for this tenant (another tenant's id is unknown too, never
+    forbidden)."""
+
+
+class InvalidAnnotation(TagflowError, ValueError):
+    """An annotation that cannot be stored: bounds not ordered or naive, labels not a string →
+    string map or over their limits, a note too long; nothing was written."""
+
+
+class Conflict(TagflowError):
+    """An update that started from a revision that is no longer the span's current one: nothing
+    was written; `current` holds the span's current annotation to start again from."""
+
+    def __init__(self, message: str, current: object) -> None:
+        super().__init__(message)
+        self.current = current

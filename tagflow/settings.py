@@ -80,6 +80,9 @@ class Settings:
     max_concurrent: int | None = _setting("TAGFLOW_MAX_CONCURRENT", _positive_int)
     # Dagster's run, event and schedule storage in PostgreSQL (a psycopg2 SQLAlchemy URL).
     dagster_pg_url: str | None = _setting("TAGFLOW_DAGSTER_PG_URL", secret=True)
+    # tagflow's own state database (span annotations, DESIGN §9): a SQLAlchemy or libpq URL,
+    # or EMBEDDED_SOURCE; unset means the `tagflow_state` database of the demo's embedded server.
+    state_url: str | None = _setting("TAGFLOW_STATE_URL", secret=True)
     # The read client's defaults (the CVec SDK's variables).
     host: str | None = _setting("TAGFLOW_HOST")
     tenant: str | None = _setting("TAGFLOW_TENANT")
@@ -98,6 +101,9 @@ class Settings:
     # client alike: buckets × tags, and rows decoded from the datasets.
     max_cells: int = _setting("TAGFLOW_MAX_CELLS", _positive_int, 750_000)
     max_rows: int = _setting("TAGFLOW_MAX_ROWS", _positive_int, 2_000_000)
+    # Seconds a day step keeps retrying a source it cannot reach before the run fails; errors a
+    # retry cannot fix (credentials, schema drift, bad data) are never retried.
+    source_retry_budget_s: int = _setting("TAGFLOW_SOURCE_RETRY_BUDGET_S", _positive_int, 30)
     # Age (seconds since last written) from which a staged temp file is a killed run's leftover
     # and swept (tagflow.io_managers.sweeper); above the longest a run holds one unpublished.
     temp_max_age_s: int = _setting("TAGFLOW_TEMP_MAX_AGE_S", _positive_int, 6 * 3600)

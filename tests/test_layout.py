@@ -23,6 +23,7 @@ LAYERS = [
     "tagflow.assets",
     "tagflow.readapi",
     "tagflow.demo",
+    "tagflow.annotations",
     "tagflow.io_managers",
     "tagflow.source",
     "tagflow.transforms",
