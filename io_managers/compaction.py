@@ -32,6 +32,9 @@ COMPACTED_DATASETS = tuple(
     name for name in sorted(DATASETS) if DATASETS[name].dated and name != "carry_in"
 )
 COMPACTED_DAYS_KEY = b"tagflow.compacted_days"
+# Each day's publish id (day_publish) as its day file had it, for readers that check that one
+# read takes a day's datasets from one publish; absent from copies made before ids.
+COMPACTED_PUBLISHES_KEY = b"tagflow.compacted_publishes"
 # Bigger groups than a day file's: a month of 1-minute samples of 2,000 tags is 69 M rows, whose
 # footer at 4 K-row groups was 19 MB (160 ms to parse cold); at 16 K it is a quarter of that,
 # and a tag's month of 1-minute samples is still only three groups.
@@ -51,6 +54,13 @@ def compacted_days(footer: partition_reader.Footer) -> dict[date, tuple[int, int
         return {}
     held = json.loads(raw)
     return {date.fromisoformat(day): (size, mtime) for day, (size, mtime) in held.items()}
+
+
+def compacted_publishes(footer: partition_reader.Footer) -> dict[date, str | None]:
+    """The publish id of each day a month copy holds (None where unknown)."""
+    raw = (footer.metadata.metadata or {}).get(COMPACTED_PUBLISHES_KEY)
+    held = {} if raw is None else json.loads(raw)
+    return {day: held.get(day.isoformat()) for day in compacted_days(footer)}
 
 
 def months_to_copy(
@@ -79,6 +89,7 @@ def months_to_copy(
 class _Day:
     day: date
     identity: tuple[int, int]
+    publish: str | None
     ids: np.ndarray  # tag ids in file order
     counts: np.ndarray
 
@@ -94,7 +105,11 @@ def compact_month(
         return None
     order, name_of = _tag_order(days, names, store, dataset, tenant)
     identities = {d.day.isoformat(): list(d.identity) for d in days}
-    key_value = {COMPACTED_DAYS_KEY: json.dumps(identities, separators=(",", ":")).encode()}
+    publishes = {d.day.isoformat(): d.publish for d in days}
+    key_value = {
+        COMPACTED_DAYS_KEY: json.dumps(identities, separators=(",", ":")).encode(),
+        COMPACTED_PUBLISHES_KEY: json.dumps(publishes, separators=(",", ":")).encode(),
+    }
     schema = registered(dataset).schema
     columns = [name for name in schema.names if name != "tag_name"]
     with store.stage_month(dataset, tenant, month, MONTH_GROUP_ROWS, key_value) as writer:
@@ -127,7 +142,7 @@ def _days_of(store: DatasetStore, dataset: str, tenant: str, month: date) -> lis
         if footer is None or footer.directory is None:
             raise ValueError(f"{dataset} of {day} has no tag directory: materialise it again")
         ids, counts = partition_reader.runs_in_file_order(footer.directory)
-        days.append(_Day(day, identity, ids, counts))
+        days.append(_Day(day, identity, footer.publish, ids, counts))
     return days
 
 

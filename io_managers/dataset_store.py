@@ -289,19 +289,25 @@ class DatasetStore:
         tag_ids: Sequence[int] | None = None,
         columns: Sequence[str] | None = None,
         before_decoding: Callable[[int], None] | None = None,
+        footer_seen: Callable[[partition_reader.Footer], None] | None = None,
     ) -> pa.Table:
         """The rows of `tag_ids` (all tags if None) of one partition, only `columns` (all if
         None), in file order; MissingPartition if absent. For the read API: only the row
-        groups holding the tags are decoded (see partition_reader), and `before_decoding` is
-        told how many rows that is first (to refuse a read too large to hold)."""
+        groups holding the tags are decoded (see partition_reader), `before_decoding` is
+        told how many rows that is first (to refuse a read too large to hold), and
+        `footer_seen` is given the footer of the file read (its publish id)."""
         schema = DATASETS[dataset].schema
         names = list(columns) if columns is not None else schema.names
         try:
             if self._is_local:
                 path = self._local_file(dataset, tenant, day)
-                return partition_reader.read_local(path, tag_ids, names, schema, before_decoding)
+                return partition_reader.read_local(
+                    path, tag_ids, names, schema, before_decoding, footer_seen=footer_seen
+                )
             with self.partition_path(dataset, tenant, day).open("rb") as handle:
-                return partition_reader.read_handle(handle, tag_ids, names, schema, before_decoding)
+                return partition_reader.read_handle(
+                    handle, tag_ids, names, schema, before_decoding, footer_seen=footer_seen
+                )
         except FileNotFoundError:
             raise _missing(dataset, tenant, day) from None
         except UNREADABLE as error:

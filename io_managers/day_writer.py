@@ -5,7 +5,8 @@ Chunks of a dataset are gathered until they hold BATCH_ROWS rows (small datasets
 daily samples, are then audited and written once a day instead of once a chunk), audited
 against the dataset's pandera schema and its seams, and written to the dataset's staged file.
 Nothing is published here: `finish` returns the staged partitions once every chunk passed and
-the row accounting holds, and any failure discards them all.
+the row accounting holds, each stamped with the day's publish id (day_publish), and any
+failure discards them all.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.io_managers.day_publish import PUBLISH_KEY, publish_id
 from tagflow.io_managers.partition_writer import PartitionWriter, StagedPartition
 from tagflow.schemas.dataset_checks import DayAudit
 from tagflow.schemas.registry import dataset as registered
@@ -90,9 +92,13 @@ class DayWriter:
             future.result()
         self._pending.clear()
         self._audit.check_counts(counts, streamed_rows)
+        # Every file of the day carries one publish id, so a reader can refuse to mix them
+        # with another publish's files of the day while a republish replaces them one by one.
+        publish = publish_id({name: self._writers[name].content_digest() for name in datasets})
         staged = {}
         for dataset in datasets:
-            staged[dataset] = self._writers.pop(dataset).close()
+            staged[dataset] = self._writers[dataset].close({PUBLISH_KEY: publish.encode()})
+            del self._writers[dataset]
             staged[dataset].metadata = self._observed[dataset].metadata()
         return staged
 

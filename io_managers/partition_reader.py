@@ -1,6 +1,7 @@
 """Reads of a few tags of one partition file, for the read API: the file's footer and tag
 directory are parsed once and cached by file identity (a rewritten partition is a new file,
-so it is parsed afresh), and only the row groups holding the tags are decoded."""
+so it is parsed afresh), and only the row groups holding the tags are decoded. A footer is
+only ever used with the file it was read from, even when a publish replaces the file meanwhile."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tagflow.io_managers.day_publish import publish_of
 from tagflow.io_managers.tag_directory import TagDirectory, tag_id_column
 
 # Memory for parsed footers. A parsed footer takes about 9 times its serialized size (20 days'
@@ -29,13 +31,20 @@ PARSED_PER_SERIALIZED_BYTE = 9
 class Footer:
     metadata: pq.FileMetaData
     directory: TagDirectory | None
+    # The day's publish id stamped in the file (day_publish), None if it has none.
+    publish: str | None = None
+    # (size, mtime) of the local file this footer was read from; None where unknown.
+    identity: tuple[int, int] | None = None
     # Per time column: each row group's (min, max) in µs, read from its statistics once.
     _bounds: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, metadata: pq.FileMetaData) -> Footer:
+    def of(cls, metadata: pq.FileMetaData, key: tuple | None = None) -> Footer:
+        """The footer of a file whose _file_identity is `key` (None: not known)."""
         group_rows = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
-        return cls(metadata, TagDirectory.of(metadata.metadata, group_rows))
+        directory = TagDirectory.of(metadata.metadata, group_rows)
+        identity = None if key is None else (key[3], key[4])
+        return cls(metadata, directory, publish_of(metadata.metadata), identity)
 
     def groups_meeting(self, column: str, window_us: tuple[int, int]) -> np.ndarray:
         """Mask of the row groups whose `column` statistics meet [low, high); a group
@@ -104,16 +113,26 @@ def read_local(
     schema: pa.Schema,
     before_decoding: Callable[[int], None] | None = None,
     window: Window | None = None,
+    footer_seen: Callable[[Footer], None] | None = None,
 ) -> pa.Table:
     """The rows of `tag_ids` (all if None) of a local file, `columns` only, in file order;
     with a `window`, only the row groups that may hold rows in it (callers filter the rows).
+    `footer_seen` is given the footer of the very file decoded, before decoding.
     FileNotFoundError if there is no file."""
     key = _file_identity(path)
     footer = _FOOTERS.get(key)
     with pq.ParquetFile(path, metadata=None if footer is None else footer.metadata) as parquet:
-        if footer is None:
-            footer = Footer.of(parquet.metadata)
-            _FOOTERS.put(key, footer)
+        if _same_file(path, key):
+            if footer is None:
+                footer = Footer.of(parquet.metadata, key)
+                _FOOTERS.put(key, footer)
+        elif footer is None:
+            footer = Footer.of(parquet.metadata)  # the opened file's own, whichever it is
+        else:
+            # Replaced between the stat and the open: the cached footer is another file's.
+            return read_local(path, tag_ids, columns, schema, before_decoding, window, footer_seen)
+        if footer_seen is not None:
+            footer_seen(footer)
         return _read(parquet, footer, tag_ids, columns, schema, before_decoding, window)
 
 
@@ -122,7 +141,10 @@ def footer_local(path: str) -> Footer:
     key = _file_identity(path)
     footer = _FOOTERS.get(key)
     if footer is None:
-        footer = Footer.of(pq.read_metadata(path))
+        footer = Footer.of(pq.read_metadata(path), key)
+        if not _same_file(path, key):
+            # Replaced while it was read: which file's footer this is is not known.
+            return Footer.of(footer.metadata)
         _FOOTERS.put(key, footer)
     return footer
 
@@ -134,6 +156,15 @@ def _file_identity(path: str) -> tuple:
     return (path, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
+def _same_file(path: str, key: tuple) -> bool:
+    """Whether `path` is still the file of identity `key`: a file opened between two stats
+    that agree is that file (a publish only ever puts a new file in place)."""
+    try:
+        return _file_identity(path) == key
+    except FileNotFoundError:
+        return False
+
+
 def read_handle(
     handle: BinaryIO,
     tag_ids: Sequence[int] | None,
@@ -141,10 +172,13 @@ def read_handle(
     schema: pa.Schema,
     before_decoding: Callable[[int], None] | None = None,
     window: Window | None = None,
+    footer_seen: Callable[[Footer], None] | None = None,
 ) -> pa.Table:
     """The same from an open file (an object store's), its footer parsed each time."""
     with pq.ParquetFile(handle) as parquet:
         footer = Footer.of(parquet.metadata)
+        if footer_seen is not None:
+            footer_seen(footer)
         return _read(parquet, footer, tag_ids, columns, schema, before_decoding, window)
 
 

@@ -181,8 +181,15 @@ class PartitionWriter:
             start = end
         self.rows += table.num_rows
 
-    def close(self) -> StagedPartition:
-        self._writer.add_key_value_metadata({**self._runs.encode(), **self._key_value})
+    def content_digest(self) -> str:
+        """The sha256 of the row groups written so far: every write_table has reached the
+        file whole, so this is the file less its footer (which only describes them)."""
+        return self._sink.digest.copy().hexdigest()
+
+    def close(self, key_value: dict[bytes, bytes] | None = None) -> StagedPartition:
+        """Write the footer, with `key_value` beside the writer's own, and hand the file over."""
+        metadata = {**self._runs.encode(), **self._key_value, **(key_value or {})}
+        self._writer.add_key_value_metadata(metadata)
         self._writer.close()
         self._sink.close()
         return StagedPartition(

@@ -6,6 +6,7 @@ the local one calls it directly, the HTTP service calls it for the key's tenant.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tagflow.errors import (
+    CorruptPartition,
     InvalidTimeRange,
     MissingPartition,
     NotMaterialised,
@@ -42,7 +44,7 @@ from tagflow.readapi.engine.assembly import (
 from tagflow.readapi.engine.coverage import CoverageIndex, TagCatalogue
 from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S, SourceProducts
 from tagflow.readapi.engine.limits import AnswerLimits
-from tagflow.readapi.engine.stored import StoredProducts
+from tagflow.readapi.engine.stored import MixedPublishes, StoredProducts
 from tagflow.readapi.engine.unreadable_days import answer_around_unreadable_days
 from tagflow.readapi.models import METRIC_DATA, TAG_LIST
 from tagflow.readapi.query import (
@@ -76,6 +78,11 @@ TRANSITION_COST = 3
 # footer cache holds, and parsing them cost 2 s a call; a few days spread over the range
 # judge a ratio of rows as well.
 COST_SAMPLE_DAYS = 8
+# A read that met two publishes of a day reads again (every file) until the republish is
+# complete, for at most this long: the day step publishes a day's datasets within about a
+# second. Past it the publish is taken as stopped part-way and the day as unreadable.
+REPUBLISH_WAIT_S = 3.0
+_REPUBLISH_POLL_S = 0.05
 
 T = TypeVar("T")
 
@@ -356,8 +363,29 @@ class TenantReader:
     def _answer_readable(self, query: Query) -> pa.Table:
         source_allowed = bool(self._source_url) and query.allow_source
         return answer_around_unreadable_days(
-            self._answer, query, self.tenant, self._coverage, source_allowed
+            self._answer_one_publish, query, self.tenant, self._coverage, source_allowed
         )
+
+    def _answer_one_publish(self, query: Query) -> pa.Table:
+        """`_answer(query)` with each stored day's datasets from one publish of that day. A
+        read that met two (a republish under way) is read again, whole, until it meets one;
+        a day still mixed after REPUBLISH_WAIT_S (a publish stopped part-way) is the read's
+        CorruptPartition, answered from the source where it may be (unreadable_days)."""
+        deadline = time.monotonic() + REPUBLISH_WAIT_S
+        while True:
+            try:
+                return self._answer(query)
+            except MixedPublishes as mixed:
+                if time.monotonic() >= deadline:
+                    raise CorruptPartition(
+                        f"the stored {mixed.dataset} of tenant {self.tenant!r} on "
+                        f"{mixed.day.isoformat()} is of another publish than the day's other "
+                        "datasets (its rerun stopped part-way); materialise that day again",
+                        mixed.dataset,
+                        self.tenant,
+                        mixed.day,
+                    ) from None
+            time.sleep(_REPUBLISH_POLL_S)
 
     def _answer(self, query: Query) -> pa.Table:
         match query:

@@ -5,7 +5,12 @@ renamed tag's whole history answers to its current name.
 
 Where a read covers several days of a month that has a month copy (io_managers/compaction.py),
 those days are read from the copy in one go, each only if its day file is still the one the
-copy was made from; any other day is read from its own file."""
+copy was made from; any other day is read from its own file.
+
+One read takes every dataset of a day from one publish: each file read (or day of a month copy)
+is checked against the publish id of the day's first one, and a read meeting two publishes of
+a day (a republish replacing the day's files one after another) stops with MixedPublishes, for
+the reader to read again once the publish is complete."""
 
 from __future__ import annotations
 
@@ -17,7 +22,11 @@ import numpy as np
 import pyarrow as pa
 
 from tagflow.errors import CorruptPartition
-from tagflow.io_managers.compaction import COMPACTED_DATASETS, compacted_days
+from tagflow.io_managers.compaction import (
+    COMPACTED_DATASETS,
+    compacted_days,
+    compacted_publishes,
+)
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.io_managers.partition_reader import Window
 from tagflow.readapi.engine.limits import RowBudget
@@ -30,6 +39,18 @@ MIN_COPY_DAYS = 2
 _DAY_US = 86_400_000_000
 
 _MonthKey = tuple[str, date, tuple[int, ...] | None, tuple[str, ...]]
+# The order the day step publishes a day's datasets in (one after another, as registered).
+_PUBLISH_ORDER = {name: rank for rank, name in enumerate(DATASETS)}
+
+
+class MixedPublishes(Exception):
+    """A read met files of two publishes of one stored day: a republish is under way (or was
+    stopped part-way). `dataset` is the one published later of the two, which the publish
+    has yet to replace."""
+
+    def __init__(self, dataset: str, day: date) -> None:
+        super().__init__(f"{dataset} on {day.isoformat()} is of another publish of the day")
+        self.dataset, self.day = dataset, day
 
 
 class StoredProducts:
@@ -55,9 +76,20 @@ class StoredProducts:
         self._names = catalogue.column("tag_name").take(pa.array(order))
         # Month copies read for this read, split by day; one lock per copy so the threads
         # reading its days wait for one read of it instead of each making their own.
-        self._months: dict[_MonthKey, dict[date, pa.Table]] = {}
+        self._months: dict[_MonthKey, dict[date, tuple[pa.Table, str | None]]] = {}
         self._month_locks: dict[_MonthKey, threading.Lock] = {}
         self._lock = threading.Lock()
+        # day → (the first dataset read of it, that file's publish id).
+        self._publishes: dict[date, tuple[str, str | None]] = {}
+
+    def _same_publish(self, dataset: str, day: date, publish: str | None) -> None:
+        """Record that this read took `dataset` of `day` from `publish`; MixedPublishes if
+        another dataset of the day was taken from another publish."""
+        with self._lock:
+            first, first_publish = self._publishes.setdefault(day, (dataset, publish))
+        if first_publish != publish:
+            later = max(first, dataset, key=_PUBLISH_ORDER.__getitem__)
+            raise MixedPublishes(later, day)
 
     def _read(
         self,
@@ -71,12 +103,15 @@ class StoredProducts:
         if dataset in COMPACTED_DATASETS:
             from_copy = self._month_days(dataset, day, ids, names).get(day)
             if from_copy is not None:
-                return from_copy
+                table, publish = from_copy
+                self._same_publish(dataset, day, publish)
+                return table
         # tag_id costs nothing to read (the tag directory has it); stored names may be stale.
         read = [name for name in names if name not in ("tag_id", "tag_name")]
         table = self._store.read_tag_rows(
-            dataset, self._tenant, day, ids, [*read, "tag_id"], self._taker(dataset)
-        )
+            dataset, self._tenant, day, ids, [*read, "tag_id"], self._taker(dataset),
+            lambda footer: self._same_publish(dataset, day, footer.publish),
+        )  # fmt: skip
         return self._named(table, names)
 
     def _taker(self, dataset: str):
@@ -96,9 +131,10 @@ class StoredProducts:
 
     def _month_days(
         self, dataset: str, day: date, ids: np.ndarray | None, names: list[str]
-    ) -> dict[date, pa.Table]:
-        """The read's days of `day`'s month answered by the month copy (none if not worth it,
-        absent, or no longer matching those days' files)."""
+    ) -> dict[date, tuple[pa.Table, str | None]]:
+        """The read's days of `day`'s month answered by the month copy, each with the publish
+        id of the day file it was copied from (none if not worth it, absent, or no longer
+        matching those days' files)."""
         month = day.replace(day=1)
         key = (dataset, month, None if ids is None else tuple(ids.tolist()), tuple(names))
         with self._lock:
@@ -110,7 +146,7 @@ class StoredProducts:
 
     def _read_month(
         self, dataset: str, month: date, ids: np.ndarray | None, names: list[str]
-    ) -> dict[date, pa.Table]:
+    ) -> dict[date, tuple[pa.Table, str | None]]:
         wanted = [d for d in self._days if (d.year, d.month) == (month.year, month.month)]
         if len(wanted) < MIN_COPY_DAYS:
             return {}
@@ -127,11 +163,11 @@ class StoredProducts:
         ids: np.ndarray | None,
         names: list[str],
         wanted: list[date],
-    ) -> dict[date, pa.Table]:
+    ) -> dict[date, tuple[pa.Table, str | None]]:
         footer = self._store.month_footer(dataset, self._tenant, month)
         if footer is None:
             return {}
-        held = compacted_days(footer)
+        held, publishes = compacted_days(footer), compacted_publishes(footer)
         fresh = [
             d for d in wanted
             if d in held and held[d] == self._store.day_identity(dataset, self._tenant, d)
@@ -155,7 +191,7 @@ class StoredProducts:
         for d in fresh:
             index = d.day - 1
             low, high = np.searchsorted(day_of_row, [index, index + 1])
-            out[d] = table.slice(int(low), int(high - low))
+            out[d] = (table.slice(int(low), int(high - low)), publishes[d])
         return out
 
     def transitions(

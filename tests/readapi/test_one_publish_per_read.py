@@ -1,0 +1,154 @@
+"""One read API call takes a day's datasets from one publish of that day (docs/guarantees.md,
+"Republishing a day"). A republish replaces a day's files one after another; a call that meets
+files of two publishes reads again until the publish is complete, and a publish stopped
+part-way is answered from the source, or is a typed error without one.
+
+The day here: `line/flow` holds 1.0 from 03-01 06:00 and 2.0 from 03-02 06:00 (version 1),
+then 10.0 and 20.0 (version 2). Averages over the 12-hour buckets of 03-02 are computed from
+the day's transitions and its carry-in (two datasets), so by hand: version 1 gives
+(6 h × 1 + 6 h × 2) / 12 h = 1.5 and 2.0; version 2 gives 15.0 and 20.0; version 2's
+transitions with version 1's carry-in would give (6 × 1 + 6 × 20) / 12 = 10.5 and 20.0."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime
+
+import pytest
+from psycopg import sql
+
+from tagflow.assets.day import materialise_day, stage_tags
+from tagflow.assets.resources import SourceDatabase
+from tagflow.errors import CorruptPartition
+from tagflow.io_managers import DatasetStore
+from tagflow.io_managers.partition_writer import StagedPartition
+from tagflow.readapi import Client
+from tagflow.readapi.engine import reader
+from tagflow.schemas.registry import DATASETS
+
+DAY = date(2026, 3, 2)
+RANGE = ("2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z")
+VERSION_1 = [1.5, 2.0]
+VERSION_2 = [15.0, 20.0]
+
+
+def at(day: int, hour: int) -> datetime:
+    return datetime(2026, 3, day, hour, tzinfo=UTC)
+
+
+@pytest.fixture
+def day(make_tenant, admin_conn, pg_url, tmp_path):
+    """(tenant, store root, stage: the day's datasets staged from the source as it is now,
+    to_version_2: the source's rows changed to version 2), version 1 published."""
+    tenant = make_tenant().name
+    s = sql.Identifier(tenant)
+    insert = "INSERT INTO {}.tag_names (id, normalized_name, birth_at) VALUES (5, 'line/flow', %s)"
+    admin_conn.execute(sql.SQL(insert).format(s), (at(1, 0),))
+    for time, value in ((at(1, 6), 1.0), (at(2, 6), 2.0)):
+        admin_conn.execute(
+            sql.SQL("INSERT INTO {}.tag_data VALUES (5, %s, %s)").format(s), (time, value)
+        )
+    source, store = SourceDatabase(url=pg_url), DatasetStore(tmp_path)
+
+    def stage() -> dict[str, StagedPartition]:
+        tags, staged_tags = stage_tags(source, store, tenant)
+        staged_tags.publish()
+        staged, _ = materialise_day(source, store, tenant, DAY, tags)
+        return staged
+
+    def to_version_2() -> None:
+        update = "UPDATE {}.tag_data SET tag_value = tag_value * 10"
+        admin_conn.execute(sql.SQL(update).format(s))
+
+    publish(stage(), DATASETS)
+    return tenant, tmp_path, stage, to_version_2
+
+
+def publish(staged: dict[str, StagedPartition], datasets) -> None:
+    """Publish `datasets` of a staged day, in the order the day step does (registry order)."""
+    for name in DATASETS:
+        if name in datasets and name in staged:
+            staged[name].publish()
+
+
+def averages(client: Client) -> list[float]:
+    frame = client.sample_metric_data("12h", tag_names="line/flow", time_range=RANGE)
+    return frame["line/flow"].tolist()
+
+
+def test_a_call_during_a_republish_answers_from_the_new_publish_whole(day, monkeypatch):
+    tenant, root, stage, to_version_2 = day
+    client = Client(tenant=tenant, store=root, allow_source=False)
+    assert averages(client) == VERSION_1
+    to_version_2()
+    staged = stage()
+    publish(staged, {"transitions"})  # the republish has replaced transitions only so far
+    # The rest is published once the call has read the old carry-in: the call has then met
+    # both publishes, and must not answer with version 2's transitions and version 1's carry-in.
+    carry_in_read = threading.Event()
+    read_tag_rows = DatasetStore.read_tag_rows
+
+    def spy(self, dataset, *args, **kwargs):
+        try:
+            return read_tag_rows(self, dataset, *args, **kwargs)
+        finally:
+            if dataset == "carry_in":
+                carry_in_read.set()
+
+    monkeypatch.setattr(DatasetStore, "read_tag_rows", spy)
+
+    def rest_of_the_republish() -> None:
+        carry_in_read.wait(10)
+        publish(staged, set(DATASETS) - {"transitions"})
+
+    publisher = threading.Thread(target=rest_of_the_republish)
+    publisher.start()
+    try:
+        assert averages(client) == VERSION_2
+    finally:
+        publisher.join()
+    assert carry_in_read.is_set()
+
+
+def test_a_republish_stopped_part_way_is_answered_from_the_source_or_refused(
+    day, pg_url, monkeypatch
+):
+    tenant, root, stage, to_version_2 = day
+    monkeypatch.setattr(reader, "REPUBLISH_WAIT_S", 0.3)
+    stored_only = Client(tenant=tenant, store=root, allow_source=False)
+    with_source = Client(tenant=tenant, store=root, source_url=pg_url)
+    to_version_2()
+    staged = stage()
+    publish(staged, {"transitions"})  # and the run was stopped there
+    with pytest.raises(CorruptPartition) as refused:
+        averages(stored_only)
+    message = str(refused.value)
+    assert "2026-03-02" in message and "materialise that day again" in message
+    assert str(root) not in message
+    assert averages(with_source) == VERSION_2  # the source holds version 2
+
+
+def test_a_completed_republish_is_seen_by_the_next_call(day, pg_url, monkeypatch):
+    tenant, root, stage, to_version_2 = day
+    monkeypatch.setattr(reader, "REPUBLISH_WAIT_S", 0.3)
+    stored_only = Client(tenant=tenant, store=root, allow_source=False)
+    with_source = Client(tenant=tenant, store=root, source_url=pg_url)
+    to_version_2()
+    staged = stage()
+    publish(staged, {"transitions"})
+    with pytest.raises(CorruptPartition):
+        averages(stored_only)
+    assert averages(with_source) == VERSION_2  # the day set aside: from the source
+    publish(staged, set(DATASETS) - {"transitions"})
+    assert averages(stored_only) == VERSION_2
+    # The day set aside while it was mixed is read from the store again.
+    reads: list[str] = []
+    read_tag_rows = DatasetStore.read_tag_rows
+
+    def spy(self, dataset, *args, **kwargs):
+        reads.append(dataset)
+        return read_tag_rows(self, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(DatasetStore, "read_tag_rows", spy)
+    assert averages(with_source) == VERSION_2
+    assert {"transitions", "carry_in"} <= set(reads)
