@@ -152,7 +152,8 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def _create_engine(url: str) -> sa.Engine:
+def create_state_engine(url: str) -> sa.Engine:
+    """A new pooled engine of the state database at `url` (most callers want state_engine's)."""
     conninfo = _conninfo(url)  # an unparsable URL fails now, not at first use
     engine = sa.create_engine(
         "postgresql+psycopg://",
@@ -193,7 +194,7 @@ def state_engine(url: str) -> sa.Engine:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = _engines[url] = _create_engine(url)
+            engine = _engines[url] = create_state_engine(url)
         return engine
 
 

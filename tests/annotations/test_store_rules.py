@@ -11,6 +11,7 @@ import pytest
 
 from tagflow.annotations import COMPUTED_BOUND, AnnotationStore, ComputedSpan, is_user_span_id
 from tagflow.annotations.records import MAX_LABELS, MAX_NOTE_BYTES
+from tagflow.annotations.state_database import create_state_engine
 from tagflow.errors import Conflict, InvalidAnnotation, UnknownSpan
 from tests.annotations.conftest import T0, computed_span
 
@@ -281,6 +282,4 @@ def test_the_writer_label_is_required(store, tenant):
 
 def test_a_second_store_on_the_same_database_sees_the_same_records(state_url, store, tenant):
     store.update(tenant, SPAN, revision=0, by="a", computed=computed_span(), note="x")
-    from tagflow.annotations.state_database import _create_engine
-
-    assert AnnotationStore(_create_engine(state_url)).get(tenant, SPAN).note == "x"
+    assert AnnotationStore(create_state_engine(state_url)).get(tenant, SPAN).note == "x"
