@@ -1,11 +1,11 @@
 """Derived tag definitions (DESIGN §8): the YAML file's text turned into validated, per-tenant
 definitions in dependency order, each with a stable negative tag id.
 
-Everything a definition can get wrong is found here, when the file is loaded: the YAML shape,
-tenant and tag names, expression syntax, duplicate names, cycles between derived tags, id
-collisions and, given a tenant's source tag names, unknown references and clashes with source
-tags. A reference is always looked up in the definition's own tenant, so a derived tag can
-never read another tenant's tags.
+Everything a definition can get wrong is found here, when the file is loaded: the YAML shape
+(anchors and aliases refused), tenant and tag names, expression syntax, duplicate names, cycles
+between derived tags, id collisions and, given a tenant's source tag names, unknown references
+and clashes with source tags. A reference is always looked up in the definition's own tenant,
+so a derived tag can never read another tenant's tags.
 
 The file::
 
@@ -21,11 +21,15 @@ from __future__ import annotations
 import hashlib
 import heapq
 import os
+import reprlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import ConstructorError
+from yaml.events import AliasEvent
 
 from tagflow.errors import InvalidDerivedTag, InvalidName
 from tagflow.names import validate_defined_tag_name, validate_tenant_name
@@ -41,13 +45,64 @@ SEMANTICS_VERSION = 1
 
 _ENTRY_KEYS = ("name", "expression", "description")
 _ID_RANGE = 2**31 - 1
+# The file is 5 levels deep (document, tenants, a tenant's list, an entry, a value); deeper
+# nesting is refused before the composer's recursion could run out of stack.
+_MAX_DEPTH = 16
+
+# How a value of unknown shape is shown in a message: a few elements, two levels, short text,
+# so the message costs the same whatever the file built.
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel = 2
+_SHOWN.maxstring = _SHOWN.maxother = _SHOWN.maxlong = 40
+_SHOWN.maxlist = _SHOWN.maxdict = _SHOWN.maxset = _SHOWN.maxtuple = 4
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _UniqueKeyLoader(_Loader):  # type: ignore[misc, valid-type]
-    """yaml's safe loader, refusing a key written twice in one mapping (safe_load silently
-    keeps the last one, which would hide a tenant or a definition)."""
+class _PlainComposer(Composer):
+    """yaml's composer over the parser's events, refusing anchors and aliases (a 1 KB file of
+    nested aliases builds a structure that any later look at it walks billions of times, and a
+    definitions file has no use for them) and nesting beyond _MAX_DEPTH."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        mark = event.start_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}"
+        if isinstance(event, AliasEvent) or event.anchor is not None:
+            kind = "alias (*)" if isinstance(event, AliasEvent) else "anchor (&)"
+            raise InvalidDerivedTag(
+                f"the derived tags file uses a YAML {kind} at {where}: anchors and aliases are "
+                "not accepted; write each value out"
+            )
+        if self._depth >= _MAX_DEPTH:
+            raise ConstructorError(None, None, f"nested deeper than {_MAX_DEPTH} levels", mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _UniqueKeyLoader(_PlainComposer, _Loader):  # type: ignore[misc, valid-type]
+    """yaml's safe loader with _PlainComposer, refusing a key written twice in one mapping
+    (safe_load silently keeps the last one, which would hide a tenant or a definition) and
+    reporting a scalar yaml cannot build (a date such as 2026-13-45) with its line."""
+
+    def __init__(self, stream: str) -> None:
+        _Loader.__init__(self, stream)
+        Composer.__init__(self)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> object:
+        try:
+            return super().construct_object(node, deep=deep)
+        except InvalidDerivedTag:
+            raise
+        except ValueError:
+            raise ConstructorError(
+                None, None, "a value out of range for its type (quote it)", node.start_mark
+            ) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
@@ -62,7 +117,7 @@ class _UniqueKeyLoader(_Loader):  # type: ignore[misc, valid-type]
                 continue
             if duplicate:
                 raise InvalidDerivedTag(
-                    f"the derived tags file names {excerpt(str(key))} twice in one mapping at "
+                    f"the derived tags file names {_shown(key)} twice in one mapping at "
                     f"line {key_node.start_mark.line + 1}, column {key_node.start_mark.column + 1}"
                 )
         return super().construct_mapping(node, deep=deep)
@@ -201,10 +256,15 @@ def derived_tag_id(name: str) -> int:
     return -(1 + int.from_bytes(digest, "little") % _ID_RANGE)
 
 
-def _error(tenant: object, name: object, message: str) -> InvalidDerivedTag:
-    where = f"tenant {excerpt(str(tenant))}"
+def _shown(value: object) -> str:
+    """`value`, from the file and not yet checked, quoted for a message at bounded cost."""
+    return excerpt(value) if isinstance(value, str) else _SHOWN.repr(value)
+
+
+def _error(tenant: str, name: str | None, message: str) -> InvalidDerivedTag:
+    where = f"tenant {excerpt(tenant)}"
     if name is not None:
-        where += f", derived tag {excerpt(str(name))}"
+        where += f", derived tag {excerpt(name)}"
     return InvalidDerivedTag(f"{where}: {message}")
 
 
@@ -272,16 +332,22 @@ def _entry(tenant: str, position: int, entry: object) -> tuple[str, str, str | N
             tenant, None, f"entry {position + 1} must be a mapping with name and expression"
         )
     name = entry.get("name")
+    if not isinstance(name, str):
+        raise _error(
+            tenant,
+            None,
+            f"entry {position + 1}: invalid tag name {_shown(name)}: expected non-empty text",
+        )
     try:
         validate_defined_tag_name(name)
     except InvalidName as error:
         raise _error(tenant, None, f"entry {position + 1}: {error}") from None
-    unknown = [str(key) for key in entry if key not in _ENTRY_KEYS]
+    unknown = [key for key in entry if key not in _ENTRY_KEYS]
     if unknown:
         raise _error(
             tenant,
             name,
-            f"unknown key {excerpt(unknown[0])}; an entry has name, expression and description",
+            f"unknown key {_shown(unknown[0])}; an entry has name, expression and description",
         )
     expression = entry.get("expression")
     if not isinstance(expression, str):
@@ -340,6 +406,8 @@ def tenant_definitions(
     """The checked derived tags of one tenant's section of the file. Without
     `source_tag_names` the check covers shape, names, syntax, duplicates, id collisions and
     cycles; with them, also unknown references and clashes with source tags."""
+    if not isinstance(tenant, str):
+        raise InvalidDerivedTag(f"invalid tenant name {_shown(tenant)}: expected text")
     try:
         tenant = validate_tenant_name(tenant)
     except InvalidName as error:
@@ -409,7 +477,9 @@ def parse_definitions(
     checks references and clashes of each tenant it names."""
     tenants = {}
     for tenant, entries in tenant_sections(text).items():
-        source = None if source_tags is None else source_tags.get(str(tenant))
+        # A tenant that is not text is refused by tenant_definitions.
+        checked = source_tags is not None and isinstance(tenant, str)
+        source = source_tags.get(tenant) if checked else None
         definitions = tenant_definitions(tenant, entries, source)
         tenants[definitions.tenant] = definitions
     return DerivedTagDefinitions(MappingProxyType(tenants))
