@@ -477,9 +477,10 @@ def parse_definitions(
     checks references and clashes of each tenant it names."""
     tenants = {}
     for tenant, entries in tenant_sections(text).items():
+        source = None
         # A tenant that is not text is refused by tenant_definitions.
-        checked = source_tags is not None and isinstance(tenant, str)
-        source = source_tags.get(tenant) if checked else None
+        if source_tags is not None and isinstance(tenant, str):
+            source = source_tags.get(tenant)
         definitions = tenant_definitions(tenant, entries, source)
         tenants[definitions.tenant] = definitions
     return DerivedTagDefinitions(MappingProxyType(tenants))
