@@ -30,6 +30,7 @@ from tagflow.transforms.segments import (
     segment_starts,
     segment_sums,
 )
+from tagflow.transforms.weighted_mean import weighted_means
 
 
 def _in_tag_bucket_order(table: pa.Table) -> pa.Table:
@@ -59,11 +60,10 @@ def _rollup_numeric(table: pa.Table, starts: np.ndarray, covered_us: np.ndarray)
     total_us = segment_sums(covered_us, starts)
     empty = total_us == 0
     twa = _nullable_values(table.column("twa"), 0.0)
-    weighted = np.add.reduceat(np.where(covered, twa * covered_us, 0.0), starts)
+    mean = weighted_means(twa, covered_us, starts)
     minimum = np.minimum.reduceat(_nullable_values(table.column("min"), np.inf), starts)
     maximum = np.maximum.reduceat(_nullable_values(table.column("max"), -np.inf), starts)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.clip(weighted / total_us, minimum, maximum) + 0.0
+    mean = np.clip(mean, minimum, maximum) + 0.0
     first_row, last_row = first_and_last_index(covered, starts)
     first = float_values(table.column("first"))[first_row]
     last = float_values(table.column("last"))[last_row]

@@ -31,6 +31,7 @@ from tagflow.transforms.segments import (
     segment_sums,
 )
 from tagflow.transforms.tag_order import TagOrder
+from tagflow.transforms.weighted_mean import weighted_means
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def _numeric_table(pieces: Pieces, sub: _SubPieces, order: TagOrder, keep: np.nd
     value = pieces.value_double[sub.piece]
     covered = np.isfinite(value) & (sub.duration_us > 0)
     covered_us = segment_sums(np.where(covered, sub.duration_us, 0), starts)
-    integral = np.add.reduceat(np.where(covered, value, 0.0) * sub.duration_us, starts)
+    twa = weighted_means(value, np.where(covered, sub.duration_us, 0), starts)
     minimum = np.minimum.reduceat(np.where(covered, value, np.inf), starts)
     maximum = np.maximum.reduceat(np.where(covered, value, -np.inf), starts)
     first_row, last_row = first_and_last_index(covered, starts)
@@ -131,13 +132,11 @@ def _numeric_table(pieces: Pieces, sub: _SubPieces, order: TagOrder, keep: np.nd
 
     count = sub.segment_count
     if not bool(keep.all()):
-        covered_us, count, integral = covered_us[keep], count[keep], integral[keep]
+        covered_us, count, twa = covered_us[keep], count[keep], twa[keep]
         minimum, maximum, first, last = minimum[keep], maximum[keep], first[keep], last[keep]
     rank = sub.segment_rank[keep]
     empty = covered_us == 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        twa = integral / covered_us
-    # The exact mean lies in [min, max]; rounding of Σ value·duration must not push it out.
+    # The exact mean lies in [min, max]; its rounding must not push it out.
     # Adding 0.0 turns a -0.0 mean (all values -0.0) into 0.0, as a sum starting at 0 gives.
     twa = np.clip(twa, minimum, maximum) + 0.0
     return pa.Table.from_arrays(
