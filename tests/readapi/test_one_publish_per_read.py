@@ -21,6 +21,7 @@ from tagflow.assets.day import materialise_day, stage_tags
 from tagflow.assets.resources import SourceDatabase
 from tagflow.errors import CorruptPartition
 from tagflow.io_managers import DatasetStore
+from tagflow.io_managers.compaction import COMPACTED_DATASETS, compact_month
 from tagflow.io_managers.partition_writer import StagedPartition
 from tagflow.readapi import Client
 from tagflow.readapi.engine import reader
@@ -50,10 +51,10 @@ def day(make_tenant, admin_conn, pg_url, tmp_path):
         )
     source, store = SourceDatabase(url=pg_url), DatasetStore(tmp_path)
 
-    def stage() -> dict[str, StagedPartition]:
+    def stage(on: date = DAY) -> dict[str, StagedPartition]:
         tags, staged_tags = stage_tags(source, store, tenant)
         staged_tags.publish()
-        staged, _ = materialise_day(source, store, tenant, DAY, tags)
+        staged, _ = materialise_day(source, store, tenant, on, tags)
         return staged
 
     def to_version_2() -> None:
@@ -152,3 +153,72 @@ def test_a_completed_republish_is_seen_by_the_next_call(day, pg_url, monkeypatch
     monkeypatch.setattr(DatasetStore, "read_tag_rows", spy)
     assert averages(with_source) == VERSION_2
     assert {"transitions", "carry_in"} <= set(reads)
+
+
+def test_every_file_of_a_day_carries_one_publish_id_derived_from_its_content(day):
+    tenant, root, stage, to_version_2 = day
+    store = DatasetStore(root)
+
+    def day_files() -> dict[str, tuple[bytes, str | None]]:
+        out = {}
+        for name in DATASETS:
+            if DATASETS[name].dated:
+                path = store.partition_path(name, tenant, DAY)
+                out[name] = (path.read_bytes(), store.day_footer(name, tenant, DAY).publish)
+        return out
+
+    first = day_files()
+    (first_id,) = {publish_id for _, publish_id in first.values()}
+    assert first_id is not None
+    publish(stage(), DATASETS)  # a rerun over the same rows
+    assert day_files() == first  # byte for byte, the same id
+    to_version_2()
+    publish(stage(), DATASETS)
+    (changed_id,) = {publish_id for _, publish_id in day_files().values()}
+    assert changed_id not in (None, first_id)
+
+
+def test_a_day_read_from_its_month_copy_is_of_the_publish_of_its_other_files(
+    day, pg_url, admin_conn, monkeypatch
+):
+    """03-01 and 03-02 copied into March's copies; the 12-hour averages of both days read
+    the transitions from the copy and 03-01's carry-in from its day file. With 0.5 held
+    from 02-28 06:00: version 1 gives 0.75, 1.0, 1.5, 2.0 and version 2 7.5, 10.0 on
+    03-01; the copy's transitions with version 2's carry-in (5.0)
+    would give (6 × 5 + 6 × 1) / 12 = 3.0."""
+    tenant, root, stage, to_version_2 = day
+    monkeypatch.setattr(reader, "REPUBLISH_WAIT_S", 0.3)
+    s = sql.Identifier(tenant)
+    admin_conn.execute(
+        sql.SQL("INSERT INTO {}.tag_data VALUES (5, %s, 0.5)").format(s),
+        (datetime(2026, 2, 28, 6, tzinfo=UTC),),
+    )
+    publish(stage(date(2026, 3, 1)), DATASETS)
+    store = DatasetStore(root)
+    names = store.read("tags", tenant)
+    for dataset in COMPACTED_DATASETS:
+        compact_month(store, dataset, tenant, date(2026, 3, 1), names).publish()
+    month_reads: list[str] = []
+    read_month_rows = DatasetStore.read_month_rows
+
+    def spy(self, dataset, *args, **kwargs):
+        month_reads.append(dataset)
+        return read_month_rows(self, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(DatasetStore, "read_month_rows", spy)
+    two_days = ("2026-03-01T00:00:00Z", "2026-03-03T00:00:00Z")
+    stored_only = Client(tenant=tenant, store=root, allow_source=False)
+    with_source = Client(tenant=tenant, store=root, source_url=pg_url)
+
+    def averages_of(client: Client) -> list[float]:
+        frame = client.sample_metric_data("12h", tag_names="line/flow", time_range=two_days)
+        return frame["line/flow"].tolist()
+
+    assert averages_of(stored_only) == [0.75, 1.0, 1.5, 2.0]
+    assert "transitions" in month_reads
+    to_version_2()
+    publish(stage(date(2026, 3, 1)), {"carry_in"})  # 03-01's transitions are still the copy's
+    with pytest.raises(CorruptPartition):
+        averages_of(stored_only)
+    # 03-01 from the source (version 2), 03-02 stored: its first 6 h hold 03-01's 10.0.
+    assert averages_of(with_source) == [7.5, 10.0, (6 * 10.0 + 6 * 2.0) / 12, 2.0]
