@@ -2,8 +2,8 @@
 hold before a request reaches the application and that uvicorn does not do itself: a deadline
 for the request head, a cap on open connections that drops the oldest idle or half-sent one
 rather than refusing a new client, and JSON answers (431, 408, 400, 503) in the service's one
-error shape instead of uvicorn's plain-text ones. The head's size is bounded by h11 itself
-(h11_max_incomplete_event_size); this protocol only names that limit in the answer.
+error shape instead of uvicorn's plain-text ones, and a bound on the request head's size
+whether it arrives in pieces (h11's own bound on an incomplete head) or in one write.
 """
 
 from __future__ import annotations
@@ -42,9 +42,52 @@ class _Occasional:
             self.count, self.next_at = 0, now + 60
 
 
+class HeadLimitedConnection(h11.Connection):
+    """h11's server side, which refuses a head still incomplete past max_incomplete_event_size
+    but parses a complete one of any size (a 100 KB head sent in one write): this one refuses
+    a complete head over the limit too, before the request reaches the application."""
+
+    def __init__(self, max_head_bytes: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+        self.max_head_bytes = max_head_bytes
+        # Set when the head was refused for its size (the answer is then 431, not 400).
+        self.head_too_large = False
+        # Bytes given to receive_data, and the offset in that stream where the current
+        # request's head begins: a head's size is where h11 stopped reading it less its start.
+        self._received = 0
+        self._head_starts = 0
+
+    def receive_data(self, data: bytes) -> None:
+        self._received += len(data)
+        super().receive_data(data)
+
+    def start_next_cycle(self) -> None:
+        super().start_next_cycle()
+        self._head_starts = self._received - self._unread()
+
+    def next_event(self) -> Any:
+        reading_head = self.their_state is h11.IDLE
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as error:
+            self.head_too_large = reading_head and error.error_status_hint == 431
+            raise
+        if isinstance(event, h11.Request):
+            if self._received - self._unread() - self._head_starts > self.max_head_bytes:
+                self.head_too_large = True
+                raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+        return event
+
+    def _unread(self) -> int:
+        # h11 tells what it holds unread only as a copy: taken once per head and per cycle,
+        # never per piece, when it holds at most about one read.
+        return len(self.trailing_data[0])
+
+
 class BoundedH11Protocol(H11Protocol):
     """One connection. The class attributes are set per server by `bounded_protocol`."""
 
+    conn: HeadLimitedConnection
     limits: ClassVar[ServerLimits]
     max_connections: ClassVar[int]
     # Connections waiting for a request head (just opened, or idle between requests), oldest
@@ -54,6 +97,7 @@ class BoundedH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.conn = HeadLimitedConnection(self.limits.max_header_bytes)
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
 
@@ -135,9 +179,8 @@ class BoundedH11Protocol(H11Protocol):
     # ------------------------------------------------------------------ refusals
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a request h11 cannot parse; h11 also refuses a head longer than
-        h11_max_incomplete_event_size this way."""
-        if self._head_bytes > self.limits.max_header_bytes:
+        """uvicorn's answer to a request h11 cannot parse, or whose head is over the limit."""
+        if self.conn.head_too_large:
             self._refuse(
                 431,
                 "headers_too_large",

@@ -1,8 +1,10 @@
 """The limits `tagflow serve` enforces before any key is checked, and the uvicorn configuration
 that applies them. Each one is a TAGFLOW_* setting (tagflow.settings holds the defaults):
 
-- TAGFLOW_MAX_HEADER_BYTES (64 KiB): the request line and headers together. A longer head is
-  answered 431 as soon as the limit is passed, so it never grows past one read in memory
+- TAGFLOW_MAX_HEADER_BYTES (64 KiB): the request line and headers together, every line end and
+  the blank line that ends them counted. A longer head is answered 431 and the connection
+  closed before the request is routed, whether it comes in one write or in pieces; in pieces,
+  as soon as the part received passes the limit, so it never grows past one read in memory
   (uvicorn's default parser, httptools, has no such limit).
 - TAGFLOW_MAX_BODY_BYTES (1 MiB): a request body (the JSON of a POST: parameters and a tag
   list). A larger Content-Length is answered 413 before a byte of the body is read; a chunked
@@ -111,7 +113,6 @@ def uvicorn_config(
         host=host,
         port=port,
         http=bounded_protocol(limits),
-        h11_max_incomplete_event_size=limits.max_header_bytes,
         timeout_keep_alive=limits.keep_alive_timeout_s,  # type: ignore[arg-type]
         **options,
     )

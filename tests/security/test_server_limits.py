@@ -359,6 +359,79 @@ def test_a_request_that_is_not_http_gets_a_json_400(server):
     assert exchange.error["error"] == "bad_request"
 
 
+HEAD_LIMIT = 64 * 1024
+
+
+def head_of(size: int, shape: str) -> bytes:
+    """A GET /v1/health head of exactly `size` bytes (request line, headers, blank line), its
+    bulk in many 100-byte headers, in one header, or in the request-target's query."""
+    line, host, end = b"GET /v1/health%s HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"
+    if shape == "request target":
+        fixed = len(line % b"?pad=") + len(host) + len(end)
+        return line % (b"?pad=" + b"a" * (size - fixed)) + host + end
+    fixed = len(line % b"") + len(host) + len(end)
+    if shape == "one header":
+        return line % b"" + host + b"X-Pad: " + b"a" * (size - fixed - 9) + b"\r\n" + end
+    count, rest = divmod(size - fixed, 100)  # the last header takes the rest
+    rows = [
+        b"X-Pad-%05d: %s\r\n" % (i, b"a" * (85 + rest * (i == count - 1))) for i in range(count)
+    ]
+    return line % b"" + host + b"".join(rows) + end
+
+
+def sent_in_one_write(port: int, head: bytes) -> Exchange:
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(head)
+        response = read_response(conn)
+        closed = closed_by_server(conn, within_s=1)
+    return Exchange(len(head), response, closed, time.monotonic() - began)
+
+
+SHAPES = ["many headers", "one header", "request target"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("size", [70_000, 100_000, HEAD_LIMIT + 1])
+def test_a_head_over_the_limit_sent_in_one_write_is_refused_431(server, shape, size):
+    head = head_of(size, shape)
+    assert len(head) == size and head.count(b"\r\n\r\n") == 1
+    exchange = sent_in_one_write(server.port, head)
+    assert exchange.status == 431, exchange.response[:300]
+    assert exchange.error["error"] == "headers_too_large"
+    assert f"over {HEAD_LIMIT} bytes" in exchange.error["message"]
+    assert exchange.closed
+    assert httpx.get(f"{server.url}/v1/health").status_code == 200
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("size", [60_000, HEAD_LIMIT])
+def test_a_head_within_the_limit_sent_in_one_write_is_answered(server, shape, size):
+    head = head_of(size, shape)
+    assert len(head) == size
+    exchange = sent_in_one_write(server.port, head)
+    assert exchange.status == 200, exchange.response[:300]
+    assert not exchange.closed
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_a_second_head_over_the_limit_on_a_connection_is_refused_431(server, pipelined):
+    first, second = head_of(200, "many headers"), head_of(70_000, "one header")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+        if pipelined:  # both in one write: the second waits in the parser's buffer
+            conn.sendall(first + second)
+        else:
+            conn.sendall(first)
+            time.sleep(0.5)  # answered by then: the second head starts a new cycle
+            conn.sendall(second)
+        conn.settimeout(5)
+        answers = b""
+        while chunk := conn.recv(65536):  # until the server closes the connection
+            answers += chunk
+    assert answers.startswith(b"HTTP/1.1 200 ")
+    assert answers.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 431 " in answers, answers[-300:]
+
+
 # ---------------------------------------------------------------------------- connections
 
 
