@@ -60,9 +60,9 @@ def _rollup_numeric(table: pa.Table, starts: np.ndarray, covered_us: np.ndarray)
     total_us = segment_sums(covered_us, starts)
     empty = total_us == 0
     twa = _nullable_values(table.column("twa"), 0.0)
-    mean = weighted_means(twa, covered_us, starts)
     minimum = np.minimum.reduceat(_nullable_values(table.column("min"), np.inf), starts)
     maximum = np.maximum.reduceat(_nullable_values(table.column("max"), -np.inf), starts)
+    mean = weighted_means(twa, covered_us, starts, total_us, minimum, maximum)
     mean = np.clip(mean, minimum, maximum) + 0.0
     first_row, last_row = first_and_last_index(covered, starts)
     first = float_values(table.column("first"))[first_row]

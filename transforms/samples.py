@@ -122,10 +122,12 @@ def _numeric_table(pieces: Pieces, sub: _SubPieces, order: TagOrder, keep: np.nd
     starts = sub.segment_start
     value = pieces.value_double[sub.piece]
     covered = np.isfinite(value) & (sub.duration_us > 0)
-    covered_us = segment_sums(np.where(covered, sub.duration_us, 0), starts)
-    twa = weighted_means(value, np.where(covered, sub.duration_us, 0), starts)
+    covered_duration_us = np.where(covered, sub.duration_us, 0)
+    covered_us = segment_sums(covered_duration_us, starts)
     minimum = np.minimum.reduceat(np.where(covered, value, np.inf), starts)
     maximum = np.maximum.reduceat(np.where(covered, value, -np.inf), starts)
+    twa = weighted_means(value, covered_duration_us, starts, covered_us, minimum, maximum)
+    del covered_duration_us
     first_row, last_row = first_and_last_index(covered, starts)
     first, last = value[first_row], value[last_row]
     del value, covered

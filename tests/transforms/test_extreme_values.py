@@ -51,6 +51,22 @@ def close_to_exact(actual: float, exact: Fraction) -> bool:
     return abs(Fraction(actual) - exact) <= Fraction(1, 10**9) * abs(exact) + 4 * Fraction(SMALLEST)
 
 
+def means_of(values: list[float], weights: list[int], starts: list[int]) -> np.ndarray:
+    """weighted_means with the per-segment total, min and max its callers have."""
+    ends = [*starts[1:], len(values)]
+    spans = [range(a, b) for a, b in zip(starts, ends, strict=True)]
+    total = [sum(weights[i] for i in span) for span in spans]
+    used = [[values[i] for i in span if weights[i] > 0] for span in spans]
+    return weighted_means(
+        np.array(values, dtype=np.float64),
+        np.array(weights, dtype=np.int64),
+        np.array(starts, dtype=np.int64),
+        np.array(total, dtype=np.int64),
+        np.array([min(u, default=math.inf) for u in used]),
+        np.array([max(u, default=-math.inf) for u in used]),
+    )
+
+
 def exact_mean(pairs: list[tuple[float, int]]) -> Fraction:
     return sum(Fraction(v) * w for v, w in pairs) / sum(w for _, w in pairs)
 
@@ -58,10 +74,10 @@ def exact_mean(pairs: list[tuple[float, int]]) -> Fraction:
 @SETTINGS
 @given(st.lists(st.lists(st.tuples(finite, st.integers(0, DAY)), min_size=1), min_size=1))
 def test_weighted_means_equal_the_exact_rational_mean(segments):
-    values = np.array([v for segment in segments for v, _ in segment])
-    weights = np.array([w for segment in segments for _, w in segment], dtype=np.int64)
-    starts = np.cumsum([0] + [len(segment) for segment in segments[:-1]])
-    means = weighted_means(values, weights, starts)
+    values = [v for segment in segments for v, _ in segment]
+    weights = [w for segment in segments for _, w in segment]
+    starts = np.cumsum([0] + [len(segment) for segment in segments[:-1]]).tolist()
+    means = means_of(values, weights, starts)
     for segment, mean in zip(segments, means.tolist(), strict=True):
         weighted = [(v, w) for v, w in segment if w > 0]
         if not weighted:
@@ -243,9 +259,13 @@ def test_ordinary_values_give_the_bits_of_the_plain_float_sum():
     weights = rng.integers(1, 60_000_000, 10_000)
     starts = np.arange(0, 10_000, 7)
     plain = np.add.reduceat(values * weights, starts) / np.add.reduceat(weights, starts)
-    assert np.array_equal(weighted_means(values, weights, starts), plain)
+    means = means_of(values.tolist(), weights.tolist(), starts.tolist())
+    assert np.array_equal(means, plain)
+    # The same values scaled to the top of the range take the scaled path, with the same bits.
+    huge = means_of((values * 2.0**1000).tolist(), weights.tolist(), starts.tolist())
+    assert np.array_equal(huge, plain * 2.0**1000)
 
 
 def test_all_rows_of_weight_zero_give_nan_for_the_caller_to_mask():
-    means = weighted_means(np.array([MAX, math.nan, 1.0]), np.array([0, 0, 5]), np.array([0, 2]))
+    means = means_of([MAX, math.nan, 1.0], [0, 0, 5], [0, 2])
     assert math.isnan(means[0]) and means[1] == 1.0
