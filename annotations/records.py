@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from tagflow.errors import InvalidAnnotation
@@ -15,6 +15,9 @@ MAX_LABEL_KEY_CHARS = 128
 MAX_LABEL_VALUE_BYTES = 4 * 1024
 MAX_NOTE_BYTES = 64 * 1024
 MAX_AUTHOR_CHARS = 200
+# Bounds are stored and read to the microsecond inside these years (the store's columnar reads
+# carry times as float64 seconds on the way: exact within 285 years of 1970).
+MIN_YEAR, MAX_YEAR = 1800, 2200
 
 # Ids of the spans people add: the lowest 2^32 signed 64-bit values. Computed ids are
 # splitmix64 hashes over all of int64 (transforms.spans.span_ids); the computed side must move
@@ -102,12 +105,14 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def checked_moment(name: str, moment: datetime) -> datetime:
-    """`moment` if it is a timezone-aware datetime."""
+    """`moment` in UTC if it is a timezone-aware datetime of the years MIN_YEAR to MAX_YEAR."""
     if not isinstance(moment, datetime):
         raise InvalidAnnotation(f"{name} must be a datetime, got {type(moment).__name__}")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidAnnotation(f"{name} must carry a timezone (e.g. UTC); got a naive datetime")
-    return moment
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise InvalidAnnotation(f"{name} must lie in the years {MIN_YEAR} to {MAX_YEAR}")
+    return moment.astimezone(UTC)
 
 
 def checked_labels(labels: object) -> dict[str, str]:

@@ -99,7 +99,7 @@ def _conninfo(url: str) -> str:
         f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000}"
         f" -c lock_timeout={LOCK_TIMEOUT_S * 1000}"
         " -c idle_in_transaction_session_timeout=60000"
-        " -c TimeZone=UTC"
+        " -c TimeZone=UTC -c DateStyle=ISO"
     )
     params["options"] = " ".join(p for p in (str(params.get("options") or ""), ours) if p)
     params["connect_timeout"] = CONNECT_TIMEOUT_S

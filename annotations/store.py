@@ -8,9 +8,9 @@ microseconds of Python, not milliseconds."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -32,15 +32,20 @@ from tagflow.annotations.records import (
     is_user_span_id,
 )
 from tagflow.annotations.state_database import state_engine, state_errors
-from tagflow.annotations.tables import migrate, span_annotation_history, span_annotations
+from tagflow.annotations.tables import (
+    EFFECTIVE_RANGE,
+    migrate,
+    span_annotation_history,
+    span_annotations,
+)
 from tagflow.annotations.tables import user_span_ids as user_span_id_sequence
-from tagflow.errors import Conflict, InvalidAnnotation, UnknownSpan
+from tagflow.errors import Conflict, InvalidAnnotation, InvalidTimeRange, UnknownSpan
 from tagflow.names import validate_tag_name, validate_tenant_name
 
 _TS = pa.timestamp("us", tz="UTC")
 
-# The columns of `for_spans` / `in_range`: one row per annotated span, labels as JSON text (a
-# merge parses only the labels of the spans it answers with).
+# The columns of `for_spans`, `for_read` and `records`: one row per annotated span, labels as
+# JSON text (a merge parses only the labels of the spans it answers with).
 ANNOTATION_COLUMNS = pa.schema(
     [
         ("span_id", pa.int64()),
@@ -60,18 +65,21 @@ ANNOTATION_COLUMNS = pa.schema(
 )
 
 
-def _micros(column: str) -> str:
-    # Timestamps cross as integers: parsing thousands of datetimes in Python is what a merge
-    # must not pay for.
-    return f"(extract(epoch FROM {column}) * 1000000)::int8"
+_COLUMNAR_SELECT = "SELECT " + ", ".join(ANNOTATION_COLUMNS.names) + " FROM span_annotations"
 
 
-_COLUMNAR_SELECT = (
-    "SELECT span_id, origin, tag_name, labels::text, note, "
-    f"{_micros('begin_at')}, {_micros('end_at')}, hidden, revision, {_micros('updated_at')}, "
-    f"updated_by, {_micros('computed_begin_at')}, {_micros('computed_end_at')} "
-    "FROM span_annotations WHERE tenant = %s"
-)
+def _aggregated(name: str, kind: pa.DataType) -> str:
+    # Timestamps as µs since the epoch: exact while |µs| < 2^53 (the years 1686 to 2254, wider
+    # than checked_moment allows), and no datetime object made per value.
+    if kind == _TS:
+        return f"array_agg(round(date_part('epoch', {name}) * 1000000)::int8)"
+    return f"array_agg({name}::text)" if name == "labels" else f"array_agg({name})"
+
+
+_OVERLAPS = f"{EFFECTIVE_RANGE} && tstzrange(%s, %s)"
+# One row of one array per column, in binary: the driver decodes them in C and Arrow takes
+# them whole, so a merge pays no Python object per row.
+_AGGREGATES = ", ".join(_aggregated(f.name, f.type) for f in ANNOTATION_COLUMNS)
 
 
 class AnnotationStore:
@@ -141,7 +149,7 @@ class AnnotationStore:
             if bound is COMPUTED_BOUND:
                 changes[name] = None
             elif bound is not None:
-                changes[name] = checked_moment(name, bound).astimezone(UTC)  # type: ignore[arg-type]
+                changes[name] = checked_moment(name, bound)  # type: ignore[arg-type]
         if hidden is not None:
             if not isinstance(hidden, bool):
                 raise InvalidAnnotation("hidden must be true or false")
@@ -199,8 +207,8 @@ class AnnotationStore:
         validate_tenant_name(tenant)
         validate_tag_name(tag_name)
         by = checked_author(by)
-        begin = checked_moment("begin_at", begin_at).astimezone(UTC)
-        end = checked_moment("end_at", end_at).astimezone(UTC)
+        begin = checked_moment("begin_at", begin_at)
+        end = checked_moment("end_at", end_at)
         checked_order(begin, end)
         fields = {
             "labels": checked_labels(labels if labels is not None else {}),
@@ -299,39 +307,58 @@ class AnnotationStore:
     def for_spans(self, tenant: str, span_ids: Sequence[int] | np.ndarray) -> pa.Table:
         """The annotations of those of `span_ids` that have one, as ANNOTATION_COLUMNS (one
         query, whatever the number of ids)."""
-        ids = np.asarray(span_ids, dtype=np.int64)
+        ids = np.unique(np.asarray(span_ids, dtype=np.int64))
         if ids.size == 0:
             return ANNOTATION_COLUMNS.empty_table()
-        # One array literal: adapting thousands of ints one by one costs more than the query.
-        literal = "{" + ",".join(map(str, np.unique(ids).tolist())) + "}"
+        # One array literal, joined (not ANY, which compares each row with every id).
+        literal = "{" + ",".join(ids.astype(str)) + "}"
         return self._columnar(
-            f"{_COLUMNAR_SELECT} AND span_id = ANY(%s::int8[])", (literal,), tenant=tenant
+            f"{_COLUMNAR_SELECT} JOIN unnest(%s::int8[]) AS wanted(id) ON span_id = wanted.id"
+            " WHERE tenant = %s",
+            (literal, tenant),
         )
 
-    def in_range(self, tenant: str, begin: datetime, end: datetime) -> pa.Table:
-        """The annotations (computed and a person's spans, hidden ones too) whose bounds, the
-        corrected ones where set and otherwise those last stored, intersect [begin, end): a
-        read adds them to the spans it found by their computed bounds."""
+    def for_read(
+        self, tenant: str, begin: datetime, end: datetime, *, computed_since: datetime | None = None
+    ) -> pa.Table:
+        """What a read of [begin, end) merges, in one query by time: the annotations whose
+        bounds (corrected where set, otherwise those last stored) intersect the range (a
+        person's spans, and computed ones a correction moved into it), and those of every
+        computed span that began in [computed_since, end), so a read that found computed spans
+        beginning from `computed_since` gets all of theirs. A computed span's begin never
+        changes under its id (the id hashes it); its end may, so the merge takes the end from
+        the spans it read and the annotations by `span_id`. Hidden ones included."""
         begin = checked_moment("begin", begin)
         end = checked_moment("end", end)
+        if begin >= end:
+            raise InvalidTimeRange("a read's begin must be before its end")
+        since = end if computed_since is None else checked_moment("computed_since", computed_since)
         return self._columnar(
-            f"{_COLUMNAR_SELECT} AND coalesce(begin_at, computed_begin_at) < %s"
-            " AND (coalesce(end_at, computed_end_at) IS NULL"
-            " OR coalesce(end_at, computed_end_at) > %s)",
-            (end, begin),
-            tenant=tenant,
+            # Two branches, each on its own index (an OR would scan the tenant's whole history).
+            # The first compares `tenant || ''`, which no index holds, so that the planner walks
+            # the range index instead of every annotation of the tenant.
+            f"{_COLUMNAR_SELECT} WHERE tenant || '' = %s AND {_OVERLAPS}"
+            f" UNION ALL {_COLUMNAR_SELECT} WHERE tenant = %s"
+            f" AND computed_begin_at >= %s AND computed_begin_at < %s AND NOT {_OVERLAPS}",
+            (tenant, begin, end, tenant, since, end, begin, end),
         )
 
     def records(self, tenant: str) -> pa.Table:
         """Every annotation of `tenant`, as ANNOTATION_COLUMNS ordered by span id (for export)."""
-        return self._columnar(f"{_COLUMNAR_SELECT} ORDER BY span_id", (), tenant=tenant)
+        return self._columnar(f"{_COLUMNAR_SELECT} WHERE tenant = %s ORDER BY span_id", (tenant,))
 
-    def _columnar(self, query: str, params: tuple[Any, ...], *, tenant: str) -> pa.Table:
+    def _columnar(self, query: str, params: tuple[Any, ...]) -> pa.Table:
         self.migrate()
         with state_errors("reading span annotations"), self._engine.connect() as conn:
-            driver = conn.connection.driver_connection
-            rows = driver.execute(query, (tenant, *params)).fetchall()
-        return _columns(rows)
+            cursor = conn.connection.driver_connection.cursor(binary=True)
+            row = cursor.execute(f"SELECT {_AGGREGATES} FROM ({query}) AS a", params).fetchone()
+        if row is None or row[0] is None:
+            return ANNOTATION_COLUMNS.empty_table()
+        arrays = [
+            pa.array(values, pa.int64()).cast(_TS) if f.type == _TS else pa.array(values, f.type)
+            for values, f in zip(row, ANNOTATION_COLUMNS, strict=True)
+        ]
+        return pa.Table.from_arrays(arrays, schema=ANNOTATION_COLUMNS)
 
     def high_water_mark(self, tenant: str | None = None) -> int:
         """A number that grows with every change (of `tenant`, or of any tenant): a sensor
@@ -346,10 +373,10 @@ class AnnotationStore:
 
 
 def _checked_computed(computed: ComputedSpan) -> ComputedSpan:
-    begin = checked_moment("the computed begin_at", computed.begin_at).astimezone(UTC)
+    begin = checked_moment("the computed begin_at", computed.begin_at)
     end = computed.end_at
     if end is not None:
-        end = checked_moment("the computed end_at", end).astimezone(UTC)
+        end = checked_moment("the computed end_at", end)
     return ComputedSpan(computed.tag_name, begin, end)
 
 
@@ -413,14 +440,3 @@ def _annotation(row: sa.Row) -> Annotation:
         computed_begin_at=row.computed_begin_at,
         computed_end_at=row.computed_end_at,
     )
-
-
-def _columns(rows: Iterable[tuple[Any, ...]]) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) or [() for _ in ANNOTATION_COLUMNS]
-    arrays = []
-    for values, column in zip(columns, ANNOTATION_COLUMNS, strict=True):
-        if column.type == _TS:
-            arrays.append(pa.array(values, type=pa.int64()).cast(_TS))
-        else:
-            arrays.append(pa.array(values, type=column.type))
-    return pa.Table.from_arrays(arrays, schema=ANNOTATION_COLUMNS)

@@ -66,11 +66,17 @@ span_annotation_history = sa.Table(
 # The ids of the spans people add, before they are moved into their reserved range.
 user_span_ids = sa.Sequence("user_span_ids", start=0, minvalue=0)
 
-# Created with its table: the range look-up of a read (tenant, effective begin).
+# The bounds an annotation covers: corrected where set, otherwise those last stored (a stored
+# end before the begin, which writes never leave, counts as empty rather than failing a read).
+EFFECTIVE_RANGE = (
+    "tstzrange(coalesce(begin_at, computed_begin_at), CASE"
+    " WHEN coalesce(end_at, computed_end_at) IS NULL THEN NULL"
+    " ELSE greatest(coalesce(begin_at, computed_begin_at), coalesce(end_at, computed_end_at))"
+    " END, '[)')"
+)
+# Created with their table: the look-ups of a read by time (AnnotationStore.for_read).
 sa.Index(
-    "span_annotations_range",
-    span_annotations.c.tenant,
-    sa.func.coalesce(span_annotations.c.begin_at, span_annotations.c.computed_begin_at),
+    "span_annotations_computed", span_annotations.c.tenant, span_annotations.c.computed_begin_at
 )
 
 
@@ -78,6 +84,12 @@ def _create_v1(conn: sa.Connection) -> None:
     for table in (span_annotations, span_annotation_history):
         table.create(conn)
     user_span_ids.create(conn)
+    conn.execute(
+        sa.text(
+            "CREATE INDEX span_annotations_range ON span_annotations"
+            f" USING gist ({EFFECTIVE_RANGE})"
+        )
+    )
 
 
 # Step n brings a database from version n to n + 1; append, never edit a released step.

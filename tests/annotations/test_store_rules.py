@@ -167,6 +167,7 @@ def test_times_in_another_zone_come_back_as_the_same_instant_in_utc(store, tenan
         ({"begin_at": datetime(2026, 3, 1, 8, 30)}, "timezone"),
         ({"end_at": "2026-03-01T09:00:00Z"}, "datetime"),
         ({"hidden": "yes"}, "true or false"),
+        ({"end_at": datetime(2300, 1, 1, tzinfo=UTC)}, "years"),
     ],
 )
 def test_bad_values_are_refused_and_nothing_is_written(store, tenant, fields, message):
@@ -241,20 +242,54 @@ def test_for_spans_returns_the_annotated_ones_as_columns(store, tenant):
     assert store.for_spans(tenant, []).num_rows == 0
 
 
-def test_in_range_finds_spans_by_their_corrected_bounds(store, tenant):
+def test_for_read_finds_spans_by_their_corrected_bounds(store, tenant):
     day = timedelta(days=1)
     store.update(tenant, 1, revision=0, by="a", computed=computed_span(), note="in")
-    # Computed on the first day, corrected to end on the third: in a range of the third day.
+    # Computed on the first day, corrected to end on the third: in a read of the third day.
     store.update(tenant, 2, revision=0, by="a", computed=computed_span(), end_at=T0 + 2 * day)
     own = store.create(tenant, "t", T0 + 5 * day, T0 + 6 * day, by="a")
 
-    def ids(begin, end):
-        return sorted(store.in_range(tenant, begin, end).column("span_id").to_pylist())
+    def ids(begin, end, since=None):
+        table = store.for_read(tenant, begin, end, computed_since=since)
+        return sorted(table.column("span_id").to_pylist())
 
     assert ids(T0, T0 + day) == [1, 2]
     assert ids(T0 + 1.5 * day, T0 + 3 * day) == [2]
     assert ids(T0 + 4 * day, T0 + 10 * day) == [own.span_id]
     assert ids(T0 + 7 * day, T0 + 8 * day) == []
+    # A read that found computed spans beginning at T0 gets their annotations whatever their
+    # stored end (late data may have made the run longer).
+    assert ids(T0 + 7 * day, T0 + 8 * day, since=T0) == [1, 2]
+    assert ids(T0 + 7 * day, T0 + 8 * day, since=T0 + timedelta(minutes=1)) == []
+
+
+def test_columnar_reads_keep_every_microsecond(store, tenant):
+    moments = [
+        datetime(1800, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 3, 1, 8, 0, 0, 123457, tzinfo=UTC),
+        datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ]
+    for moment in moments:
+        end = moment + timedelta(microseconds=1)
+        store.create(tenant, "t", moment, end, by="a")
+    rows = store.records(tenant).to_pylist()
+    assert [(r["begin_at"], r["end_at"] - r["begin_at"]) for r in rows] == [
+        (m, timedelta(microseconds=1)) for m in moments
+    ]
+
+
+def test_columnar_reads_keep_every_character_and_null(store, tenant):
+    note = 'line one, "quoted"\nline two\r\n,,é\\N'
+    labels = {"a,b": 'x"y', "nl": "1\n2", "empty": ""}
+    store.update(tenant, 1, revision=0, by='o"neil, jr', computed=computed_span(), note=note)
+    store.update(tenant, 1, revision=1, by="b", labels=labels)
+    store.update(tenant, 2, revision=0, by="a", computed=ComputedSpan("t", T0, None), hidden=True)
+    rows = store.for_spans(tenant, [1, 2]).sort_by("span_id").to_pylist()
+    assert rows[0]["note"] == note and json.loads(rows[0]["labels"]) == labels
+    assert rows[1]["note"] == "" and rows[1]["computed_end_at"] is None
+    assert rows[1]["begin_at"] is None and rows[1]["hidden"] is True
+    assert store.records(tenant).to_pylist() == rows
 
 
 def test_the_high_water_mark_grows_with_every_change_and_not_otherwise(store, tenant):
