@@ -23,6 +23,7 @@ LAYERS = [
     "tagflow.assets",
     "tagflow.readapi",
     "tagflow.demo",
+    "tagflow.daystep",
     "tagflow.annotations",
     "tagflow.io_managers",
     "tagflow.source",

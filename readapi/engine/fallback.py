@@ -1,28 +1,32 @@
-"""Day products computed from the source database for days that are not materialised, with
-exactly the code the assets run: the day's raw rows and raw carry-in from source/, then the
-day's compute chain (transforms.day), and for derived tags their inputs' rows and carry-in, then
-the derived day (transforms.derived.day, with the same walk back for the run held at 00:00).
-Answers therefore agree with materialised days at every boundary, bit for bit."""
+"""Day products computed from the source database for days that are not materialised, by the
+day step the assets run (daystep.run_day): the day's raw rows and raw carry-in from source/,
+the day's compute chain per chunk, and for derived tags their inputs' rows, carry-in and the
+walk back for the run held at 00:00. Answers therefore agree with materialised days at every
+boundary, bit for bit."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tagflow.daystep.run import run_day
 from tagflow.schemas.arrow import RAW_CARRY_IN, RAW_ROWS
 from tagflow.schemas.registry import samples_name
 from tagflow.source.connection import answer_within
+from tagflow.source.day_stream import RawChunk
 from tagflow.source.derived_history import SourceHistory
 from tagflow.source.engines import source_session
 from tagflow.source.extract import read_carry_in, stream_day_rows
 from tagflow.time_range import day_bounds
-from tagflow.transforms.day import compute_day
-from tagflow.transforms.derived.day import DerivedPlan, compute_derived_day
+from tagflow.transforms.derived.day import DerivedPlan
 from tagflow.transforms.derived.definitions import TenantDerivedTags
+from tagflow.transforms.tag_order import TagOrder
 
 _TagKey = frozenset[int] | None
 
@@ -45,15 +49,28 @@ def _without_derived(tags: pa.Table) -> tuple[pa.Table, list[str]]:
     return (tags.filter(pc.invert(derived)) if names else tags), names
 
 
-def _merged(tables: dict[str, pa.Table], more: dict[str, pa.Table]) -> dict[str, pa.Table]:
-    """Each dataset's rows of both, sorted by tag name as the datasets are (stable: each
-    tag's rows keep their order)."""
-    merged = {}
-    for name, table in tables.items():
-        both = pa.concat_tables([table, more[name].cast(table.schema)])
-        order = pc.sort_indices(both, sort_keys=[("tag_name", "ascending")])
-        merged[name] = both.take(order)
-    return merged
+class _Collected:
+    """The day step's sink for a read: each dataset's tables kept in memory, then each dataset
+    sorted by tag name as the files are (stable: each tag's rows keep their order), holding
+    only the derived tags asked for (a derived tag's closure computes the ones it reads)."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, list[pa.Table]] = {}
+
+    def add(self, tables: dict[str, pa.Table]) -> None:
+        for name, table in tables.items():
+            self._tables.setdefault(name, []).append(table)
+
+    def tables(self, unwanted_ids: set[int]) -> dict[str, pa.Table]:
+        unwanted = pa.array(sorted(unwanted_ids), pa.int32())
+        out = {}
+        for name, parts in self._tables.items():
+            both = pa.concat_tables([part.cast(parts[0].schema) for part in parts])
+            if len(unwanted):
+                both = both.filter(pc.invert(pc.is_in(both.column("tag_id"), value_set=unwanted)))
+            order = pc.sort_indices(both, sort_keys=[("tag_name", "ascending")])
+            out[name] = both.take(order)
+        return out
 
 
 # Wall-time bound of one source read (a day's rows and carry-in, or the tag list): a source
@@ -83,64 +100,60 @@ class SourceProducts:
     def _day(self, day: date, tags: pa.Table | None) -> dict[str, pa.Table]:
         """Every dated dataset of `day` for `tags` (all if None), from the source, once per
         read."""
-        tag_ids = None if tags is None else tags.column("tag_id").to_pylist()
-        key = (day, None if tag_ids is None else frozenset(tag_ids))
+        key = (day, None if tags is None else frozenset(tags.column("tag_id").to_pylist()))
         if key not in self._days:
-            tags = self._tags if tags is None else tags
-            tags, derived_names = _without_derived(tags)
-            if tag_ids is not None:
-                tag_ids = tags.column("tag_id").to_pylist()
-            day_start, day_end = day_bounds(day)
-            raw_rows, raw_carry_in = RAW_ROWS.empty_table(), RAW_CARRY_IN.empty_table()
-            if tag_ids != []:  # [] is none of the asked tags in the source: nothing to ask
-                # One pooled psycopg session for rows and carry-in, the tenant's tables checked
-                # first: its socket is ours to cut at the deadline (ADBC's is not).
-                with (
-                    source_session(
-                        self._url, tenant=self._tenant, within_s=self._timeout_s
-                    ) as conn,
-                    answer_within(conn, self._timeout_s, "reading the source"),
-                ):
-                    batches = stream_day_rows(
-                        conn, self._tenant, day_start, day_end, tag_ids=tag_ids
-                    )
-                    raw_rows = pa.Table.from_batches(list(batches), schema=RAW_ROWS)
-                    raw_carry_in = read_carry_in(conn, self._tenant, day_start)
-            result = compute_day(raw_rows, raw_carry_in, tags, day_start, day_end, self._tenant)
-            tables = result.tables
-            if derived_names and self._derived is not None:
-                tables = _merged(tables, self._derived_day(derived_names, day))
-            self._days[key] = tables
+            self._days[key] = self._compute(day, self._tags if tags is None else tags, tags)
         return self._days[key]
 
-    def _derived_day(self, names: list[str], day: date) -> dict[str, pa.Table]:
-        """Every dated dataset of `day` for the derived tags `names`, from their inputs."""
-        assert self._derived is not None
-        definitions = self._derived.definitions.closure(names)
-        plan = DerivedPlan.of(definitions, self._derived.source_tags)
+    def _compute(self, day: date, tags: pa.Table, asked: pa.Table | None) -> dict[str, pa.Table]:
+        source_tags, derived_names = _without_derived(tags)
+        plan = self._plan(derived_names)
+        # None reads every tag; [] is none of the asked tags in the source.
+        tag_ids = None if asked is None else source_tags.column("tag_id").to_pylist()
         day_start, day_end = day_bounds(day)
-        ids = plan.input_ids.tolist()
+        sink = _Collected()
+        # One pooled psycopg session for rows, carry-in and the walk back, the tenant's tables
+        # checked first: its socket is ours to cut at the deadline (ADBC's is not).
         with (
             source_session(self._url, tenant=self._tenant, within_s=self._timeout_s) as conn,
             answer_within(conn, self._timeout_s, "reading the source"),
         ):
-            batches = stream_day_rows(conn, self._tenant, day_start, day_end, tag_ids=ids)
-            rows = pa.Table.from_batches(list(batches), schema=RAW_ROWS)
-            raw_carry_in = read_carry_in(conn, self._tenant, day_start, ids)
-            result = compute_derived_day(
-                plan,
-                rows,
-                raw_carry_in,
-                day_start,
-                day_end,
-                self._tenant,
-                SourceHistory(conn, self._tenant),
+            chunks = []
+            carry_ids: list[int] | None = None
+            if plan is not None:
+                inputs = plan.input_ids.tolist()
+                chunks.append(RawChunk(plan.input_ids, self._rows(conn, day, inputs), True))
+                carry_ids = None if tag_ids is None else sorted({*tag_ids, *inputs})
+            elif tag_ids is not None:
+                carry_ids = tag_ids
+            ids = source_tags.column("tag_id").to_numpy(zero_copy_only=False)
+            chunks.append(RawChunk(ids, self._rows(conn, day, tag_ids)))
+            raw_carry_in = (
+                read_carry_in(conn, self._tenant, day_start, carry_ids)
+                if carry_ids != []
+                else RAW_CARRY_IN.empty_table()
             )
-        wanted = pa.array(names, pa.string())
-        return {
-            name: table.filter(pc.is_in(table.column("tag_name"), value_set=wanted))
-            for name, table in result.tables.items()
-        }
+            run_day(
+                self._tenant, day, TagOrder.of(source_tags), raw_carry_in, iter(chunks), sink,
+                derived=plan, history=_opened(conn, self._tenant),
+            )  # fmt: skip
+        unwanted = set() if plan is None else set(plan.tags.column("tag_id").to_pylist())
+        wanted = set(tags.column("tag_id").to_pylist())
+        return sink.tables(unwanted - wanted)
+
+    def _plan(self, derived_names: list[str]) -> DerivedPlan | None:
+        """The plan of the derived tags asked for and those they read (their closure)."""
+        if not derived_names or self._derived is None:
+            return None
+        definitions = self._derived.definitions.closure(derived_names)
+        return DerivedPlan.of(definitions, self._derived.source_tags)
+
+    def _rows(self, conn: psycopg.Connection, day: date, tag_ids: list[int] | None) -> pa.Table:
+        if tag_ids == []:
+            return RAW_ROWS.empty_table()
+        day_start, day_end = day_bounds(day)
+        batches = stream_day_rows(conn, self._tenant, day_start, day_end, tag_ids=tag_ids)
+        return pa.Table.from_batches(list(batches), schema=RAW_ROWS)
 
     def _table(
         self,
@@ -172,3 +185,11 @@ class SourceProducts:
         columns: Sequence[str] | None = None,
     ) -> pa.Table:
         return self._table(samples_name(width_name, string), day, tags, columns)
+
+
+def _opened(conn: psycopg.Connection, tenant: str):
+    @contextmanager
+    def opened() -> Iterator[SourceHistory]:
+        yield SourceHistory(conn, tenant)
+
+    return opened
