@@ -9,8 +9,8 @@ client. Prints the install's wall and CPU time and every package whose version d
 lock; exits non-zero if the install or the smoke check fails.
 
 `--lock` installs with the lock instead, as the README's commands do (its diff must then be
-empty), and `--extras ""` installs what the demo's command installs (no extra): that is how the
-README's install times are measured.
+empty), and `--extras pipeline` installs what the demo's command installs: that is how the
+README's install times are measured (`--extras ""` installs the read client alone).
 
     python -m benchmarks install [--lock] [--extras dev] [--out PATH]
 """

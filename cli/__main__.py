@@ -1,5 +1,5 @@
 """`python -m tagflow.cli`: the same as the `tagflow` command."""
 
-from tagflow.cli.app import app
+from tagflow.cli.entry import main
 
-app()
+main()
