@@ -76,6 +76,8 @@ class Annotation:
     updated_by: str | None = None
     computed_begin_at: datetime | None = None
     computed_end_at: datetime | None = None
+    # Where a detached annotation went (AnnotationStore.move): the span that now carries it.
+    moved_to: int | None = None
 
     def content(self) -> dict[str, Any]:
         """What a person changes, JSON-ready: the before / after of a history row."""
@@ -85,6 +87,7 @@ class Annotation:
             "begin_at": _iso(self.begin_at),
             "end_at": _iso(self.end_at),
             "hidden": self.hidden,
+            "moved_to": self.moved_to,
         }
 
 

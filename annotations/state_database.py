@@ -241,6 +241,8 @@ def _failure(exc: BaseException | None) -> str | None:
     """The one-line reason for a driver error that no fix of the request would cure."""
     if isinstance(exc, pg_errors.LockNotAvailable):
         return f"another write held the span for {LOCK_TIMEOUT_S} s; retry"
+    if isinstance(exc, pg_errors.DeadlockDetected | pg_errors.SerializationFailure):
+        return "a concurrent write got in the way; retry"
     if isinstance(exc, pg_errors.QueryCanceled):
         return "the state database did not answer within the statement timeout; retry later"
     if isinstance(exc, psycopg.OperationalError):

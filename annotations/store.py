@@ -61,6 +61,7 @@ ANNOTATION_COLUMNS = pa.schema(
         ("updated_by", pa.string()),
         ("computed_begin_at", _TS),
         ("computed_end_at", _TS),
+        ("moved_to", pa.int64()),
     ]
 )
 
@@ -138,8 +139,7 @@ class AnnotationStore:
         value breaks a rule; nothing is written then, nor when nothing would change."""
         validate_tenant_name(tenant)
         by = checked_author(by)
-        if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
-            raise InvalidAnnotation("revision must be a whole number ≥ 0")
+        _check_revision(revision)
         changes: dict[str, Any] = {}
         if labels is not None:
             changes["labels"] = checked_labels(labels)
@@ -231,6 +231,99 @@ class AnnotationStore:
             stored = self._locked(conn, tenant, record.span_id)
             assert stored is not None
             self._append_history(conn, stored, None)
+            return stored
+
+    def move(
+        self,
+        tenant: str,
+        span_id: int,
+        *,
+        revision: int,
+        by: str,
+        to_span_id: int | None = None,
+        to_computed: ComputedSpan | None = None,
+        begin_at: datetime | None = None,
+        end_at: datetime | None = None,
+    ) -> Annotation:
+        """Move span `span_id`'s annotation (typically a detached one), starting from
+        `revision`, and return the record of the span that now carries it.
+
+        With `to_span_id` and `to_computed` (that span as the datasets hold it), onto a computed
+        span nobody annotated yet (Conflict with its record otherwise); without, onto a new
+        span of a person's own over `begin_at` / `end_at` (default: the bounds the annotation
+        covers). Labels and note carry over. The old record stays, hidden, and says where its
+        annotation went (`moved_to`): both changes are in the history, in one transaction."""
+        validate_tenant_name(tenant)
+        by = checked_author(by)
+        _check_revision(revision)
+        if (to_span_id is None) != (to_computed is None):
+            raise InvalidAnnotation("a move onto a computed span names its id and its bounds")
+        if to_span_id is not None and (to_span_id == span_id or is_user_span_id(to_span_id)):
+            raise InvalidAnnotation("an annotation moves onto another computed span or a new one")
+        bounds = [
+            checked_moment(n, b) if b is not None else None
+            for n, b in (("begin_at", begin_at), ("end_at", end_at))
+        ]
+        target_span = None if to_computed is None else _checked_computed(to_computed)
+        self.migrate()
+        with state_errors("moving a span annotation"), self._engine.begin() as conn:
+            # Both rows locked in id order, so crossing moves cannot deadlock.
+            locked = {
+                i: self._locked(conn, tenant, i)
+                for i in sorted({span_id} | ({to_span_id} - {None}))
+            }
+            source = locked[span_id]
+            if source is None:
+                raise UnknownSpan(f"no annotation of span {span_id} for tenant {tenant}")
+            if revision != source.revision:
+                raise Conflict(
+                    f"span {span_id} is at revision {source.revision}, not {revision}; "
+                    "start again from the current record",
+                    source,
+                )
+            if source.moved_to is not None:
+                raise InvalidAnnotation(
+                    f"span {span_id}'s annotation already moved to span {source.moved_to}"
+                )
+            carried = {"labels": source.labels, "note": source.note}
+            if target_span is None:
+                begin = bounds[0] or source.begin_at or source.computed_begin_at
+                end = bounds[1] or source.end_at or source.computed_end_at
+                if begin is None or end is None:
+                    raise InvalidAnnotation("the span had not ended: give the new span's end_at")
+                checked_order(begin, end)
+                number = conn.execute(user_span_id_sequence.next_value()).scalar_one()
+                target = Annotation(
+                    tenant=tenant,
+                    span_id=USER_SPAN_ID_MIN + number,
+                    origin="user",
+                    tag_name=source.tag_name,
+                    begin_at=begin,
+                    end_at=end,
+                    revision=1,
+                    **carried,
+                )
+                before = None
+            else:
+                if locked.get(to_span_id) is not None:
+                    current = locked[to_span_id]
+                    raise Conflict(
+                        f"span {to_span_id} has an annotation of its own (revision "
+                        f"{current.revision}); update it instead",
+                        current,
+                    )
+                blank = _unannotated(tenant, to_span_id, target_span)
+                target, before = replace(blank, **carried), blank.content()
+            if not self._insert(conn, target, by):
+                raced = self._locked(conn, tenant, target.span_id)
+                raise Conflict(f"span {target.span_id} was annotated meanwhile", raced)
+            stored = self._locked(conn, tenant, target.span_id)
+            assert stored is not None
+            self._append_history(conn, stored, before)
+            self._rewrite(conn, replace(source, moved_to=stored.span_id, hidden=True), by)
+            left = self._locked(conn, tenant, span_id)
+            assert left is not None
+            self._append_history(conn, left, source.content())
             return stored
 
     def _locked(self, conn: sa.Connection, tenant: str, span_id: int) -> Annotation | None:
@@ -372,6 +465,11 @@ class AnnotationStore:
             return int(conn.execute(query).scalar_one())
 
 
+def _check_revision(revision: object) -> None:
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+        raise InvalidAnnotation("revision must be a whole number ≥ 0")
+
+
 def _checked_computed(computed: ComputedSpan) -> ComputedSpan:
     begin = checked_moment("the computed begin_at", computed.begin_at)
     end = computed.end_at
@@ -420,6 +518,7 @@ def _row_values(record: Annotation, by: str) -> dict[str, Any]:
         "updated_by": by,
         "computed_begin_at": record.computed_begin_at,
         "computed_end_at": record.computed_end_at,
+        "moved_to": record.moved_to,
     }
 
 
@@ -439,4 +538,5 @@ def _annotation(row: sa.Row) -> Annotation:
         updated_by=row.updated_by,
         computed_begin_at=row.computed_begin_at,
         computed_end_at=row.computed_end_at,
+        moved_to=row.moved_to,
     )

@@ -39,6 +39,7 @@ span_annotations = sa.Table(
     sa.Column("updated_by", sa.Text, nullable=False),
     sa.Column("computed_begin_at", sa.DateTime(timezone=True)),
     sa.Column("computed_end_at", sa.DateTime(timezone=True)),
+    sa.Column("moved_to", sa.BigInteger),
     sa.CheckConstraint("origin IN ('computed', 'user')", name="span_annotations_origin"),
     sa.CheckConstraint("begin_at < end_at", name="span_annotations_order"),
     sa.CheckConstraint(

@@ -30,6 +30,7 @@ class ModelSpan:
             "begin_at": None,
             "end_at": None,
             "hidden": False,
+            "moved_to": None,
         }
     )
     revision: int = 0

@@ -36,6 +36,7 @@ def test_first_change_of_a_computed_span_makes_revision_one_and_one_history_row(
         "begin_at": None,
         "end_at": None,
         "hidden": False,
+        "moved_to": None,
     }
     assert change.after["labels"] == {"kind": "baseline"}
     assert store.get(tenant, SPAN) == record
@@ -318,3 +319,55 @@ def test_the_writer_label_is_required(store, tenant):
 def test_a_second_store_on_the_same_database_sees_the_same_records(state_url, store, tenant):
     store.update(tenant, SPAN, revision=0, by="a", computed=computed_span(), note="x")
     assert AnnotationStore(create_state_engine(state_url)).get(tenant, SPAN).note == "x"
+
+
+def test_a_detached_annotation_kept_as_a_persons_span(store, tenant):
+    store.update(tenant, SPAN, revision=0, by="a", computed=computed_span(), labels={"k": "v"})
+    store.update(tenant, SPAN, revision=1, by="a", note="why", end_at=T0 + timedelta(hours=1))
+    own = store.move(tenant, SPAN, revision=2, by="b")
+    assert is_user_span_id(own.span_id) and own.origin == "user" and own.revision == 1
+    assert (own.labels, own.note, own.begin_at, own.end_at) == (
+        {"k": "v"},
+        "why",
+        T0,
+        T0 + timedelta(hours=1),
+    )
+    left = store.get(tenant, SPAN)
+    assert (left.revision, left.moved_to, left.hidden, left.note) == (3, own.span_id, True, "why")
+    assert store.history(tenant, SPAN)[-1].after["moved_to"] == own.span_id
+    assert store.history(tenant, own.span_id)[0].before is None
+    with pytest.raises(InvalidAnnotation, match="already moved"):
+        store.move(tenant, SPAN, revision=3, by="b")
+
+
+def test_a_detached_annotation_moved_onto_another_computed_span(store, tenant):
+    store.update(tenant, SPAN, revision=0, by="a", computed=computed_span(), labels={"k": "v"})
+    later = ComputedSpan("reactor.temp", T0 + timedelta(minutes=7), None)
+    with pytest.raises(Conflict):
+        store.move(tenant, SPAN, revision=0, by="b", to_span_id=99, to_computed=later)
+    moved = store.move(tenant, SPAN, revision=1, by="b", to_span_id=0, to_computed=later)
+    assert (moved.span_id, moved.origin, moved.labels, moved.revision) == (
+        0,
+        "computed",
+        {"k": "v"},
+        1,
+    )
+    assert moved.computed_begin_at == later.begin_at and moved.begin_at is None
+    assert store.get(tenant, SPAN).moved_to == 0
+    # A span that already has an annotation is not overwritten.
+    store.update(tenant, 5, revision=0, by="a", computed=computed_span(), note="x")
+    store.update(tenant, 6, revision=0, by="a", computed=computed_span(), note="y")
+    with pytest.raises(Conflict) as refused:
+        store.move(tenant, 5, revision=1, by="b", to_span_id=6, to_computed=computed_span())
+    assert refused.value.current.note == "y"
+    assert store.get(tenant, 5).moved_to is None and store.get(tenant, 5).revision == 1
+
+
+def test_a_move_needs_an_annotation_and_a_known_end(store, tenant):
+    with pytest.raises(UnknownSpan):
+        store.move(tenant, SPAN, revision=0, by="b")
+    store.update(tenant, SPAN, revision=0, by="a", computed=ComputedSpan("t", T0, None), note="x")
+    with pytest.raises(InvalidAnnotation, match="end_at"):
+        store.move(tenant, SPAN, revision=1, by="b")
+    own = store.move(tenant, SPAN, revision=1, by="b", end_at=T0 + timedelta(days=1))
+    assert own.end_at == T0 + timedelta(days=1)
