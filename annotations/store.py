@@ -69,18 +69,36 @@ ANNOTATION_COLUMNS = pa.schema(
 _COLUMNAR_SELECT = "SELECT " + ", ".join(ANNOTATION_COLUMNS.names) + " FROM span_annotations"
 
 
+# The columns of `history_table`: one row per change, before / after as JSON text.
+HISTORY_COLUMNS = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("span_id", pa.int64()),
+        ("revision", pa.int64()),
+        ("before", pa.string()),
+        ("after", pa.string()),
+        ("changed_by", pa.string()),
+        ("changed_at", _TS),
+    ]
+)
+_JSON_COLUMNS = {"labels", "before", "after"}
+
+
 def _aggregated(name: str, kind: pa.DataType) -> str:
     # Timestamps as µs since the epoch: exact while |µs| < 2^53 (the years 1686 to 2254, wider
     # than checked_moment allows), and no datetime object made per value.
     if kind == _TS:
         return f"array_agg(round(date_part('epoch', {name}) * 1000000)::int8)"
-    return f"array_agg({name}::text)" if name == "labels" else f"array_agg({name})"
+    return f"array_agg({name}::text)" if name in _JSON_COLUMNS else f"array_agg({name})"
 
 
 _OVERLAPS = f"{EFFECTIVE_RANGE} && tstzrange(%s, %s)"
 # One row of one array per column, in binary: the driver decodes them in C and Arrow takes
 # them whole, so a merge pays no Python object per row.
-_AGGREGATES = ", ".join(_aggregated(f.name, f.type) for f in ANNOTATION_COLUMNS)
+_AGGREGATES = {
+    schema: ", ".join(_aggregated(f.name, f.type) for f in schema)
+    for schema in (ANNOTATION_COLUMNS, HISTORY_COLUMNS)
+}
 
 
 class AnnotationStore:
@@ -438,20 +456,33 @@ class AnnotationStore:
 
     def records(self, tenant: str) -> pa.Table:
         """Every annotation of `tenant`, as ANNOTATION_COLUMNS ordered by span id (for export)."""
-        return self._columnar(f"{_COLUMNAR_SELECT} WHERE tenant = %s ORDER BY span_id", (tenant,))
+        table = self._columnar(f"{_COLUMNAR_SELECT} WHERE tenant = %s", (tenant,))
+        return table.sort_by("span_id")
 
-    def _columnar(self, query: str, params: tuple[Any, ...]) -> pa.Table:
+    def history_table(self, tenant: str) -> pa.Table:
+        """Every change of `tenant`'s annotations, as HISTORY_COLUMNS in the order they were
+        made (for export)."""
+        query = (
+            "SELECT seq, span_id, revision, before, after, changed_by, changed_at"
+            " FROM span_annotation_history WHERE tenant = %s"
+        )
+        return self._columnar(query, (tenant,), HISTORY_COLUMNS).sort_by("seq")
+
+    def _columnar(
+        self, query: str, params: tuple[Any, ...], schema: pa.Schema = ANNOTATION_COLUMNS
+    ) -> pa.Table:
         self.migrate()
+        aggregated = f"SELECT {_AGGREGATES[schema]} FROM ({query}) AS a"
         with state_errors("reading span annotations"), self._engine.connect() as conn:
             cursor = conn.connection.driver_connection.cursor(binary=True)
-            row = cursor.execute(f"SELECT {_AGGREGATES} FROM ({query}) AS a", params).fetchone()
+            row = cursor.execute(aggregated, params).fetchone()
         if row is None or row[0] is None:
-            return ANNOTATION_COLUMNS.empty_table()
+            return schema.empty_table()
         arrays = [
             pa.array(values, pa.int64()).cast(_TS) if f.type == _TS else pa.array(values, f.type)
-            for values, f in zip(row, ANNOTATION_COLUMNS, strict=True)
+            for values, f in zip(row, schema, strict=True)
         ]
-        return pa.Table.from_arrays(arrays, schema=ANNOTATION_COLUMNS)
+        return pa.Table.from_arrays(arrays, schema=schema)
 
     def high_water_mark(self, tenant: str | None = None) -> int:
         """A number that grows with every change (of `tenant`, or of any tenant): a sensor

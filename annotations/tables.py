@@ -57,7 +57,7 @@ span_annotation_history = sa.Table(
     sa.Column("tenant", sa.Text, nullable=False),
     sa.Column("span_id", sa.BigInteger, nullable=False),
     sa.Column("revision", sa.BigInteger, nullable=False),
-    sa.Column("before", JSONB),
+    sa.Column("before", JSONB(none_as_null=True)),
     sa.Column("after", JSONB, nullable=False),
     sa.Column("changed_by", sa.Text, nullable=False),
     sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),

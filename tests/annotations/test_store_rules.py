@@ -371,3 +371,21 @@ def test_a_move_needs_an_annotation_and_a_known_end(store, tenant):
         store.move(tenant, SPAN, revision=1, by="b")
     own = store.move(tenant, SPAN, revision=1, by="b", end_at=T0 + timedelta(days=1))
     assert own.end_at == T0 + timedelta(days=1)
+
+
+def test_the_history_table_holds_every_change_of_the_tenant_in_order(store, tenant):
+    store.update(tenant, 3, revision=0, by="a", computed=computed_span(), note="x")
+    own = store.create(tenant, "t", T0, T0 + timedelta(hours=1), by="b", labels={"k": "v"})
+    store.update(tenant, 3, revision=1, by="c", hidden=True)
+    store.update(tenant + "_b", 3, revision=0, by="z", computed=computed_span(), note="other")
+    rows = store.history_table(tenant).to_pylist()
+    assert [(r["span_id"], r["revision"], r["changed_by"]) for r in rows] == [
+        (3, 1, "a"),
+        (own.span_id, 1, "b"),
+        (3, 2, "c"),
+    ]
+    assert rows[0]["seq"] < rows[1]["seq"] < rows[2]["seq"]
+    assert rows[1]["before"] is None and json.loads(rows[1]["after"])["labels"] == {"k": "v"}
+    assert json.loads(rows[2]["before"])["hidden"] is False
+    assert rows[2]["changed_at"] == store.get(tenant, 3).updated_at
+    assert store.history_table(tenant + "_none").num_rows == 0
