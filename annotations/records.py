@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from tagflow.errors import InvalidAnnotation
+from tagflow.errors import InvalidAnnotation, UnknownSpan
 
 MAX_LABELS = 64
 MAX_LABEL_KEY_CHARS = 128
@@ -105,6 +105,16 @@ class SpanChange:
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
+
+
+def checked_span_id(tenant: str, span_id: object) -> int:
+    """`span_id` if it is a whole number that can be an id (a signed 64-bit integer): any other
+    number is a span that cannot exist."""
+    if not isinstance(span_id, int) or isinstance(span_id, bool):
+        raise InvalidAnnotation(f"a span id is a whole number, got {type(span_id).__name__}")
+    if not -(2**63) <= span_id < 2**63:
+        raise UnknownSpan(f"no span {span_id} for tenant {tenant}")
+    return span_id
 
 
 def checked_moment(name: str, moment: datetime) -> datetime:

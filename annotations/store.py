@@ -29,6 +29,7 @@ from tagflow.annotations.records import (
     checked_moment,
     checked_note,
     checked_order,
+    checked_span_id,
     is_user_span_id,
 )
 from tagflow.annotations.state_database import state_engine, state_errors
@@ -156,6 +157,7 @@ class AnnotationStore:
         Conflict (with the current record) if `revision` is not current; InvalidAnnotation if a
         value breaks a rule; nothing is written then, nor when nothing would change."""
         validate_tenant_name(tenant)
+        span_id = checked_span_id(tenant, span_id)
         by = checked_author(by)
         _check_revision(revision)
         changes: dict[str, Any] = {}
@@ -272,8 +274,11 @@ class AnnotationStore:
         covers). Labels and note carry over. The old record stays, hidden, and says where its
         annotation went (`moved_to`): both changes are in the history, in one transaction."""
         validate_tenant_name(tenant)
+        span_id = checked_span_id(tenant, span_id)
         by = checked_author(by)
         _check_revision(revision)
+        if to_span_id is not None:
+            to_span_id = checked_span_id(tenant, to_span_id)
         if (to_span_id is None) != (to_computed is None):
             raise InvalidAnnotation("a move onto a computed span names its id and its bounds")
         if to_span_id is not None and (to_span_id == span_id or is_user_span_id(to_span_id)):
@@ -393,6 +398,7 @@ class AnnotationStore:
     def get(self, tenant: str, span_id: int) -> Annotation | None:
         """Span `span_id`'s current annotation, or None if nobody changed it (or it is not
         the tenant's)."""
+        span_id = checked_span_id(tenant, span_id)
         self.migrate()
         with state_errors("reading a span annotation"), self._engine.connect() as conn:
             row = conn.execute(
@@ -405,6 +411,7 @@ class AnnotationStore:
     def history(self, tenant: str, span_id: int) -> list[SpanChange]:
         """Every change of span `span_id`, oldest first ([] for a span never changed or not
         the tenant's: whether the span exists is the caller's answer)."""
+        span_id = checked_span_id(tenant, span_id)
         self.migrate()
         h = span_annotation_history.c
         with state_errors("reading a span's history"), self._engine.connect() as conn:

@@ -389,3 +389,17 @@ def test_the_history_table_holds_every_change_of_the_tenant_in_order(store, tena
     assert json.loads(rows[2]["before"])["hidden"] is False
     assert rows[2]["changed_at"] == store.get(tenant, 3).updated_at
     assert store.history_table(tenant + "_none").num_rows == 0
+
+
+@pytest.mark.parametrize("span_id", [2**63, -(2**63) - 1, 10**30])
+def test_an_id_no_span_can_have_is_unknown(store, tenant, span_id):
+    with pytest.raises(UnknownSpan):
+        store.update(tenant, span_id, revision=0, by="a", computed=computed_span(), note="x")
+    with pytest.raises(UnknownSpan):
+        store.history(tenant, span_id)
+
+
+def test_an_id_that_is_not_a_whole_number_is_refused(store, tenant):
+    for span_id in ("12", 1.0, True):
+        with pytest.raises(InvalidAnnotation, match="whole number"):
+            store.update(tenant, span_id, revision=0, by="a", computed=computed_span(), note="x")
