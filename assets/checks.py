@@ -6,6 +6,8 @@ record, so a truncated, corrupted or replaced file fails, also when the check is
 on its own."""
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
@@ -42,14 +44,27 @@ def _recorded(
         dg.AssetRecordsFilter(asset_key=key, storage_ids=sorted(set(latest.values()))),
         limit=len(latest),
     ).records
-    by_id = {record.storage_id: record.asset_materialization.metadata for record in records}
-    out = {}
+    by_id: dict[int, Mapping[str, dg.MetadataValue]] = {}
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization is None:  # the filter above asks for materialisations only
+            raise RuntimeError(f"event {record.storage_id} of {dataset} is no materialisation")
+        by_id[record.storage_id] = materialization.metadata
+    out: dict[str, dict] = {}
     for partition, storage_id in latest.items():
         metadata = by_id.get(storage_id, {})
-        figures = {k: v.value for k, v in metadata.items() if k in (ROWS_KEY, SHA256_KEY)}
+        figures: dict[str, Any] = {
+            k: v.value for k, v in metadata.items() if k in (ROWS_KEY, SHA256_KEY)
+        }
         if "days" in metadata:  # a range run: each day's figures are in its table
             day = partition.split("|")[0]
-            figures = metadata["days"].value.get(f"{tenant} {day}", {}) or figures
+            per_day = metadata["days"].value
+            day_figures = (
+                per_day.get(f"{tenant} {day}", {}) if isinstance(per_day, Mapping) else None
+            )
+            if not isinstance(day_figures, Mapping):  # a JSON table of figures by day
+                raise RuntimeError(f"the 'days' metadata of {dataset} {partition} is no table")
+            figures = dict(day_figures) or figures
         out[partition] = figures
     return out
 
@@ -101,8 +116,10 @@ def _published_files_check(partitions: TenantDays) -> dg.AssetChecksDefinition:
                 metadata = {"verdict": reason or "audited when written; the file is intact"}
                 if len(days) > 1:
                     # A range run: each day's evaluation is its own partition's.
+                    # Dagster's UserEvent annotation omits AssetCheckEvaluation, which
+                    # log_event handles (an isinstance branch of its own).
                     context.op_execution_context.log_event(
-                        dg.AssetCheckEvaluation(
+                        dg.AssetCheckEvaluation(  # type: ignore[arg-type]  # see above
                             asset_key=check_key.asset_key,
                             check_name=CHECK_NAME,
                             passed=not reason,

@@ -50,10 +50,10 @@ def _materialise(
     console: Console, settings: Settings, url: str, tags: int, days: int, progress: Progress
 ) -> None:
     plant = generate_plant(url, DEMO_TENANTS, tags=tags, days=days, seed=7)
-    for tenant in plant.tenants:
+    for summary in plant.tenants:
         console.print(
-            f"tenant {tenant.tenant}: {tenant.tags} tags, {tenant.numeric_rows} numeric and "
-            f"{tenant.string_rows} string rows"
+            f"tenant {summary.tenant}: {summary.tags} tags, {summary.numeric_rows} numeric and "
+            f"{summary.string_rows} string rows"
         )
     store = DatasetStore(settings.store)
     instance = dagster_instance(settings)

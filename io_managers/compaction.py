@@ -115,9 +115,10 @@ def compact_month(
     with store.stage_month(dataset, tenant, month, MONTH_GROUP_ROWS, key_value) as writer:
         for start, end in _chunks(order, days):
             chunk = order[start:end]
+            chunk_ids = chunk.tolist()
             parts, ranks, day_index = [], [], []
             for index, day in enumerate(days):
-                part = store.read_tag_rows(dataset, tenant, day.day, chunk, columns)
+                part = store.read_tag_rows(dataset, tenant, day.day, chunk_ids, columns)
                 parts.append(part)
                 ranks.append(_positions(chunk, part.column("tag_id").to_numpy()))
                 day_index.append(np.full(part.num_rows, index, np.int64))

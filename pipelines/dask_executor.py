@@ -146,4 +146,10 @@ class DaskExecutor(StepDelegatingExecutor):
 )
 def dask_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     config = init_context.executor_config
-    return DaskExecutor(DaskStepHandler(config["address"]), config["max_concurrent"])
+    address, max_concurrent = config["address"], config["max_concurrent"]
+    # The config schema above guarantees these types; Dagster types the config as objects.
+    if not isinstance(address, str):
+        raise TypeError(f"tagflow_dask's address must be a string, got {address!r}")
+    if max_concurrent is not None and not isinstance(max_concurrent, int):
+        raise TypeError(f"tagflow_dask's max_concurrent must be an int, got {max_concurrent!r}")
+    return DaskExecutor(DaskStepHandler(address), max_concurrent)

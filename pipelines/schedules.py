@@ -3,7 +3,7 @@ the instance knows, one run per tenant-day so each can be rerun on its own from 
 month copies' schedule, which copies each closed month once its late data has settled. Also
 what every tick shares: the jobs, run keys, and how one tenant's failure is reported."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -88,7 +88,7 @@ def previous_utc_day(moment: datetime) -> date:
     return moment.astimezone(UTC).date() - timedelta(days=1)
 
 
-def addressable_tenants(tenants: list[str]) -> tuple[list[str], dict[str, str]]:
+def addressable_tenants(tenants: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """Split registered tenants into those a run can address, sorted, and the others with why.
 
     A dynamic partition may be added by hand under any name, but a run reads a tenant only by

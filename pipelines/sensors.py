@@ -5,7 +5,7 @@ source changed. In both, one tenant's error is logged and reported for it, and t
 on for the others."""
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -96,8 +96,8 @@ class DiscoveryTick:
 
 
 def plan_discovery(
-    source_tenants: list[str],
-    registered: list[str],
+    source_tenants: Sequence[str],
+    registered: Sequence[str],
     state: DiscoveryState,
     first_day: date,
     last_complete_day: date,

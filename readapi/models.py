@@ -92,7 +92,7 @@ class Span:
         return hash(self._key())
 
     def _key(self) -> tuple:
-        value = self.value
+        value: object = self.value
         if isinstance(value, float) and math.isnan(value):
             value = ("nan",)
         return (

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 from urllib.parse import quote
 
 from tagflow.errors import InvalidArgument, InvalidTimeRange
@@ -122,7 +122,7 @@ class SpansQuery(Query):
             raise InvalidArgument("limit must be a positive integer or None")
 
     @property
-    def method(self) -> str:  # type: ignore[override]
+    def method(self) -> str:  # type: ignore[override]  # a property for Query's ClassVar
         """GET with the name in the path; POST with it in the body when the path would be
         longer than MAX_SPANS_PATH_BYTES (a URL must fit the service's header limit)."""
         return "GET" if len(self._name_path()) <= MAX_SPANS_PATH_BYTES else "POST"
@@ -182,6 +182,13 @@ class MetricDataQuery(Query):
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> MetricDataQuery:
         return cls(tag_names=_tags(params), **cls.common(params))
+
+
+class _BucketOptions(TypedDict, total=False):
+    """The BucketQuery fields only some samplings take; absent ones keep their defaults."""
+
+    aggregate: str
+    bucket_function: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,7 +254,7 @@ class BucketQuery(Query):
     def from_params(cls, sampling: Sampling, params: Mapping[str, Any]) -> BucketQuery:
         """The call's own parameters; one a call does not take (a counter rate's aggregate)
         is ignored, as by the client."""
-        options = {}
+        options: _BucketOptions = {}
         if sampling != Sampling.COUNTER_RATE:
             options["aggregate"] = text(params, "aggregate_function") or "average"
         if sampling == Sampling.SAMPLES:

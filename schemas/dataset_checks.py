@@ -194,7 +194,10 @@ def _columns(dataset: Dataset, nullability: bool) -> dict[str, pa_pl.Column]:
     for field_ in dataset.schema:
         if pa.types.is_map(field_.type) or pa.types.is_list(field_.type):
             continue
-        dtype = pl.from_arrow(pa.array([], field_.type)).dtype
+        empty = pl.from_arrow(pa.array([], field_.type))
+        if not isinstance(empty, pl.Series):  # an Arrow array converts to a Series
+            raise TypeError(f"polars made a {type(empty).__name__} of an Arrow array")
+        dtype = empty.dtype
         nullable = field_.name in _NULLABLE or not nullability
         columns[field_.name] = pa_pl.Column(dtype, nullable=nullable)
     return columns
@@ -230,9 +233,16 @@ def rules_for(dataset: Dataset, day_start: datetime, day_end: datetime) -> Rules
         case Kind.SPANS:
             return _spans_rules(day_start, day_end)
         case Kind.SAMPLES_STR:
-            return _samples_str_rules(day_start, day_end, dataset.width)
+            return _samples_str_rules(day_start, day_end, _width(dataset))
         case Kind.SAMPLES:
-            return _samples_rules(day_start, day_end, dataset.width)
+            return _samples_rules(day_start, day_end, _width(dataset))
+
+
+def _width(dataset: Dataset) -> timedelta:
+    """The bucket width of a samples dataset (every one has one)."""
+    if dataset.width is None:
+        raise ValueError(f"the samples dataset {dataset.name} has no bucket width")
+    return dataset.width
 
 
 def _check(name: str, expression: pl.Expr) -> pa_pl.Check:
@@ -319,7 +329,10 @@ class DayAudit:
             )
         self._last_tag[dataset] = last
         checked = table.drop_columns([c for c in ("held_s",) if c in table.column_names])
-        self._schemas[dataset].validate(pl.from_arrow(checked))
+        frame = pl.from_arrow(checked)
+        if not isinstance(frame, pl.DataFrame):  # an Arrow table converts to a DataFrame
+            raise TypeError(f"polars made a {type(frame).__name__} of an Arrow table")
+        self._schemas[dataset].validate(frame)
 
     def check_counts(self, counts: dict[str, int], streamed_rows: int) -> None:
         """Rows in = kept + duplicates + orphans, and every kept row was written (the derived

@@ -77,11 +77,11 @@ def bind_variables(text: str, variables: dict[str, str]) -> sql.Composed:
     parts: list[sql.Composable] = []
     pos = 0
     for match in _VARIABLE.finditer(text):
-        parts.append(sql.SQL(cast(LiteralString, text[pos : match.start()])))
+        parts.append(sql.SQL(text[pos : match.start()]))
         value = variables[match.group(2)]
         parts.append(sql.Identifier(value) if match.group(1) == '"' else sql.Literal(value))
         pos = match.end()
-    parts.append(sql.SQL(cast(LiteralString, text[pos:])))
+    parts.append(sql.SQL(text[pos:]))
     return sql.Composed(parts)
 
 

@@ -84,8 +84,11 @@ class _ChunkIndex:
         order = np.argsort(ids, kind="stable")
         self._ids, self._chunk = ids[order], chunk[order]
         self.count = len(id_chunks) + 1
-        self.has_inputs = input_ids is not None and len(input_ids) > 0
-        self._input = np.isin(self._ids, input_ids) if self.has_inputs else None
+        has_inputs = input_ids is not None and len(input_ids) > 0
+        self.has_inputs = has_inputs
+        self._input = (
+            np.isin(self._ids, input_ids) if input_ids is not None and has_inputs else None
+        )
 
     def of(self, tag_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Each id's chunk, and whether it is an input (None when there are no inputs)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -113,7 +114,9 @@ class SourceHistory:
         )
         with source_errors("reading the history of derived tags' inputs"):
             rows = self._conn.execute(query).fetchall()
-        columns = list(zip(*rows, strict=True)) if rows else [[] for _ in range(5)]
+        columns: list[Sequence[Any]] = (
+            list(zip(*rows, strict=True)) if rows else [[] for _ in range(5)]
+        )
         return pa.Table.from_arrays(
             [
                 pa.array(columns[0], pa.int32()),
@@ -128,7 +131,7 @@ class SourceHistory:
     def first_row_times(self, tag_ids: np.ndarray) -> np.ndarray:
         query = sql.SQL(_FIRST_ROWS).format(s=self._schema, ids=_ids(tag_ids))
         with source_errors("reading the first rows of derived tags' inputs"):
-            rows = dict(self._conn.execute(query).fetchall())
+            rows: dict[int, datetime] = dict(self._conn.execute(query).fetchall())
         first = [rows.get(int(tag_id)) for tag_id in tag_ids]
         return np.array(
             [NO_TIME if t is None else (t - _EPOCH) // timedelta(microseconds=1) for t in first],
@@ -148,9 +151,10 @@ class SourceHistory:
         query = sql.SQL(_NAMED_TAGS).format(s=self._schema, names=sql.Literal(list(names)))
         with source_errors("reading the tags derived tags read"):
             rows = self._conn.execute(query).fetchall()
-        ids, tag_names, births, deaths = (
+        columns: list[Sequence[Any]] = (
             list(zip(*rows, strict=True)) if rows else [[] for _ in range(4)]
         )
+        ids, tag_names, births, deaths = columns
         table = pa.table(
             {
                 "tag_id": pa.array(ids, pa.int32()),

@@ -27,7 +27,7 @@ from sqlalchemy import event
 
 from tagflow.errors import SourceUnavailable
 from tagflow.source.connection import answer_within, connect, source_conninfo, source_errors
-from tagflow.source.schema_drift import require_schema
+from tagflow.source.schema_drift import psycopg_connection, require_schema
 
 # Engines kept at once (one per distinct URL: the discovery role's, and with
 # tenant_url_template one per tenant role); the least recently used is disposed beyond it.
@@ -163,6 +163,6 @@ def source_session(
     try:
         if tenant is not None:
             require_schema(conn, url, tenant, within_s)
-        yield conn.connection.driver_connection
+        yield psycopg_connection(conn)
     finally:
         _give_back(conn, url)

@@ -300,7 +300,10 @@ def estimate_day_rows(conn: psycopg.Connection, tenant: str, d0: datetime, d1: d
     _check_day(d0, d1)
     query = sql.SQL("EXPLAIN (FORMAT JSON) {}").format(day_rows_query(tenant, d0, d1))
     with source_errors("estimating the day's rows"):
-        (plan,) = conn.execute(query).fetchone()
+        row = conn.execute(query).fetchone()
+    if row is None:  # EXPLAIN always answers its plan
+        raise RuntimeError("EXPLAIN of the day's rows returned no plan")
+    (plan,) = row
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
@@ -313,8 +316,11 @@ def _as_raw_rows(batch: pa.RecordBatch) -> pa.RecordBatch:
 def _stream_adbc(
     url: str, query: str, batch_bytes: int, statement_timeout_s: float | None
 ) -> Iterator[pa.RecordBatch]:
-    kwargs = {} if statement_timeout_s is None else {"statement_timeout_s": statement_timeout_s}
-    conn = connect_adbc(url, **kwargs)
+    conn = (
+        connect_adbc(url)
+        if statement_timeout_s is None
+        else connect_adbc(url, statement_timeout_s=statement_timeout_s)
+    )
     try:
         with source_errors("reading the day's rows"):
             cursor = conn.cursor()

@@ -216,13 +216,15 @@ def day_fingerprint(
     """The fingerprint of [day_start, day_end) for `tenant`, in SQL; one statement, read only,
     and, with the tenant's `derived` tags, their part from index probes."""
     require_tenant(conn, tenant)
-    query = sql.SQL(_FINGERPRINT).format(  # type: ignore[arg-type]  # fixed text, no input
+    query = sql.SQL(_FINGERPRINT).format(
         day_rows=day_rows_query(tenant, day_start, day_end, None),
         carry_in=carry_in_query(tenant, day_start),
         s=sql.Identifier(tenant),
     )
     with source_errors("fingerprinting a day"):
         row = conn.execute(query).fetchone()
+    if row is None:  # an aggregate without GROUP BY always answers one row
+        raise RuntimeError("the day's fingerprint query returned no row")
     n, last_time, checksum, carry_n, carry_checksum, tags_n, tags_checksum = row
     return DayFingerprint(
         rows=n,

@@ -59,7 +59,7 @@ def _final(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
     c -= _rot(b, 24)
 
 
-def _start(n: int, length: int, seed: np.ndarray) -> tuple[np.ndarray, ...]:
+def _start(n: int, length: int, seed: np.ndarray | int) -> tuple[np.ndarray, ...]:
     """The lookup3 state for keys of `length` bytes, perturbed by the (int64) seeds."""
     a = np.full(n, (_GOLDEN + length) & 0xFFFFFFFF, dtype=_U32)
     b, c = a.copy(), a.copy()

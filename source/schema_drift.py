@@ -10,6 +10,7 @@ import threading
 import time
 import warnings
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine.reflection import ObjectKind
 
@@ -29,6 +30,14 @@ _SHOWN_TYPE_CHARS = 80
 
 _passed: dict[tuple[str, str], float] = {}
 _passed_lock = threading.Lock()
+
+
+def psycopg_connection(conn: sa.Connection) -> psycopg.Connection:
+    """The psycopg connection under a checked-out SQLAlchemy connection."""
+    driver = conn.connection.driver_connection
+    if driver is None:  # only once the pooled connection was invalidated or closed
+        raise RuntimeError("the source session's database connection is already closed")
+    return driver
 
 
 @functools.cache
@@ -90,7 +99,7 @@ def require_schema(
     with _passed_lock:
         if _passed.get(key, 0.0) > now:
             return tenant
-    driver = conn.connection.driver_connection
+    driver = psycopg_connection(conn)
     with (
         answer_within(driver, within_s or CHECK_TIMEOUT_S, _ACTION),
         source_errors(_ACTION),

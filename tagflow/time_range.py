@@ -63,9 +63,10 @@ def _ceil_to_us(value: datetime) -> datetime:
     rounding both bounds up (t >= s ⇔ t >= ceil(s) for µs t), so rounding up is exact."""
     nanos = getattr(value, "nanosecond", 0)
     if nanos:
-        value = value.to_pydatetime(warn=False) + ONE_US  # type: ignore[attr-defined]
+        # a pandas Timestamp (only it has nanoseconds), which the datetime stub cannot know
+        value = value.to_pydatetime(warn=False) + ONE_US  # type: ignore[attr-defined]  # see above
     elif hasattr(value, "to_pydatetime"):
-        value = value.to_pydatetime()  # type: ignore[attr-defined]
+        value = value.to_pydatetime()
     return value
 
 
@@ -134,11 +135,12 @@ def parse_duration(value: object, what: str = "bucket width") -> timedelta:
         raise InvalidTimeRange(f"{what} must be a timedelta or a string like '15m'")
     if getattr(value, "nanoseconds", 0):
         raise InvalidTimeRange(f"{what} must be a whole number of microseconds")
+    width: timedelta = value
     if hasattr(value, "to_pytimedelta"):
-        value = value.to_pytimedelta()  # type: ignore[attr-defined]
-    if abs(value) > MAX_WIDTH:
+        width = value.to_pytimedelta()
+    if abs(width) > MAX_WIDTH:
         raise InvalidTimeRange(f"{what} must be at most {MAX_WIDTH.days} days")
-    return value
+    return width
 
 
 def parse_width(value: object) -> timedelta:

@@ -8,6 +8,7 @@ plus a null mask, and strings become integer codes whose order is codepoint orde
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +24,7 @@ ONE_US = timedelta(microseconds=1)
 # min/max clipping against a window needs no special case.
 NO_TIME = np.iinfo(np.int64).max
 
-Column = pa.Array | pa.ChunkedArray
+Column: TypeAlias = pa.Array | pa.ChunkedArray
 
 
 def datetime_to_us(value: datetime, what: str) -> int:

@@ -14,7 +14,7 @@ import ctypes
 import ctypes.util
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 TRIM_INTERVAL_S = 0.5
 
@@ -48,7 +48,8 @@ class MemoryReleaser:
         try:
             yield from chunks
         finally:
-            chunks.close()
+            if isinstance(chunks, Generator):  # the encoders are generators; close() ends one
+                chunks.close()
             del chunks
             self.request()
 

@@ -395,8 +395,8 @@ class _Parser:
             return self.node(Literal(token.text))
         if token.kind == "keyword" and token.text in ("true", "false", "null"):
             self.take()
-            value = {"true": 1.0, "false": 0.0, "null": None}[token.text]
-            return self.node(Literal(value))
+            constant = {"true": 1.0, "false": 0.0, "null": None}[token.text]
+            return self.node(Literal(constant))
         if token.kind in ("name", "quoted"):
             self.take()
             if self.at("op", "("):
