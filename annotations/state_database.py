@@ -18,10 +18,11 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import conninfo as pg_conninfo
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.abc import AdaptContext
 from sqlalchemy import event
 
-from tagflow.errors import SourceUnavailable, StateUnavailable
+from tagflow.errors import InvalidArgument, SourceUnavailable, StateUnavailable
 from tagflow.settings import EMBEDDED_SOURCE
 from tagflow.source.connection import answer_within, libpq_url
 from tagflow.source.embedded import embedded_server_url
@@ -53,13 +54,26 @@ _PERMANENT_SQLSTATES = {"28000", "28P01", "3D000"}
 _HINT = "check TAGFLOW_STATE_URL and that the state database is up"
 
 
-def state_url(configured: str | None) -> str:
+def state_url(configured: str | None, *, source_url: str | None = None) -> str:
     """The state database's URL: `configured` (TAGFLOW_STATE_URL), or when it is unset or
     EMBEDDED_SOURCE the DEFAULT_DATABASE of the demo's embedded server (started if stopped,
-    the database created if missing)."""
-    if configured and configured != EMBEDDED_SOURCE:
-        return configured
-    return database_on_server(embedded_server_url(), DEFAULT_DATABASE)
+    the database created if missing). A URL naming the same database as `source_url` is
+    refused: the source is production data, never tagflow's state."""
+    if not configured or configured == EMBEDDED_SOURCE:
+        return database_on_server(embedded_server_url(), DEFAULT_DATABASE)
+    if source_url and source_url != EMBEDDED_SOURCE and _same_database(configured, source_url):
+        raise InvalidArgument(
+            "TAGFLOW_STATE_URL names the source database; give tagflow a database of its own"
+        )
+    return configured
+
+
+def _same_database(first: str, second: str) -> bool:
+    def where(url: str) -> tuple[Any, ...]:
+        params = _params(url)
+        return (params.get("host"), str(params.get("port") or 5432), params.get("dbname"))
+
+    return where(first) == where(second)
 
 
 def database_on_server(server_url: str, name: str) -> str:
@@ -67,15 +81,13 @@ def database_on_server(server_url: str, name: str) -> str:
     the user of `server_url`, who must be allowed to create databases)."""
     params = _params(server_url)
     with state_errors("creating the state database"):
-        conn = _connect_once(pg_conninfo.make_conninfo("", **params), None)
+        conn = _connect_once(_conninfo(server_url), None)
         with conn:
             conn.autocommit = True
             found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if found.fetchone() is None:
                 try:
-                    conn.execute(
-                        psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name))
-                    )
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
                 except (pg_errors.DuplicateDatabase, pg_errors.UniqueViolation):
                     pass  # another process created it at the same moment
     return pg_conninfo.make_conninfo("", **{**params, "dbname": name})

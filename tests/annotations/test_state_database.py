@@ -21,7 +21,7 @@ from tagflow.annotations.state_database import (
     state_url,
 )
 from tagflow.annotations.tables import SCHEMA_VERSION
-from tagflow.errors import StateSchemaTooNew, StateUnavailable
+from tagflow.errors import InvalidArgument, StateSchemaTooNew, StateUnavailable
 from tagflow.settings import Settings
 from tagflow.source.connection import libpq_url
 from tagflow.source.embedded import embedded_server_url, stop_embedded_server
@@ -118,7 +118,17 @@ def test_the_state_database_is_created_once_even_when_asked_twice_at_once(pg_url
 
 
 def test_a_configured_url_is_used_as_given():
-    assert state_url("postgresql://u:p@db.example/state") == "postgresql://u:p@db.example/state"
+    url = "postgresql://u:p@db.example/state"
+    assert state_url(url, source_url="postgresql://u:p@db.example/plant") == url
+
+
+@pytest.mark.parametrize(
+    "source", ["postgresql://reader:x@db.example:5432/plant", "host=db.example dbname=plant"]
+)
+def test_the_source_database_is_never_the_state_database(source):
+    with pytest.raises(InvalidArgument, match="source database") as refused:
+        state_url("postgresql+psycopg://u:secret@db.example/plant", source_url=source)
+    assert "secret" not in str(refused.value) and "db.example" not in str(refused.value)
 
 
 def test_the_setting_is_read_from_its_variable_and_kept_out_of_reprs():
