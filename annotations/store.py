@@ -8,6 +8,7 @@ microseconds of Python, not milliseconds."""
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -102,6 +103,12 @@ _AGGREGATES = {
 }
 
 
+# Engines whose database this process has migrated (or found current): once per engine, not
+# per store.
+_migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+_migrate_lock = threading.Lock()
+
+
 class AnnotationStore:
     """Span annotations of every tenant in one state database (DESIGN §9).
 
@@ -110,8 +117,6 @@ class AnnotationStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
-        self._migrated = False
-        self._migrate_lock = threading.Lock()
 
     @classmethod
     def at(cls, url: str) -> AnnotationStore:
@@ -122,12 +127,14 @@ class AnnotationStore:
     def migrate(self) -> None:
         """Create or migrate the schema now (otherwise done by the first read or write):
         StateSchemaTooNew if a newer tagflow migrated the database."""
-        with self._migrate_lock:
-            if self._migrated:
+        if self._engine in _migrated:
+            return
+        with _migrate_lock:
+            if self._engine in _migrated:
                 return
             with state_errors("migrating the state database"), self._engine.begin() as conn:
                 migrate(conn)
-            self._migrated = True
+            _migrated.add(self._engine)
 
     # -- writes ---------------------------------------------------------------------------
 
