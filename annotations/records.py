@@ -33,7 +33,7 @@ def is_user_span_id(span_id: int) -> bool:
     return USER_SPAN_ID_MIN <= span_id < USER_SPAN_ID_MIN + USER_SPAN_ID_COUNT
 
 
-class _ComputedBound:
+class ComputedBound:
     """The value that resets a corrected bound to the computed one."""
 
     def __repr__(self) -> str:
@@ -41,7 +41,7 @@ class _ComputedBound:
 
 
 # `update(..., begin_at=COMPUTED_BOUND)` drops a correction (None leaves the bound as it is).
-COMPUTED_BOUND = _ComputedBound()
+COMPUTED_BOUND = ComputedBound()
 
 
 @dataclass(frozen=True)

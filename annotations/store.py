@@ -23,6 +23,7 @@ from tagflow.annotations.records import (
     COMPUTED_BOUND,
     USER_SPAN_ID_MIN,
     Annotation,
+    ComputedBound,
     ComputedSpan,
     SpanChange,
     checked_author,
@@ -148,8 +149,8 @@ class AnnotationStore:
         computed: ComputedSpan | None = None,
         labels: dict[str, str] | None = None,
         note: str | None = None,
-        begin_at: datetime | object | None = None,
-        end_at: datetime | object | None = None,
+        begin_at: datetime | ComputedBound | None = None,
+        end_at: datetime | ComputedBound | None = None,
         hidden: bool | None = None,
     ) -> Annotation:
         """Change the given fields of span `span_id`'s annotation, starting from `revision`
@@ -176,7 +177,7 @@ class AnnotationStore:
             if bound is COMPUTED_BOUND:
                 changes[name] = None
             elif bound is not None:
-                changes[name] = checked_moment(name, bound)  # type: ignore[arg-type]
+                changes[name] = checked_moment(name, bound)
         if hidden is not None:
             if not isinstance(hidden, bool):
                 raise InvalidAnnotation("hidden must be true or false")
@@ -298,10 +299,8 @@ class AnnotationStore:
         self.migrate()
         with state_errors("moving a span annotation"), self._engine.begin() as conn:
             # Both rows locked in id order, so crossing moves cannot deadlock.
-            locked = {
-                i: self._locked(conn, tenant, i)
-                for i in sorted({span_id} | ({to_span_id} - {None}))
-            }
+            ids = sorted({span_id} if to_span_id is None else {span_id, to_span_id})
+            locked = {i: self._locked(conn, tenant, i) for i in ids}
             source = locked[span_id]
             if source is None:
                 raise UnknownSpan(f"no annotation of span {span_id} for tenant {tenant}")
@@ -335,8 +334,9 @@ class AnnotationStore:
                 )
                 before = None
             else:
-                if locked.get(to_span_id) is not None:
-                    current = locked[to_span_id]
+                assert to_span_id is not None
+                current = locked[to_span_id]
+                if current is not None:
                     raise Conflict(
                         f"span {to_span_id} has an annotation of its own (revision "
                         f"{current.revision}); update it instead",
@@ -488,8 +488,9 @@ class AnnotationStore:
         self.migrate()
         aggregated = f"SELECT {_AGGREGATES[schema]} FROM ({query}) AS a"
         with state_errors("reading span annotations"), self._engine.connect() as conn:
-            cursor = conn.connection.driver_connection.cursor(binary=True)
-            row = cursor.execute(aggregated, params).fetchone()
+            driver = conn.connection.driver_connection
+            assert driver is not None  # a checked-out session always has one
+            row = driver.cursor(binary=True).execute(aggregated, params).fetchone()
         if row is None or row[0] is None:
             return schema.empty_table()
         arrays = [
