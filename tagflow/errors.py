@@ -7,6 +7,7 @@ and what to do, and never contain SQL text, file paths or secrets.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 
 class TagflowError(Exception):
@@ -115,6 +116,7 @@ class Conflict(TagflowError):
     """An update that started from a revision that is no longer the span's current one: nothing
     was written; `current` holds the span's current annotation to start again from."""
 
-    def __init__(self, message: str, current: object) -> None:
+    # An Annotation (tagflow.annotations), or the client's Span: this module imports neither.
+    def __init__(self, message: str, current: Any) -> None:
         super().__init__(message)
         self.current = current
