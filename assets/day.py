@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 from tagflow.assets.derived_tags import DerivedInDay, derived_plan
 from tagflow.assets.partitions import TenantDays
 from tagflow.assets.resources import SourceDatabase
-from tagflow.errors import InvalidDerivedTag, SourceDataError, UnknownTenant
+from tagflow.assets.source_retries import SOURCE_RETRY, source_lost
+from tagflow.errors import InvalidDerivedTag, SourceDataError, SourceUnavailable, UnknownTenant
 from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.io_managers.day_writer import DayWriter
@@ -38,8 +39,6 @@ from tagflow.transforms.derived.definitions import DerivedTagDefinitions, Tenant
 from tagflow.transforms.tag_order import TagOrder
 
 OWNERS = ["team:tagflow"]
-# The source may be briefly away (a failover, a restart): retried with backoff.
-SOURCE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 _EXTRACTED = {Kind.TAGS, Kind.TRANSITIONS, Kind.CARRY_IN}
 
 
@@ -208,6 +207,7 @@ def day_assets(
             raise dg.Failure(
                 description=f"nothing was published: {failure}",
                 metadata={
+                    "error": "AuditFailed",
                     "dataset": failure.dataset,
                     "failure_cases": dg.MetadataValue.json(failure.cases),
                 },
@@ -216,7 +216,15 @@ def day_assets(
         except (SourceDataError, UnknownTenant, InvalidDerivedTag) as error:
             # The source (or the derived tags file) must be fixed first: a retry would fail again.
             _discard(staged)
-            raise dg.Failure(description=str(error), allow_retries=False) from None
+            raise dg.Failure(
+                description=str(error),
+                metadata={"error": type(error).__name__},
+                allow_retries=False,
+            ) from None
+        except SourceUnavailable as error:
+            _discard(staged)
+            # Not `from`: source_lost sets the cause of the Failure it may return itself.
+            raise source_lost(context, error, source.retry_budget_s)  # noqa: B904
         except BaseException:
             _discard(staged)
             raise

@@ -31,6 +31,8 @@ class SourceDatabase(dg.ConfigurableResource):
 
     url: str
     tenant_url_template: str | None = None
+    # Seconds the day step retries a source it cannot reach (TAGFLOW_SOURCE_RETRY_BUDGET_S).
+    retry_budget_s: int = 30
 
     def resolved_url(self) -> str:
         return resolve_source_url(self.url)
@@ -97,7 +99,11 @@ def source_database(settings: Settings) -> SourceDatabase:
     """The source as a plain object, for commands that read it outside a run."""
     if settings.source_url is None:
         raise ValueError("source_database needs settings with a source URL")
-    return SourceDatabase(url=settings.source_url, tenant_url_template=settings.source_url_template)
+    return SourceDatabase(
+        url=settings.source_url,
+        tenant_url_template=settings.source_url_template,
+        retry_budget_s=settings.source_retry_budget_s,
+    )
 
 
 def resources(settings: Settings) -> dict[str, dg.ConfigurableResource | dg.IOManager]:
@@ -107,6 +113,7 @@ def resources(settings: Settings) -> dict[str, dg.ConfigurableResource | dg.IOMa
     source = SourceDatabase(
         url=_secret(settings, "source_url"),
         tenant_url_template=_secret(settings, "source_url_template"),
+        retry_budget_s=settings.source_retry_budget_s,
     )
     datasets = ParquetDatasetIOManager(root=settings.store, temp_max_age_s=settings.temp_max_age_s)
     return {"source": source, "datasets": datasets}

@@ -20,7 +20,7 @@ import sqlalchemy.exc
 from psycopg import conninfo as pg_conninfo
 from psycopg.abc import AdaptContext
 
-from tagflow.errors import SourceUnavailable
+from tagflow.errors import SourceRefused, SourceUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,6 +30,10 @@ DEFAULT_STATEMENT_TIMEOUT_S = 900
 DEFAULT_ATTEMPTS = 4
 DEFAULT_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 8.0
+# One connect's retries end once this much time has gone by (each attempt may itself wait the
+# connect timeout): the day step retries a lost source again within its own budget
+# (TAGFLOW_SOURCE_RETRY_BUDGET_S), so a source that is away fails a run in bounded time.
+DEFAULT_RETRY_BUDGET_S = 10.0
 
 # SQLAlchemy spells the driver into the scheme (postgresql+psycopg://, postgres+asyncpg://);
 # libpq only knows postgresql:// and postgres://.
@@ -117,27 +121,43 @@ def _connect_failure(exc: Exception) -> str:
 
 
 def _is_permanent(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return getattr(exc, "sqlstate", None) in _PERMANENT_SQLSTATES or "authentication failed" in text
+    # A failed connect often carries no SQLSTATE: judged by the reason read from its text too.
+    return getattr(exc, "sqlstate", None) in _PERMANENT_SQLSTATES or _connect_failure(exc) in {
+        "the source database rejected the credentials",
+        "the source database named in the URL does not exist",
+    }
 
 
-def _with_retries(open_once: Callable[[], T], attempts: int, backoff_s: float) -> T:
+def _with_retries(
+    open_once: Callable[[], T],
+    attempts: int,
+    backoff_s: float,
+    budget_s: float = DEFAULT_RETRY_BUDGET_S,
+) -> T:
     """Call `open_once` until it connects, sleeping backoff_s, 2·backoff_s, … (capped at
-    MAX_BACKOFF_S) between attempts; give up at once on failures no retry can fix."""
+    MAX_BACKOFF_S) between attempts, starting none that would begin after `budget_s`; give up
+    at once on failures no retry can fix (SourceRefused)."""
     attempts = max(1, attempts)
+    began = time.monotonic()
     for attempt in range(attempts):
         try:
             return open_once()
         except (psycopg.OperationalError, adbc_driver_manager.OperationalError) as exc:
             reason = _connect_failure(exc)
-            if _is_permanent(exc) or attempt == attempts - 1:
+            delay = min(backoff_s * 2**attempt, MAX_BACKOFF_S)
+            if _is_permanent(exc):
+                raise SourceRefused(
+                    f"{reason}; check the source URL (TAGFLOW_SOURCE_URL / --source-url) and "
+                    "the role's password"
+                ) from None
+            out_of_time = time.monotonic() - began + delay > budget_s
+            if out_of_time or attempt == attempts - 1:
                 # `from None`: the driver's message and its chained traceback name hosts/paths.
                 raise SourceUnavailable(
                     f"{reason} (after {attempt + 1} attempt{'s' if attempt else ''}); "
                     "check the source URL (TAGFLOW_SOURCE_URL / --source-url) and that the "
                     "server is up"
                 ) from None
-            delay = min(backoff_s * 2**attempt, MAX_BACKOFF_S)
             log.warning("source connection failed (%s); retrying in %.1f s", reason, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
