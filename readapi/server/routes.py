@@ -221,3 +221,17 @@ def metrics_post(call: ReadCall, kind: str) -> Response:
 
 def _buckets(call: Call, sampling: q.Sampling) -> Response:
     return call.answer(q.BucketQuery.from_params(sampling, call.params), wide=True)
+
+
+@router.get("/coverage")
+def coverage(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> dict[str, Any]:
+    """The key's tenant's first and last materialised days (null when none) and how many
+    days are materialised, so that a viewer can open where there is data. Days only: never
+    where they are stored."""
+    tenant = _authenticate(request, credentials).tenant
+    days = request.app.state.read_service.coverage.days(tenant)
+    first, last = (min(days).isoformat(), max(days).isoformat()) if days else (None, None)
+    return {"first_day": first, "last_day": last, "days": len(days)}
