@@ -79,8 +79,9 @@ TRANSITION_COST = 3
 # judge a ratio of rows as well.
 COST_SAMPLE_DAYS = 8
 # A read that met two publishes of a day reads again (every file) until the republish is
-# complete, for at most this long: the day step publishes a day's datasets within about a
-# second. Past it the publish is taken as stopped part-way and the day as unreadable.
+# complete, for at most this long: the day step's publish of a day's files took 0.15-0.27 s
+# under Dagster (2 loaded cores). Past it the publish is taken as stopped part-way and the
+# day as unreadable.
 REPUBLISH_WAIT_S = 3.0
 _REPUBLISH_POLL_S = 0.05
 
