@@ -6,15 +6,22 @@ hover text shows their raw bounds. Everything the page loads comes from the serv
 and the key never reaches a URL. Tags named with `..`, `.`, `%2e`, `/` and `?` show exactly
 their own data: no tag name travels in a URL path, which the browser would normalise.
 
+A demo that looks right: the page opens on the tenant's latest materialised day (from
+`GET /v1/coverage`, tested over HTTP too), shows and reads its times as UTC 24-hour text in a
+browser set to Los Angeles and AM/PM, draws FAULT red and RUNNING green or blue, and marks a
+value carried forward to the end of the range.
+
 Chromium is Debian's package (`apt-get install chromium`). When it
 is missing the test installs it where it can (root with apt-get); it skips, saying why, only
 when that is impossible."""
 
 from __future__ import annotations
 
+import colorsys
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -91,13 +98,17 @@ def chromium() -> Path:
 
 @dataclass(frozen=True)
 class Service:
-    """The read service over one materialised tenant, and the tenant's numeric and string tags."""
+    """The read service over one materialised tenant, and the tenant's numeric and string tags;
+    with the key of a second tenant, of which nothing is materialised."""
 
     url: str
+    root: Path
     tenant: str
     key: str
     numeric_tag: str
     string_tag: str
+    other_tenant: str
+    other_key: str
 
     def client(self) -> Client:
         return Client(host=self.url, tenant=self.tenant, api_key=self.key)
@@ -114,10 +125,21 @@ def service(
     tags = DatasetStore(root).read("tags", tenant).to_pylist()
     numeric = next(t["tag_name"] for t in tags if "analog" in t["tag_name"])
     string = next(t["tag_name"] for t in tags if t["value_kind"] == "string")
+    other = small_plant.tenants[1].tenant
     keys = KeyStore(root.parent / "ui-keys.json")
-    keys.add(tenant, small_plant.api_keys[tenant])
+    for name in (tenant, other):
+        keys.add(name, small_plant.api_keys[name])
     with BackgroundServer(create_app(root, keys.path, pg_url)) as server:
-        yield Service(server.url, tenant, small_plant.api_keys[tenant], numeric, string)
+        yield Service(
+            server.url,
+            root,
+            tenant,
+            small_plant.api_keys[tenant],
+            numeric,
+            string,
+            other,
+            small_plant.api_keys[other],
+        )
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +203,8 @@ def test_page_charts_a_numeric_tag_per_bucket_and_shows_raw_bounds_of_spans(serv
         page.fill("#key", service.key)
         page.click("#key-form button[type=submit]")
         page.wait_for_selector("#tag-list button", timeout=WAIT_MS)
-        page.fill("#start", START.strftime("%Y-%m-%dT%H:%M"))
-        page.fill("#end", END.strftime("%Y-%m-%dT%H:%M"))
+        page.fill("#start", START.strftime("%Y-%m-%d %H:%M"))
+        page.fill("#end", END.strftime("%Y-%m-%d %H:%M"))
 
         # A numeric tag: twa with its min/max band, one point per 15-minute bucket.
         tag = service.numeric_tag
@@ -349,8 +371,8 @@ def test_page_shows_each_odd_tag_name_its_own_data_and_sends_no_name_in_a_url_pa
         page.fill("#key", service.key)
         page.click("#key-form button[type=submit]")
         page.wait_for_selector("#tag-list button", timeout=WAIT_MS)
-        page.fill("#start", START.strftime("%Y-%m-%dT%H:%M"))
-        page.fill("#end", END.strftime("%Y-%m-%dT%H:%M"))
+        page.fill("#start", START.strftime("%Y-%m-%d %H:%M"))
+        page.fill("#end", END.strftime("%Y-%m-%d %H:%M"))
 
         # The tags a normalised path would confuse come first, so that mix-up is what fails.
         order = ["evil/../str/state", "a/./b", "./..", "x%2e%2e/y", "q?x=1", "a/b", "str/state"]
@@ -389,7 +411,7 @@ def test_page_shows_each_odd_tag_name_its_own_data_and_sends_no_name_in_a_url_pa
     assert reads
     for request in reads:
         path = urlparse(request.url).path
-        assert path in ("/v1/tags", "/v1/spans", "/v1/metrics/samples"), path
+        assert path in ("/v1/coverage", "/v1/tags", "/v1/spans", "/v1/metrics/samples"), path
         for name in [*ODD_STRING_TAGS, *ODD_NUMERIC_TAGS]:
             assert name not in path and name not in unquote(path), (name, path)
     # Every name picked travelled, unchanged, in a request body.
@@ -400,3 +422,214 @@ def test_page_shows_each_odd_tag_name_its_own_data_and_sends_no_name_in_a_url_pa
         if "tag_name" in body:
             sent.add(body["tag_name"])
     assert {*ODD_STRING_TAGS, *ODD_NUMERIC_TAGS} <= sent
+
+
+# ---------------------------------------------------------------- a demo that looks right
+
+
+def open_with_key(page: Page, url: str, key: str) -> None:
+    """Load the page, enter `key` and wait until its tags are listed."""
+    page.goto(f"{url}/ui")
+    page.fill("#key", key)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#tag-list button", timeout=WAIT_MS)
+
+
+def sample_bodies(requests: list[Request]) -> list[dict]:
+    return [json.loads(r.post_data) for r in requests if r.url.endswith("/v1/metrics/samples")]
+
+
+def test_page_opens_on_the_latest_materialised_day_and_reads_times_as_utc_24_hour_text(
+    service, browser
+):
+    # A browser far from UTC, in a locale of AM/PM times: the page must show neither.
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, timezone_id="America/Los_Angeles", locale="en-US"
+    )
+    page = context.new_page()
+    page.clock.set_fixed_time(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
+    requests: list[Request] = []
+    page.on("request", lambda request: requests.append(request))
+    try:
+        open_with_key(page, service.url, service.key)
+        # The latest materialised day (2026-03-03), not today (which has no data).
+        assert page.input_value("#start") == "2026-03-03 00:00"
+        assert page.input_value("#end") == "2026-03-04 00:00"
+        assert "2026-03-01 to 2026-03-03" in page.text_content("#coverage")
+        for field in ("start", "end"):
+            assert page.get_attribute(f"#{field}", "type") == "text"
+            assert "UTC" in page.text_content(f"label[for={field}]")
+        pick_tag(page, service.numeric_tag)
+        twa = trace(page, "twa")
+        day = datetime(2026, 3, 3, tzinfo=UTC)
+        assert [datetime.fromisoformat(x) for x in twa["x"]] == [
+            day + timedelta(minutes=n) for n in range(1440)
+        ]
+        assert sum(y is not None for y in twa["y"]) > 1000
+
+        # "Last day" ends now (15:00 UTC, 07:00 AM in Los Angeles): shown in UTC, 24-hour.
+        page.click("button[data-days='1']")
+        assert page.input_value("#start") == "2026-03-02 15:00"
+        assert page.input_value("#end") == "2026-03-03 15:00"
+
+        # A time typed in is read as UTC: exactly that instant is requested.
+        page.wait_for_function("() => document.getElementById('chart').dataset.tag !== ''")
+        page.fill("#start", "2026-03-02 13:30")
+        page.click("#range-form button[type=submit]")
+        page.wait_for_function(
+            "name => document.getElementById('chart').dataset.tag === name",
+            arg=service.numeric_tag,
+            timeout=WAIT_MS,
+        )
+        last = sample_bodies(requests)[-1]
+        assert datetime.fromisoformat(last["start"]) == datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
+        assert datetime.fromisoformat(last["end"]) == datetime(2026, 3, 3, 15, 0, tzinfo=UTC)
+
+        # Text that is not a UTC time is refused, saying how to type it, and nothing is read.
+        sent = len(requests)
+        for typed in ("03/02/2026, 01:30 PM", "2026-02-30 10:00", "2026-03-02 25:00"):
+            page.fill("#start", typed)
+            page.click("#range-form button[type=submit]")
+            assert "YYYY-MM-DD HH:MM" in page.text_content("#status.error")
+        assert len(requests) == sent
+    finally:
+        context.close()
+
+
+def test_page_says_plainly_when_nothing_is_materialised(service, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        open_with_key(page, service.url, service.other_key)
+        assert "Nothing is materialised" in page.text_content("#coverage")
+        assert page.is_hidden("#latest-day")
+    finally:
+        context.close()
+
+
+def hue(colour: str) -> tuple[float, float]:
+    """Hue in degrees and saturation of a CSS `rgb(r, g, b)` or `#rrggbb` colour."""
+    if colour.startswith("#"):
+        rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    else:
+        rgb = [int(part) for part in re.findall(r"\d+", colour)[:3]]
+    h, s, _ = colorsys.rgb_to_hsv(*(c / 255 for c in rgb))
+    return h * 360, s
+
+
+def is_alarming(colour: str) -> bool:
+    """Red to orange, and saturated."""
+    h, s = hue(colour)
+    return (h <= 40 or h >= 340) and s > 0.5
+
+
+def is_reassuring(colour: str) -> bool:
+    """Green to blue, and saturated."""
+    h, s = hue(colour)
+    return 80 <= h <= 250 and s > 0.4
+
+
+def test_fault_states_are_drawn_red_and_running_is_not(service, browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        open_with_key(page, service.url, service.key)
+        page.fill("#start", "2026-03-01 00:00")
+        page.fill("#end", "2026-03-04 00:00")
+        # A tag that changes until the range ends carries nothing forward: no such mark.
+        pick_tag(page, service.numeric_tag)
+        assert not page.evaluate("() => document.getElementById('chart').layout.shapes")
+
+        pick_tag(page, service.string_tag)
+        # The fill each state's bars are painted with, as rendered.
+        fills = page.evaluate(
+            """() => {
+                const chart = document.getElementById('chart');
+                const bars = chart.querySelectorAll('.barlayer .trace');
+                return Object.fromEntries(chart._fullData.map((t, i) =>
+                    [t.name, bars[i].querySelector('.point path').style.fill]));
+            }"""
+        )
+        assert {"FAULT", "RUNNING"} <= set(fills), fills
+        assert is_alarming(fills["FAULT"]) and not is_reassuring(fills["FAULT"])
+        assert is_reassuring(fills["RUNNING"]) and not is_alarming(fills["RUNNING"])
+
+        # Any state of those kinds, by its name alone, whatever else is drawn.
+        colour = "name => stateColour(name)"
+        for name in ("FAULT", "fault", "Alarm", "ERROR", "MOTOR_TRIP", "FAILED", "ALERT"):
+            assert is_alarming(page.evaluate(colour, name)), name
+        for name in ("OK", "RUNNING", "Normal", "on"):
+            assert is_reassuring(page.evaluate(colour, name)), name
+        for name in ("IDLE", "OPEN", "MAINTENANCE", "STANDBY"):
+            shown = page.evaluate(colour, name)
+            assert not is_alarming(shown) and not is_reassuring(shown), name
+        assert page.evaluate(colour, "FAULT") == page.evaluate(colour, "FAULT")
+        palettes = page.evaluate("() => PALETTES")
+        assert all(map(is_alarming, palettes["fault"]))
+        assert all(map(is_reassuring, palettes["good"]))
+        assert not any(is_alarming(c) or is_reassuring(c) for c in palettes["other"])
+    finally:
+        context.close()
+
+
+def carried_marks(page: Page) -> tuple[list[str], list[str]]:
+    """The start of each carried-forward shading drawn, and the notes on the chart."""
+    return page.evaluate(
+        """() => {
+            const layout = document.getElementById('chart').layout;
+            return [(layout.shapes || []).filter(s => s.name === 'carried forward')
+                        .map(s => s.x0),
+                    (layout.annotations || []).map(a => a.text)];
+        }"""
+    )
+
+
+def test_a_value_carried_forward_to_the_range_end_is_marked(odd_names_service, browser):
+    service = odd_names_service
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        open_with_key(page, service.url, service.key)
+        page.fill("#start", START.strftime("%Y-%m-%d %H:%M"))
+        page.fill("#end", END.strftime("%Y-%m-%d %H:%M"))
+
+        # `num` changes last at 03-02 05:00: nothing new after its 15-minute bucket.
+        pick_tag(page, "num")
+        last = odd_rows(len(ODD_STRING_TAGS))[-1]
+        assert last == datetime(2026, 3, 2, 5, tzinfo=UTC)
+        shaded, notes = carried_marks(page)
+        assert [datetime.fromisoformat(x) for x in shaded] == [last + timedelta(minutes=15)]
+        assert notes == [
+            "no new values since 2026-03-02 05:15 UTC: the last value is carried forward"
+        ]
+        assert "no new values since 2026-03-02 05:15 UTC" in page.text_content("#status")
+
+        # `str/state` changes last at 03-01 22:00 (its newest span's raw begin), exactly.
+        pick_tag(page, "str/state")
+        last = odd_rows(0)[-1]
+        shaded, notes = carried_marks(page)
+        assert [datetime.fromisoformat(x) for x in shaded] == [last]
+        assert notes == [
+            "no new values since 2026-03-01 22:00 UTC: the last value is carried forward"
+        ]
+    finally:
+        context.close()
+
+
+def test_coverage_route_answers_the_keys_tenants_days_only(service):
+    with httpx.Client(base_url=service.url) as http:
+        for headers in (
+            {},
+            {"Authorization": "Bearer tf_not_a_key"},
+            # Another tenant's key, claiming this tenant: refused as on every route.
+            {"Authorization": f"Bearer {service.other_key}", "X-Tagflow-Tenant": service.tenant},
+        ):
+            refused = http.get("/v1/coverage", headers=headers)
+            assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
+        answer = http.get("/v1/coverage", headers={"Authorization": f"Bearer {service.key}"})
+        assert answer.status_code == 200
+        assert answer.json() == {"first_day": "2026-03-01", "last_day": "2026-03-03", "days": 3}
+        assert str(service.root) not in answer.text and service.tenant not in answer.text
+        # The other key answers its own tenant, of which nothing is materialised.
+        other = http.get("/v1/coverage", headers={"Authorization": f"Bearer {service.other_key}"})
+        assert other.json() == {"first_day": None, "last_day": None, "days": 0}
