@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tagflow.errors import InvalidTimeRange, TagflowError
@@ -36,9 +41,28 @@ def _progress() -> Progress:
     )
 
 
-def _fail(error: TagflowError) -> None:
-    console.print(f"[red]error:[/red] {error}")
+def _fail(error: TagflowError, what: str = "") -> None:
+    text = f"{what}{': ' if what else ''}{error}"
+    console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+@contextmanager
+def _quiet(verbose: bool) -> Iterator[None]:
+    """Without --verbose the terminal shows tagflow's own lines only while the command runs: no
+    library warnings, no connection retries (Dagster's event log keeps every event and trace)."""
+    if verbose:
+        yield
+        return
+    logger = logging.getLogger("tagflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _settings(**options: str | None) -> Settings:
@@ -59,6 +83,11 @@ SOURCE_URL = typer.Option(
 STORE = typer.Option(
     None, help="Dataset root, a path or URL (default: TAGFLOW_STORE, else .tagflow/store)."
 )
+VERBOSE = typer.Option(
+    False, "--verbose", help="Show Dagster's events and the stack trace of a failure."
+)
+# Ctrl-C's exit status, as a shell reports a command that SIGINT ended.
+INTERRUPTED_EXIT = 130
 
 
 @app.command()
@@ -68,10 +97,11 @@ def materialize(
     end: str = typer.Option(..., help="Day after the last, YYYY-MM-DD (exclusive)."),
     source_url: str | None = SOURCE_URL,
     store: str | None = STORE,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Run every tagflow asset for TENANT on each day of [START, END) through Dagster, one run
     per day."""
-    _in_process(tenant, start, end, source_url, store, days_per_run=1)
+    _in_process(tenant, start, end, source_url, store, 1, verbose, ["tagflow", "materialize"])
 
 
 @app.command()
@@ -128,6 +158,7 @@ def backfill(
     wait: bool = typer.Option(True, help="Wait for a submitted backfill, showing progress."),
     source_url: str | None = SOURCE_URL,
     store: str | None = STORE,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Backfill every asset for TENANT over [START, END) in range runs (each day its own files).
 
@@ -135,10 +166,21 @@ def backfill(
     (`dagster dev` or `dagster-daemon run`) launches its runs: it shows in the UI, and the
     month copies' schedule copies its closed months at its next tick. The daemon's code
     location reads its own TAGFLOW_SOURCE_URL and TAGFLOW_STORE. With --in-process, the closed
-    months of the range are copied here once every day succeeded."""
+    months of the range are copied here once all their days succeeded; a failure prints the
+    commands that run the failed days again, and Ctrl-C stops the whole command (exit 130)."""
     if in_process:
-        _in_process(tenant, start, end, source_url, store, days_per_run, copy=True)
+        command = ["tagflow", "backfill", "--in-process"]
+        if days_per_run != 31:
+            command += ["--days-per-run", str(days_per_run)]
+        _in_process(tenant, start, end, source_url, store, days_per_run, verbose, command, True)
         return
+    with _quiet(verbose):
+        _submit_and_wait(tenant, start, end, wait, source_url, store)
+
+
+def _submit_and_wait(
+    tenant: str, start: str, end: str, wait: bool, source_url: str | None, store: str | None
+) -> None:
     from tagflow.cli.backfills import backfill_daemon_running, backfill_state, submit_backfill
     from tagflow.pipelines.instance import dagster_instance
 
@@ -176,44 +218,126 @@ def _in_process(
     source_url: str | None,
     store: str | None,
     days_per_run: int,
+    verbose: bool,
+    command: list[str],
     copy: bool = False,
 ) -> None:
-    from tagflow.cli.runs import closed_months, copy_months, days_in_range, materialize_days
+    """`materialize` and `backfill --in-process`: the runs with a progress bar, then one line
+    per stretch of days, the counts and the commands that rerun what failed; with `copy`, the
+    closed months all of whose days succeeded are copied for the read API.
+    Exit 0 when every day succeeded, 1 after a failed run, 2 before any run, 130 on Ctrl-C."""
+    with _quiet(verbose):
+        _run_range(tenant, start, end, source_url, store, days_per_run, verbose, command, copy)
+
+
+def _run_range(
+    tenant: str,
+    start: str,
+    end: str,
+    source_url: str | None,
+    store: str | None,
+    days_per_run: int,
+    verbose: bool,
+    command: list[str],
+    copy: bool,
+) -> None:
+    from tagflow.cli.runs import Interrupted, closed_months, days_in_range, materialize_days
+    from tagflow.cli.summary import RangeSummary
     from tagflow.pipelines.instance import dagster_instance
 
+    if store is not None:
+        command = [*command, "--store", store]
+    what = f"{tenant} {start}..{end} (end exclusive)"
+    interrupted = False
     try:
         settings = _settings(source_url=source_url, store=store)
         first, stop = _parse_day(start, "--start"), _parse_day(end, "--end")
         days = days_in_range(first, stop, settings.start_date)
         instance = dagster_instance(settings)
-        with _progress() as progress:
-            task = progress.add_task(f"materialise {tenant}", total=len(days))
+        with _run_progress() as progress:
+            task = progress.add_task(f"materialise {tenant}", total=len(days), failed="")
             runs = materialize_days(
                 tenant,
                 first,
                 stop,
                 instance,
                 settings,
-                on_partition_done=lambda run: progress.advance(task, len(run.days)),
+                on_partition_done=lambda run: _count(progress, task, run),
                 days_per_run=days_per_run,
+                verbose=verbose,
             )
-        months = closed_months(days, datetime.now(UTC).date()) if copy else []
-        if months and all(run.success for run in runs):
-            with _progress() as progress:
-                task = progress.add_task(f"copy months of {tenant}", total=len(months))
-                for run in copy_months(tenant, months, instance, settings):
-                    progress.advance(task)
-                    if not run.success:
-                        runs.append(run)
+    except Interrupted as stopped:
+        runs, interrupted = stopped.runs, True
+    except KeyboardInterrupt:
+        console.print(f"{what}: interrupted by Ctrl-C before any run started", soft_wrap=True)
+        raise typer.Exit(code=INTERRUPTED_EXIT) from None
     except TagflowError as error:
-        _fail(error)
-    failed = [run for run in runs if not run.success]
-    for run in runs:
-        status = "ok" if run.success else "[red]FAILED[/red]"
-        days = run.day.isoformat() if len(run.days) == 1 else f"{run.day}..{run.days[-1]}"
-        console.print(f"{run.tenant} {days}: {status} (run {run.run_id[:8]})")
-    if failed:
+        if verbose:
+            console.print_exception()
+        _fail(error, "" if isinstance(error, InvalidTimeRange) else what)
+    summary = RangeSummary(tenant, days, runs)
+    if verbose:
+        for run in runs:
+            if run.failure is not None and run.failure.trace:
+                console.print(run.failure.trace, highlight=False, markup=False, soft_wrap=True)
+    for line in summary.lines(command, interrupted):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if interrupted:
+        raise typer.Exit(code=INTERRUPTED_EXIT)
+    copied = True
+    if copy:
+        # Months whose days all succeeded are copied even when other months failed.
+        unfinished = {day.replace(day=1) for day in summary.failed + summary.not_started}
+        months = closed_months(summary.done, datetime.now(UTC).date())
+        months = [month for month in months if month not in unfinished]
+        copied = _copy_months(tenant, months, instance, settings, verbose)
+    if summary.failed or summary.not_started or not copied:
         raise typer.Exit(code=1)
+
+
+def _copy_months(
+    tenant: str, months: list[date], instance, settings: Settings, verbose: bool
+) -> bool:
+    """Copy `months` of `tenant` for the read API; whether every copy succeeded."""
+    from tagflow.cli.runs import copy_months
+
+    if not months:
+        return True
+    ok = True
+    with _progress() as progress:
+        task = progress.add_task(f"copy months of {tenant}", total=len(months))
+        for run in copy_months(tenant, months, instance, settings, verbose):
+            progress.advance(task)
+            if run.failure is not None and run.failure.interrupted:
+                console.print(f"{tenant} {run.day:%Y-%m} month copy: interrupted by Ctrl-C")
+                raise typer.Exit(code=INTERRUPTED_EXIT)
+            if not run.success:
+                ok = False
+                reason = run.failure.line() if run.failure else "failed"
+                line = f"{tenant} {run.day:%Y-%m} month copy: FAILED, {reason}"
+                console.print(line, highlight=False, markup=False, soft_wrap=True)
+    return ok
+
+
+def _run_progress() -> Progress:
+    """Days done of the range, and how many failed: a failed day never counts as done."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days done{task.fields[failed]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+
+
+def _count(progress: Progress, task, run) -> None:
+    if run.success:
+        progress.advance(task, len(run.days))
+        return
+    failed = progress.tasks[task].fields.get("failed_days", 0) + len(run.days)
+    progress.update(task, failed=f", [red]{failed} failed[/red]", failed_days=failed)
 
 
 # The synthetic plant's MIN_TAGS (one tag of every kind, including the two the demo shows),
@@ -299,6 +423,15 @@ def _add_store_commands() -> None:
 
 
 _add_store_commands()
+
+
+def _add_annotations_commands() -> None:
+    from tagflow.cli.annotations import annotations_app
+
+    app.add_typer(annotations_app, name="annotations", help="Export span annotations (DESIGN §9).")
+
+
+_add_annotations_commands()
 
 if __name__ == "__main__":
     app()

@@ -6,7 +6,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from dagster._core.storage.tags import (
@@ -17,13 +17,16 @@ from dagster._core.storage.tags import (
 from tagflow.assets.derived_tags import deployment_definitions, derived_plan
 from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key, tenant_month_key
 from tagflow.assets.resources import source_database
+from tagflow.cli.failures import RunFailure, run_failure
 from tagflow.errors import InvalidArgument, InvalidTimeRange
 from tagflow.names import validate_tenant_name
 from tagflow.pipelines.definitions import build_definitions
 from tagflow.settings import Settings
 
-# Runs are recorded in the instance (and the UI); the terminal shows only warnings and worse.
-QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Runs are recorded in the instance (and the UI) with their stack traces; the terminal shows
+# tagflow's own lines only, or Dagster's events too with --verbose.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+VERBOSE_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 # Runs launched here record where they run, so a later command can tell a killed run (its
 # process gone) from one still running.
 HOST_TAG = "tagflow/host"
@@ -40,6 +43,8 @@ class PartitionRun:
     days: tuple[date, ...]
     run_id: str
     success: bool
+    # Why it failed (None when it succeeded).
+    failure: RunFailure | None = None
 
     @property
     def day(self) -> date:
@@ -47,14 +52,32 @@ class PartitionRun:
         return self.days[0]
 
 
+class Interrupted(Exception):
+    """Ctrl-C while in-process runs went on: no further run was started; `runs` are those that
+    ended (the interrupted one last, failed, nothing of it published)."""
+
+    def __init__(self, runs: list[PartitionRun]) -> None:
+        super().__init__("interrupted")
+        self.runs = runs
+
+
 def days_in_range(start: date, end: date, first_day: date) -> list[date]:
-    """The days of [start, end): end is exclusive; none before the first partition day."""
+    """The days of [start, end): end is exclusive; none before the first partition day, none
+    that has not ended yet (UTC)."""
     if not isinstance(start, date) or not isinstance(end, date):
         raise InvalidTimeRange("start and end must be dates (YYYY-MM-DD)")
     if end <= start:
         raise InvalidTimeRange(f"end {end} must be after start {start} (end is exclusive)")
     if start < first_day:
-        raise InvalidTimeRange(f"start {start} is before the first partition day {first_day}")
+        raise InvalidTimeRange(
+            f"{start} is before the partitions' first day, {first_day} (TAGFLOW_START_DATE)"
+        )
+    today = datetime.now(UTC).date()
+    if end > today:
+        raise InvalidTimeRange(
+            f"{max(start, today)} has not ended; the last complete day is "
+            f"{today - timedelta(days=1)}"
+        )
     if (end - start).days > MAX_DAYS:
         raise InvalidTimeRange(f"at most {MAX_DAYS} days per call")
     return [start + timedelta(days=n) for n in range((end - start).days)]
@@ -106,10 +129,15 @@ def materialize_days(
     settings: Settings,
     on_partition_done: Callable[[PartitionRun], None] | None = None,
     days_per_run: int = 1,
+    verbose: bool = False,
 ) -> list[PartitionRun]:
     """Materialise every asset (and run every check) for `tenant` on each day of [start, end),
     in Dagster runs recorded in `instance` of up to `days_per_run` consecutive days each (a
-    range run writes each day's files as it goes and holds one day at a time)."""
+    range run writes each day's files as it goes and holds one day at a time).
+
+    A run that fails for a reason every later day shares (the source unreachable or refusing,
+    schema drift, bad data) ends the series: no further run is started, and the days not run
+    are those of no returned run. Ctrl-C raises Interrupted once the run it fell in ended."""
     validate_tenant_name(tenant)
     days = days_in_range(start, end, settings.start_date)
     if not isinstance(days_per_run, int) or days_per_run < 1:
@@ -124,16 +152,28 @@ def materialize_days(
     reap_orphaned_runs(instance)
     job = definitions.resolve_job_def("all_assets")
     groups = [days[at : at + days_per_run] for at in range(0, len(days), days_per_run)]
-    runs = []
-    for run in _run_each(job, tenant, groups, instance):
-        runs.append(run)
-        if on_partition_done is not None:
-            on_partition_done(run)
+    runs: list[PartitionRun] = []
+    try:
+        for run in _run_each(job, tenant, groups, instance, verbose):
+            runs.append(run)
+            if on_partition_done is not None:
+                on_partition_done(run)
+            if run.failure is not None and run.failure.interrupted:
+                raise Interrupted(runs)
+            if run.failure is not None and run.failure.stops:
+                break
+    except KeyboardInterrupt:
+        # Between two runs: Dagster only catches Ctrl-C while a run executes.
+        raise Interrupted(runs) from None
     return runs
 
 
 def _run_each(
-    job: dg.JobDefinition, tenant: str, groups: list[list[date]], instance: dg.DagsterInstance
+    job: dg.JobDefinition,
+    tenant: str,
+    groups: list[list[date]],
+    instance: dg.DagsterInstance,
+    verbose: bool,
 ) -> Iterator[PartitionRun]:
     for group in groups:
         first, last = (tenant_day_key(tenant, day.isoformat()) for day in (group[0], group[-1]))
@@ -148,11 +188,12 @@ def _run_each(
         result = job.execute_in_process(
             partition_key=partition_key,
             instance=instance,
-            run_config=QUIET_CONSOLE,
+            run_config=VERBOSE_CONSOLE if verbose else QUIET_CONSOLE,
             raise_on_error=False,
             tags=tags,
         )
-        yield PartitionRun(tenant, tuple(group), result.run_id, result.success)
+        failure = None if result.success else run_failure(instance, result.run_id)
+        yield PartitionRun(tenant, tuple(group), result.run_id, result.success, failure)
 
 
 def next_month(month: date) -> date:
@@ -167,7 +208,11 @@ def closed_months(days: list[date], today: date) -> list[date]:
 
 
 def copy_months(
-    tenant: str, months: list[date], instance: dg.DagsterInstance, settings: Settings
+    tenant: str,
+    months: list[date],
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    verbose: bool = False,
 ) -> list[PartitionRun]:
     """Make the read API's month copies of `tenant` for `months` (first days), one Dagster run
     per month, recorded in `instance`."""
@@ -180,9 +225,10 @@ def copy_months(
         result = job.execute_in_process(
             partition_key=tenant_month_key(tenant, month),
             instance=instance,
-            run_config=QUIET_CONSOLE,
+            run_config=VERBOSE_CONSOLE if verbose else QUIET_CONSOLE,
             raise_on_error=False,
             tags=_process_tags(),
         )
-        runs.append(PartitionRun(tenant, (month,), result.run_id, result.success))
+        failure = None if result.success else run_failure(instance, result.run_id)
+        runs.append(PartitionRun(tenant, (month,), result.run_id, result.success, failure))
     return runs

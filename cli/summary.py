@@ -1,0 +1,80 @@
+"""What an in-process `materialize` or `backfill` prints when it ends: one line per stretch of
+days with the same outcome, the counts, and the commands that run again what did not succeed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from tagflow.cli.failures import day_ranges, rerun_commands
+from tagflow.cli.runs import PartitionRun
+
+
+@dataclass(frozen=True)
+class RangeSummary:
+    """The outcome of the runs over `days` of `tenant`: the days of runs that succeeded, of
+    runs that failed, and those no run was started for (after a failure every later day shares,
+    or Ctrl-C)."""
+
+    tenant: str
+    days: list[date]
+    runs: list[PartitionRun]
+
+    @property
+    def done(self) -> list[date]:
+        return [day for run in self.runs if run.success for day in run.days]
+
+    @property
+    def failed(self) -> list[date]:
+        return [day for run in self.runs if not run.success for day in run.days]
+
+    @property
+    def not_started(self) -> list[date]:
+        ran = {day for run in self.runs for day in run.days}
+        return [day for day in self.days if day not in ran]
+
+    def lines(self, command: list[str], interrupted: bool = False) -> list[str]:
+        """The summary: outcomes by stretch of days (with a failed run's id, to find it in the
+        Dagster UI), the counts, and the rerun commands (`command` names the command and the
+        options to repeat)."""
+        lines = []
+        for label, runs in _stretches(self.runs):
+            first, last = runs[0].days[0], runs[-1].days[-1]
+            shown = f"{first}" if first == last else f"{first}..{last}"
+            if label == "ok":
+                lines.append(f"{self.tenant} {shown}: ok")
+            else:
+                ids = ", ".join(run.run_id[:8] for run in runs[:3])
+                lines.append(f"{self.tenant} {shown}: FAILED, {label} (run {ids})")
+        for first, end in day_ranges(self.not_started):
+            last = date.fromordinal(end.toordinal() - 1)
+            shown = f"{first}" if first == last else f"{first}..{last}"
+            why = "interrupted" if interrupted else "after a failure every later day shares"
+            lines.append(f"{self.tenant} {shown}: not started ({why})")
+        counts = [f"{len(self.done)} of {len(self.days)} days done"]
+        if self.failed:
+            counts.append(f"{len(self.failed)} failed")
+        if self.not_started:
+            counts.append(f"{len(self.not_started)} not started")
+        lines.append(", ".join(counts) + ("; interrupted by Ctrl-C" if interrupted else ""))
+        again = rerun_commands(command, self.tenant, self.failed + self.not_started)
+        if again:
+            lines.append("to run them again:")
+            lines.extend(f"  {line}" for line in again)
+        return lines
+
+
+def _stretches(runs: list[PartitionRun]) -> list[tuple[str, list[PartitionRun]]]:
+    """Consecutive runs with the same outcome (ok, or the same failure) and adjoining days."""
+    stretches: list[tuple[str, list[PartitionRun]]] = []
+    for run in runs:
+        label = "ok" if run.success else (run.failure.line() if run.failure else "failed")
+        if (
+            stretches
+            and stretches[-1][0] == label
+            and stretches[-1][1][-1].days[-1].toordinal() + 1 == run.days[0].toordinal()
+        ):
+            stretches[-1][1].append(run)
+        else:
+            stretches.append((label, [run]))
+    return stretches

@@ -1,0 +1,240 @@
+"""An operator's failures, driving the real `tagflow backfill --in-process` and `tagflow
+materialize` (subprocesses of the venv's `tagflow`) against an embedded PostgreSQL of this
+module's own, which a test stops in the middle of a backfill: the exit status, the lines
+printed, the seconds to exit after the outage, the printed rerun command (run once the source is
+back, it completes exactly the days that failed), Ctrl-C, and the one-line refusals of days
+that have not ended or come before the partitions' first day."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from tagflow.demo.synthetic_plant import generate_plant
+from tagflow.io_managers import DatasetStore
+from tagflow.schemas.registry import DATED
+from tagflow.source.embedded import embedded_server_url, stop_embedded_server
+
+TAGFLOW = str(Path(sys.executable).with_name("tagflow"))
+TENANT = "outage"
+FIRST = date(2026, 3, 1)
+DAYS = [FIRST + timedelta(days=n) for n in range(5)]
+END = DAYS[-1] + timedelta(days=1)
+# The day step retries an unreachable source for TAGFLOW_SOURCE_RETRY_BUDGET_S (30 s by
+# default); the rest is the command's own start and the failed run's bookkeeping.
+EXIT_AFTER_OUTAGE_S = 45
+MAX_LINES = 15
+SLOW_S = 240  # a bound that only a hang exceeds, on a loaded machine
+
+
+@pytest.fixture(scope="module")
+def source():
+    """A source with two days of rows (the later days are empty but valid), stopped and
+    started by the tests; running when each test starts."""
+    # Not under pytest's private temp folder: pg_ctl runs as the embedded server's own user,
+    # which must reach the data dir to stop the server as a real outage would.
+    root = Path(tempfile.mkdtemp(prefix="tagflow-outage-"))
+    root.chmod(0o755)
+    data_dir = root / "pg"
+    url = embedded_server_url(data_dir)
+    generate_plant(url, [TENANT], tags=13, days=2, start=FIRST, seed=11, rows_per_tag_day=20)
+    yield data_dir, url
+    stop_embedded_server(data_dir)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def env(source, tmp_path) -> dict[str, str]:
+    data_dir, url = source
+    embedded_server_url(data_dir)  # (re)start it
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("TAGFLOW_")}
+    variables.update(
+        DAGSTER_HOME=str(tmp_path / "dagster"),
+        TAGFLOW_SOURCE_URL=url,
+        TAGFLOW_STORE=str(tmp_path / "store"),
+        COLUMNS="200",
+    )
+    (tmp_path / "dagster").mkdir()
+    return variables
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [TAGFLOW, *args],
+        env=env,
+        cwd=env["DAGSTER_HOME"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def run(args: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
+    done = subprocess.run(
+        [TAGFLOW, *args],
+        env=env,
+        cwd=env["DAGSTER_HOME"],
+        capture_output=True,
+        text=True,
+        timeout=SLOW_S,
+    )
+    return done.returncode, (done.stdout + done.stderr).splitlines()
+
+
+def published(env: dict[str, str]) -> set[date]:
+    """Days whose every dated dataset has its file."""
+    store = DatasetStore(env["TAGFLOW_STORE"])
+    days = [set(store.materialised_days(dataset, TENANT)) for dataset in DATED]
+    return set.intersection(*days)
+
+
+def day_files(env: dict[str, str]) -> list[Path]:
+    return [path for path in Path(env["TAGFLOW_STORE"]).rglob("date=*/*") if path.is_file()]
+
+
+def wait_for_days(process: subprocess.Popen[str], env: dict[str, str], count: int) -> None:
+    deadline = time.monotonic() + SLOW_S
+    while len(published(env)) < count:
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "the backfill made no progress"
+        time.sleep(0.1)
+
+
+def backfill_args(first: date = FIRST, end: date = END) -> list[str]:
+    return ["backfill", "--tenant", TENANT, "--start", str(first), "--end", str(end)] + [
+        "--in-process",
+        "--days-per-run",
+        "1",
+    ]
+
+
+def runs_of(env: dict[str, str]) -> list[dg.DagsterRun]:
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        return instance.get_runs()
+
+
+def rerun_ranges(lines: list[str]) -> list[tuple[list[str], set[date]]]:
+    """The printed rerun commands: their arguments and the days each covers."""
+    commands = []
+    for line in lines:
+        if re.match(r"\s+tagflow backfill ", line):
+            args = shlex.split(line)
+            first = date.fromisoformat(args[args.index("--start") + 1])
+            end = date.fromisoformat(args[args.index("--end") + 1])
+            days = {first + timedelta(days=n) for n in range((end - first).days)}
+            commands.append((args[1:], days))
+    return commands
+
+
+def test_source_stopped_mid_backfill_fails_fast_in_a_few_lines_with_a_rerun_command(
+    source, env
+) -> None:
+    data_dir, _ = source
+    process = start(backfill_args(), env)
+    wait_for_days(process, env, 2)
+    stop_embedded_server(data_dir)
+    stopped = time.monotonic()
+    output, _ = process.communicate(timeout=SLOW_S)
+    exit_after_s = time.monotonic() - stopped
+    lines = output.splitlines()
+    done = published(env)
+    print(f"exit after the outage: {exit_after_s:.1f} s, {len(lines)} lines:\n{output}")
+
+    assert process.returncode == 1
+    assert exit_after_s <= EXIT_AFTER_OUTAGE_S
+    assert len(lines) <= MAX_LINES and "Traceback" not in output
+    assert any(TENANT in line and "FAILED, unreachable" in line for line in lines)
+    # The progress counts: days done are the days published; a failed day is never done.
+    failed = set(DAYS) - done
+    assert f"{len(done)} of {len(DAYS)} days done" in output
+    # Fail fast: one failed run, and no run started after it.
+    runs = runs_of(env)
+    assert len(runs) == len(done) + 1
+    assert sum(run.status == dg.DagsterRunStatus.FAILURE for run in runs) == 1
+    # One command reruns exactly the days that failed or were not started.
+    (args, days), *more = rerun_ranges(lines)
+    assert more == [] and days == failed
+
+    embedded_server_url(data_dir)
+    # The day files (the tenant's tag list, not dated, is written by every run).
+    before = {path: path.stat().st_mtime_ns for path in day_files(env)}
+    code, rerun_lines = run(args, env)
+    assert code == 0, rerun_lines
+    assert published(env) == set(DAYS)
+    assert f"{len(failed)} of {len(failed)} days done" in "\n".join(rerun_lines)
+    # The days that had succeeded were not run again.
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in before.items())
+
+
+def test_ctrl_c_stops_the_whole_backfill_and_says_what_completed(env) -> None:
+    process = start(backfill_args(), env)
+    wait_for_days(process, env, 2)
+    process.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
+    output, _ = process.communicate(timeout=SLOW_S)
+    exit_after_s = time.monotonic() - interrupted
+    print(f"exit after Ctrl-C: {exit_after_s:.1f} s:\n{output}")
+    time.sleep(1)
+    done = published(env)
+
+    assert process.returncode == 130
+    assert "interrupted by Ctrl-C" in output and "Traceback" not in output
+    # What completed: the days of the runs that succeeded, a prefix of the range. Ctrl-C may
+    # fall after the interrupted run published its day's files (in its checks): whole files,
+    # counted not done, and run again by the rerun command.
+    counted = int(re.search(r"(\d+) of 5 days done", output).group(1))
+    assert set(DAYS[:counted]) <= done <= set(DAYS[: counted + 1])
+    # No run after the interrupted one, none left running, nothing staged left behind.
+    runs = runs_of(env)
+    assert counted <= len(runs) <= counted + 1
+    assert all(run.status != dg.DagsterRunStatus.STARTED for run in runs)
+    assert not [path for path in Path(env["TAGFLOW_STORE"]).rglob("*.tmp")]
+    (_, days), *_ = rerun_ranges(output.splitlines())
+    assert days == set(DAYS[counted:])
+
+
+def test_a_day_that_has_not_ended_is_one_line(env) -> None:
+    today = datetime.now(UTC).date()
+    for command in ("materialize", "backfill"):
+        args = [command, "--tenant", TENANT, "--start", str(today - timedelta(days=1))]
+        code, lines = run([*args, "--end", str(today + timedelta(days=1))], env)
+        assert code == 2
+        assert lines == [
+            f"error: {today} has not ended; the last complete day is {today - timedelta(days=1)}"
+        ]
+
+
+def test_a_start_before_the_partitions_first_day_is_one_line(env) -> None:
+    args = ["materialize", "--tenant", TENANT, "--start", "2019-12-31", "--end", "2020-01-02"]
+    code, lines = run(args, {**env, "TAGFLOW_START_DATE": "2020-01-01"})
+    assert code == 2
+    assert lines == [
+        "error: 2019-12-31 is before the partitions' first day, 2020-01-01 (TAGFLOW_START_DATE)"
+    ]
+
+
+def test_a_source_that_refuses_tagflow_is_one_line_without_retries(env) -> None:
+    url = env["TAGFLOW_SOURCE_URL"]
+    missing = re.sub(r"/[^/?]*(\?|$)", r"/no_such_database\1", url, count=1)
+    assert missing != url
+    began = time.monotonic()
+    args = ["materialize", "--tenant", TENANT, "--start", str(FIRST), "--end", str(DAYS[1])]
+    code, lines = run(args, {**env, "TAGFLOW_SOURCE_URL": missing})
+    assert code == 2
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {TENANT} {FIRST}..{DAYS[1]}")
+    assert "database named in the URL does not exist" in lines[0]
+    assert "attempt" not in lines[0]  # refused at the first answer, not retried
+    assert time.monotonic() - began < SLOW_S
