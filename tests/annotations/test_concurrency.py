@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 from tagflow.annotations import AnnotationStore
 from tagflow.annotations.state_database import create_state_engine
@@ -16,13 +17,19 @@ from tests.annotations.conftest import computed_span
 SPAN = 424242
 
 
-def race(url: str, tenant: str, writer: str, updates: int) -> list[tuple[int, str]]:
-    """Make `updates` changes to SPAN as `writer` on an engine of its own, starting again from
-    the current record after every Conflict; the (revision, note) of each acknowledged one."""
+def race(
+    url: str, tenant: str, writer: str, updates: int, start: Any = None
+) -> tuple[list[tuple[int, str]], int]:
+    """Make `updates` changes to SPAN as `writer` on an engine of its own (after `start`, a
+    barrier, is passed), starting again from the current record after every Conflict; the
+    (revision, note) of each acknowledged change, and how many were refused as stale."""
     engine = create_state_engine(url)
     store = AnnotationStore(engine)
-    acknowledged = []
+    store.get(tenant, SPAN)  # connected and migrated before the race starts
+    acknowledged, refused = [], 0
     revision = 0
+    if start is not None:
+        start.wait()
     try:
         for number in range(updates):
             note = f"{writer}-{number}"
@@ -38,12 +45,13 @@ def race(url: str, tenant: str, writer: str, updates: int) -> list[tuple[int, st
                     )
                     break
                 except Conflict as stale:
+                    refused += 1
                     revision = stale.current.revision
             acknowledged.append((record.revision, note))
             revision = record.revision
     finally:
         engine.dispose()
-    return acknowledged
+    return acknowledged, refused
 
 
 def _check_no_lost_update(store: AnnotationStore, tenant: str, acknowledged) -> None:
@@ -58,13 +66,12 @@ def _check_no_lost_update(store: AnnotationStore, tenant: str, acknowledged) -> 
 
 def test_racing_threads_on_one_span_lose_no_update(state_url, store, tenant):
     store.migrate()
-    results: dict[str, list] = {}
+    results: dict[str, tuple[list, int]] = {}
     writers = [f"w{i}" for i in range(6)]
     start = threading.Barrier(len(writers))
 
     def run(writer: str) -> None:
-        start.wait()
-        results[writer] = race(state_url, tenant, writer, 15)
+        results[writer] = race(state_url, tenant, writer, 15, start)
 
     threads = [threading.Thread(target=run, args=(w,)) for w in writers]
     for thread in threads:
@@ -72,16 +79,20 @@ def test_racing_threads_on_one_span_lose_no_update(state_url, store, tenant):
     for thread in threads:
         thread.join(timeout=120)
     assert set(results) == set(writers)
-    acknowledged = [item for writer in writers for item in results[writer]]
+    acknowledged = [item for writer in writers for item in results[writer][0]]
     assert len(acknowledged) == 6 * 15
+    assert sum(refused for _, refused in results.values()) > 0  # they did race
     _check_no_lost_update(store, tenant, acknowledged)
 
 
 def test_two_processes_on_one_state_database_lose_no_update(state_url, store, tenant):
     store.migrate()
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(2, mp_context=spawn) as servers:
-        runs = [servers.submit(race, state_url, tenant, f"server{i}", 40) for i in range(2)]
-        acknowledged = [item for run in runs for item in run.result(timeout=180)]
+    with spawn.Manager() as manager, ProcessPoolExecutor(2, mp_context=spawn) as servers:
+        start = manager.Barrier(2)
+        runs = [servers.submit(race, state_url, tenant, f"server{i}", 40, start) for i in range(2)]
+        results = [run.result(timeout=180) for run in runs]
+    acknowledged = [item for changes, _ in results for item in changes]
     assert len(acknowledged) == 80
+    assert sum(refused for _, refused in results) > 0  # they did race
     _check_no_lost_update(store, tenant, acknowledged)
