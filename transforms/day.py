@@ -1,6 +1,7 @@
 """The day's compute chain, in one place: raw source rows and the raw carry-in → transitions and
 carry-in (duplicates resolved) → spans → samples at the finest width → each coarser width rolled
-up from the one before (the widths of the dataset registry).
+up from the one before (the widths of the dataset registry; numeric tags whose finer averages
+cancel are computed from the step function instead).
 
 The assets run it on each chunk of whole tags of a day, the read API's source fallback on the
 tags a read asks for, the benchmarks on a generated day. Every semantic is per tag, so a day
@@ -19,6 +20,7 @@ from datetime import datetime
 import pyarrow as pa
 
 from tagflow.schemas.registry import WIDTHS, samples_name
+from tagflow.transforms.coarse_samples import coarse_numeric_samples
 from tagflow.transforms.rollup import rollup
 from tagflow.transforms.samples import samples
 from tagflow.transforms.spans import spans_for_day
@@ -64,9 +66,17 @@ def derive(
     finer = finest
     for width_name in coarser:
         with _stage(seconds, f"rollup_{width_name}"):
-            for string in (False, True):
-                finer_table = tables[samples_name(finer, string)]
-                tables[samples_name(width_name, string)] = rollup(finer_table, WIDTHS[width_name])
+            tables[samples_name(width_name, False)] = coarse_numeric_samples(
+                tables[samples_name(finer, False)],
+                WIDTHS[width_name],
+                transitions,
+                carry_in,
+                order,
+                day_start,
+                day_end,
+            )
+            finer_strings = tables[samples_name(finer, True)]
+            tables[samples_name(width_name, True)] = rollup(finer_strings, WIDTHS[width_name])
         finer = width_name
     return tables
 

@@ -245,6 +245,49 @@ def test_largest_values_cancelling_inside_a_minute_leave_the_small_one():
     assert (minutes[1]["first"], minutes[1]["last"]) == (MAX, 1e-300)
 
 
+def test_averages_cancelling_across_minutes_keep_the_hour_exact():
+    # 00:00-00:01: +1e308 for 30 s, then 1.0; 00:01-00:02: -1e308 for 30 s, then 1.0; a gap
+    # after. The minutes round to +5e307 and -5e307 (the 0.5 each is far below their last
+    # place), so their roll-up is 0; the step function's mean over the 120 covered seconds is
+    # 1.0 · 60 s / 120 s = 0.5, which the hour and the day must give.
+    second = 1_000_000
+    rows = [
+        (1, D0, 1e308, False),
+        (1, D0 + 30 * second, 1.0, False),
+        (1, D0 + MINUTE, -1e308, False),
+        (1, D0 + MINUTE + 30 * second, 1.0, False),
+        (1, D0 + 2 * MINUTE, math.nan, False),
+        (2, D0, 7.0, False),  # a plain tag beside it keeps its roll-up
+    ]
+    tables = day_tables(rows, [Tag(1, "cancelling"), Tag(2, "plain")])
+    assert [r["twa"] for r in tables["samples_1m"][:2]] == [1e308 / 2, -1e308 / 2]
+    for width in ("samples_1h", "samples_1d"):
+        cancelling, plain = tables[width][0], tables[width][-1]
+        assert (cancelling["twa"], cancelling["covered_s"]) == (0.5, 120.0)
+        assert (cancelling["min"], cancelling["max"], cancelling["count"]) == (-1e308, 1e308, 5)
+        assert (plain["tag_name"], plain["twa"]) == ("plain", 7.0)
+
+
+@settings(SETTINGS, max_examples=100)
+@given(extreme_histories())
+def test_materialised_widths_of_extreme_values_equal_the_exact_mean(history):
+    rows, tags = history
+    reference = Reference(rows, tags, TENANT)
+    tables = day_tables(rows, tags)
+    for name, width in (("samples_1m", MINUTE), ("samples_1h", HOUR), ("samples_1d", DAY)):
+        expected, _ = reference.samples(*WINDOW, width, 0)
+        assert len(tables[name]) == len(expected)
+        for got, want in zip(tables[name], expected, strict=True):
+            assert (got["covered_s"], got["min"], got["max"]) == (
+                want["covered_s"],
+                want["min"],
+                want["max"],
+            )
+            if want["twa"] is not None:
+                exact = exact_twa(reference, got, width, 0)
+                assert close_to_exact(got["twa"], exact), (name, got)
+
+
 def test_subnormal_values_keep_their_mean_and_extremes():
     # 2 steps of the smallest subnormal for 45 min, 6 steps for 15 min: mean 3 steps exactly.
     rows = [(1, D0, 2 * SMALLEST, False), (1, D0 + 45 * MINUTE, 6 * SMALLEST, False)]
