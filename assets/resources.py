@@ -1,5 +1,5 @@
 """The Dagster resources the assets use, built from the deployment's settings: the source
-database and the dataset IO manager."""
+database, the state database (span annotations) and the dataset IO manager."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import dagster as dg
 import psycopg
 import pyarrow as pa
 
+from tagflow.annotations import AnnotationStore, state_url
+from tagflow.errors import StateUnavailable
 from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.names import validate_tenant_name
-from tagflow.settings import Settings
+from tagflow.settings import EMBEDDED_SOURCE, Settings
 from tagflow.source import extract, fingerprints, tenants
 from tagflow.source.embedded import resolve_source_url
 from tagflow.source.engines import source_session
@@ -86,6 +88,43 @@ class SourceDatabase(dg.ConfigurableResource):
             return extract.read_carry_in(conn, tenant, day_start)
 
 
+NO_STATE = "no state database is configured (set TAGFLOW_STATE_URL)"
+
+
+class StateDatabase(dg.ConfigurableResource):
+    """tagflow's own database of span annotations (DESIGN §9): a URL, `embedded` for the demo's
+    server, or None where the deployment has none (then nobody can annotate, and the
+    annotation assets and checks say so)."""
+
+    url: str | None = None
+    # The source's URL, so that a state URL naming the source database is refused.
+    source_url: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.url is not None
+
+    def store(self) -> AnnotationStore:
+        """The annotation store (one pooled engine per URL); StateUnavailable if none is set."""
+        if self.url is None:
+            raise StateUnavailable(NO_STATE)
+        return AnnotationStore.at(state_url(self.url, source_url=self.source_url))
+
+
+def state_setting(settings: Settings) -> str | None:
+    """The state database a deployment uses: TAGFLOW_STATE_URL, else the demo's embedded one when
+    the source is the demo's, else none: a production code location never starts a database
+    itself."""
+    if settings.state_url is not None:
+        return settings.state_url
+    return EMBEDDED_SOURCE if settings.source_url == EMBEDDED_SOURCE else None
+
+
+def state_database(settings: Settings) -> StateDatabase:
+    """The state database as a plain object, for commands that use it outside a run."""
+    return StateDatabase(url=state_setting(settings), source_url=settings.source_url)
+
+
 def _secret(settings: Settings, name: str) -> str | dg.EnvVar | None:
     """A secret setting as Dagster should hold it: by its variable's name when it came from the
     environment, so the UI's resource page shows the name, never the value."""
@@ -116,4 +155,8 @@ def resources(settings: Settings) -> dict[str, dg.ConfigurableResource | dg.IOMa
         retry_budget_s=settings.source_retry_budget_s,
     )
     datasets = ParquetDatasetIOManager(root=settings.store, temp_max_age_s=settings.temp_max_age_s)
-    return {"source": source, "datasets": datasets}
+    state = StateDatabase(
+        url=_secret(settings, "state_url") or state_setting(settings),
+        source_url=_secret(settings, "source_url"),
+    )
+    return {"source": source, "datasets": datasets, "state": state}

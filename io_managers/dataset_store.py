@@ -277,7 +277,7 @@ class DatasetStore:
             raise _missing(dataset, tenant, day) from None
         except UNREADABLE as error:
             raise corrupt_partition(dataset, tenant, day, error) from None
-        schema = DATASETS[dataset].schema
+        schema = registered(dataset).schema
         # conform: a tags file written before the derived-tag columns reads as source tags.
         return conform(table, schema)
 

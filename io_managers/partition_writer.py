@@ -173,6 +173,11 @@ class PartitionWriter:
         table = conform(pa.table(table), schema)
         if not table.num_rows:
             return
+        if "tag_id" not in schema.names:
+            # No tags (the annotation exports): no tag directory, plain row groups.
+            self._writer.write_table(table, row_group_size=self._group_rows)
+            self.rows += table.num_rows
+            return
         tag_ids = table.column("tag_id").to_numpy()
         self._runs.add(tag_ids)
         start = 0

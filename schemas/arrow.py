@@ -132,6 +132,45 @@ SAMPLES_STR = pa.schema(
 )
 
 
+# The analysts' export of span annotations (DESIGN §9): one row per annotated span, `id` joins
+# `spans.id` (a person's span has an id of its own). Labels are a map, which DuckDB filters
+# (`labels['kind']`) and unnests without parsing; bounds are the corrections (null keeps the
+# computed bound), computed_begin_at / computed_end_at the computed span when last written.
+SPAN_ANNOTATIONS = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("origin", pa.string()),
+        ("tag_name", pa.string()),
+        ("labels", pa.map_(pa.string(), pa.string())),
+        ("note", pa.string()),
+        ("begin_at", TS),
+        ("end_at", TS),
+        ("hidden", pa.bool_()),
+        ("revision", pa.int64()),
+        ("updated_at", TS),
+        ("updated_by", pa.string()),
+        ("computed_begin_at", TS),
+        ("computed_end_at", TS),
+        ("moved_to", pa.int64()),
+    ]
+)
+
+# Every change of the annotations, in the order made (`seq`, which only grows): `before` and
+# `after` are the changed content as JSON text (labels, note, bounds, hidden, moved_to; DuckDB
+# reads them with `->>`), `before` null for the change that created the record.
+SPAN_ANNOTATION_HISTORY = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("id", pa.int64()),
+        ("revision", pa.int64()),
+        ("before", pa.string()),
+        ("after", pa.string()),
+        ("changed_by", pa.string()),
+        ("changed_at", TS),
+    ]
+)
+
+
 # Columns added to a dataset after files of it were written: those files lack them.
 ADDED_LATER = frozenset({"derived", "expression", "description", "input_deaths"})
 

@@ -236,6 +236,9 @@ def rules_for(dataset: Dataset, day_start: datetime, day_end: datetime) -> Rules
             return _samples_str_rules(day_start, day_end, _width(dataset))
         case Kind.SAMPLES:
             return _samples_rules(day_start, day_end, _width(dataset))
+        case Kind.ANNOTATIONS | Kind.ANNOTATION_HISTORY:
+            # Copies of the state database, whose constraints hold their rows; no day audit.
+            raise TagflowError(f"{dataset.name} is an export, not audited by day")
 
 
 def _width(dataset: Dataset) -> timedelta:

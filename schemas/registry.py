@@ -1,7 +1,8 @@
 """The dataset registry: every dataset tagflow writes, with the facts each layer needs about it
 (Arrow schema, sort keys, the column a time range is reported on, whether it is partitioned by
 day, its bucket width, what its rows mean). Every other table of datasets derives from it, so
-adding a sample width is one entry in WIDTHS.
+adding a sample width is one entry in WIDTHS. DATASETS are the day step's; ANNOTATION_DATASETS
+the export of the state database's span annotations (DESIGN §9), written by tenant alone.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from tagflow.schemas.arrow import (
     CARRY_IN,
     SAMPLES,
     SAMPLES_STR,
+    SPAN_ANNOTATION_HISTORY,
+    SPAN_ANNOTATIONS,
     SPANS,
     TAGS_DATASET,
     TRANSITIONS,
@@ -32,6 +35,8 @@ class Kind(StrEnum):
     SPANS = "spans"
     SAMPLES = "samples"
     SAMPLES_STR = "samples_str"
+    ANNOTATIONS = "annotations"
+    ANNOTATION_HISTORY = "annotation_history"
 
 
 @dataclass(frozen=True)
@@ -145,10 +150,39 @@ _ALL = [
 DATASETS: dict[str, Dataset] = {dataset.name: dataset for dataset in _ALL}
 DATED: tuple[str, ...] = tuple(name for name, dataset in DATASETS.items() if dataset.dated)
 
+# Not computed from the source: copies of what people wrote (tagflow.annotations), one file per
+# tenant, replaced whole by each export.
+ANNOTATION_DATASETS: dict[str, Dataset] = {
+    "span_annotations": Dataset(
+        name="span_annotations",
+        kind=Kind.ANNOTATIONS,
+        schema=SPAN_ANNOTATIONS,
+        sort_keys=("id",),
+        time_column="updated_at",
+        dated=False,
+        description="What people wrote on spans (DESIGN §9), one row per annotated span as it "
+        "is now: labels, note, corrected bounds (null keeps the computed bound), hidden, "
+        "revision, who changed it last and when. `id` joins `spans.id`; origin `user` marks a "
+        "span a person added; computed_begin_at / computed_end_at keep where a computed span "
+        "was, so a detached annotation (its id no longer computed) still says it.",
+    ),
+    "span_annotation_history": Dataset(
+        name="span_annotation_history",
+        kind=Kind.ANNOTATION_HISTORY,
+        schema=SPAN_ANNOTATION_HISTORY,
+        sort_keys=("seq",),
+        time_column="changed_at",
+        dated=False,
+        description="Every change ever made to the span annotations, in the order made (`seq`): "
+        "the span id, the revision it made, the content before and after (JSON), who and when. "
+        "Nothing is deleted: hiding a span is a change.",
+    ),
+}
+
 
 def dataset(name: str) -> Dataset:
     """The registry entry of `name`; a TagflowError for names that are not datasets."""
     try:
-        return DATASETS[name]
+        return DATASETS.get(name) or ANNOTATION_DATASETS[name]
     except (KeyError, TypeError):
         raise TagflowError(f"unknown dataset {str(name)[:40]!r}") from None
