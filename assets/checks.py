@@ -3,18 +3,26 @@ very file that passed its pandera audit when it was written. A partition is publ
 every chunk of it passed (write–audit–publish), and its materialisation records the row count
 and content hash written; the check reads the file's footer and hashes its content against that
 record, so a truncated, corrupted or replaced file fails, also when the check is run again later
-on its own."""
+on its own.
+
+Beside them, a non-blocking check of `spans` warns of detached annotations (DESIGN §9): those
+of computed spans that began on the day but that the day's published spans no longer hold."""
 
 import warnings
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import dagster as dg
 
+from tagflow.annotations.detached import detached_span_ids
 from tagflow.assets.partitions import TenantDays, tenant_day_key
-from tagflow.io_managers import ParquetDatasetIOManager
+from tagflow.assets.resources import NO_STATE, StateDatabase
+from tagflow.errors import TagflowError
+from tagflow.io_managers import DatasetStore, ParquetDatasetIOManager
 from tagflow.io_managers.parquet_io_manager import ROWS_KEY, SHA256_KEY
 from tagflow.schemas.registry import DATASETS
+from tagflow.time_range import day_bounds
 
 CHECK_NAME = "pandera_audit"
 DESCRIPTION = (
@@ -144,3 +152,98 @@ def _published_files_check(partitions: TenantDays) -> dg.AssetChecksDefinition:
                 )
 
     return published_files_check
+
+
+ATTACHED_CHECK = "annotations_attached"
+ATTACHED_DESCRIPTION = (
+    "Every annotation of a computed span that began on the day is still on one of the day's "
+    "spans. A warning lists the detached ones (late data or a rerun changed the run, so its id "
+    "is no longer computed): they are kept, and a person may move them to another span or keep "
+    "them as spans of their own. Never fails the run; a state database that is down is a "
+    "warning too."
+)
+# Ids listed in a warning's metadata; the count says how many there are.
+_LISTED_IDS = 1000
+
+
+def annotations_check(partitions: TenantDays) -> dg.AssetChecksDefinition:
+    """The detached-annotations check of `spans`, per tenant-day, after the day step."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks, as above
+        return _annotations_attached_check(partitions)
+
+
+def _annotations_attached_check(partitions: TenantDays) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset="spans",
+        name=ATTACHED_CHECK,
+        description=ATTACHED_DESCRIPTION,
+        blocking=False,
+        partitions_def=partitions.definition,
+    )
+    def annotations_attached(
+        context: dg.AssetCheckExecutionContext,
+        state: StateDatabase,
+        datasets: dg.ResourceParam[ParquetDatasetIOManager],
+    ) -> dg.AssetCheckResult:
+        days = partitions.run_days(context)
+        store = datasets.store()
+        results = [_attached(state, store, tenant, day) for tenant, day in days]
+        if len(days) == 1:
+            return results[0]
+        for (tenant, day), result in zip(days, results, strict=True):
+            # A range run: each day's evaluation is its own partition's (as published_files).
+            context.op_execution_context.log_event(
+                dg.AssetCheckEvaluation(  # type: ignore[arg-type]  # see published_files
+                    asset_key=dg.AssetKey("spans"),
+                    check_name=ATTACHED_CHECK,
+                    passed=result.passed,
+                    metadata=result.metadata,
+                    severity=result.severity,
+                    partition=str(tenant_day_key(tenant, day.isoformat())),
+                )
+            )
+        warned = [
+            f"{t} {d.isoformat()}" for (t, d), r in zip(days, results, strict=True) if not r.passed
+        ]
+        return dg.AssetCheckResult(
+            passed=not warned,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"days": len(days), "warned_days": ", ".join(warned) or "none"},
+        )
+
+    return annotations_attached
+
+
+def _attached(
+    state: StateDatabase, store: DatasetStore, tenant: str, day: date
+) -> dg.AssetCheckResult:
+    """One tenant-day's evaluation: passed, or a warning with the detached ids or the reason
+    the annotations could not be checked."""
+    if not state.configured:
+        # Without a state database nobody can annotate: nothing can be detached.
+        return dg.AssetCheckResult(passed=True, metadata={"verdict": f"not checked: {NO_STATE}"})
+    day_start, day_end = day_bounds(day)
+    try:
+        computed = store.read_tag_rows("spans", tenant, day, columns=["id"]).column("id")
+        detached = detached_span_ids(state.store(), tenant, day_start, day_end, computed)
+    except TagflowError as error:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"verdict": f"annotations could not be checked: {error}"},
+        )
+    if not detached:
+        return dg.AssetCheckResult(
+            passed=True, metadata={"verdict": "every annotation of the day's spans is attached"}
+        )
+    return dg.AssetCheckResult(
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "verdict": f"{len(detached)} annotation(s) detached: their spans are no longer "
+            "computed; they are kept (move each to another span, or keep it as a person's span)",
+            "detached": len(detached),
+            "detached_ids": dg.MetadataValue.json(detached[:_LISTED_IDS]),
+        },
+    )

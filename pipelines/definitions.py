@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from tagflow.assets.checks import schema_checks
+from tagflow.assets.annotations import annotation_assets
+from tagflow.assets.checks import annotations_check, schema_checks
 from tagflow.assets.compaction import compaction_assets
 from tagflow.assets.day import day_assets
 from tagflow.assets.derived_tags import deployment_definitions
@@ -20,7 +21,12 @@ from tagflow.pipelines.schedules import (
     build_month_copies_schedule,
     month_copies_job,
 )
-from tagflow.pipelines.sensors import build_late_data_sensor, build_tenant_discovery_sensor
+from tagflow.pipelines.sensors import (
+    annotations_job,
+    build_annotations_sensor,
+    build_late_data_sensor,
+    build_tenant_discovery_sensor,
+)
 from tagflow.settings import EMBEDDED_SOURCE, Settings
 
 NO_SOURCE = (
@@ -37,13 +43,18 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     # Loaded once, now: a broken derived tags file stops the code location with its error.
     derived = deployment_definitions(settings)
     return dg.Definitions(
-        assets=[day_assets(partitions, derived), compaction_assets(TenantMonths.of(settings))],
-        asset_checks=[schema_checks(partitions)],
-        jobs=[all_assets_job, month_copies_job],
+        assets=[
+            day_assets(partitions, derived),
+            compaction_assets(TenantMonths.of(settings)),
+            annotation_assets(),
+        ],
+        asset_checks=[schema_checks(partitions), annotations_check(partitions)],
+        jobs=[all_assets_job, month_copies_job, annotations_job],
         schedules=[build_daily_schedule(settings), build_month_copies_schedule(settings)],
         sensors=[
             build_tenant_discovery_sensor(settings),
             build_late_data_sensor(settings, derived=derived),
+            build_annotations_sensor(),
         ],
         executor=launched_run_executor(settings),
         resources=resources(settings),

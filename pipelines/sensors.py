@@ -1,8 +1,9 @@
 """Tenant discovery: a sensor that registers tenants found in the source as dynamic partitions,
 backfills each new tenant's past days a bounded slice per tick, and reports (never deletes)
 tenants that have left the source. Late data: a sensor that reruns the recent tenant-days whose
-source changed. In both, one tenant's error is logged and reported for it, and the tick carries
-on for the others."""
+source changed. Annotations: a sensor that exports a tenant's span annotations again when
+their history grew. In each, one tenant's error is logged and reported for it, and the tick
+carries on for the others."""
 
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -12,12 +13,15 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import psycopg
 
+from tagflow.assets.annotations import GROUP as ANNOTATIONS_GROUP
 from tagflow.assets.derived_tags import deployment_definitions
 from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key, tenants
-from tagflow.assets.resources import SourceDatabase
+from tagflow.assets.resources import NO_STATE, SourceDatabase, StateDatabase
+from tagflow.errors import TagflowError
 from tagflow.pipelines.schedules import (
     TENANT_ERRORS,
     TRIGGER_TAG,
+    addressable_tenants,
     all_assets_job,
     describe_tenant_error,
     previous_utc_day,
@@ -365,3 +369,89 @@ def build_late_data_sensor(
         return dg.SkipReason("every recent tenant-day matches its source fingerprint")
 
     return late_data
+
+
+ANNOTATIONS_INTERVAL_SECONDS = 60
+
+# Both annotation datasets of one tenant.
+annotations_job = dg.define_asset_job(
+    "annotation_exports",
+    selection=dg.AssetSelection.groups(ANNOTATIONS_GROUP),
+    description="The span annotations and their history of one tenant, as Parquet.",
+)
+
+
+def marks_from_cursor(cursor: str | None) -> dict[str, int]:
+    """The annotations sensor's cursor: per tenant, the high-water mark last exported."""
+    return {tenant: int(mark) for tenant, mark in json.loads(cursor or "{}").items()}
+
+
+def moved_marks(marks: Mapping[str, int], exported: Mapping[str, int]) -> dict[str, int]:
+    """The tenants (with their mark now) whose mark differs from the one last exported; a
+    tenant never exported counts as exported at 0 (no change yet: nothing to export)."""
+    return {t: mark for t, mark in sorted(marks.items()) if mark != exported.get(t, 0)}
+
+
+def build_annotations_sensor() -> dg.SensorDefinition:
+    """The sensor that keeps each tenant's annotation datasets fresh."""
+
+    @dg.sensor(
+        name="span_annotations_changed",
+        job=annotations_job,
+        minimum_interval_seconds=ANNOTATIONS_INTERVAL_SECONDS,
+        description=(
+            "Reads, for every registered tenant, the high-water mark of its span annotations' "
+            "history in the state database and exports the tenant's span_annotations and "
+            "span_annotation_history again when the mark moved since the last export it "
+            "requested (one run per new mark). A tenant that cannot be read is reported (log, "
+            "skip reason) and read again on the next tick; the others carry on. Without a "
+            "state database (TAGFLOW_STATE_URL) it skips."
+        ),
+    )
+    def span_annotations_changed(
+        context: dg.SensorEvaluationContext, state: StateDatabase
+    ) -> dg.SensorResult:
+        if not state.configured:
+            return dg.SensorResult(skip_reason=NO_STATE)
+        exported = marks_from_cursor(context.cursor)
+        registered = context.instance.get_dynamic_partitions(TENANT_DIMENSION)
+        valid, failed = addressable_tenants(registered)
+        marks: dict[str, int] = {}
+        try:
+            annotations = state.store()
+            # One probe first: a database that is down fails every tenant alike, and each
+            # tenant would wait for its own connect timeout.
+            annotations.high_water_mark()
+        except TagflowError as error:
+            return dg.SensorResult(
+                skip_reason=f"the state database could not be read ({describe_tenant_error(error)})"
+            )
+        for tenant in valid:
+            try:
+                marks[tenant] = annotations.high_water_mark(tenant)
+            except TENANT_ERRORS as error:
+                failed[tenant] = describe_tenant_error(error)
+        for tenant in sorted(failed):
+            context.log.warning(
+                f"tenant {tenant!r} is skipped this tick: reading its annotations' high-water "
+                f"mark failed ({failed[tenant]}); it is read again on the next tick"
+            )
+        moved = moved_marks(marks, exported)
+        requests = [
+            dg.RunRequest(
+                # One run per new mark, however often the sensor ticks.
+                run_key=f"{tenant}|annotations|{mark}",
+                partition_key=tenant,
+                tags={TRIGGER_TAG: "annotations"},
+            )
+            for tenant, mark in moved.items()
+        ]
+        skip = None
+        if not requests:
+            skip = "no tenant's annotations changed since their last export"
+            if failed:
+                skip += f"; {summarise_failures(failed)}"
+        cursor = json.dumps({**exported, **moved}, sort_keys=True)
+        return dg.SensorResult(run_requests=requests, cursor=cursor, skip_reason=skip)
+
+    return span_annotations_changed

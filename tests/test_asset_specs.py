@@ -14,6 +14,8 @@ from tagflow.settings import Settings
 
 
 def _partitions(definition: dg.PartitionsDefinition | None) -> str | None:
+    if isinstance(definition, dg.DynamicPartitionsDefinition):
+        return f"{definition.name}: DynamicPartitionsDefinition"
     return (
         None
         if definition is None

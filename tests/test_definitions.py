@@ -33,14 +33,17 @@ def asset_graph():
 
 
 COPIED = DATASETS - {"tags", "carry_in"}
+ANNOTATIONS = {"span_annotations", "span_annotation_history"}
 
 
 def test_every_dataset_is_an_asset_partitioned_by_tenant_and_day():
     graph = asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == DATASETS | {f"month_copies/{name}" for name in COPIED}
+    assert keys == DATASETS | {f"month_copies/{name}" for name in COPIED} | ANNOTATIONS
     for name in DATASETS:
         assert graph.get(dg.AssetKey(name)).partitions_def == tenant_days
+    for name in ANNOTATIONS:
+        assert graph.get(dg.AssetKey(name)).partitions_def.name == "tenant"
 
 
 def test_month_copies_are_partitioned_by_tenant_and_month_over_their_days():
@@ -66,11 +69,12 @@ def test_month_copies_are_partitioned_by_tenant_and_month_over_their_days():
 
 def test_every_dataset_has_a_blocking_schema_check():
     graph = asset_graph()
-    checks = {key.asset_key.to_user_string(): key for key in graph.asset_check_keys}
-    assert set(checks) == DATASETS
-    for key in checks.values():
-        assert key.name == "pandera_audit"
-        assert graph.get_check_spec(key).blocking
+    checks = {(key.asset_key.to_user_string(), key.name): key for key in graph.asset_check_keys}
+    attached = ("spans", "annotations_attached")
+    assert set(checks) == {(name, "pandera_audit") for name in DATASETS} | {attached}
+    for name_and_check, key in checks.items():
+        # Detached annotations warn; they never hold back the day's datasets.
+        assert graph.get_check_spec(key).blocking == (name_and_check != attached)
 
 
 def test_the_jobs_resolve_with_resources():
@@ -85,7 +89,7 @@ def test_daily_schedule_and_tenant_sensor_target_the_all_assets_job():
     sensors = {s.name: s for s in defs.sensors}
     assert set(schedules) == {"daily_tenant_days", "month_copies_schedule"}
     assert schedules["month_copies_schedule"].job_name == "month_copies"
-    assert set(sensors) == {"tenant_discovery", "late_data"}
+    assert set(sensors) == {"tenant_discovery", "late_data", "span_annotations_changed"}
     assert schedules["daily_tenant_days"].job_name == "all_assets"
     assert schedules["daily_tenant_days"].execution_timezone == "UTC"
     assert sensors["tenant_discovery"].job_name == "all_assets"
