@@ -31,8 +31,11 @@ AGGREGATES = {
     "last": "last",
     "count": "count",
 }
+# The aggregates a string tag has no value for.
+NUMERIC_ONLY = frozenset({"average", "min", "max"})
 BUCKET_FUNCTIONS = ("locf",)
-# Guards against answers too large to build; checked before any data is read.
+# Buckets of one answer, a guard against answers too large to build (cells are the engine's
+# AnswerLimits); checked before any data is read.
 MAX_BUCKETS = 1_000_000
 # The longest spans path a client sends as GET; a longer one (a long tag name, which
 # percent-encoding can triple) goes as POST /v1/spans with the name in the JSON body, which the
@@ -209,12 +212,7 @@ class BucketQuery(Query):
         if not isinstance(width, timedelta) or width <= timedelta(0) or width % ONE_US:
             raise InvalidTimeRange("bucket width must be a positive whole number of microseconds")
         if self.time_range is not None:
-            buckets = -(-(self.time_range.end - self.time_range.start) // width) + 1
-            if buckets > MAX_BUCKETS:
-                raise InvalidTimeRange(
-                    f"about {buckets} buckets is too large an answer (at most {MAX_BUCKETS}); "
-                    "use a wider bucket_width or a shorter range"
-                )
+            self.require_buckets_within(self.time_range)
         function = self.bucket_function
         if not isinstance(function, str) or function not in BUCKET_FUNCTIONS:
             raise InvalidArgument(
@@ -229,6 +227,16 @@ class BucketQuery(Query):
             )
         if self.sampling == Sampling.DERIVATIVE and aggregate == "count":
             raise InvalidArgument("derivative needs a value aggregate, not 'count'")
+
+    def require_buckets_within(self, time_range: TimeRange) -> None:
+        """InvalidTimeRange if `time_range` holds more than MAX_BUCKETS buckets (checked here
+        for a given range, by the reader for the default range it resolves)."""
+        buckets = -(-(time_range.end - time_range.start) // self.width) + 1
+        if buckets > MAX_BUCKETS:
+            raise InvalidTimeRange(
+                f"about {buckets} buckets is too large an answer (at most {MAX_BUCKETS}); "
+                "use a wider bucket_width or a shorter range"
+            )
 
     @property
     def offset_us(self) -> int:

@@ -7,7 +7,6 @@ the same Arrow tables, which this class turns into records and DataFrames in one
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from datetime import timedelta
 from types import TracebackType
@@ -15,15 +14,13 @@ from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
-from upath import UPath
 
 from tagflow.errors import AuthenticationFailed
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.names import validate_tenant_name
 from tagflow.readapi.client.http import DEFAULT_TIMEOUT_S, HttpTransport, public_address
-from tagflow.readapi.engine.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
-from tagflow.readapi.engine.limits import AnswerLimits
-from tagflow.readapi.engine.reader import DEFAULT_MAX_SOURCE_DAYS, TenantReader
+from tagflow.readapi.engine.config import ReadConfig, StoreRoot
+from tagflow.readapi.engine.read_engine import ReadEngine
 from tagflow.readapi.errors import InvalidArgument
 from tagflow.readapi.models import (
     Span,
@@ -43,17 +40,35 @@ from tagflow.readapi.query import (
     tag_list,
 )
 from tagflow.settings import Settings
-from tagflow.source.embedded import resolve_source_url
 from tagflow.time_range import TimeRange, parse_duration, parse_time_range, parse_width
-from tagflow.transforms.derived.definitions import deployment_definitions
 
 TimeRangeLike = TimeRange | tuple[object, object] | list[object]
 
 
 class Transport(Protocol):
-    """What answers a query: TenantReader locally, HttpTransport through the service."""
+    """What answers a query: a ReadEngine's TenantReader locally, HttpTransport through the
+    service."""
 
     def read(self, query: Query) -> pa.Table: ...
+
+
+def _where(
+    host: str | None, store: StoreRoot | None, env: Settings
+) -> tuple[str | None, StoreRoot | None]:
+    """(host, store) to read from, exactly one of them set: the arguments, else TAGFLOW_HOST,
+    else TAGFLOW_STORE."""
+    if host is not None and store is not None:
+        raise InvalidArgument("give either host= (HTTP service) or store= (datasets), not both")
+    if host is None and store is None:
+        host = env.host
+        if host is None and env.from_environment("store"):
+            store = env.store
+    if host is None and store is None:
+        raise InvalidArgument(
+            "no data to read: pass host= (or set TAGFLOW_HOST) for the HTTP service, or "
+            "store= (or set TAGFLOW_STORE) for the datasets"
+        )
+    return host, store
 
 
 class Client:
@@ -78,26 +93,16 @@ class Client:
         tenant: str | None = None,
         api_key: str | None = None,
         default_time_range: TimeRangeLike | None = None,
-        store: str | os.PathLike[str] | UPath | DatasetStore | None = None,
+        store: StoreRoot | None = None,
         *,
         source_url: str | None = None,
         allow_source: bool = True,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        cache_ttl_s: float = DEFAULT_TTL_S,
-        max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
+        cache_ttl_s: float | None = None,
+        max_source_days: int | None = None,
     ) -> None:
-        if host is not None and store is not None:
-            raise InvalidArgument("give either host= (HTTP service) or store= (datasets), not both")
         env = Settings.from_env()
-        if host is None and store is None:
-            host = env.host
-            if host is None and env.from_environment("store"):
-                store = env.store
-        if host is None and store is None:
-            raise InvalidArgument(
-                "no data to read: pass host= (or set TAGFLOW_HOST) for the HTTP service, or "
-                "store= (or set TAGFLOW_STORE) for the datasets"
-            )
+        host, store = _where(host, store, env)
         tenant = tenant or env.tenant
         self.tenant = validate_tenant_name(tenant) if tenant is not None else None
         self.default_time_range = (
@@ -112,33 +117,24 @@ class Client:
                     "no API key: pass api_key= or set TAGFLOW_API_KEY (the service needs one)"
                 )
             self.host: str | None = public_address(host)
-            self.store = None
+            self.store: DatasetStore | None = None
             self._transport = HttpTransport(host, self._api_key, self.tenant, timeout_s)
-        else:
-            if self.tenant is None:
-                raise InvalidArgument(
-                    "reading datasets needs a tenant: pass tenant= or set TAGFLOW_TENANT"
-                )
-            self.host = None
-            self.store = store if isinstance(store, DatasetStore) else DatasetStore(store)
-            source = source_url or env.source_url
-            source = resolve_source_url(source) if source else None
-            self._transport = TenantReader(
-                self.store,
-                self.tenant,
-                CoverageIndex(self.store, cache_ttl_s),
-                TagCatalogue(
-                    self.store,
-                    source,
-                    cache_ttl_s,
-                    timeout_s,
-                    derived=deployment_definitions(env.derived_tags),
-                ),
-                source,
-                max_source_days,
-                timeout_s,
-                AnswerLimits.from_settings(env),
+            return
+        if self.tenant is None:
+            raise InvalidArgument(
+                "reading datasets needs a tenant: pass tenant= or set TAGFLOW_TENANT"
             )
+        config = ReadConfig.from_settings(
+            env,
+            store=store,
+            source_url=source_url,
+            source_timeout_s=timeout_s,
+            cache_ttl_s=cache_ttl_s,
+            max_source_days=max_source_days,
+        )
+        engine = ReadEngine(config)
+        self.host, self.store = None, engine.store
+        self._transport = engine.reader(self.tenant)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tagflow.readapi.models import SPAN_LIST
+from tagflow.readapi.query import AGGREGATES, NUMERIC_ONLY
 from tagflow.schemas.arrow import RAW_CARRY_IN, TS
 from tagflow.schemas.registry import WIDTHS
 from tagflow.transforms.columns import NO_TIME, datetime_to_us, time_us, us_to_time
@@ -22,17 +23,6 @@ US_PER_S = 1_000_000
 _SEGMENT_WIDTHS = tuple(
     (name, width // timedelta(microseconds=1)) for name, width in reversed(WIDTHS.items())
 )
-
-# aggregate_function → column of the samples datasets.
-AGGREGATES = {
-    "average": "twa",
-    "min": "min",
-    "max": "max",
-    "first": "first",
-    "last": "last",
-    "count": "count",
-}
-NUMERIC_ONLY = frozenset({"average", "min", "max"})
 
 
 def aligned_segments(lo_us: int, hi_us: int) -> dict[str | None, list[tuple[int, int]]]:

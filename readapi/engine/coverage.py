@@ -17,28 +17,20 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
 from datetime import date
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tagflow.errors import CorruptPartition, MissingPartition
 from tagflow.io_managers.dataset_store import DatasetStore
-from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S, DerivedSource
-from tagflow.schemas.arrow import TAGS_DATASET, conform
-from tagflow.source.connection import answer_within
-from tagflow.source.engines import source_session
-from tagflow.source.extract import read_tags
-from tagflow.transforms.derived.day import DerivedPlan
-from tagflow.transforms.derived.definitions import (
-    DerivedTagDefinitions,
-    TenantDerivedTags,
-    tenant_definitions,
-)
+
+if TYPE_CHECKING:
+    # Only named: the fallback (and the database drivers it needs) is imported by the engine,
+    # and only when a source is configured.
+    from tagflow.readapi.engine.fallback import SourceFallback
 
 # The last dataset each branch of the asset graph writes for a day.
 COVERAGE_DATASETS = ("spans", "samples_str_1d")
-DEFAULT_TTL_S = 30.0
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")
@@ -81,7 +73,7 @@ class CoverageIndex:
     def __init__(
         self,
         store: DatasetStore,
-        ttl_s: float = DEFAULT_TTL_S,
+        ttl_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
@@ -142,29 +134,17 @@ class CoverageIndex:
 
 
 class TagCatalogue:
-    """The tenant's tags: the stored `tags` snapshot and, when a source is configured, the
-    source's tag_names (for days answered from the source and tags created since). Both hold
-    the tenant's derived tags (DESIGN §8): the deployment's `derived` definitions when given,
-    else those the stored snapshot was materialised with."""
+    """The tenant's tags: the stored `tags` snapshot, and when the engine has a source, the
+    source's (for days answered from the source and tags created since)."""
 
-    def __init__(
-        self,
-        store: DatasetStore,
-        source_url: str | None,
-        ttl_s: float = DEFAULT_TTL_S,
-        source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
-        derived: DerivedTagDefinitions | None = None,
-    ) -> None:
+    def __init__(self, store: DatasetStore, fallback: SourceFallback | None, ttl_s: float) -> None:
         self._store = store
-        self._source_url = source_url
-        self._source_timeout_s = source_timeout_s
-        self._derived = derived
+        self._fallback = fallback
         self._stored: FreshCache[pa.Table | None] = FreshCache(ttl_s)
-        self._source: FreshCache[pa.Table] = FreshCache(ttl_s)
 
     @property
     def has_source(self) -> bool:
-        return bool(self._source_url)
+        return self._fallback is not None
 
     def stored(self, tenant: str) -> pa.Table | None:
         """The stored tags of `tenant` sorted by name, or None if nothing was materialised."""
@@ -175,72 +155,22 @@ class TagCatalogue:
             except MissingPartition:
                 return None
             except CorruptPartition:
-                if not self.has_source:
+                if self._fallback is None:
                     raise
                 # The stored list is the source's as of the last run: the source's own list
                 # stands in for it until a rerun rewrites the file.
                 log.warning("answering tenant %r with the source's tag list", tenant)
-                return self.source(tenant)
+                return self._fallback.tags(tenant)
 
         return self._stored.get(tenant, load, self._store.partition_version("tags", tenant))
 
     def source(self, tenant: str) -> pa.Table:
         """The source's tags of `tenant` sorted by name (UnknownTenant if the source has no
-        such tenant, SourceUnavailable if it cannot be reached)."""
-
-        def load() -> pa.Table:
-            assert self._source_url is not None
-            with (
-                source_session(
-                    self._source_url, tenant=tenant, within_s=self._source_timeout_s
-                ) as conn,
-                answer_within(conn, self._source_timeout_s, "reading the tag list"),
-            ):
-                tags = read_tags(conn, tenant).sort_by("tag_name")
-            return with_derived_rows(tags, self.definitions(tenant))
-
-        return self._source.get(tenant, load)
-
-    def definitions(self, tenant: str) -> TenantDerivedTags:
-        """The tenant's derived tags: the deployment's, else those of the stored snapshot."""
-        if self._derived is not None:
-            return self._derived.for_tenant(tenant)
-        try:
-            stored = self._store.read("tags", tenant)
-        except (MissingPartition, CorruptPartition):
-            return TenantDerivedTags(tenant, ())
-        return definitions_of_rows(tenant, stored)
-
-    def derived(self, tenant: str) -> DerivedSource | None:
-        """What the source fallback needs to compute the tenant's derived tags; None without
-        any, or without a source."""
-        definitions = self.definitions(tenant)
-        if not len(definitions) or not self.has_source:
-            return None
-        tags = self.source(tenant)
-        source_tags = tags.filter(pc.invert(pc.fill_null(tags.column("derived"), False)))
-        return DerivedSource(definitions, source_tags)
+        such tenant, SourceUnavailable if it cannot be reached); only with a source."""
+        assert self._fallback is not None
+        return self._fallback.tags(tenant)
 
     def invalidate(self, tenant: str) -> None:
         self._stored.invalidate(tenant)
-        self._source.invalidate(tenant)
-
-
-def with_derived_rows(tags: pa.Table, definitions: TenantDerivedTags) -> pa.Table:
-    """The source's tag list (TAGS) as the tags dataset holds it (TAGS_DATASET), with the rows
-    of the tenant's derived tags, sorted by name."""
-    table = conform(tags, TAGS_DATASET)
-    if not len(definitions):
-        return table
-    derived = DerivedPlan.of(definitions, tags).tags
-    return pa.concat_tables([table, derived]).sort_by("tag_name")
-
-
-def definitions_of_rows(tenant: str, tags: pa.Table) -> TenantDerivedTags:
-    """The derived tags a stored tags list was materialised with, from their rows."""
-    rows = tags.filter(pc.fill_null(tags.column("derived"), False)).to_pylist()
-    entries = [
-        {"name": r["tag_name"], "expression": r["expression"], "description": r["description"]}
-        for r in rows
-    ]
-    return tenant_definitions(tenant, entries)
+        if self._fallback is not None:
+            self._fallback.invalidate(tenant)

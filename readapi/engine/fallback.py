@@ -2,7 +2,10 @@
 day step the assets run (daystep.run_day): the day's raw rows and raw carry-in from source/,
 the day's compute chain per chunk, and for derived tags their inputs' rows, carry-in and the
 walk back for the run held at 00:00. Answers therefore agree with materialised days at every
-boundary, bit for bit."""
+boundary, bit for bit.
+
+The engine imports this module only when a source is configured: a client reading a store alone
+never loads the database drivers or the derived-tag definitions (YAML)."""
 
 from __future__ import annotations
 
@@ -16,16 +19,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tagflow.daystep.run import run_day
-from tagflow.schemas.arrow import RAW_CARRY_IN, RAW_ROWS
+from tagflow.errors import CorruptPartition, MissingPartition
+from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.readapi.engine.config import ReadConfig
+from tagflow.readapi.engine.coverage import FreshCache
+from tagflow.schemas.arrow import RAW_CARRY_IN, RAW_ROWS, TAGS_DATASET, conform
 from tagflow.schemas.registry import samples_name
 from tagflow.source.connection import answer_within
 from tagflow.source.day_stream import RawChunk
 from tagflow.source.derived_history import SourceHistory
+from tagflow.source.embedded import resolve_source_url
 from tagflow.source.engines import source_session
-from tagflow.source.extract import read_carry_in, stream_day_rows
+from tagflow.source.extract import read_carry_in, read_tags, stream_day_rows
 from tagflow.time_range import day_bounds
 from tagflow.transforms.derived.day import DerivedPlan
-from tagflow.transforms.derived.definitions import TenantDerivedTags
+from tagflow.transforms.derived.definitions import (
+    TenantDerivedTags,
+    deployment_definitions,
+    tenant_definitions,
+)
 from tagflow.transforms.tag_order import TagOrder
 
 _TagKey = frozenset[int] | None
@@ -73,9 +85,81 @@ class _Collected:
         return out
 
 
-# Wall-time bound of one source read (a day's rows and carry-in, or the tag list): a source
-# that goes silent mid-query must fail the read, not hold a caller or a service thread.
-DEFAULT_SOURCE_TIMEOUT_S = 60.0
+class SourceFallback:
+    """The source database behind a read engine: each tenant's tag list (cached, with the rows
+    of its derived tags), its derived tags, and day products for days not materialised. The
+    derived tags are the deployment's file when configured (checked when the engine is
+    built), else those the stored snapshot was materialised with (DESIGN §8)."""
+
+    def __init__(self, config: ReadConfig, store: DatasetStore) -> None:
+        assert config.source_url is not None
+        self.url = resolve_source_url(config.source_url)
+        self._timeout_s = config.source_timeout_s
+        self._store = store
+        self._deployment = (
+            deployment_definitions(config.derived_tags) if config.derived_tags else None
+        )
+        self._tags: FreshCache[pa.Table] = FreshCache(config.cache_ttl_s)
+
+    def tags(self, tenant: str) -> pa.Table:
+        """The source's tags of `tenant` sorted by name (UnknownTenant if the source has no
+        such tenant, SourceUnavailable if it cannot be reached)."""
+
+        def load() -> pa.Table:
+            with (
+                source_session(self.url, tenant=tenant, within_s=self._timeout_s) as conn,
+                answer_within(conn, self._timeout_s, "reading the tag list"),
+            ):
+                tags = read_tags(conn, tenant).sort_by("tag_name")
+            return with_derived_rows(tags, self.definitions(tenant))
+
+        return self._tags.get(tenant, load)
+
+    def definitions(self, tenant: str) -> TenantDerivedTags:
+        """The tenant's derived tags: the deployment's, else those of the stored snapshot."""
+        if self._deployment is not None:
+            return self._deployment.for_tenant(tenant)
+        try:
+            stored = self._store.read("tags", tenant)
+        except (MissingPartition, CorruptPartition):
+            return TenantDerivedTags(tenant, ())
+        return definitions_of_rows(tenant, stored)
+
+    def products(self, tenant: str, tags: pa.Table) -> SourceProducts:
+        """Day products of `tenant` from the source for one read, named by `tags`."""
+        return SourceProducts(self.url, tenant, tags, self._timeout_s, self._derived(tenant))
+
+    def _derived(self, tenant: str) -> DerivedSource | None:
+        """What computing the tenant's derived tags needs; None without any."""
+        definitions = self.definitions(tenant)
+        if not len(definitions):
+            return None
+        tags = self.tags(tenant)
+        source_tags = tags.filter(pc.invert(pc.fill_null(tags.column("derived"), False)))
+        return DerivedSource(definitions, source_tags)
+
+    def invalidate(self, tenant: str) -> None:
+        self._tags.invalidate(tenant)
+
+
+def with_derived_rows(tags: pa.Table, definitions: TenantDerivedTags) -> pa.Table:
+    """The source's tag list (TAGS) as the tags dataset holds it (TAGS_DATASET), with the rows
+    of the tenant's derived tags, sorted by name."""
+    table = conform(tags, TAGS_DATASET)
+    if not len(definitions):
+        return table
+    derived = DerivedPlan.of(definitions, tags).tags
+    return pa.concat_tables([table, derived]).sort_by("tag_name")
+
+
+def definitions_of_rows(tenant: str, tags: pa.Table) -> TenantDerivedTags:
+    """The derived tags a stored tags list was materialised with, from their rows."""
+    rows = tags.filter(pc.fill_null(tags.column("derived"), False)).to_pylist()
+    entries = [
+        {"name": r["tag_name"], "expression": r["expression"], "description": r["description"]}
+        for r in rows
+    ]
+    return tenant_definitions(tenant, entries)
 
 
 class SourceProducts:
@@ -87,7 +171,7 @@ class SourceProducts:
         source_url: str,
         tenant: str,
         tags: pa.Table,
-        timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
+        timeout_s: float,
         derived: DerivedSource | None = None,
     ) -> None:
         self._url = source_url

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -26,10 +26,8 @@ from tagflow.errors import (
     UnknownTag,
     UnknownTenant,
 )
-from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.names import validate_tag_name, validate_tenant_name
 from tagflow.readapi.engine.assembly import (
-    NUMERIC_ONLY,
     BucketGrid,
     aligned_segments,
     carry_in_at,
@@ -41,13 +39,11 @@ from tagflow.readapi.engine.assembly import (
     stitch_spans,
     wide_samples,
 )
-from tagflow.readapi.engine.coverage import CoverageIndex, TagCatalogue
-from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S, SourceProducts
-from tagflow.readapi.engine.limits import AnswerLimits
 from tagflow.readapi.engine.stored import MixedPublishes, StoredProducts
 from tagflow.readapi.engine.unreadable_days import answer_around_unreadable_days
 from tagflow.readapi.models import METRIC_DATA, TAG_LIST
 from tagflow.readapi.query import (
+    NUMERIC_ONLY,
     BucketQuery,
     MetricDataQuery,
     Query,
@@ -57,20 +53,18 @@ from tagflow.readapi.query import (
 )
 from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
 from tagflow.schemas.registry import WIDTHS, samples_name
-from tagflow.settings import Settings
 from tagflow.time_range import ONE_US, TimeRange, day_bounds, to_us
 from tagflow.transforms.columns import time_us
 from tagflow.transforms.rollup import rollup
 from tagflow.transforms.samples import samples
 
-# Missing days one read may compute from the source: each costs the production database a
-# day's extract, so a read over months of unmaterialised history is refused, not attempted.
-DEFAULT_MAX_SOURCE_DAYS = 31
-# Guards against answers too large to build: days per read and buckets per call (cells and
-# rows are the configured AnswerLimits). The service answers many callers; one read must not
-# exhaust its memory.
+if TYPE_CHECKING:
+    from tagflow.readapi.engine.read_engine import ReadEngine
+
+# Guards against answers too large to build: days per read (buckets per call are checked by
+# the query, cells and rows by the configured AnswerLimits). The service answers many callers;
+# one read must not exhaust its memory.
 MAX_RANGE_DAYS = 731
-MAX_BUCKETS = 1_000_000
 # Work of one transition computed into buckets against one fine sample rolled up (measured:
 # about 0.6 µs against 0.2 µs a row, decoding included).
 TRANSITION_COST = 3
@@ -186,39 +180,29 @@ def _day_run(first: date, last: date | None) -> str:
 
 
 class TenantReader:
-    """Reads of one tenant over a store, with source fallback for days not materialised."""
+    """Reads of one tenant over the engine's store, with its source fallback (if any) for days
+    not materialised."""
 
-    def __init__(
-        self,
-        store: DatasetStore,
-        tenant: str,
-        coverage: CoverageIndex,
-        catalogue: TagCatalogue,
-        source_url: str | None = None,
-        max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
-        source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
-        limits: AnswerLimits | None = None,
-    ) -> None:
+    def __init__(self, engine: ReadEngine, tenant: str) -> None:
         self.tenant = validate_tenant_name(tenant)
-        self._limits = limits or AnswerLimits.from_settings(Settings())
-        self._store = store
-        self._coverage = coverage
-        self._catalogue = catalogue
-        self._source_url = source_url or None
-        self._max_source_days = max_source_days
-        self._source_timeout_s = source_timeout_s
+        self._store = engine.store
+        self._coverage = engine.coverage
+        self._catalogue = engine.catalogue
+        self._fallback = engine.fallback
+        self._limits = engine.config.answer_limits
+        self._max_source_days = engine.config.max_source_days
 
     # ------------------------------------------------------------------ planning
 
     def _require_tenant(self, allow_source: bool) -> None:
         if self._catalogue.stored(self.tenant) is not None:
             return
-        if allow_source and self._source_url:
+        if allow_source and self._fallback is not None:
             self._catalogue.source(self.tenant)  # UnknownTenant if the source lacks it too
             return
         raise UnknownTenant(
             f"unknown tenant {self.tenant!r}: nothing is materialised for it"
-            + ("" if self._source_url else " and no source database is configured")
+            + ("" if self._fallback is not None else " and no source database is configured")
         )
 
     def default_range(self, allow_source: bool) -> TimeRange:
@@ -234,7 +218,7 @@ class TenantReader:
             )
         start = day_bounds(min(days))[0]
         end = day_bounds(max(days))[1]
-        if allow_source and self._source_url:
+        if allow_source and self._fallback is not None:
             now = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
             if now - end <= timedelta(days=self._max_source_days - 1):
                 end = max(end, now)
@@ -259,7 +243,7 @@ class TenantReader:
                     f"not materialised for tenant {self.tenant!r}: {describe_days(missing)}; "
                     "materialise those days, or allow source fallback (allow_source=True)"
                 )
-            if not self._source_url:
+            if self._fallback is None:
                 raise SourceUnavailable(
                     f"not materialised for tenant {self.tenant!r}: {describe_days(missing)}, "
                     "and no source database is configured to compute them "
@@ -304,7 +288,7 @@ class TenantReader:
         names = list(dict.fromkeys(validate_tag_name(name) for name in tag_names))
         known = set(table.column("tag_name").to_pylist())
         unknown = [name for name in names if name not in known]
-        if unknown and not use_source and allow_source and self._source_url:
+        if unknown and not use_source and allow_source and self._fallback is not None:
             # A tag created after the last materialisation: the source knows it.
             table = self._tag_table(True)
             known = set(table.column("tag_name").to_pylist())
@@ -328,14 +312,8 @@ class TenantReader:
         )
         source = None
         if plan.missing:
-            assert self._source_url is not None
-            source = SourceProducts(
-                self._source_url,
-                self.tenant,
-                tags,
-                self._source_timeout_s,
-                derived=self._catalogue.derived(self.tenant),
-            )
+            assert self._fallback is not None
+            source = self._fallback.products(self.tenant, tags)
 
         def products(day: date) -> DayProducts:
             return stored if day in plan.stored or source is None else source
@@ -362,7 +340,7 @@ class TenantReader:
             return self._answer_readable(query)
 
     def _answer_readable(self, query: Query) -> pa.Table:
-        source_allowed = bool(self._source_url) and query.allow_source
+        source_allowed = self._fallback is not None and query.allow_source
         return answer_around_unreadable_days(
             self._answer_one_publish, query, self.tenant, self._coverage, source_allowed
         )
@@ -480,12 +458,9 @@ class TenantReader:
     # ------------------------------------------------------------------ sampling
 
     def _grid(self, plan: _Plan, query: BucketQuery, columns: int) -> BucketGrid:
+        if query.time_range is None:
+            query.require_buckets_within(plan.time_range)  # a given range was checked already
         grid = BucketGrid.of(plan.start_us, plan.end_us, query.width // ONE_US, query.offset_us)
-        if grid.count > MAX_BUCKETS:
-            raise InvalidTimeRange(
-                f"{grid.count} buckets is too large an answer (at most {MAX_BUCKETS}); use a "
-                "wider bucket_width or a shorter range"
-            )
         self._limits.require_cells(grid.count, columns)
         return grid
 
@@ -617,10 +592,6 @@ class TenantReader:
         products = self._days_of(plan, tags)
         transitions, carry_in = self._window_inputs(plan, products, tags, chosen)
         return counter_rate(transitions, carry_in, names, grid)
-
-
-def _union(ids: list[np.ndarray]) -> np.ndarray:
-    return np.unique(np.concatenate([np.empty(0, np.int32), *ids]))
 
 
 def _ids_where(rows: pa.Table, mask: np.ndarray) -> np.ndarray:

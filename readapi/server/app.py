@@ -17,20 +17,17 @@ import logging
 import os
 import time
 from http import HTTPStatus
+from typing import Any
 
 import pyarrow as pa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from upath import UPath
 
 from tagflow.errors import TagflowError
-from tagflow.io_managers.dataset_store import DatasetStore
-from tagflow.readapi.engine.coverage import DEFAULT_TTL_S, CoverageIndex, TagCatalogue
-from tagflow.readapi.engine.fallback import DEFAULT_SOURCE_TIMEOUT_S
-from tagflow.readapi.engine.limits import AnswerLimits
-from tagflow.readapi.engine.reader import DEFAULT_MAX_SOURCE_DAYS, TenantReader
+from tagflow.readapi.engine.config import ReadConfig, StoreRoot
+from tagflow.readapi.engine.read_engine import ReadEngine
 from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE, UNAVAILABLE_MESSAGE, wire_error
 from tagflow.readapi.server import ui
 from tagflow.readapi.server.keys import KeyFileError, KeyStore
@@ -38,11 +35,6 @@ from tagflow.readapi.server.limits import ServerLimits, uvicorn_config
 from tagflow.readapi.server.request_body import RequestBodyLimits
 from tagflow.readapi.server.routes import router
 from tagflow.settings import Settings
-from tagflow.source.embedded import resolve_source_url
-from tagflow.transforms.derived.definitions import (
-    DerivedTagDefinitions,
-    deployment_definitions,
-)
 
 log = logging.getLogger(__name__)
 
@@ -51,48 +43,19 @@ _KEYS_FAILURE_LOG_INTERVAL_S = 60.0
 
 
 class ReadService:
-    """Shared state of the service: the store, the coverage and tag caches, the keys."""
+    """Shared state of the service: the read engine (store, caches, source) and the keys."""
 
-    def __init__(
-        self,
-        store: DatasetStore,
-        keys: KeyStore,
-        source_url: str | None = None,
-        ttl_s: float = DEFAULT_TTL_S,
-        max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
-        source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
-        answer_limits: AnswerLimits | None = None,
-        derived: DerivedTagDefinitions | None = None,
-    ) -> None:
-        self.store = store
-        self.answer_limits = answer_limits
+    def __init__(self, engine: ReadEngine, keys: KeyStore) -> None:
+        self.engine = engine
         self.keys = keys
-        self.source_url = source_url or None
-        self.coverage = CoverageIndex(store, ttl_s)
-        # Derived tags (DESIGN §8): the deployment's file, else the stored snapshot's.
-        self.catalogue = TagCatalogue(
-            store, self.source_url, ttl_s, source_timeout_s, derived=derived
-        )
-        self.max_source_days = max_source_days
-        self.source_timeout_s = source_timeout_s
         self._keys_failure_logged: tuple[str, float] = ("", 0.0)
-
-    def reader(self, tenant: str) -> TenantReader:
-        return TenantReader(
-            self.store,
-            tenant,
-            self.coverage,
-            self.catalogue,
-            self.source_url,
-            self.max_source_days,
-            self.source_timeout_s,
-            self.answer_limits,
-        )
 
     def scrub(self, message: str) -> str:
         """Defence in depth: errors are written without paths or URLs, but should one ever
         carry the store root or the source URL, it is cut out here."""
-        for secret in (str(self.store.root), self.store.root.path, self.source_url):
+        root = self.engine.store.root
+        source = self.engine.fallback.url if self.engine.fallback is not None else None
+        for secret in (str(root), root.path, source):
             if secret and len(secret) > 3:
                 message = message.replace(secret, "<hidden>")
         return message
@@ -113,34 +76,26 @@ def _error_response(status: int, code: str, message: str) -> JSONResponse:
 
 
 def create_app(
-    store: str | os.PathLike[str] | UPath | DatasetStore,
+    store: ReadConfig | StoreRoot,
     keys: KeyStore | str | os.PathLike[str],
     source_url: str | None = None,
-    ttl_s: float = DEFAULT_TTL_S,
-    max_source_days: int = DEFAULT_MAX_SOURCE_DAYS,
-    source_timeout_s: float = DEFAULT_SOURCE_TIMEOUT_S,
+    *,
     limits: ServerLimits | None = None,
-    answer_limits: AnswerLimits | None = None,
-    derived: DerivedTagDefinitions | None = None,
+    **options: Any,
 ) -> FastAPI:
-    """The FastAPI application over `store` (a root or a DatasetStore), authenticating with
-    `keys` (a KeyStore or keys file) and falling back to
-    `source_url` for days not materialised, each source read bounded by `source_timeout_s`.
-    `limits` bounds request bodies here (default: the settings' defaults); the limits on
-    connections and request heads are uvicorn's, set by `serve`."""
+    """The FastAPI application over the read engine of `store` (a ReadConfig, or a store root
+    that with `source_url` and `options`, other ReadConfig fields such as source_timeout_s or
+    answer_limits, makes one), authenticating with `keys` (a KeyStore or keys file). `limits`
+    bounds request bodies here (default: the settings' defaults); the limits on connections
+    and request heads are uvicorn's, set by `serve`."""
     limits = limits or ServerLimits.from_settings()
-    dataset_store = store if isinstance(store, DatasetStore) else DatasetStore(store)
-    key_store = keys if isinstance(keys, KeyStore) else KeyStore(keys)
-    service = ReadService(
-        dataset_store,
-        key_store,
-        source_url,
-        ttl_s,
-        max_source_days,
-        source_timeout_s,
-        answer_limits,
-        derived,
+    config = (
+        store
+        if isinstance(store, ReadConfig)
+        else ReadConfig(store=store, source_url=source_url, **options)
     )
+    key_store = keys if isinstance(keys, KeyStore) else KeyStore(keys)
+    service = ReadService(ReadEngine(config), key_store)
     app = FastAPI(
         title="tagflow read API",
         version="1",
@@ -210,14 +165,6 @@ def serve(settings: Settings, port: int = 8000, host: str = "127.0.0.1") -> None
         # service's worker threads that held about 200 MiB more, still growing after tens of
         # seconds under load (tests/reliability/test_http_load.py). The operator's choice wins.
         pa.set_memory_pool(pa.system_memory_pool())
-    source_url = resolve_source_url(settings.source_url) if settings.source_url else None
     limits = ServerLimits.from_settings(settings)
-    app = create_app(
-        settings.store,
-        settings.keys_file,
-        source_url,
-        limits=limits,
-        answer_limits=AnswerLimits.from_settings(settings),
-        derived=deployment_definitions(settings.derived_tags),
-    )
+    app = create_app(ReadConfig.from_settings(settings), settings.keys_file, limits=limits)
     uvicorn.Server(uvicorn_config(app, limits, host, port, log_level="info")).run()

@@ -94,7 +94,7 @@ def _authenticate(
         except InvalidName:
             raise AuthenticationFailed(UNAUTHORIZED_MESSAGE) from None
     key = credentials.credentials if credentials is not None else None
-    return service.reader(service.keys.verify(key, claimed))
+    return service.engine.reader(service.keys.verify(key, claimed))
 
 
 async def _call(
@@ -232,6 +232,6 @@ def coverage(
     days are materialised, so that a viewer can open where there is data. Days only: never
     where they are stored."""
     tenant = _authenticate(request, credentials).tenant
-    days = request.app.state.read_service.coverage.days(tenant)
+    days = request.app.state.read_service.engine.coverage.days(tenant)
     first, last = (min(days).isoformat(), max(days).isoformat()) if days else (None, None)
     return {"first_day": first, "last_day": last, "days": len(days)}

@@ -105,7 +105,7 @@ def test_a_rewritten_day_is_read_from_the_store_again(plant, tmp_path):
     tenant = plant.tenants[0]
     copy_days(plant.root, tmp_path, tenant, DAYS)
     store = DatasetStore(tmp_path)
-    coverage = CoverageIndex(store)
+    coverage = CoverageIndex(store, ttl_s=30)
     zero(partition_file(tmp_path, "spans", tenant, DAY2))
     coverage.set_aside(tenant, "spans", DAY2)
     assert coverage.days(tenant) == {DAYS[0], DAYS[2]}

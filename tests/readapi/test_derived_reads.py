@@ -15,7 +15,6 @@ from tagflow.readapi.client import Client
 from tagflow.readapi.server.app import create_app
 from tagflow.readapi.server.keys import KeyStore
 from tagflow.settings import Settings
-from tagflow.transforms.derived.definitions import deployment_definitions
 from tests.pipelines.test_derived_tags import DEFINITIONS, NUMERIC, STRINGS, TAGS, at, load
 from tests.readapi.conftest import BackgroundServer
 
@@ -72,8 +71,7 @@ def clients(stores, pg_url):
     """Store transport over each store (with the definitions file configured, as a deployment
     has it), and the HTTP transport over the partly materialised one."""
     tenant, root, definitions = stores
-    derived = deployment_definitions(str(definitions))
-    app = create_app(root / "some", root / "keys.json", pg_url, derived=derived)
+    app = create_app(root / "some", root / "keys.json", pg_url, derived_tags=definitions)
     with pytest.MonkeyPatch.context() as patch, BackgroundServer(app) as server:
         patch.setenv("TAGFLOW_DERIVED_TAGS", str(definitions))
         local = {

@@ -1,0 +1,37 @@
+"""The read engine: what every read of one store shares (the store, its coverage index, the
+tenants' tag catalogues and, when a source is configured, the source fallback), built once from
+a ReadConfig. The client's store transport and the HTTP service each hold one, and ask it for
+the reader of a tenant."""
+
+from __future__ import annotations
+
+from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.readapi.engine.config import ReadConfig
+from tagflow.readapi.engine.coverage import CoverageIndex, TagCatalogue
+from tagflow.readapi.engine.reader import TenantReader
+
+
+class ReadEngine:
+    """Reads of any tenant of one store, with source fallback when configured."""
+
+    def __init__(self, config: ReadConfig) -> None:
+        self.config = config
+        store = config.store
+        self.store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+        self.fallback = None
+        if config.source_url:
+            # Imported here: the database drivers and the derived-tag definitions are only
+            # needed, and only installed (tagflow[source]), where a source is configured.
+            from tagflow.readapi.engine.fallback import SourceFallback
+
+            self.fallback = SourceFallback(config, self.store)
+        self.coverage = CoverageIndex(self.store, config.cache_ttl_s)
+        self.catalogue = TagCatalogue(self.store, self.fallback, config.cache_ttl_s)
+
+    def __repr__(self) -> str:
+        source = "with source" if self.fallback is not None else "without source"
+        return f"ReadEngine({self.store!r}, {source})"
+
+    def reader(self, tenant: str) -> TenantReader:
+        """The reads of `tenant` (InvalidName if it is not a valid tenant name)."""
+        return TenantReader(self, tenant)
