@@ -76,9 +76,10 @@ def _may_cancel(
     mixed = (total_us > 0) & (minimum < 0.0) & (maximum > 0.0)
     if not bool(mixed.any()):
         return mixed
-    largest = np.maximum(np.abs(minimum), np.abs(maximum))
+    covered = total_us > 0
+    largest = np.where(covered, np.maximum(np.abs(minimum), np.abs(maximum)), -np.inf)
     magnitude = weighted_means(
-        np.abs(twa), covered_us, starts, total_us, np.zeros(len(starts)), largest
+        np.abs(twa), covered_us, starts, total_us, np.where(covered, 0.0, np.inf), largest
     )
     return mixed & (
         _STORED_TWA_ERROR * magnitude > (_TWA_TOLERANCE - _STORED_TWA_ERROR) * np.abs(mean)

@@ -3,7 +3,7 @@
 Each segment's values are scaled by a power of two that brings its largest magnitude into
 [0.5, 1), so no product or sum overflows (±1.8e308 is an ordinary value) and subnormals are
 no longer subnormal. Scaling by 2^k is exact: it changes no bit of the plain float sum, which
-a column of ordinary magnitudes (2^-900 to 2^900) therefore computes unscaled. Where a
+a column of ordinary magnitudes (normal, below 2^900) therefore computes unscaled. Where a
 segment's sum may have lost more than 1e-10 of itself to cancellation (mixed signs whose mean
 is far smaller than their magnitudes) it is recomputed with integers; that is rare in real
 data, so a Python loop over just those segments is cheap.
@@ -20,8 +20,7 @@ _KEPT_RELATIVE_ERROR = 1e-10
 _EPS = float(np.finfo(np.float64).eps)
 _SMALLEST_NORMAL = float(np.finfo(np.float64).tiny)
 _SMALLEST_SUBNORMAL = 2.0**-1074
-# Below this magnitude (and above its inverse) a value times 2^63 µs, summed over 2^40 rows,
-# stays finite and normal.
+# Below this magnitude a value times 2^63 µs, summed over 2^40 rows, stays finite.
 _ORDINARY = 2.0**900
 
 
@@ -52,47 +51,46 @@ def weighted_means(
     """Per segment of rows beginning at `starts`, Σ values·weights / Σ weights (NaN where the
     weights sum to 0). `weights` are non-negative integers below 2^53; a row of weight 0 is
     ignored whatever its value, every other value must be finite. The caller has per segment
-    `total` (Σ weights) and the `minimum` and `maximum` of the values of positive weight."""
+    `total` (Σ weights) and the `minimum` and `maximum` of the values of positive weight (+inf
+    and -inf where there are none)."""
     # A value of weight 0 may be NaN, and NaN·0 is NaN.
     value = np.where(weights > 0, values, 0.0)
     rows = np.diff(np.append(starts, len(value)))
-    covered = total > 0
-    largest = np.where(covered, np.maximum(np.abs(minimum), np.abs(maximum)), 0.0)
-    magnitude = np.abs(value)
     # Most columns need no scaling: no product of a value by a day in µs, nor any sum of them,
-    # can reach the overflow, and no value is near the subnormals.
-    ordinary = float(largest.max(initial=0.0)) < _ORDINARY and not bool(
-        ((magnitude < 1.0 / _ORDINARY) & (magnitude > 0.0)).any()
-    )
-    del magnitude
+    # can overflow, and a product of a normal value by a positive integer is normal. (An
+    # uncovered segment's minimum is +inf and its maximum -inf, so neither counts here.)
+    largest = max(float(maximum.max(initial=-np.inf)), -float(minimum.min(initial=np.inf)))
+    subnormal = np.count_nonzero(np.abs(value) < _SMALLEST_NORMAL) - np.count_nonzero(value == 0.0)
+    ordinary = largest < _ORDINARY and subnormal == 0
     if ordinary:
-        exponent = np.zeros(len(starts), dtype=np.int32)
         scaled = value
     else:
-        _, exponent = np.frexp(largest)
+        segment_largest = np.maximum(np.abs(minimum), np.abs(maximum))
+        _, exponent = np.frexp(np.where(total > 0, segment_largest, 0.0))
         scaled = np.ldexp(value, -np.repeat(exponent, rows))
     terms = scaled * weights
     sums = np.add.reduceat(terms, starts)
     # Error of the float sum: each product and each addition rounds by at most eps/2 of the
     # magnitudes summed, which is |sum| itself where the values share a sign.
-    magnitudes = np.abs(sums)
-    mixed = covered & (minimum < 0.0) & (maximum > 0.0)
-    if bool(mixed.any()):
-        magnitudes = np.where(mixed, np.add.reduceat(np.abs(terms), starts), magnitudes)
+    doubtful = (rows > _KEPT_RELATIVE_ERROR / _EPS - 2) & (total > 0)
+    mixed = np.flatnonzero((minimum < 0.0) & (maximum > 0.0))
+    if len(mixed):
+        magnitudes = np.add.reduceat(np.abs(terms), starts)[mixed]
+        bound = (rows[mixed] + 2) * _EPS * magnitudes
+        doubtful[mixed] |= bound > _KEPT_RELATIVE_ERROR * np.abs(sums[mixed])
     del terms
-    bound = (rows + 2) * _EPS * magnitudes
     if not ordinary:
         # A value scaled into the subnormals (2^1021 below its segment's largest) and its
         # product lose up to one subnormal step each, times its weight.
         lost = (scaled != 0.0) & (np.abs(scaled) < _SMALLEST_NORMAL)
-        bound += segment_sums(np.where(lost, weights + 1, 0), starts) * _SMALLEST_SUBNORMAL
+        lost_steps = segment_sums(np.where(lost, weights + 1, 0), starts)
+        doubtful |= lost_steps * _SMALLEST_SUBNORMAL > _KEPT_RELATIVE_ERROR * np.abs(sums)
     del scaled
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.ldexp(sums / total, exponent)
-    doubtful = np.flatnonzero(bound > _KEPT_RELATIVE_ERROR * np.abs(sums))
-    if len(doubtful):
+        means = sums / total if ordinary else np.ldexp(sums / total, exponent)
+    if bool(doubtful.any()):
         ends = segment_ends(starts, len(value))
-        for segment in doubtful.tolist():
+        for segment in np.flatnonzero(doubtful).tolist():
             span = slice(starts[segment], ends[segment])
             means[segment] = _exact_mean(value[span], weights[span])
     return means
