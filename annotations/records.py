@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from tagflow.errors import InvalidAnnotation, UnknownSpan
+from tagflow.transforms.spans import USER_SPAN_ID_COUNT, USER_SPAN_ID_MIN
 
 MAX_LABELS = 64
 MAX_LABEL_KEY_CHARS = 128
@@ -19,11 +20,6 @@ MAX_AUTHOR_CHARS = 200
 # carry times as float64 seconds on the way: exact within 285 years of 1970).
 MIN_YEAR, MAX_YEAR = 1800, 2200
 
-# Ids of the spans people add: the lowest 2^32 signed 64-bit values. Computed ids are
-# splitmix64 hashes over all of int64 (transforms.spans.span_ids); the computed side must move
-# any hash that lands in this range out of it, so a person's id can never equal a computed one.
-USER_SPAN_ID_MIN = -(2**63)
-USER_SPAN_ID_COUNT = 2**32
 
 Origin = Literal["computed", "user"]
 

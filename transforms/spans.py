@@ -2,7 +2,8 @@
 
 Consecutive pieces of a tag join into one run when the second starts where the first ended
 and holds an equal value (NaN equals NaN, NULL equals NULL, 1 differs from "1"). Each run
-gets an id that is stable across days and reruns: a hash of (tenant, tag id, raw_begin_at).
+gets an id that is stable across days and reruns: a hash of (tenant, tag id, raw_begin_at),
+kept out of the range reserved for the spans people add (DESIGN §9).
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from tagflow.transforms.tag_order import TagOrder
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
+
+# The ids of spans people add (annotations): the lowest 2^32 signed 64-bit values. A hash that
+# lands there has bit 62 flipped, so a person's span can never take a computed span's id.
+USER_SPAN_ID_MIN = -(2**63)
+USER_SPAN_ID_COUNT = 2**32
+_RESERVED_HIGH_BITS = np.uint64(0x8000_0000)  # the top 32 bits of every id in that range
+_OUT_OF_RESERVED = np.uint64(1 << 62)
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -44,7 +52,13 @@ def span_ids(tenant: str, tag_id: np.ndarray, raw_begin_us: np.ndarray) -> np.nd
     tag = np.asarray(tag_id, dtype=np.int64).view(np.uint64)
     begin = np.asarray(raw_begin_us, dtype=np.int64).view(np.uint64)
     mixed = splitmix64(np.uint64(tenant_key(tenant)) ^ splitmix64(tag ^ splitmix64(begin)))
-    return mixed.view(np.int64)
+    return outside_user_range(mixed).view(np.int64)
+
+
+def outside_user_range(hashes: np.ndarray) -> np.ndarray:
+    """uint64 hashes with those that would be people's span ids moved out of their range."""
+    reserved = (hashes >> np.uint64(32)) == _RESERVED_HIGH_BITS
+    return np.where(reserved, hashes ^ _OUT_OF_RESERVED, hashes)
 
 
 def _same_value_as_next(pieces: Pieces, index: np.ndarray | None) -> np.ndarray:

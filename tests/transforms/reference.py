@@ -410,4 +410,7 @@ def splitmix64(x: int) -> int:
 def span_id(tenant: str, tag_id: int, raw_begin_us: int) -> int:
     tenant_key = int.from_bytes(hashlib.blake2b(tenant.encode(), digest_size=8).digest(), "little")
     h = splitmix64(tenant_key ^ splitmix64((tag_id & _MASK) ^ splitmix64(raw_begin_us & _MASK)))
-    return h - (1 << 64) if h >= (1 << 63) else h
+    signed = h - (1 << 64) if h >= (1 << 63) else h
+    if -(2**63) <= signed < -(2**63) + 2**32:  # the ids of people's spans (DESIGN §9)
+        signed += 1 << 62
+    return signed

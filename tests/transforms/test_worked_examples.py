@@ -984,3 +984,17 @@ def test_span_ids_differ_by_tenant_tag_and_begin():
     assert a != span_id("acme", 2, t("03-02 00:00"))
     assert a != span_id("acme", 1, t("03-02 00:00") + 1)
     assert -(2**63) <= a < 2**63
+
+
+def test_a_computed_id_never_takes_an_id_of_the_spans_people_add():
+    import numpy as np
+
+    from tagflow.annotations.records import is_user_span_id
+    from tagflow.transforms.spans import outside_user_range
+
+    hashes = np.array([2**63, 2**63 + 2**32 - 1, 2**63 + 2**32, 2**63 - 1, 0], dtype=np.uint64)
+    ids = outside_user_range(hashes).view(np.int64).tolist()
+    assert not any(is_user_span_id(i) for i in ids)
+    # Those in the range move up by 2^62 (bit 62 flipped); the others keep their hash.
+    assert ids[:2] == [-(2**63) + 2**62, -(2**63) + 2**32 - 1 + 2**62]
+    assert ids[2:] == hashes[2:].view(np.int64).tolist()
