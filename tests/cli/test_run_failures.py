@@ -20,11 +20,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 
 from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.io_managers import DatasetStore
 from tagflow.schemas.registry import DATED
+from tagflow.source.connection import libpq_url
 from tagflow.source.embedded import embedded_server_url, stop_embedded_server
 
 TAGFLOW = str(Path(sys.executable).with_name("tagflow"))
@@ -238,3 +240,38 @@ def test_a_source_that_refuses_tagflow_is_one_line_without_retries(env) -> None:
     assert "database named in the URL does not exist" in lines[0]
     assert "attempt" not in lines[0]  # refused at the first answer, not retried
     assert time.monotonic() - began < SLOW_S
+
+
+@pytest.mark.parametrize(
+    ("tenant", "change", "says"),
+    [
+        (
+            "drifted",
+            "DROP VIEW drifted.metrics; "
+            "ALTER TABLE drifted.tag_data ALTER COLUMN tag_value TYPE numeric",
+            "drifted.tag_data.tag_value is numeric, expected double precision",
+        ),
+        (
+            "duplicated",
+            # as a source that lost its UNIQUE constraint
+            "ALTER TABLE duplicated.tag_names DROP CONSTRAINT tag_names_normalized_name_key; "
+            "INSERT INTO duplicated.tag_names (id, normalized_name, birth_at) "
+            "SELECT 9999, normalized_name, birth_at FROM duplicated.tag_names ORDER BY id LIMIT 1",
+            "tag names are not unique",
+        ),
+    ],
+)
+def test_schema_drift_and_duplicate_names_are_one_line_naming_tenant_days_and_fix(
+    source, env, tenant, change, says
+) -> None:
+    _, url = source
+    generate_plant(url, [tenant], tags=13, days=1, start=FIRST, seed=2, rows_per_tag_day=5)
+    with psycopg.connect(libpq_url(url), autocommit=True) as admin:
+        admin.execute(change)
+    args = ["backfill", "--tenant", tenant, "--start", str(FIRST), "--end", str(END)]
+    code, lines = run([*args, "--in-process"], env)
+    assert code == 2
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {tenant} {FIRST}..{END}")
+    assert says in lines[0] and ("Restore" in lines[0] or "rename or remove" in lines[0])
+    assert not Path(env["TAGFLOW_STORE"]).exists() or day_files(env) == []
