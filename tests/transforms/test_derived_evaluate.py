@@ -27,7 +27,7 @@ from tagflow.transforms.derived.evaluate import (
 from tagflow.transforms.derived.expression import (
     Between,
     Binary,
-    Call,
+    FunctionCall,
     In,
     Literal,
     TagRef,
@@ -528,7 +528,7 @@ def reference_value(node, env: dict[str, object]) -> object:
         if True in results:
             return 1.0
         return None if None in results else 0.0
-    if isinstance(node, Call):
+    if isinstance(node, FunctionCall):
         args = [reference_value(arg, env) for arg in node.args]
         if node.function == "abs":
             n = number(args[0])
@@ -647,8 +647,8 @@ def _branches(inner: st.SearchStrategy) -> st.SearchStrategy:
         ),
         st.builds(Between, inner, inner, inner),
         st.builds(In, inner, some),
-        st.builds(Call, st.just("abs"), inner.map(lambda arg: (arg,))),
-        st.builds(Call, st.sampled_from(["min", "max"]), some),
+        st.builds(FunctionCall, st.just("abs"), inner.map(lambda arg: (arg,))),
+        st.builds(FunctionCall, st.sampled_from(["min", "max"]), some),
     )
 
 
@@ -695,8 +695,9 @@ def substitute(node, name: str, replacement):
             substitute(node.operand, name, replacement),
             tuple(substitute(o, name, replacement) for o in node.options),
         )
-    if isinstance(node, Call):
-        return Call(node.function, tuple(substitute(a, name, replacement) for a in node.args))
+    if isinstance(node, FunctionCall):
+        args = tuple(substitute(a, name, replacement) for a in node.args)
+        return FunctionCall(node.function, args)
     return node
 
 

@@ -18,7 +18,7 @@ from tagflow.transforms.derived.expression import (
     MAX_TAG_REFERENCES,
     Between,
     Binary,
-    Call,
+    FunctionCall,
     In,
     Literal,
     TagRef,
@@ -86,10 +86,10 @@ def test_design_example_parses_to_a_comparison_of_two_tags():
         ("x not in (1)", Unary("not", In(x, (lit(1),)))),
         ("x not between a and b", Unary("not", Between(x, a, b))),
         # functions, case-insensitive
-        ("abs(x)", Call("abs", (x,))),
-        ("ABS(-x)", Call("abs", (Unary("-", x),))),
-        ("Min(a, b, 'c')", Call("min", (a, b, lit("c")))),
-        ("max(a)", Call("max", (a,))),
+        ("abs(x)", FunctionCall("abs", (x,))),
+        ("ABS(-x)", FunctionCall("abs", (Unary("-", x),))),
+        ("Min(a, b, 'c')", FunctionCall("min", (a, b, lit("c")))),
+        ("max(a)", FunctionCall("max", (a,))),
         # a function name without a call is just a tag name
         ("abs + 1", Binary("+", TagRef("abs"), lit(1))),
         # keywords in any case
@@ -334,8 +334,8 @@ def _branches(inner: st.SearchStrategy) -> st.SearchStrategy:
         ),
         st.builds(Between, inner, inner, inner),
         st.builds(In, inner, some),
-        st.builds(Call, st.just("abs"), inner.map(lambda arg: (arg,))),
-        st.builds(Call, st.sampled_from(["min", "max"]), some),
+        st.builds(FunctionCall, st.just("abs"), inner.map(lambda arg: (arg,))),
+        st.builds(FunctionCall, st.sampled_from(["min", "max"]), some),
     )
 
 
@@ -356,8 +356,8 @@ def as_parsed(node):
         return Between(as_parsed(node.operand), as_parsed(node.low), as_parsed(node.high))
     if isinstance(node, In):
         return In(as_parsed(node.operand), tuple(map(as_parsed, node.options)))
-    if isinstance(node, Call):
-        return Call(node.function, tuple(map(as_parsed, node.args)))
+    if isinstance(node, FunctionCall):
+        return FunctionCall(node.function, tuple(map(as_parsed, node.args)))
     return node
 
 

@@ -43,7 +43,7 @@ from tagflow.transforms.derived.evaluate import StepFunction, evaluate_tenant
 from tagflow.transforms.derived.expression import (
     Between,
     Binary,
-    Call,
+    FunctionCall,
     In,
     Literal,
     Node,
@@ -187,9 +187,9 @@ def value_kinds(node: Node, kinds: dict[str, frozenset[str]]) -> frozenset[str]:
         if node.value is None:
             return frozenset()
         return _KINDS["string" if isinstance(node.value, str) else "numeric"]
-    if isinstance(node, Call) and node.function in ("min", "max"):
+    if isinstance(node, FunctionCall) and node.function in ("min", "max"):
         return frozenset().union(*(value_kinds(arg, kinds) for arg in node.args))
-    if isinstance(node, Unary | Binary | Between | In | Call):
+    if isinstance(node, Unary | Binary | Between | In | FunctionCall):
         return _KINDS["numeric"]
     raise TypeError(f"not an expression node: {type(node).__name__}")
 

@@ -38,7 +38,7 @@ from tagflow.transforms.derived.definitions import TenantDerivedTags
 from tagflow.transforms.derived.expression import (
     Between,
     Binary,
-    Call,
+    FunctionCall,
     In,
     Literal,
     Node,
@@ -313,7 +313,7 @@ class _Evaluator:
             for option in node.options:
                 result = _or(result, _compare("=", operand, self.evaluate(option)))
             return result
-        if isinstance(node, Call):
+        if isinstance(node, FunctionCall):
             args = [self.evaluate(arg) for arg in node.args]
             if node.function == "abs":
                 return _numbers(np.abs(args[0].number))

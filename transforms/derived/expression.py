@@ -105,14 +105,14 @@ class In:
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class FunctionCall:
     """`function(args...)`, function one of FUNCTIONS (lower case)."""
 
     function: str
     args: tuple[Node, ...]
 
 
-Node = Literal | TagRef | Unary | Binary | Between | In | Call
+Node = Literal | TagRef | Unary | Binary | Between | In | FunctionCall
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -440,7 +440,7 @@ class _Parser:
         args, heights = self.arguments(function)
         if function == "abs" and len(args) != 1:
             _fail(self.text, token.offset, f"abs takes one argument, got {len(args)}")
-        return self.node(Call(function, args), *heights)
+        return self.node(FunctionCall(function, args), *heights)
 
     def arguments(self, what: str) -> tuple[tuple[Node, ...], list[int]]:
         """A parenthesised, comma-separated, non-empty list of expressions."""
@@ -493,7 +493,7 @@ def children(node: Node) -> tuple[Node, ...]:
         return (node.operand, node.low, node.high)
     if isinstance(node, In):
         return (node.operand, *node.options)
-    if isinstance(node, Call):
+    if isinstance(node, FunctionCall):
         return node.args
     return ()
 
