@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 
 import numpy as np
@@ -312,27 +312,6 @@ class DatasetStore:
             raise _missing(dataset, tenant, day) from None
         except UNREADABLE as error:
             raise corrupt_partition(dataset, tenant, day, error) from None
-
-    def iter_batches(self, dataset: str, tenant: str, day: date) -> Iterator[pa.RecordBatch]:
-        """One partition's rows in file order, a row group at a time (memory holds one);
-        MissingPartition if absent."""
-        schema = DATASETS[dataset].schema
-        path = self.partition_path(dataset, tenant, day)
-        try:
-            handle = path.open("rb")
-        except FileNotFoundError:
-            raise _missing(dataset, tenant, day) from None
-        with handle, corrupt_if_unreadable(dataset, tenant, day), pq.ParquetFile(handle) as parquet:
-            for group in range(parquet.num_row_groups):
-                table = parquet.read_row_group(group, columns=schema.names).cast(schema)
-                yield from table.to_batches()
-
-    def read_days(self, dataset: str, tenant: str, days: Iterable[date]) -> pa.Table:
-        """Several day partitions concatenated in day order."""
-        tables = [self.read(dataset, tenant, day) for day in sorted(days)]
-        if not tables:
-            return DATASETS[dataset].schema.empty_table()
-        return pa.concat_tables(tables)
 
 
 def _partition_parts(dataset: str, tenant: str, day: date | None) -> tuple[str, ...]:

@@ -87,11 +87,6 @@ def ipc_chunks(table: pa.Table, batch_bytes: int = BATCH_BYTES) -> Iterator[byte
     yield sink.take()
 
 
-def encode_ipc(table: pa.Table) -> bytes:
-    """The whole Arrow IPC stream of `table` (for tests and small tables)."""
-    return b"".join(ipc_chunks(table))
-
-
 def decode_ipc(data: bytes) -> pa.Table:
     with ipc.open_stream(pa.py_buffer(data)) as reader:
         return reader.read_all()

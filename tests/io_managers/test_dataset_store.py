@@ -13,6 +13,7 @@ import pytest
 from tagflow.errors import InvalidName, MissingPartition
 from tagflow.io_managers import DatasetStore, ParquetDatasetIOManager
 from tagflow.schemas.arrow import TRANSITIONS
+from tests.stores import read_days
 
 DAY = date(2026, 3, 2)
 
@@ -112,7 +113,7 @@ def test_days_read_back_concatenated_in_day_order(tmp_path):
     later, earlier = date(2026, 3, 3), DAY
     store.write("transitions", "acme", later, transitions_table([2.0], "b"))
     store.write("transitions", "acme", earlier, transitions_table([1.0], "a"))
-    table = store.read_days("transitions", "acme", [later, earlier])
+    table = read_days(store, "transitions", "acme", [later, earlier])
     assert table["tag_name"].to_pylist() == ["a", "b"]
 
 
@@ -189,5 +190,5 @@ def test_io_manager_publishes_staged_partitions_and_writes_tables_it_audits(tmp_
         assert str(tmp_path) not in str(metadata)
     expected = tmp_path / "transitions" / "tenant=acme" / "date=2026-03-02" / "part-0.parquet"
     assert expected.is_file()
-    loaded = store.read_days("transitions", "acme", [date(2026, 3, 1), DAY])
+    loaded = read_days(store, "transitions", "acme", [date(2026, 3, 1), DAY])
     assert loaded["value_double"].to_pylist() == [1.0, 2.0]

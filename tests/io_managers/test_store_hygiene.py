@@ -60,8 +60,6 @@ def test_every_read_of_an_unreadable_file_is_a_corrupt_partition_naming_no_path(
         "read": lambda: store.read("transitions", "acme", DAY),
         "read_tag_rows": lambda: store.read_tag_rows("transitions", "acme", DAY, [7]),
         "all rows": lambda: store.read_tag_rows("transitions", "acme", DAY),
-        "iter_batches": lambda: list(store.iter_batches("transitions", "acme", DAY)),
-        "read_days": lambda: store.read_days("transitions", "acme", [DAY]),
     }
     for name, read in reads.items():
         with pytest.raises(CorruptPartition) as caught:
@@ -88,8 +86,6 @@ def test_a_missing_file_is_still_a_missing_partition(tmp_path):
     path.unlink()
     with pytest.raises(MissingPartition):
         store.read_tag_rows("transitions", "acme", DAY, [7])
-    with pytest.raises(MissingPartition):
-        list(store.iter_batches("transitions", "acme", DAY))
 
 
 def test_the_check_describes_an_unreadable_file(tmp_path):

@@ -17,6 +17,7 @@ from tagflow.io_managers import DatasetStore
 from tagflow.pipelines.definitions import build_definitions
 from tagflow.schemas.registry import DATASETS, DATED
 from tagflow.settings import Settings
+from tests.stores import read_days
 
 
 def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
@@ -71,7 +72,7 @@ def test_rows_in_equal_rows_kept_plus_counted_drops(materialised, small_plant, a
     records = instance.fetch_materializations(dg.AssetKey("transitions"), limit=1000).records
     for tenant in small_plant.tenants:
         days = [date(2026, 3, n) for n in (1, 2, 3)]
-        kept = store.read_days("transitions", tenant.tenant, days).num_rows
+        kept = read_days(store, "transitions", tenant.tenant, days).num_rows
         dropped = 0
         for record in records:
             materialization = record.asset_materialization
