@@ -73,7 +73,8 @@ def _may_cancel(
     """Per coarse bucket, whether the error its finer twas carry (each up to _STORED_TWA_ERROR of
     itself) may add up to more than the tolerance of the coarse mean: only where finer averages
     of both signs cancel to a mean far smaller than their own magnitudes."""
-    mixed = (total_us > 0) & (minimum < 0.0) & (maximum > 0.0)
+    # An uncovered bucket's min is +inf and its max -inf: never mixed.
+    mixed = (minimum < 0.0) & (maximum > 0.0)
     if not bool(mixed.any()):
         return mixed
     covered = total_us > 0
