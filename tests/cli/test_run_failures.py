@@ -275,3 +275,24 @@ def test_schema_drift_and_duplicate_names_are_one_line_naming_tenant_days_and_fi
     assert lines[0].startswith(f"error: {tenant} {FIRST}..{END}")
     assert says in lines[0] and ("Restore" in lines[0] or "rename or remove" in lines[0])
     assert not Path(env["TAGFLOW_STORE"]).exists() or day_files(env) == []
+
+
+def test_a_month_whose_days_all_succeeded_is_copied_although_a_later_range_failed(
+    source, env
+) -> None:
+    data_dir, _ = source
+    february = [date(2026, 2, 1) + timedelta(days=n) for n in range(28)]
+    args = ["backfill", "--tenant", TENANT, "--start", "2026-02-01", "--end", "2026-03-03"]
+    # The retry budget is not what this test is about: 1 s makes the failure come at once.
+    quick = {**env, "TAGFLOW_SOURCE_RETRY_BUDGET_S": "1"}
+    process = start([*args, "--in-process", "--days-per-run", "28"], quick)
+    wait_for_days(process, env, len(february))
+    stop_embedded_server(data_dir)
+    output, _ = process.communicate(timeout=SLOW_S)
+    print(output)
+
+    assert process.returncode == 1
+    assert published(env) == set(february)
+    copies = Path(env["TAGFLOW_STORE"], "_compacted")
+    assert {path.parent.name for path in copies.rglob("*.parquet")} == {"month=2026-02"}
+    assert "tagflow backfill --tenant outage --start 2026-03-01 --end 2026-03-03" in output
