@@ -4,6 +4,7 @@ not-started days into contiguous ranges."""
 
 from __future__ import annotations
 
+import io
 from datetime import date, timedelta
 
 from tagflow.cli.failures import RunFailure, day_ranges, rerun_commands
@@ -63,3 +64,19 @@ def test_a_failure_between_successes_gives_one_rerun_range_per_gap() -> None:
 def test_all_done_prints_no_rerun_command() -> None:
     lines = RangeSummary("acme", D[:2], [run(D[:2])]).lines(COMMAND)
     assert lines == ["acme 2026-03-01..2026-03-02: ok", "2 of 2 days done"]
+
+
+def test_the_progress_bar_shows_failed_days_as_failed_never_as_done(monkeypatch) -> None:
+    from rich.console import Console
+
+    from tagflow.cli import app
+
+    screen = Console(file=io.StringIO(), force_terminal=True, width=120, record=True)
+    monkeypatch.setattr(app, "console", screen)
+    with app._run_progress() as progress:
+        task = progress.add_task("materialise acme", total=5, failed="")
+        app._count(progress, task, run(D[0:2]))
+        app._count(progress, task, run([D[2]], LOST))
+        app._count(progress, task, run([D[3]], AUDIT))
+        assert progress.tasks[task].completed == 2
+    assert "2/5 days done, 2 failed" in screen.export_text().splitlines()[-1]
