@@ -6,7 +6,7 @@ import dagster as dg
 
 from tagflow.annotations.export import HISTORY, RECORDS, export_annotations
 from tagflow.assets.partitions import tenants
-from tagflow.assets.resources import StateDatabase
+from tagflow.assets.resources import NO_STATE, StateDatabase
 from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.io_managers.parquet_io_manager import column_schema, published_metadata
 from tagflow.schemas.registry import ANNOTATION_DATASETS
@@ -44,6 +44,9 @@ def annotation_assets() -> dg.AssetsDefinition:
         state: StateDatabase,
         datasets: dg.ResourceParam[ParquetDatasetIOManager],
     ):
+        if not state.configured:
+            # Not a database briefly away: retrying would not help.
+            raise dg.Failure(description=NO_STATE, allow_retries=False)
         exported = export_annotations(state.store(), datasets.store(), context.partition_key)
         for staged in (exported.records, exported.history):
             yield dg.MaterializeResult(

@@ -74,7 +74,7 @@ def cli_export(tenant: str, root: Path, pg_url: str, state_url: str):
     return CliRunner().invoke(app, ["annotations", "export", "--tenant", tenant], env=env)
 
 
-def asset_export(tenant: str, root: Path, state_url: str) -> dg.ExecuteInProcessResult:
+def asset_export(tenant: str, root: Path, state_url: str | None) -> dg.ExecuteInProcessResult:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(TENANT_DIMENSION, [tenant])
         return dg.materialize(
@@ -85,6 +85,7 @@ def asset_export(tenant: str, root: Path, state_url: str) -> dg.ExecuteInProcess
                 "state": StateDatabase(url=state_url),
                 "datasets": ParquetDatasetIOManager(root=str(root)),
             },
+            raise_on_error=False,
         )
 
 
@@ -181,3 +182,15 @@ def test_an_export_replaces_the_files_with_the_latest_changes(
     records = pq.read_table(DatasetStore(tmp_path).partition_path("span_annotations", tenant).path)
     notes = dict(zip(records["id"].to_pylist(), records["note"].to_pylist(), strict=True))
     assert notes[first["id"]] == "reviewed"
+
+
+def test_the_asset_without_a_state_database_fails_at_once(tmp_path):
+    result = asset_export("acme", tmp_path, None)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert "TAGFLOW_STATE_URL" in failure.step_failure_data.user_failure_data.description
+    retried = [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ]
+    assert retried == []  # no database is not one briefly away
+    assert not (tmp_path / "span_annotations").exists()
