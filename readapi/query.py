@@ -1,14 +1,15 @@
 """One query object per read: the client builds it from Python values, the HTTP transport sends
-it as query-string or JSON parameters, the service parses those back into the same object, and
-the engine answers it. Validation that needs no data happens here, once, for every door."""
+it as query-string or JSON parameters, the service's parameter models build the same object back
+from them (tagflow.readapi.server.params), and the engine answers it. Validation that needs no
+data happens here, once, for every door."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, ClassVar, TypedDict
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from tagflow.errors import InvalidArgument, InvalidTimeRange
@@ -17,9 +18,6 @@ from tagflow.time_range import (
     ONE_US,
     TimeRange,
     format_duration,
-    parse_duration,
-    parse_time_range,
-    parse_width,
 )
 
 # aggregate_function → column of the samples datasets.
@@ -87,15 +85,6 @@ class Query:
             out["allow_source"] = "false"
         return out
 
-    @staticmethod
-    def common(params: Mapping[str, Any]) -> dict[str, Any]:
-        """The shared fields parsed from wire parameters."""
-        start, end = text(params, "start"), text(params, "end")
-        if (start is None) != (end is None):
-            raise InvalidArgument("give both start and end, or neither")
-        time_range = None if start is None else parse_time_range((start, end))
-        return {"time_range": time_range, "allow_source": flag(params, "allow_source")}
-
 
 @dataclass(frozen=True, kw_only=True)
 class TagsQuery(Query):
@@ -103,10 +92,6 @@ class TagsQuery(Query):
 
     def path(self) -> str:
         return "/v1/tags"
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> TagsQuery:
-        return cls(**cls.common(params))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,25 +131,6 @@ class SpansQuery(Query):
             out["tag_name"] = self.tag_name
         return out
 
-    @classmethod
-    def from_body(cls, params: Mapping[str, Any]) -> SpansQuery:
-        """The POST form: the tag's name is the body's `tag_name`."""
-        tag_name = params.get("tag_name")
-        if not isinstance(tag_name, str):
-            raise InvalidArgument("tag_name must be a string: the name of one tag")
-        return cls.from_params(tag_name, params)
-
-    @classmethod
-    def from_params(cls, tag_name: str, params: Mapping[str, Any]) -> SpansQuery:
-        raw = text(params, "limit")
-        limit = None
-        if raw is not None:
-            # isascii: str.isdigit() also accepts '²' and other digits int() refuses.
-            if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or int(raw) < 1:
-                raise InvalidArgument("limit must be a positive integer")
-            limit = int(raw)
-        return cls(tag_name=tag_name, limit=limit, **cls.common(params))
-
 
 @dataclass(frozen=True, kw_only=True)
 class MetricDataQuery(Query):
@@ -181,17 +147,6 @@ class MetricDataQuery(Query):
         if self.tag_names is not None:
             out["tag"] = list(self.tag_names)
         return out
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> MetricDataQuery:
-        return cls(tag_names=_tags(params), **cls.common(params))
-
-
-class _BucketOptions(TypedDict, total=False):
-    """The BucketQuery fields only some samplings take; absent ones keep their defaults."""
-
-    aggregate: str
-    bucket_function: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,49 +212,3 @@ class BucketQuery(Query):
         if self.tag_names is not None:
             out["tag"] = list(self.tag_names)
         return out
-
-    @classmethod
-    def from_params(cls, sampling: Sampling, params: Mapping[str, Any]) -> BucketQuery:
-        """The call's own parameters; one a call does not take (a counter rate's aggregate)
-        is ignored, as by the client."""
-        options: _BucketOptions = {}
-        if sampling != Sampling.COUNTER_RATE:
-            options["aggregate"] = text(params, "aggregate_function") or "average"
-        if sampling == Sampling.SAMPLES:
-            options["bucket_function"] = text(params, "bucket_function") or "locf"
-        return cls(
-            sampling=sampling,
-            tag_names=_tags(params),
-            width=parse_width(text(params, "bucket_width") or ""),
-            offset=parse_duration(text(params, "bucket_offset") or "0s", "bucket offset"),
-            **options,
-            **cls.common(params),
-        )
-
-
-def text(params: Mapping[str, Any], name: str) -> str | None:
-    """A string parameter (JSON booleans read as 'true'/'false'); anything else is refused."""
-    value = params.get(name)
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    raise InvalidArgument(f"{name} must be a string")
-
-
-def flag(params: Mapping[str, Any], name: str) -> bool:
-    value = text(params, name)
-    if value is None or value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise InvalidArgument(f"{name} must be true or false")
-
-
-def _tags(params: Mapping[str, Any]) -> tuple[str, ...] | None:
-    value = params.get("tag")
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidArgument("tag must be a list of tag names")
-    return tag_list(value)

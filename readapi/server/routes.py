@@ -1,15 +1,16 @@
-"""The read routes: each parses its parameters into the query the client would have built and
-hands it to the key's tenant reader. One dependency authenticates the caller and gathers what
-every read shares (the parameters, from the query string or a JSON body, and the format).
+"""The read routes: each takes its call's parameters (tagflow.readapi.server.params: one model
+per call, the GET query string and the POST body alike), builds the query the client would
+have built and hands it to the key's tenant reader.
 
-Parameters are plain strings parsed by tagflow.readapi.query, so FastAPI never answers with its
-own validation errors (which echo the input), and the key is checked before a body is read (the
-body's size and time are bounded before that, by tagflow.readapi.server.request_body). Answers are
-streamed a batch of rows at a time (tagflow.readapi.wire), never encoded whole in memory."""
+One dependency authenticates the caller before anything else is read: FastAPI resolves it
+before a route's query parameters, and a POST's body is read only after it (the body's size
+and time are bounded before that, by tagflow.readapi.server.request_body). Answers are streamed
+a batch of rows at a time (tagflow.readapi.wire), never encoded whole in memory."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -24,6 +25,16 @@ from tagflow.readapi import query as q
 from tagflow.readapi.engine.reader import TenantReader
 from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE
 from tagflow.readapi.server.memory import releaser
+from tagflow.readapi.server.params import (
+    BUCKET_PARAMS,
+    CounterRateParams,
+    DerivativeParams,
+    MetricDataParams,
+    ReadParams,
+    SamplesParams,
+    SpansBody,
+    SpansParams,
+)
 from tagflow.readapi.wire import (
     ARROW_STREAM,
     JSON,
@@ -34,52 +45,30 @@ from tagflow.readapi.wire import (
 )
 
 _bearer = HTTPBearer(auto_error=False, description="A tenant's API key.")
-_BODY = {
-    "requestBody": {
-        "description": "The query parameters of the GET form as a JSON object; `tag` is a list "
-        "of tag names.",
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-}
-_SPANS_BODY = {
-    "requestBody": {
-        "description": "`tag_name` (the tag's name, any length up to the service's cap) and "
-        "the query parameters of the GET form as a JSON object.",
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-}
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
-Start = Annotated[str | None, Query(description="Range start, ISO 8601 with offset.")]
-End = Annotated[str | None, Query(description="Range end (exclusive), ISO 8601.")]
-Format = Annotated[str | None, Query(description="'json' (default) or 'arrow'.")]
-AllowSource = Annotated[str | None, Query(description="false: refuse days not materialised.")]
-Tags = Annotated[
-    list[str] | None,
-    Query(
-        alias="tag",
-        description="Tag name; repeat the parameter for several tags (all tags when absent).",
-    ),
-]
-Limit = Annotated[str | None, Query(description="At most this many spans, newest first.")]
-Width = Annotated[str | None, Query(description="Bucket width, e.g. 15m, 1h, 90s, 1d.")]
-Offset = Annotated[str | None, Query(description="Bucket alignment offset, e.g. 30m.")]
-Aggregate = Annotated[
-    str | None, Query(description="average (time-weighted), min, max, first, last, count.")
-]
-BucketFunction = Annotated[str | None, Query(description="Only 'locf'.")]
+
+def _body_of(model: type[ReadParams], description: str) -> dict[str, Any]:
+    """OpenAPI's request body of a POST form: the call's parameters as a JSON object (the body
+    is read by the route itself, after the key is checked)."""
+    schema = model.model_json_schema()
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"description": description, "required": True, "content": content}}
 
 
 @dataclass(frozen=True)
-class Call:
-    """An authenticated read: the key's tenant reader, its parameters and the answer format."""
+class AuthenticatedRead:
+    """A read whose key was checked: the key's tenant reader and the request it came with."""
 
     reader: TenantReader
-    params: dict[str, Any]
-    arrow: bool
+    request: Request
 
-    def answer(self, query: q.Query, wide: bool = False) -> Response:
-        table = self.reader.read(query)
-        return _respond(table, self.arrow, wide)
+    def answer(
+        self, params: ReadParams, query: Callable[[], q.Query], wide: bool = False
+    ) -> Response:
+        """The answer to `query()` in the format the request asks for (checked first)."""
+        arrow = params.wants_arrow(self.request.headers.get("accept", ""))
+        return _respond(self.reader.read(query()), arrow, wide)
 
 
 def _authenticate(
@@ -97,24 +86,21 @@ def _authenticate(
     return service.engine.reader(service.keys.verify(key, claimed))
 
 
-async def _call(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    start: Start = None,
-    end: End = None,
-    allow_source: AllowSource = None,
-    format: Format = None,
-) -> Call:
-    """The one dependency of every read route (the declared parameters document the query
-    string; the values are read below, from the query string or, for POST, the body)."""
-    reader = _authenticate(request, credentials)
-    if request.method == "POST":
-        params = await _json_object(request)
-    else:
-        params = dict(request.query_params)
-        if "tag" in request.query_params:
-            params["tag"] = request.query_params.getlist("tag")
-    return Call(reader, params, _wants_arrow(request, q.text(params, "format")))
+def _read(request: Request, credentials: Credentials) -> AuthenticatedRead:
+    """The one dependency of every read route: FastAPI resolves it before the route's query
+    parameters and before its body (below)."""
+    return AuthenticatedRead(_authenticate(request, credentials), request)
+
+
+Read = Annotated[AuthenticatedRead, Depends(_read)]
+
+
+async def _body(read: Read) -> dict[str, Any]:
+    """A POST form's JSON object, read only once the key is checked."""
+    return await _json_object(read.request)
+
+
+JsonBody = Annotated[dict[str, Any], Depends(_body)]
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -129,14 +115,6 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-def _wants_arrow(request: Request, format: str | None) -> bool:
-    if format is not None:
-        if format not in ("json", "arrow"):
-            raise InvalidArgument("format must be 'json' or 'arrow'")
-        return format == "arrow"
-    return ARROW_STREAM in request.headers.get("accept", "")
-
-
 def _respond(table: pa.Table, arrow: bool, wide: bool) -> Response:
     if arrow:
         chunks, media_type = ipc_chunks(table), ARROW_STREAM
@@ -146,88 +124,73 @@ def _respond(table: pa.Table, arrow: bool, wide: bool) -> Response:
     return StreamingResponse(releaser.after(chunks), media_type=media_type)
 
 
-ReadCall = Annotated[Call, Depends(_call)]
 router = APIRouter(prefix="/v1", tags=["read"])
 
 
 @router.get("/tags")
-def tags(call: ReadCall) -> Response:
+def tags(read: Read, params: Annotated[ReadParams, Query()]) -> Response:
     """Tags with at least one transition in [start, end); all tags without a range."""
-    return call.answer(q.TagsQuery.from_params(call.params))
+    return read.answer(params, params.query)
 
 
 @router.get("/spans/{tag_name:path}")
-def spans(call: ReadCall, tag_name: str, limit: Limit = None) -> Response:
+def spans(read: Read, tag_name: str, params: Annotated[SpansParams, Query()]) -> Response:
     """Spans (runs of one value) of a tag intersecting [start, end), newest first."""
-    return call.answer(q.SpansQuery.from_params(tag_name, call.params))
+    return read.answer(params, lambda: params.spans_query(tag_name))
 
 
-@router.post("/spans", openapi_extra=_SPANS_BODY)
-def spans_post(call: ReadCall) -> Response:
+@router.post("/spans", openapi_extra=_body_of(SpansBody, "`tag_name` and the GET parameters."))
+def spans_post(read: Read, body: JsonBody) -> Response:
     """The spans call with a JSON body (`tag_name` and the query parameters), for a tag name
     too long for a URL."""
-    return call.answer(q.SpansQuery.from_body(call.params))
+    params = SpansBody.of_body(body)
+    return read.answer(params, params.query)
 
 
 @router.get("/metrics/data")
-def metric_data(call: ReadCall, tag: Tags = None) -> Response:
+def metric_data(read: Read, params: Annotated[MetricDataParams, Query()]) -> Response:
     """Every transition of the tags in [start, end), sorted by time."""
-    return call.answer(q.MetricDataQuery.from_params(call.params))
+    return read.answer(params, params.query)
 
 
 @router.get("/metrics/samples")
-def sample_metric_data(
-    call: ReadCall,
-    bucket_width: Width = None,
-    bucket_offset: Offset = None,
-    aggregate_function: Aggregate = None,
-    bucket_function: BucketFunction = None,
-    tag: Tags = None,
-) -> Response:
+def sample_metric_data(read: Read, params: Annotated[SamplesParams, Query()]) -> Response:
     """LOCF samples, wide: `time` (bucket start) + one column per tag."""
-    return _buckets(call, q.Sampling.SAMPLES)
+    return read.answer(params, params.query, wide=True)
 
 
 @router.get("/metrics/derivative")
-def derivative(
-    call: ReadCall,
-    bucket_width: Width = None,
-    bucket_offset: Offset = None,
-    aggregate_function: Aggregate = None,
-    tag: Tags = None,
-) -> Response:
+def derivative(read: Read, params: Annotated[DerivativeParams, Query()]) -> Response:
     """Per-second change of the sampled aggregate between consecutive buckets."""
-    return _buckets(call, q.Sampling.DERIVATIVE)
+    return read.answer(params, params.query, wide=True)
 
 
 @router.get("/metrics/counter_rate")
-def counter_rate(
-    call: ReadCall, bucket_width: Width = None, bucket_offset: Offset = None, tag: Tags = None
-) -> Response:
+def counter_rate(read: Read, params: Annotated[CounterRateParams, Query()]) -> Response:
     """Counter increase per second in each bucket; a drop is a reset, not a negative rate."""
-    return _buckets(call, q.Sampling.COUNTER_RATE)
+    return read.answer(params, params.query, wide=True)
 
 
-@router.post("/metrics/{kind}", openapi_extra=_BODY)
-def metrics_post(call: ReadCall, kind: str) -> Response:
+_METRICS_BODY = _body_of(
+    SamplesParams, "The GET parameters of the call (`tag` a list); each call reads only its own."
+)
+
+
+@router.post("/metrics/{kind}", openapi_extra=_METRICS_BODY)
+def metrics_post(read: Read, body: JsonBody, kind: str) -> Response:
     """The metrics calls with a JSON body (same field names as the query parameters, `tag` a
     list), for tag lists too long for a URL."""
     if kind == "data":
-        return call.answer(q.MetricDataQuery.from_params(call.params))
+        data = MetricDataParams.of_body(body)
+        return read.answer(data, data.query)
     if kind not in set(q.Sampling):
         raise InvalidArgument("unknown metrics call; use data, samples, derivative or counter_rate")
-    return _buckets(call, q.Sampling(kind))
-
-
-def _buckets(call: Call, sampling: q.Sampling) -> Response:
-    return call.answer(q.BucketQuery.from_params(sampling, call.params), wide=True)
+    params = BUCKET_PARAMS[q.Sampling(kind)].of_body(body)
+    return read.answer(params, params.query, wide=True)
 
 
 @router.get("/coverage")
-def coverage(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> dict[str, Any]:
+def coverage(request: Request, credentials: Credentials) -> dict[str, Any]:
     """The key's tenant's first and last materialised days (null when none) and how many
     days are materialised, so that a viewer can open where there is data. Days only: never
     where they are stored."""

@@ -1,0 +1,217 @@
+"""The read calls' parameters, declared once: one pydantic model per call is the query string of
+its GET form, the JSON body of its POST form and what OpenAPI shows of both, and builds the
+call's query object (tagflow.readapi.query), which checks every value.
+
+Fields hold the text the parameters arrive as (a JSON body's true/false read as 'true'/'false'),
+so pydantic refuses nothing on its own: a wrong value is answered with the query's typed error,
+never with a validation error that echoes the input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from tagflow.errors import InvalidArgument, TagflowError
+from tagflow.readapi import query as q
+from tagflow.readapi.wire import ARROW_STREAM
+from tagflow.time_range import TimeRange, parse_duration, parse_time_range, parse_width
+
+
+class ReadParams(BaseModel):
+    """What every read takes: the range, the source fallback and the answer's format."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: str | None = Field(None, description="Range start, ISO 8601 with offset.")
+    end: str | None = Field(None, description="Range end (exclusive), ISO 8601.")
+    allow_source: str | None = Field(None, description="false: refuse days not materialised.")
+    format: str | None = Field(None, description="'json' (default) or 'arrow'.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any, info: ValidationInfo) -> Any:
+        """A string parameter as text (JSON booleans read as 'true'/'false'); anything else
+        is refused. `tag` and `tag_name` check themselves."""
+        if info.field_name in ("tag", "tag_name"):
+            return value
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        raise InvalidArgument(f"{info.field_name} must be a string")
+
+    @classmethod
+    def of_body(cls, body: dict[str, Any]) -> ReadParams:
+        """The parameters of a POST's JSON object, refused with the query's own error."""
+        try:
+            return cls.model_validate(body)
+        except ValidationError as invalid:
+            raise _cause(invalid) from None
+
+    def wants_arrow(self, accept: str) -> bool:
+        """Whether to answer as an Arrow stream: `format`, else the Accept header."""
+        if self.format is not None:
+            if self.format not in ("json", "arrow"):
+                raise InvalidArgument("format must be 'json' or 'arrow'")
+            return self.format == "arrow"
+        return ARROW_STREAM in accept
+
+    def time_range(self) -> TimeRange | None:
+        if (self.start is None) != (self.end is None):
+            raise InvalidArgument("give both start and end, or neither")
+        return None if self.start is None else parse_time_range((self.start, self.end))
+
+    def source_allowed(self) -> bool:
+        value = self.allow_source
+        if value is None or value.lower() in ("true", "1", "yes"):
+            return True
+        if value.lower() in ("false", "0", "no"):
+            return False
+        raise InvalidArgument("allow_source must be true or false")
+
+    def query(self) -> q.Query:
+        return q.TagsQuery(time_range=self.time_range(), allow_source=self.source_allowed())
+
+
+class SpansParams(ReadParams):
+    """The spans call; the tag's name is the path's (GET)."""
+
+    limit: str | None = Field(None, description="At most this many spans, newest first.")
+
+    def spans_query(self, tag_name: str) -> q.SpansQuery:
+        limit = None
+        if self.limit is not None:
+            raw = self.limit
+            # isascii: str.isdigit() also accepts '²' and other digits int() refuses.
+            if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or int(raw) < 1:
+                raise InvalidArgument("limit must be a positive integer")
+            limit = int(raw)
+        return q.SpansQuery(
+            tag_name=tag_name,
+            limit=limit,
+            time_range=self.time_range(),
+            allow_source=self.source_allowed(),
+        )
+
+
+class SpansBody(SpansParams):
+    """The spans call with the tag's name in the body (POST), for a name too long for a URL."""
+
+    tag_name: str | None = Field(
+        None, description="The tag's name, any length up to the service's body limit."
+    )
+
+    @field_validator("tag_name", mode="before")
+    @classmethod
+    def _one_name(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        raise InvalidArgument("tag_name must be a string: the name of one tag")
+
+    def query(self) -> q.SpansQuery:
+        if not isinstance(self.tag_name, str):
+            raise InvalidArgument("tag_name must be a string: the name of one tag")
+        return self.spans_query(self.tag_name)
+
+
+class MetricDataParams(ReadParams):
+    """The transitions call; `tag` repeated in a query string, a list in a body."""
+
+    tag: list[str] | None = Field(
+        None, description="Tag names (repeat the parameter in a query string); all when absent."
+    )
+
+    @field_validator("tag", mode="before")
+    @classmethod
+    def _tag_list(cls, value: Any) -> Any:
+        if value is None or isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise InvalidArgument("tag must be a list of tag names")
+
+    def tag_names(self) -> tuple[str, ...] | None:
+        return q.tag_list(self.tag)
+
+    def query(self) -> q.Query:
+        return q.MetricDataQuery(
+            tag_names=self.tag_names(),
+            time_range=self.time_range(),
+            allow_source=self.source_allowed(),
+        )
+
+
+class CounterRateParams(MetricDataParams):
+    """A counter's increase per second in each bucket."""
+
+    sampling: ClassVar[q.Sampling] = q.Sampling.COUNTER_RATE
+
+    bucket_width: str | None = Field(None, description="Bucket width, e.g. 15m, 1h, 90s, 1d.")
+    bucket_offset: str | None = Field(None, description="Bucket alignment offset, e.g. 30m.")
+
+    def options(self) -> dict[str, str]:
+        """The fields only some samplings take."""
+        return {}
+
+    def query(self) -> q.BucketQuery:
+        # Order of the checks as the client meets them: options, tags, width, offset, range.
+        options = self.options()
+        tag_names = self.tag_names()
+        return q.BucketQuery(
+            sampling=self.sampling,
+            tag_names=tag_names,
+            width=parse_width(self.bucket_width or ""),
+            offset=parse_duration(self.bucket_offset or "0s", "bucket offset"),
+            time_range=self.time_range(),
+            allow_source=self.source_allowed(),
+            **options,
+        )
+
+
+class DerivativeParams(CounterRateParams):
+    """The per-second change of one sampled aggregate between consecutive buckets."""
+
+    sampling: ClassVar[q.Sampling] = q.Sampling.DERIVATIVE
+
+    aggregate_function: str | None = Field(
+        None, description=f"One of {', '.join(q.AGGREGATES)} (average is time-weighted)."
+    )
+
+    def options(self) -> dict[str, str]:
+        return {"aggregate": self.aggregate_function or "average"}
+
+
+class SamplesParams(DerivativeParams):
+    """LOCF samples of one aggregate per bucket."""
+
+    sampling: ClassVar[q.Sampling] = q.Sampling.SAMPLES
+
+    bucket_function: str | None = Field(
+        None, description=f"One of {', '.join(q.BUCKET_FUNCTIONS)}."
+    )
+
+    def options(self) -> dict[str, str]:
+        return {**super().options(), "bucket_function": self.bucket_function or "locf"}
+
+
+# The bucketed calls by their path's last part (/v1/metrics/{sampling}).
+BUCKET_PARAMS: dict[q.Sampling, type[CounterRateParams]] = {
+    model.sampling: model for model in (SamplesParams, DerivativeParams, CounterRateParams)
+}
+
+
+def _cause(invalid: ValidationError) -> TagflowError:
+    """The typed error a field's check raised (pydantic wraps it); else which field is wrong."""
+    for error in invalid.errors():
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, TagflowError):
+            return cause
+    names = sorted({str(error["loc"][-1]) for error in invalid.errors() if error["loc"]})
+    return InvalidArgument(f"invalid parameter(s): {names}")
