@@ -3,89 +3,27 @@ database, the state database (span annotations) and the dataset IO manager."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
-
 import dagster as dg
-import psycopg
-import pyarrow as pa
 
 from tagflow.annotations import AnnotationStore, state_url
 from tagflow.errors import StateUnavailable
 from tagflow.io_managers import ParquetDatasetIOManager
-from tagflow.names import validate_tenant_name
 from tagflow.settings import EMBEDDED_SOURCE, Settings
-from tagflow.source import extract, fingerprints, tenants
-from tagflow.source.embedded import resolve_source_url
-from tagflow.source.engines import source_session
+from tagflow.source.tenant_source import TenantSource
 
 
 class SourceDatabase(dg.ConfigurableResource):
-    """The tenants' PostgreSQL database (read only): a URL, or `embedded` for the demo's server.
-
-    With `tenant_url_template` (`postgresql://{tenant}@db.internal/plant`, passwords from a
-    PGPASSFILE, never in the URL) each tenant is read with its own least-privilege role, which
-    cannot see other tenants; `url` stays the role that discovers tenants.
-
-    Sessions come from one pool per URL (source.engines), and a tenant's tables are checked
-    against the DDL before it is read (SchemaDrift if they drifted)."""
+    """The tenants' PostgreSQL database (read only) as a Dagster resource: a URL, or `embedded`
+    for the demo's server, and an optional per-tenant URL template (source.tenant_source)."""
 
     url: str
     tenant_url_template: str | None = None
     # Seconds the day step retries a source it cannot reach (TAGFLOW_SOURCE_RETRY_BUDGET_S).
     retry_budget_s: int = 30
 
-    def resolved_url(self) -> str:
-        return resolve_source_url(self.url)
-
-    def tenant_url(self, tenant: str) -> str:
-        """The URL to read `tenant` with: its own role's when a template is set."""
-        if self.tenant_url_template:
-            # replace, not format: a URL may hold braces of its own.
-            return self.tenant_url_template.replace("{tenant}", validate_tenant_name(tenant))
-        return self.resolved_url()
-
-    @contextmanager
-    def tenant_session(self, tenant: str) -> Iterator[psycopg.Connection]:
-        """A pooled session to read `tenant` with, once its tables passed the schema check."""
-        with source_session(self.tenant_url(tenant), tenant=tenant) as conn:
-            yield conn
-
-    def list_tenants(self) -> list[str]:
-        with source_session(self.resolved_url()) as conn:
-            return tenants.list_tenants(conn)
-
-    def read_tags(self, tenant: str) -> pa.Table:
-        with self.tenant_session(tenant) as conn:
-            return extract.read_tags(conn, tenant)
-
-    def require_tenant(self, tenant: str) -> None:
-        with self.tenant_session(tenant) as conn:
-            tenants.require_tenant(conn, tenant)
-
-    def count_out_of_range(self, tenant: str) -> int:
-        with self.tenant_session(tenant) as conn:
-            return extract.count_out_of_range(conn, tenant)
-
-    def first_row_time(self, tenant: str) -> datetime | None:
-        with self.tenant_session(tenant) as conn:
-            return extract.first_row_time(conn, tenant)
-
-    def day_fingerprint(
-        self, tenant: str, day_start: datetime, day_end: datetime
-    ) -> fingerprints.DayFingerprint:
-        with self.tenant_session(tenant) as conn:
-            return fingerprints.day_fingerprint(conn, tenant, day_start, day_end)
-
-    def estimate_day_rows(self, tenant: str, day_start: datetime, day_end: datetime) -> int:
-        with self.tenant_session(tenant) as conn:
-            return extract.estimate_day_rows(conn, tenant, day_start, day_end)
-
-    def read_carry_in(self, tenant: str, day_start: datetime) -> pa.Table:
-        with self.tenant_session(tenant) as conn:
-            tenants.require_tenant(conn, tenant)
-            return extract.read_carry_in(conn, tenant, day_start)
+    def reader(self) -> TenantSource:
+        """The source's reads, outside Dagster (the day step and the sensors use them)."""
+        return TenantSource(self.url, self.tenant_url_template)
 
 
 NO_STATE = "no state database is configured (set TAGFLOW_STATE_URL)"
@@ -135,7 +73,7 @@ def _secret(settings: Settings, name: str) -> str | dg.EnvVar | None:
 
 
 def source_database(settings: Settings) -> SourceDatabase:
-    """The source as a plain object, for commands that read it outside a run."""
+    """The source resource as a plain object, for commands that read it outside a run."""
     if settings.source_url is None:
         raise ValueError("source_database needs settings with a source URL")
     return SourceDatabase(

@@ -277,18 +277,18 @@ _OPEN_HOME = (
 
 
 def run_stages(url: str, store_root: str, audit: bool = True) -> dict[str, Any]:
-    """The day asset's function without Dagster (in a child process, for its own RSS); with
+    """The day step the asset runs, without Dagster (in a child process, for its own RSS); with
     `audit` off, the same without the pandera audit, which tells what the audit costs."""
-    from tagflow.assets.day import materialise_day, stage_tags
-    from tagflow.assets.resources import SourceDatabase
+    from tagflow.daystep.materialise import materialise_day, stage_tags
     from tagflow.io_managers.dataset_store import DatasetStore
     from tagflow.schemas.dataset_checks import DatasetSchema
+    from tagflow.source.tenant_source import TenantSource
 
     if not audit:  # a diagnostic only: the product always audits
         DatasetSchema.validate = lambda self, frame: None  # type: ignore[method-assign]
-    source, store = SourceDatabase(url=url), DatasetStore(store_root)
+    source, store = TenantSource(url), DatasetStore(store_root)
     began = time.perf_counter()
-    tags, staged_tags = stage_tags(source, store, TENANT)
+    tags, staged_tags, _ = stage_tags(source, store, TENANT)
     staged_tags.publish()
     staged, _ = materialise_day(source, store, TENANT, DAY.date(), tags)
     for partition in staged.values():

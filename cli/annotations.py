@@ -38,7 +38,7 @@ def export(
             settings = settings.replace(source_url=EMBEDDED_SOURCE)
         if settings.source_url is None:
             raise TagflowError(NO_SOURCE)
-        source_database(settings).require_tenant(tenant)
+        source_database(settings).reader().require_tenant(tenant)
         annotations = state_database(settings).store()
         exported = export_annotations(annotations, DatasetStore(settings.store), tenant)
     except TagflowError as error:

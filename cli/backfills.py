@@ -52,7 +52,7 @@ def submit_backfill(
     days = days_in_range(start, end, settings.start_date)
     asset_graph = _asset_graph(settings)
     # UnknownTenant or duplicate tag names now, not in the daemon
-    source_database(settings).read_tags(tenant)
+    source_database(settings).reader().read_tags(tenant)
     if not instance.has_dynamic_partition(TENANT_DIMENSION, tenant):
         instance.add_dynamic_partitions(TENANT_DIMENSION, [tenant])
     backfill = PartitionBackfill.from_asset_partitions(

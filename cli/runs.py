@@ -14,10 +14,10 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from tagflow.assets.derived_tags import deployment_definitions, derived_plan
 from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key, tenant_month_key
 from tagflow.assets.resources import source_database
 from tagflow.cli.failures import RunFailure, run_failure
+from tagflow.daystep.derived import deployment_definitions, derived_plan
 from tagflow.errors import InvalidArgument, InvalidTimeRange
 from tagflow.names import validate_tenant_name
 from tagflow.pipelines.definitions import build_definitions
@@ -145,7 +145,7 @@ def materialize_days(
     definitions = build_definitions(settings)
     # UnknownTenant, duplicate tag names or a derived tag reading an unknown tag now, before
     # any run starts
-    tags = source_database(settings).read_tags(tenant)
+    tags = source_database(settings).reader().read_tags(tenant)
     derived_plan(deployment_definitions(settings).for_tenant(tenant), tags)
     if not instance.has_dynamic_partition(TENANT_DIMENSION, tenant):
         instance.add_dynamic_partitions(TENANT_DIMENSION, [tenant])

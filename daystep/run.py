@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
 import numpy as np
-import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,22 +23,6 @@ from tagflow.timing import timed
 from tagflow.transforms.day import compute_day
 from tagflow.transforms.derived.day import DerivedPlan
 from tagflow.transforms.tag_order import TagOrder
-
-
-class DaySource(Protocol):
-    """What the day step reads from the source database (the day asset's resource is one)."""
-
-    def tenant_url(self, tenant: str) -> str: ...
-
-    def tenant_session(self, tenant: str) -> AbstractContextManager[psycopg.Connection]: ...
-
-    def read_tags(self, tenant: str) -> pa.Table: ...
-
-    def count_out_of_range(self, tenant: str) -> int: ...
-
-    def estimate_day_rows(self, tenant: str, day_start, day_end) -> int: ...
-
-    def read_carry_in(self, tenant: str, day_start) -> pa.Table: ...
 
 
 class DaySink(Protocol):

@@ -10,9 +10,9 @@ from tagflow.assets.annotations import annotation_assets
 from tagflow.assets.checks import annotations_check, schema_checks
 from tagflow.assets.compaction import compaction_assets
 from tagflow.assets.day import day_assets
-from tagflow.assets.derived_tags import deployment_definitions
 from tagflow.assets.partitions import TenantDays, TenantMonths
 from tagflow.assets.resources import resources
+from tagflow.daystep.derived import deployment_definitions
 from tagflow.errors import TagflowError
 from tagflow.pipelines.executor import launched_run_executor
 from tagflow.pipelines.schedules import (

@@ -14,9 +14,9 @@ import dagster as dg
 import psycopg
 
 from tagflow.assets.annotations import GROUP as ANNOTATIONS_GROUP
-from tagflow.assets.derived_tags import deployment_definitions
 from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key, tenants
 from tagflow.assets.resources import NO_STATE, SourceDatabase, StateDatabase
+from tagflow.daystep.derived import deployment_definitions
 from tagflow.errors import TagflowError
 from tagflow.pipelines.schedules import (
     TENANT_ERRORS,
@@ -183,13 +183,14 @@ def build_tenant_discovery_sensor(
         (see DiscoveryState); resetting it forgets pending backfills, not registered tenants."""
         state = DiscoveryState.from_cursor(context.cursor)
         registered = context.instance.get_dynamic_partitions(TENANT_DIMENSION)
-        source_tenants = source.list_tenants()
+        reader = source.reader()
+        source_tenants = reader.list_tenants()
         new_tenants = sorted(set(source_tenants) - set(registered))
         first_days: dict[str, date | None] = {}
         failed: dict[str, str] = {}
         for tenant in new_tenants:
             try:
-                first_row = source.first_row_time(tenant)
+                first_row = reader.first_row_time(tenant)
             except TENANT_ERRORS as error:
                 failed[tenant] = describe_tenant_error(error)
                 context.log.warning(
@@ -346,7 +347,7 @@ def build_late_data_sensor(
         # per tenant-day took 3.9 s of a tick at 50 tenants × 7 days); one that a tenant's
         # error broke is closed, not reused. A session that cannot be opened fails the tick:
         # the source is down for every tenant alike.
-        url = source.resolved_url()
+        url = source.reader().resolved_url()
         for tenant, tenant_days in materialised.items():
             with source_session(url) as conn:
                 try:

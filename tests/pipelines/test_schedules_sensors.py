@@ -155,7 +155,7 @@ def instance(pg_url: str) -> Iterator[dg.DagsterInstance]:
     disk because Dagster resolves a tick's partitioned run requests only against an instance
     it holds a reference to."""
     with dg.instance_for_test() as instance:
-        existing = SourceDatabase(url=pg_url).list_tenants()
+        existing = SourceDatabase(url=pg_url).reader().list_tenants()
         if existing:
             instance.add_dynamic_partitions(TENANT_DIMENSION, existing)
         yield instance

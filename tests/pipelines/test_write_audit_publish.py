@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-import tagflow.assets.day as day_module
+import tagflow.daystep.run as day_module
 from tagflow.cli.runs import materialize_days
 from tagflow.settings import Settings
 from tagflow.transforms.day import DayResult

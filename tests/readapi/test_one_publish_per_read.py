@@ -17,8 +17,7 @@ from datetime import UTC, date, datetime
 import pytest
 from psycopg import sql
 
-from tagflow.assets.day import materialise_day, stage_tags
-from tagflow.assets.resources import SourceDatabase
+from tagflow.daystep.materialise import materialise_day, stage_tags
 from tagflow.errors import CorruptPartition
 from tagflow.io_managers import DatasetStore
 from tagflow.io_managers.compaction import COMPACTED_DATASETS, compact_month
@@ -26,6 +25,7 @@ from tagflow.io_managers.partition_writer import StagedPartition
 from tagflow.readapi import Client
 from tagflow.readapi.engine import reader
 from tagflow.schemas.registry import DATASETS
+from tagflow.source.tenant_source import TenantSource
 
 DAY = date(2026, 3, 2)
 RANGE = ("2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z")
@@ -49,10 +49,10 @@ def day(make_tenant, admin_conn, pg_url, tmp_path):
         admin_conn.execute(
             sql.SQL("INSERT INTO {}.tag_data VALUES (5, %s, %s)").format(s), (time, value)
         )
-    source, store = SourceDatabase(url=pg_url), DatasetStore(tmp_path)
+    source, store = TenantSource(pg_url), DatasetStore(tmp_path)
 
     def stage(on: date = DAY) -> dict[str, StagedPartition]:
-        tags, staged_tags = stage_tags(source, store, tenant)
+        tags, staged_tags, _ = stage_tags(source, store, tenant)
         staged_tags.publish()
         staged, _ = materialise_day(source, store, tenant, on, tags)
         return staged

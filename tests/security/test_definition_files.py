@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tagflow.assets.derived_tags import deployment_definitions as code_location_definitions
+from tagflow.daystep.derived import deployment_definitions as code_location_definitions
 from tagflow.cli.app import app
 from tagflow.errors import InvalidDerivedTag
 from tagflow.settings import Settings

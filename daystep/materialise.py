@@ -1,0 +1,107 @@
+"""What the day asset runs, without Dagster: the tenant's tag list staged, then each day
+streamed from the source in one scan (source.day_stream), run through the day step
+(daystep.run) into the audited writer, and returned as staged partitions with the fingerprint
+of what was read; nothing is published here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+
+import pyarrow as pa
+
+from tagflow.daystep.derived import HistoryOpener, derived_plan
+from tagflow.daystep.run import run_day
+from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.io_managers.day_writer import DayWriter
+from tagflow.io_managers.partition_writer import StagedPartition
+from tagflow.schemas.arrow import TAGS_DATASET, conform
+from tagflow.schemas.dataset_checks import audit_table
+from tagflow.schemas.registry import DATED
+from tagflow.source.day_stream import raw_day_chunks
+from tagflow.source.derived_history import SourceHistory
+from tagflow.source.fingerprints import DayFingerprint, RowsFingerprint, stream_fingerprint
+from tagflow.source.tenant_source import TenantSource
+from tagflow.time_range import day_bounds
+from tagflow.timing import timed
+from tagflow.transforms.derived.day import DerivedPlan
+from tagflow.transforms.derived.definitions import TenantDerivedTags
+from tagflow.transforms.tag_order import TagOrder
+
+
+def materialise_day(
+    source: TenantSource,
+    store: DatasetStore,
+    tenant: str,
+    day: date,
+    tags: pa.Table,
+    derived: DerivedPlan | None = None,
+) -> tuple[dict[str, StagedPartition], DayFingerprint]:
+    """Every dated dataset of one tenant-day staged (audited, not yet published), and the
+    fingerprint of what was read; with the tenant's `derived` tags, theirs too."""
+    day_start, day_end = day_bounds(day)
+    order = TagOrder.of(tags)
+    raw_carry_in = source.read_carry_in(tenant, day_start)
+    expected_rows = source.estimate_day_rows(tenant, day_start, day_end)
+    rows = RowsFingerprint()
+    seconds: Counter[str] = Counter()
+    writer = DayWriter(store, tenant, day, day_start, day_end)
+    try:
+        chunks = raw_day_chunks(
+            source.tenant_url(tenant), tenant, order.tag_id, day_start, day_end,
+            expected_rows, rows, input_ids=None if derived is None else derived.input_ids,
+            cuts=() if derived is None else derived.cuts(),
+        )  # fmt: skip
+        run = run_day(
+            tenant, day, order, raw_carry_in, chunks, writer,
+            derived=derived, history=_history(source, tenant), seconds=seconds,
+        )  # fmt: skip
+        with timed(seconds, "finish_s"):
+            staged = writer.finish(list(DATED), run.counts, rows.rows)
+    except BaseException:
+        writer.discard()
+        raise
+    finally:
+        writer.close()
+    fingerprint = stream_fingerprint(rows, raw_carry_in, tags, run.derived_version)
+    timings = {name: round(value, 3) for name, value in (seconds + writer.seconds).items()}
+    staged["transitions"].metadata |= {
+        **run.counts, "source_version": fingerprint.version, **timings
+    }  # fmt: skip
+    return staged, fingerprint
+
+
+def _history(source: TenantSource, tenant: str) -> HistoryOpener:
+    @contextmanager
+    def opened() -> Iterator[SourceHistory]:
+        with source.tenant_session(tenant) as conn:
+            yield SourceHistory(conn, tenant)
+
+    return opened
+
+
+def stage_tags(
+    source: TenantSource,
+    store: DatasetStore,
+    tenant: str,
+    derived: TenantDerivedTags | None = None,
+) -> tuple[pa.Table, StagedPartition, DerivedPlan | None]:
+    """The tenant's tag list, sorted by name (codepoint order, as every dataset, for readers'
+    row-group pruning), audited and staged, with the rows of its `derived` tags (the list
+    returned holds the source tags only), and the plan of those derived tags. Its metadata
+    counts the tenant's rows that no day holds (a time of ±infinity or NULL, DESIGN §2)."""
+    tags = source.read_tags(tenant).sort_by("tag_name")
+    written = conform(tags, TAGS_DATASET)
+    plan = derived_plan(derived, tags) if derived is not None else None
+    if plan is not None:
+        written = pa.concat_tables([written, plan.tags]).sort_by("tag_name")
+    audit_table("tags", written)
+    with store.stage("tags", tenant) as writer:
+        writer.write(written)
+        staged = writer.close()
+    staged.metadata["out_of_range_skipped"] = source.count_out_of_range(tenant)
+    staged.metadata["derived_tags"] = 0 if plan is None else plan.tags.num_rows
+    return tags, staged, plan
