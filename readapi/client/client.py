@@ -53,8 +53,8 @@ class Transport(Protocol):
 
 
 def _where(
-    host: str | None, store: StoreRoot | None, env: Settings
-) -> tuple[str | None, StoreRoot | None]:
+    host: str | None, store: StoreRoot | ReadConfig | None, env: Settings
+) -> tuple[str | None, StoreRoot | ReadConfig | None]:
     """(host, store) to read from, exactly one of them set: the arguments, else TAGFLOW_HOST,
     else TAGFLOW_STORE."""
     if host is not None and store is not None:
@@ -76,7 +76,8 @@ class Client:
 
     Arguments left out come from TAGFLOW_HOST, TAGFLOW_TENANT, TAGFLOW_API_KEY, TAGFLOW_STORE
     (and TAGFLOW_SOURCE_URL for the store transport's fallback). An explicit `host` or
-    `store` wins over the environment; giving both is an error.
+    `store` wins over the environment; giving both is an error. `store` may be a whole
+    ReadConfig (the engine's settings), which the keyword arguments then leave as it is.
 
     `time_range` arguments are (start, end) pairs of aware datetimes, ISO 8601 strings with
     an offset, or pandas Timestamps; end is exclusive. `default_time_range` applies when a
@@ -93,13 +94,13 @@ class Client:
         tenant: str | None = None,
         api_key: str | None = None,
         default_time_range: TimeRangeLike | None = None,
-        store: StoreRoot | None = None,
+        store: StoreRoot | ReadConfig | None = None,
         *,
         source_url: str | None = None,
         allow_source: bool = True,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        cache_ttl_s: float | None = None,
-        max_source_days: int | None = None,
+        cache_ttl_s: float = ReadConfig.cache_ttl_s,
+        max_source_days: int = ReadConfig.max_source_days,
     ) -> None:
         env = Settings.from_env()
         host, store = _where(host, store, env)
@@ -124,14 +125,17 @@ class Client:
             raise InvalidArgument(
                 "reading datasets needs a tenant: pass tenant= or set TAGFLOW_TENANT"
             )
-        config = ReadConfig.from_settings(
-            env,
-            store=store,
-            source_url=source_url,
-            source_timeout_s=timeout_s,
-            cache_ttl_s=cache_ttl_s,
-            max_source_days=max_source_days,
-        )
+        if isinstance(store, ReadConfig):
+            config = store
+        else:
+            config = ReadConfig.from_settings(
+                env,
+                store=store,
+                source_url=source_url,
+                source_timeout_s=timeout_s,
+                cache_ttl_s=cache_ttl_s,
+                max_source_days=max_source_days,
+            )
         engine = ReadEngine(config)
         self.host, self.store = None, engine.store
         self._transport = engine.reader(self.tenant)

@@ -3,6 +3,8 @@ unknown tenants and tags, and argument checking."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +15,7 @@ from tagflow.readapi import (
     InvalidArgument,
     InvalidName,
     InvalidTimeRange,
+    NotMaterialised,
     UnknownTag,
     UnknownTenant,
 )
@@ -132,3 +135,40 @@ def test_readapi_imports_neither_assets_nor_pipelines():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_one_read_config_builds_the_client_and_the_service_alike(plant, pg_url, tmp_path):
+    from tagflow.readapi.engine.config import ReadConfig
+    from tagflow.readapi.server.app import create_app
+    from tagflow.settings import Settings
+
+    settings = Settings(store=str(plant.root), source_url=pg_url, max_rows=1234)
+    config = ReadConfig.from_settings(settings, max_source_days=2)
+    assert (config.store, config.source_url) == (str(plant.root), pg_url)
+    assert (config.max_source_days, config.answer_limits.max_rows) == (2, 1234)
+    assert config.cache_ttl_s == ReadConfig.cache_ttl_s  # the one default
+    tenant = plant.tenants[0]
+    with Client(store=config, tenant=tenant) as client:
+        with pytest.raises(NotMaterialised, match="at most 2 days"):
+            client.get_tags((D1, D1 + timedelta(days=10)))
+    service = create_app(config, tmp_path / "keys.json").state.read_service
+    assert service.engine.config is config and service.engine.fallback is not None
+
+
+def test_reading_a_store_imports_no_extra(plant, tmp_path):
+    """The store transport without a source loads neither the fallback nor its drivers (the
+    base install has none of them: tests/readapi/test_lean_install.py)."""
+    extras = ["psycopg", "sqlalchemy", "yaml", "dagster", "fastapi", "polars", "pandera"]
+    ours = ("tagflow.source", "tagflow.daystep", "tagflow.readapi.engine.fallback")
+    script = (
+        "import sys\n"
+        "from tagflow.readapi import Client\n"
+        f"Client(store={str(plant.root)!r}, tenant={plant.tenants[0]!r}).get_tags()\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {extras!r}"
+        f" or m.startswith({ours!r})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]"
