@@ -9,7 +9,7 @@ never with a validation error that echoes the input.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pydantic import (
     BaseModel,
@@ -50,7 +50,7 @@ class ReadParams(BaseModel):
         raise InvalidArgument(f"{info.field_name} must be a string")
 
     @classmethod
-    def of_body(cls, body: dict[str, Any]) -> ReadParams:
+    def of_body(cls, body: dict[str, Any]) -> Self:
         """The parameters of a POST's JSON object, refused with the query's own error."""
         try:
             return cls.model_validate(body)
