@@ -10,19 +10,19 @@ from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
-from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
-from dagster._core.execution.backfill import (
-    BULK_ACTION_TERMINAL_STATUSES,
-    BulkActionStatus,
-    PartitionBackfill,
-)
-from dagster._core.storage.tags import BACKFILL_ID_TAG
-from dagster._core.utils import make_new_backfill_id
 
 from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
 from tagflow.assets.resources import source_database
 from tagflow.cli.runs import days_in_range
 from tagflow.names import validate_tenant_name
+from tagflow.pipelines.dagster_internals import (
+    BACKFILL_ID_TAG,
+    BULK_ACTION_TERMINAL_STATUSES,
+    BaseAssetGraph,
+    BulkActionStatus,
+    PartitionBackfill,
+    make_new_backfill_id,
+)
 from tagflow.pipelines.definitions import build_definitions
 from tagflow.settings import Settings
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import dagster as dg
-from dagster._core.execution.plan.objects import ErrorSource
+
+from tagflow.pipelines.dagster_internals import ErrorSource
 
 # What each kind of failure means and what to do, keyed by the tagflow error the step raised.
 # A kind that `stops` holds for every day of the tenant: later ranges would fail the same way.

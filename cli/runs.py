@@ -9,10 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key, tenant_month_key
 from tagflow.assets.resources import source_database
@@ -20,6 +16,10 @@ from tagflow.cli.failures import RunFailure, run_failure
 from tagflow.daystep.derived import deployment_definitions, derived_plan
 from tagflow.errors import InvalidArgument, InvalidTimeRange
 from tagflow.names import validate_tenant_name
+from tagflow.pipelines.dagster_internals import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from tagflow.pipelines.definitions import build_definitions
 from tagflow.settings import Settings
 

@@ -23,15 +23,16 @@ from collections.abc import Iterator
 from contextlib import suppress
 
 import dagster as dg
-from dagster._core.events import DagsterEvent
-from dagster._core.execution.retries import RetryMode
-from dagster._core.executor.step_delegating import (
+from distributed import Client, Event, Future, wait
+
+from tagflow.pipelines.dagster_internals import (
     CheckStepHealthResult,
+    DagsterEvent,
+    RetryMode,
     StepDelegatingExecutor,
     StepHandler,
     StepHandlerContext,
 )
-from distributed import Client, Event, Future, wait
 
 # How often a worker looks whether the run asked to stop its step.
 STOP_POLL_S = 1.0

@@ -19,6 +19,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from tagflow.readapi.errors import error_body
 
+# This module subclasses uvicorn's internal h11 protocol and reads h11's parser state, neither of
+# which is public API: the releases it was read from (tests/test_private_apis.py holds them).
+UVICORN_WRITTEN_FOR = (">=0.54", "<0.55")
+H11_WRITTEN_FOR = (">=0.16", "<0.17")
+
 if TYPE_CHECKING:
     from tagflow.readapi.server.limits import ServerLimits
 

@@ -1,0 +1,58 @@
+"""Every piece of Dagster that tagflow uses outside its public API, in one place, with the
+versions it was written against (tests/test_private_apis.py fails on a version outside them,
+so an upgrade of Dagster starts here).
+
+- The dask executor delegates steps with Dagster's step-delegating executor, which has no
+  public form.
+- `tagflow backfill` submits a backfill to the daemon and waits for it the way the UI does:
+  Dagster offers no public call to create one or read its status.
+- The CLI tells a step's own failure from a framework error by the error's source, which
+  Dagster records on every step failure but exports no name for.
+- The range and backfill tags are the strings Dagster documents for launching range runs and
+  marking backfill runs; they are spelled here, not imported from a private module.
+"""
+
+from __future__ import annotations
+
+from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
+from dagster._core.events import DagsterEvent
+from dagster._core.execution.backfill import (
+    BULK_ACTION_TERMINAL_STATUSES,
+    BulkActionStatus,
+    PartitionBackfill,
+)
+from dagster._core.execution.plan.objects import ErrorSource
+from dagster._core.execution.retries import RetryMode
+from dagster._core.executor.step_delegating import (
+    CheckStepHealthResult,
+    StepDelegatingExecutor,
+    StepHandler,
+    StepHandlerContext,
+)
+from dagster._core.utils import make_new_backfill_id
+
+# The Dagster releases these private names were read from (pyproject pins the same range).
+WRITTEN_FOR = (">=1.13", "<1.14")
+
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+BACKFILL_ID_TAG = "dagster/backfill"
+
+__all__ = [
+    "ASSET_PARTITION_RANGE_END_TAG",
+    "ASSET_PARTITION_RANGE_START_TAG",
+    "BACKFILL_ID_TAG",
+    "BULK_ACTION_TERMINAL_STATUSES",
+    "BaseAssetGraph",
+    "BulkActionStatus",
+    "CheckStepHealthResult",
+    "DagsterEvent",
+    "ErrorSource",
+    "PartitionBackfill",
+    "RetryMode",
+    "StepDelegatingExecutor",
+    "StepHandler",
+    "StepHandlerContext",
+    "WRITTEN_FOR",
+    "make_new_backfill_id",
+]
