@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from tagflow.annotations.records import (
-    COMPUTED_BOUND,
     USER_SPAN_ID_MIN,
     Annotation,
     ComputedBound,
@@ -174,7 +173,7 @@ class AnnotationStore:
         if note is not None:
             changes["note"] = checked_note(note)
         for name, bound in (("begin_at", begin_at), ("end_at", end_at)):
-            if bound is COMPUTED_BOUND:
+            if isinstance(bound, ComputedBound):
                 changes[name] = None
             elif bound is not None:
                 changes[name] = checked_moment(name, bound)
@@ -238,7 +237,7 @@ class AnnotationStore:
         begin = checked_moment("begin_at", begin_at)
         end = checked_moment("end_at", end_at)
         checked_order(begin, end)
-        fields = {
+        fields: dict[str, Any] = {
             "labels": checked_labels(labels if labels is not None else {}),
             "note": checked_note(note if note is not None else ""),
         }
@@ -314,7 +313,7 @@ class AnnotationStore:
                 raise InvalidAnnotation(
                     f"span {span_id}'s annotation already moved to span {source.moved_to}"
                 )
-            carried = {"labels": source.labels, "note": source.note}
+            carried: dict[str, Any] = {"labels": source.labels, "note": source.note}
             if target_span is None:
                 begin = bounds[0] or source.begin_at or source.computed_begin_at
                 end = bounds[1] or source.end_at or source.computed_end_at

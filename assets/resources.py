@@ -87,8 +87,10 @@ def resources(settings: Settings) -> dict[str, dg.ConfigurableResource | dg.IOMa
     """The code location's resources, keyed as the assets ask for them."""
     if settings.source_url is None:
         raise ValueError("resources need settings with a source URL")
+    source_url = _secret(settings, "source_url")
+    assert source_url is not None  # checked above
     source = SourceDatabase(
-        url=_secret(settings, "source_url"),
+        url=source_url,
         tenant_url_template=_secret(settings, "source_url_template"),
         retry_budget_s=settings.source_retry_budget_s,
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -158,11 +157,11 @@ def run_pipeline(
     raw_rows: pa.Table, raw_carry_in: pa.Table, tags: pa.Table
 ) -> tuple[dict[str, float], dict[str, pa.Table], dict[str, int]]:
     """One pass of the day's chain: (seconds per stage, the outputs, resolution stats)."""
-    seconds: Counter[str] = Counter()
+    seconds: dict[str, float] = {}
     result = compute_day(
         raw_rows, raw_carry_in, tags, DAY, DAY + timedelta(days=1), "bench", seconds
     )
-    return dict(seconds), result.tables, dict(result.counts)
+    return seconds, result.tables, dict(result.counts)
 
 
 def _rss_mib() -> float:

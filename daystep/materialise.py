@@ -6,7 +6,6 @@ of what was read; nothing is published here.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -26,7 +25,7 @@ from tagflow.source.derived_history import SourceHistory
 from tagflow.source.fingerprints import DayFingerprint, RowsFingerprint, stream_fingerprint
 from tagflow.source.tenant_source import TenantSource
 from tagflow.time_range import day_bounds
-from tagflow.timing import timed
+from tagflow.timing import Seconds, added, timed
 from tagflow.transforms.derived.day import DerivedPlan
 from tagflow.transforms.derived.definitions import TenantDerivedTags
 from tagflow.transforms.tag_order import TagOrder
@@ -47,7 +46,7 @@ def materialise_day(
     raw_carry_in = source.read_carry_in(tenant, day_start)
     expected_rows = source.estimate_day_rows(tenant, day_start, day_end)
     rows = RowsFingerprint()
-    seconds: Counter[str] = Counter()
+    seconds: Seconds = {}
     writer = DayWriter(store, tenant, day, day_start, day_end)
     try:
         chunks = raw_day_chunks(
@@ -67,7 +66,7 @@ def materialise_day(
     finally:
         writer.close()
     fingerprint = stream_fingerprint(rows, raw_carry_in, tags, run.derived_version)
-    timings = {name: round(value, 3) for name, value in (seconds + writer.seconds).items()}
+    timings = {name: round(value, 3) for name, value in added(seconds, writer.seconds).items()}
     staged["transitions"].metadata |= {
         **run.counts, "source_version": fingerprint.version, **timings
     }  # fmt: skip

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from tagflow.daystep.derived import DerivedInDay, HistoryOpener
 from tagflow.source.day_stream import RawChunk
 from tagflow.time_range import day_bounds
-from tagflow.timing import timed
+from tagflow.timing import Seconds, timed
 from tagflow.transforms.day import compute_day
 from tagflow.transforms.derived.day import DerivedPlan
 from tagflow.transforms.tag_order import TagOrder
@@ -50,13 +50,12 @@ def run_day(
     *,
     derived: DerivedPlan | None = None,
     history: HistoryOpener | None = None,
-    seconds: Counter[str] | None = None,
+    seconds: Seconds | None = None,
 ) -> DayRun:
     """Every dated dataset of `day` for the tags of `order` (and the `derived` tags, whose
     inputs' rows come first as a chunk marked derived_inputs; `history` opens the source for
     their walk back), given to `sink` chunk by chunk; `seconds` adds up read and compute time."""
     day_start, day_end = day_bounds(day)
-    seconds = Counter() if seconds is None else seconds
     counts: Counter[str] = Counter()
     in_day = None
     if derived is not None:

@@ -11,8 +11,6 @@ failure discards them all.
 
 from __future__ import annotations
 
-import time
-from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime
 from typing import Any
@@ -25,6 +23,7 @@ from tagflow.io_managers.day_publish import PUBLISH_KEY, publish_id
 from tagflow.io_managers.partition_writer import PartitionWriter, StagedPartition
 from tagflow.schemas.dataset_checks import DayAudit
 from tagflow.schemas.registry import dataset as registered
+from tagflow.timing import Seconds, timed
 
 # Rows of one dataset audited and written at once: the audit's fixed cost per call (about
 # 15 ms) is paid once per this many rows, and memory holds at most this many per dataset.
@@ -48,7 +47,7 @@ class DayWriter:
         self._pending: list[Future] = []
         self._observed: dict[str, _Observed] = {}
         # Seconds the writer thread spent auditing and writing (alongside the computing).
-        self.seconds: Counter[str] = Counter()
+        self.seconds: Seconds = {}
 
     def add(self, tables: dict[str, pa.Table]) -> None:
         """The tables of one chunk, by dataset (chunks in tag-name order)."""
@@ -69,12 +68,10 @@ class DayWriter:
 
     def _check_and_write(self, dataset: str, tables: list[pa.Table]) -> None:
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        began = time.perf_counter()
-        self._audit.check(dataset, table)
-        audited = time.perf_counter()
-        self._writers[dataset].write(table)
-        self.seconds["audit_s"] += audited - began
-        self.seconds["write_s"] += time.perf_counter() - audited
+        with timed(self.seconds, "audit_s"):
+            self._audit.check(dataset, table)
+        with timed(self.seconds, "write_s"):
+            self._writers[dataset].write(table)
         self._observed.setdefault(dataset, _Observed(registered(dataset).time_column)).add(table)
 
     def finish(

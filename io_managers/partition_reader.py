@@ -51,13 +51,16 @@ class Footer:
         without statistics always does."""
         if column not in self._bounds:
             index = self.metadata.schema.names.index(column)
-            lows, highs = [], []
+            group_lows, group_highs = [], []
             for group in range(self.metadata.num_row_groups):
                 stats = self.metadata.row_group(group).column(index).statistics
                 known = stats is not None and stats.has_min_max
-                lows.append(stats.min_raw if known else np.iinfo(np.int64).min)
-                highs.append(stats.max_raw if known else np.iinfo(np.int64).max)
-            self._bounds[column] = (np.asarray(lows, np.int64), np.asarray(highs, np.int64))
+                group_lows.append(stats.min_raw if known else np.iinfo(np.int64).min)
+                group_highs.append(stats.max_raw if known else np.iinfo(np.int64).max)
+            self._bounds[column] = (
+                np.asarray(group_lows, np.int64),
+                np.asarray(group_highs, np.int64),
+            )
         lows, highs = self._bounds[column]
         low, high = window_us
         return (highs >= low) & (lows < high)

@@ -10,16 +10,14 @@ computed chunk by chunk equals the day computed at once, chunk for chunk.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import pyarrow as pa
 
 from tagflow.schemas.registry import WIDTHS, samples_name
+from tagflow.timing import Seconds, timed
 from tagflow.transforms.coarse_samples import coarse_numeric_samples
 from tagflow.transforms.rollup import rollup
 from tagflow.transforms.samples import samples
@@ -37,14 +35,6 @@ class DayResult:
     counts: Counter[str] = field(default_factory=Counter)
 
 
-@contextmanager
-def _stage(seconds: Counter[str] | None, name: str) -> Iterator[None]:
-    began = time.perf_counter()
-    yield
-    if seconds is not None:
-        seconds[name] += time.perf_counter() - began
-
-
 def derive(
     transitions: pa.Table,
     carry_in: pa.Table,
@@ -52,20 +42,20 @@ def derive(
     day_start: datetime,
     day_end: datetime,
     tenant: str,
-    seconds: Counter[str] | None = None,
+    seconds: Seconds | None = None,
 ) -> dict[str, pa.Table]:
     """Spans and the samples at every materialised width, from resolved transitions and the
     carry-in of the same tags; `seconds`, if given, adds up the time of each stage."""
-    with _stage(seconds, "spans"):
+    with timed(seconds, "spans"):
         tables = {"spans": spans_for_day(transitions, carry_in, day_start, day_end, order, tenant)}
     finest, *coarser = WIDTHS
-    with _stage(seconds, f"samples_{finest}"):
+    with timed(seconds, f"samples_{finest}"):
         finest_samples = samples(transitions, carry_in, day_start, day_end, WIDTHS[finest], order)
     tables[samples_name(finest, False)] = finest_samples.numeric
     tables[samples_name(finest, True)] = finest_samples.string
     finer = finest
     for width_name in coarser:
-        with _stage(seconds, f"rollup_{width_name}"):
+        with timed(seconds, f"rollup_{width_name}"):
             tables[samples_name(width_name, False)] = coarse_numeric_samples(
                 tables[samples_name(finer, False)],
                 WIDTHS[width_name],
@@ -88,12 +78,12 @@ def compute_day(
     day_start: datetime,
     day_end: datetime,
     tenant: str,
-    seconds: Counter[str] | None = None,
+    seconds: Seconds | None = None,
 ) -> DayResult:
     """The whole chain for the rows of [day_start, day_end) and the raw carry-in before it;
     `seconds`, if given, adds up the time of each stage."""
     order = TagOrder.of(tags)
-    with _stage(seconds, "resolve"):
+    with timed(seconds, "resolve"):
         transitions, counts = resolve_rows(raw_rows, order)
         carry_in = carry_in_for_day(raw_carry_in, order, day_start)
     tables = {"transitions": transitions, "carry_in": carry_in}

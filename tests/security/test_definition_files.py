@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tagflow.daystep.derived import deployment_definitions as code_location_definitions
 from tagflow.cli.app import app
+from tagflow.daystep.derived import deployment_definitions as code_location_definitions
 from tagflow.errors import InvalidDerivedTag
 from tagflow.settings import Settings
 from tagflow.transforms.derived.definitions import deployment_definitions, parse_definitions

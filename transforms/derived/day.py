@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tagflow.schemas.arrow import CARRY_IN, RAW_ROWS, TAGS_DATASET, TRANSITIONS, TS, conform
+from tagflow.timing import Seconds
 from tagflow.transforms.columns import (
     NO_TIME,
     datetime_to_us,
@@ -221,7 +221,7 @@ def compute_derived_day(
     day_end: datetime,
     tenant: str,
     history: InputHistory,
-    seconds: Counter[str] | None = None,
+    seconds: Seconds | None = None,
 ) -> DerivedDay:
     """The derived tags' day from the raw rows of the day (RAW_ROWS; rows of other tags are
     ignored) and the raw carry-in (RAW_CARRY_IN; likewise) of their source inputs; `history`
