@@ -11,7 +11,6 @@ from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.io_managers.parquet_io_manager import column_schema, published_metadata
 from tagflow.schemas.registry import ANNOTATION_DATASETS
 
-GROUP = "annotations"
 OWNERS = ["team:tagflow"]
 HIGH_WATER_MARK = "high_water_mark"
 # The state database may be briefly away (a restart, a failover): an export is cheap to retry.
@@ -28,7 +27,7 @@ def annotation_assets() -> dg.AssetsDefinition:
             dg.AssetSpec(
                 name,
                 description=ANNOTATION_DATASETS[name].description,
-                group_name=GROUP,
+                group_name=ANNOTATION_DATASETS[name].group,
                 kinds={"postgres", "parquet"},
                 owners=OWNERS,
                 partitions_def=tenants,

@@ -20,11 +20,11 @@ from tagflow.assets.partitions import TenantDays, tenant_day_key
 from tagflow.assets.resources import NO_STATE, StateDatabase
 from tagflow.errors import TagflowError
 from tagflow.io_managers import DatasetStore, ParquetDatasetIOManager
-from tagflow.io_managers.parquet_io_manager import ROWS_KEY, SHA256_KEY
+from tagflow.io_managers.parquet_io_manager import ROWS_KEY, SHA256_KEY, tenant_and_day
 from tagflow.schemas.registry import DATASETS
 from tagflow.time_range import day_bounds
 
-CHECK_NAME = "pandera_audit"
+CHECK_NAME = "audited_file_intact"
 DESCRIPTION = (
     "Every chunk of the partition passed its pandera schema (types, nullability, ordering, "
     "uniqueness, ranges) before the file was published, and the published file is still that "
@@ -33,10 +33,18 @@ DESCRIPTION = (
 
 
 def _recorded(
-    instance: dg.DagsterInstance, dataset: str, partitions: list[str], tenant: str
+    instance: dg.DagsterInstance,
+    definition: dg.MultiPartitionsDefinition,
+    dataset: str,
+    partitions: list[str],
+    tenant: str,
 ) -> dict[str, dict]:
     """The row count and hash recorded for each partition by its latest materialisation; for
     the undated `tags`, the tenant's latest one whatever its day (every run rewrites it)."""
+
+    def tenant_day(partition: str) -> tuple[str, date]:
+        return tenant_and_day(definition.get_partition_key_from_str(partition))
+
     key = dg.AssetKey(dataset)
     latest = instance.event_log_storage.get_latest_storage_id_by_partition(
         key,
@@ -44,7 +52,7 @@ def _recorded(
         None if not DATASETS[dataset].dated else set(partitions),
     )
     if not DATASETS[dataset].dated:
-        of_tenant = [sid for p, sid in latest.items() if p.endswith(f"|{tenant}")]
+        of_tenant = [sid for p, sid in latest.items() if tenant_day(p)[0] == tenant]
         latest = {p: max(of_tenant) for p in partitions} if of_tenant else {}
     if not latest:
         return {}
@@ -65,7 +73,7 @@ def _recorded(
             k: v.value for k, v in metadata.items() if k in (ROWS_KEY, SHA256_KEY)
         }
         if "days" in metadata:  # a range run: each day's figures are in its table
-            day = partition.split("|")[0]
+            day = tenant_day(partition)[1].isoformat()
             per_day = metadata["days"].value
             day_figures = (
                 per_day.get(f"{tenant} {day}", {}) if isinstance(per_day, Mapping) else None
@@ -109,7 +117,7 @@ def _published_files_check(partitions: TenantDays) -> dg.AssetChecksDefinition:
         for check_key in sorted(context.selected_asset_check_keys, key=str):
             dataset = check_key.asset_key.path[-1]
             keys = [str(tenant_day_key(t, d.isoformat())) for t, d in days]
-            recorded = _recorded(instance, dataset, keys, days[0][0])
+            recorded = _recorded(instance, partitions.definition, dataset, keys, days[0][0])
             failed = []
             for (tenant, day), key in zip(days, keys, strict=True):
                 figures = recorded.get(key, {})

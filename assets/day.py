@@ -21,26 +21,16 @@ from tagflow.errors import InvalidDerivedTag, SourceDataError, SourceUnavailable
 from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.io_managers.partition_writer import StagedPartition
 from tagflow.schemas.dataset_checks import AuditFailed
-from tagflow.schemas.registry import DATASETS, WIDTHS, Kind, samples_name
+from tagflow.schemas.registry import DATASETS
 from tagflow.source.fingerprints import DayFingerprint
 from tagflow.transforms.derived.definitions import DerivedTagDefinitions
 
 OWNERS = ["team:tagflow"]
-_EXTRACTED = {Kind.TAGS, Kind.TRANSITIONS, Kind.CARRY_IN}
 
 
 def _lineage() -> dict[str, set[dg.AssetKey]]:
-    """Which datasets each dataset of the day is computed from."""
-    tags, read = dg.AssetKey("tags"), {dg.AssetKey("transitions"), dg.AssetKey("carry_in")}
-    deps: dict[str, set[dg.AssetKey]] = {"tags": set(), "transitions": {tags}, "carry_in": {tags}}
-    deps["spans"] = read
-    finer = None
-    for width_name in WIDTHS:
-        for string in (False, True):
-            name = samples_name(width_name, string)
-            deps[name] = read if finer is None else {dg.AssetKey(samples_name(finer, string))}
-        finer = width_name
-    return deps
+    """Which datasets each dataset of the day is computed from (the registry's parents)."""
+    return {name: {dg.AssetKey(parent) for parent in DATASETS[name].parents} for name in DATASETS}
 
 
 def day_assets(
@@ -59,7 +49,7 @@ def day_assets(
                 kinds={"postgres", "parquet"} if name == "tags" else {"parquet"},
                 owners=OWNERS,
                 description=DATASETS[name].description,
-                group_name="extract" if DATASETS[name].kind in _EXTRACTED else "derive",
+                group_name=DATASETS[name].group,
             )
             for name in DATASETS
         },

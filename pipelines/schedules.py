@@ -15,6 +15,7 @@ from tagflow.errors import InvalidName, TagflowError
 from tagflow.io_managers.compaction import months_to_copy
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.names import validate_tenant_name
+from tagflow.schemas.registry import COMPUTED, EXTRACTED
 from tagflow.settings import Settings
 
 # Partitions are UTC days, so the schedule ticks in UTC too: "yesterday" is then the same day
@@ -26,7 +27,7 @@ TRIGGER_TAG = "tagflow/trigger"
 # Every dataset (and its checks) of one tenant-day: what the schedule and the sensors launch.
 all_assets_job = dg.define_asset_job(
     "all_assets",
-    selection=dg.AssetSelection.groups("extract", "derive"),
+    selection=dg.AssetSelection.groups(EXTRACTED, COMPUTED),
     description="Every tagflow dataset and its checks for one tenant-day.",
 )
 # The read API's month copies of one tenant-month.

@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import psycopg
 
-from tagflow.assets.annotations import GROUP as ANNOTATIONS_GROUP
 from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key, tenants
 from tagflow.assets.resources import NO_STATE, SourceDatabase, StateDatabase
 from tagflow.daystep.derived import deployment_definitions
@@ -28,6 +27,7 @@ from tagflow.pipelines.schedules import (
     run_key,
     summarise_failures,
 )
+from tagflow.schemas.registry import ANNOTATED
 from tagflow.settings import Settings
 from tagflow.source import fingerprints
 from tagflow.source.engines import source_session
@@ -377,7 +377,7 @@ ANNOTATIONS_INTERVAL_SECONDS = 60
 # Both annotation datasets of one tenant.
 annotations_job = dg.define_asset_job(
     "annotation_exports",
-    selection=dg.AssetSelection.groups(ANNOTATIONS_GROUP),
+    selection=dg.AssetSelection.groups(ANNOTATED),
     description="The span annotations and their history of one tenant, as Parquet.",
 )
 

@@ -52,12 +52,15 @@ class Dataset:
     dated: bool
     # What one row means (the asset's description in the Dagster UI).
     description: str
+    # The Dagster asset group: read from the source, computed from it, or written by people.
+    group: str
+    # The datasets its rows are computed from (the asset graph's lineage).
+    parents: tuple[str, ...] = ()
+    # Published last of its branch of the day step: a day whose every such dataset is there
+    # has every dataset there (the read API's coverage counts days by them).
+    last_of_branch: bool = False
     width_name: str | None = None
     width: timedelta | None = None
-
-    @property
-    def is_samples(self) -> bool:
-        return self.kind in (Kind.SAMPLES, Kind.SAMPLES_STR)
 
 
 # The bucket widths materialised, finest first: each is rolled up exactly from the one before.
@@ -66,6 +69,10 @@ WIDTHS: dict[str, timedelta] = {
     "1h": timedelta(hours=1),
     "1d": timedelta(days=1),
 }
+
+EXTRACTED, COMPUTED, ANNOTATED = "extract", "compute", "annotations"
+_FINER = dict(zip(list(WIDTHS)[1:], list(WIDTHS)[:-1], strict=True))
+_COARSEST = list(WIDTHS)[-1]
 
 _NUMERIC_DOC = (
     "Per numeric tag and {width} bucket, last-observation-carried-forward statistics over the "
@@ -85,6 +92,7 @@ def samples_name(width_name: str, string: bool) -> str:
 
 
 def _samples(width_name: str, string: bool) -> Dataset:
+    finer = _FINER.get(width_name)
     return Dataset(
         name=samples_name(width_name, string),
         kind=Kind.SAMPLES_STR if string else Kind.SAMPLES,
@@ -93,6 +101,11 @@ def _samples(width_name: str, string: bool) -> Dataset:
         time_column="bucket_start",
         dated=True,
         description=(_STRING_DOC if string else _NUMERIC_DOC).format(width=width_name),
+        group=COMPUTED,
+        # The finest width is computed from the day's rows, each coarser one rolled up.
+        parents=("transitions", "carry_in") if finer is None else (samples_name(finer, string),),
+        # The string branch is published after the numeric one (the order of _ALL).
+        last_of_branch=string and width_name == _COARSEST,
         width_name=width_name,
         width=WIDTHS[width_name],
     )
@@ -110,6 +123,7 @@ _ALL = [
         "whether the tag has numeric rows, string rows or both in its whole history; and its "
         "derived tags (negative ids, marked derived, with their expression). One file per "
         "tenant, refreshed by every run.",
+        group=EXTRACTED,
     ),
     Dataset(
         name="transitions",
@@ -120,6 +134,8 @@ _ALL = [
         dated=True,
         description="Every kept source row of the day (both tables merged), one per tag and "
         "instant after resolving duplicates, sorted by tag name and time.",
+        group=EXTRACTED,
+        parents=("tags",),
     ),
     Dataset(
         name="carry_in",
@@ -130,6 +146,8 @@ _ALL = [
         dated=True,
         description="Per tag still alive at midnight, the last row before the day and the time "
         "its run of equal values began: what spans and samples hold at 00:00.",
+        group=EXTRACTED,
+        parents=("tags",),
     ),
     Dataset(
         name="spans",
@@ -142,6 +160,9 @@ _ALL = [
         "raw_begin_at/raw_end_at are the run's true start and end (raw_end_at null if the run "
         "has not ended before midnight), begin_at/end_at the run clipped to the day; id is "
         "stable across days and reruns.",
+        group=COMPUTED,
+        parents=("transitions", "carry_in"),
+        last_of_branch=True,
     ),
     *(_samples(width_name, False) for width_name in WIDTHS),
     *(_samples(width_name, True) for width_name in WIDTHS),
@@ -165,6 +186,7 @@ ANNOTATION_DATASETS: dict[str, Dataset] = {
         "revision, who changed it last and when. `id` joins `spans.id`; origin `user` marks a "
         "span a person added; computed_begin_at / computed_end_at keep where a computed span "
         "was, so a detached annotation (its id no longer computed) still says it.",
+        group=ANNOTATED,
     ),
     "span_annotation_history": Dataset(
         name="span_annotation_history",
@@ -176,6 +198,7 @@ ANNOTATION_DATASETS: dict[str, Dataset] = {
         description="Every change ever made to the span annotations, in the order made (`seq`): "
         "the span id, the revision it made, the content before and after (JSON), who and when. "
         "Nothing is deleted: hiding a span is a change.",
+        group=ANNOTATED,
     ),
 }
 

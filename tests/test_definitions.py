@@ -71,7 +71,7 @@ def test_every_dataset_has_a_blocking_schema_check():
     graph = asset_graph()
     checks = {(key.asset_key.to_user_string(), key.name): key for key in graph.asset_check_keys}
     attached = ("spans", "annotations_attached")
-    assert set(checks) == {(name, "pandera_audit") for name in DATASETS} | {attached}
+    assert set(checks) == {(name, "audited_file_intact") for name in DATASETS} | {attached}
     for name_and_check, key in checks.items():
         # Detached annotations warn; they never hold back the day's datasets.
         assert graph.get_check_spec(key).blocking == (name_and_check != attached)

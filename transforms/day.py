@@ -35,7 +35,7 @@ class DayResult:
     counts: Counter[str] = field(default_factory=Counter)
 
 
-def derive(
+def spans_and_samples(
     transitions: pa.Table,
     carry_in: pa.Table,
     order: TagOrder,
@@ -87,5 +87,5 @@ def compute_day(
         transitions, counts = resolve_rows(raw_rows, order)
         carry_in = carry_in_for_day(raw_carry_in, order, day_start)
     tables = {"transitions": transitions, "carry_in": carry_in}
-    tables |= derive(transitions, carry_in, order, day_start, day_end, tenant, seconds)
+    tables |= spans_and_samples(transitions, carry_in, order, day_start, day_end, tenant, seconds)
     return DayResult(tables, Counter(counts))

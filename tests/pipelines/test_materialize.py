@@ -94,7 +94,7 @@ def run_spans_check(instance, settings: Settings, tenant: str) -> list:
     job = build_definitions(settings).resolve_job_def("all_assets")
     check_only = job.get_subset(
         asset_selection=set(),
-        asset_check_selection={dg.AssetCheckKey(dg.AssetKey("spans"), "pandera_audit")},
+        asset_check_selection={dg.AssetCheckKey(dg.AssetKey("spans"), "audited_file_intact")},
     )
     result = check_only.execute_in_process(
         partition_key=tenant_day_key(tenant, "2026-03-02"), instance=instance, raise_on_error=False

@@ -209,7 +209,7 @@ def test_webserver_serves_every_asset_in_its_group(webserver):
     assert set(by_key) == ASSET_KEYS | copies
     groups = {key: node["groupName"] for key, node in by_key.items()}
     assert {groups["tags"], groups["transitions"], groups["carry_in"]} == {"extract"}
-    assert {groups[key] for key in ASSET_KEYS - {"tags", "transitions", "carry_in"}} == {"derive"}
+    assert {groups[key] for key in ASSET_KEYS - {"tags", "transitions", "carry_in"}} == {"compute"}
     assert {groups[key] for key in copies} == {"serve"}
     for key, node in by_key.items():
         assert node["isPartitioned"] and node["kinds"]

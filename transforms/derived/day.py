@@ -37,7 +37,7 @@ from tagflow.transforms.columns import (
     time_us,
     us_to_time,
 )
-from tagflow.transforms.day import derive
+from tagflow.transforms.day import spans_and_samples
 from tagflow.transforms.derived.definitions import TenantDerivedTags
 from tagflow.transforms.derived.evaluate import StepFunction, evaluate_tenant
 from tagflow.transforms.derived.expression import (
@@ -234,7 +234,7 @@ def compute_derived_day(
         plan, input_raw_rows, carry_in, day_start_us, day_end_us
     )
     tables = {"transitions": derived_transitions, "carry_in": derived_carry}
-    tables |= derive(
+    tables |= spans_and_samples(
         derived_transitions, derived_carry, plan.order, day_start, day_end, tenant, seconds
     )
     return DerivedDay(tables, present, derived_version(plan, present, derived_carry))
