@@ -4,10 +4,12 @@ server in a temp dir for the session; uniquely named tenants and a small generat
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -25,6 +27,21 @@ SMALL_PLANT_START = date(2026, 3, 1)
 class CreatedTenant:
     name: str
     api_key: str
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from outside it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def unique_tenant_name(prefix: str = "t") -> str:

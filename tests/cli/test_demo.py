@@ -6,7 +6,6 @@ that server again by itself afterwards."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typer.testing import CliRunner
 from tagflow.cli.app import DEMO_MIN_TAGS, app
 from tagflow.demo.synthetic_plant import MIN_TAGS
 from tagflow.source.embedded import stop_embedded_server
+from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
 # Small: two tenants × 40 tags × 2 days, about 10 s, yet every kind of tag the demo shows.
@@ -73,12 +73,6 @@ def assert_only_the_summary(done: subprocess.CompletedProcess) -> None:
         "4 Dagster runs recorded",
     ):
         assert expected in output, output
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def stop_command(workdir: Path) -> subprocess.CompletedProcess:

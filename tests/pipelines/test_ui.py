@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from tagflow.io_managers import DatasetStore
 from tagflow.pipelines.instance import PG_URL_ENV, dagster_instance
 from tagflow.schemas.registry import dataset as registered
 from tagflow.settings import Settings
+from tests.conftest import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"
@@ -85,12 +85,6 @@ query ($path: [String!]!, $partition: String!) { assetNodeOrError(assetKey: {pat
   } }
 } }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -17,8 +17,9 @@ from tagflow.readapi import Client
 from tagflow.readapi.engine.limits import AnswerLimits
 from tagflow.readapi.server.app import create_app
 from tagflow.settings import Settings
+from tests.conftest import rss_bytes
 from tests.readapi.conftest import BackgroundServer
-from tests.security.test_server_limits import MIB, PeakRss, rss_bytes, tagflow_serve
+from tests.security.test_server_limits import MIB, PeakRss, tagflow_serve
 
 DAY = ("2026-03-01T00:00:00Z", "2026-03-02T00:00:00Z")
 THREE_DAYS = ("2026-03-01T00:00:00Z", "2026-03-04T00:00:00Z")

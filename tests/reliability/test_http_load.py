@@ -7,7 +7,6 @@ between the end of a warm-up and the end of the run, and the latency percentiles
 
 from __future__ import annotations
 
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import pytest
 
 from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.readapi.server.keys import KeyStore
-from tests.conftest import drop_tenant, unique_tenant_name
+from tests.conftest import drop_tenant, free_port, rss_bytes, unique_tenant_name
 from tests.reliability.trials import trials
 from tests.stores import materialise_from_source
 
@@ -47,19 +46,6 @@ class Server:
     pid: int
     tags: list[str]
     log: Path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS for the server process")
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,7 @@ from tagflow.readapi.client.http import HttpTransport
 from tagflow.readapi.query import TagsQuery
 from tagflow.readapi.server.keys import KeyStore
 from tagflow.readapi.server.limits import RESERVED_FILES
+from tests.conftest import free_port, rss_bytes
 
 MIB = 1 << 20
 HEAD_OFFERED = 500 * MIB
@@ -63,19 +64,6 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS for the server process")
 
 
 @contextmanager
