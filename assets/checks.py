@@ -105,16 +105,29 @@ def _published_files_check(partitions: TenantDays) -> dg.AssetChecksDefinition:
         )
         for dataset in DATASETS
     ]
+    specs.append(
+        dg.AssetCheckSpec(
+            ATTACHED_CHECK,
+            asset="spans",
+            description=ATTACHED_DESCRIPTION,
+            blocking=False,
+            partitions_def=partitions.definition,
+        )
+    )
 
     @dg.multi_asset_check(specs=specs, can_subset=True, name="published_files")
     def published_files_check(
         context: dg.AssetCheckExecutionContext,
+        state: StateDatabase,
         datasets: dg.ResourceParam[ParquetDatasetIOManager],
     ):
         days = partitions.run_days(context)
         store = datasets.store()
         instance = context.instance
         for check_key in sorted(context.selected_asset_check_keys, key=str):
+            if check_key.name == ATTACHED_CHECK:
+                yield _annotations_attached(context, state, store, days)
+                continue
             dataset = check_key.asset_key.path[-1]
             keys = [str(tenant_day_key(t, d.isoformat())) for t, d in days]
             recorded = _recorded(instance, partitions.definition, dataset, keys, days[0][0])
@@ -163,6 +176,7 @@ def _published_files_check(partitions: TenantDays) -> dg.AssetChecksDefinition:
 
 
 ATTACHED_CHECK = "annotations_attached"
+SPANS = dg.AssetKey("spans")
 ATTACHED_DESCRIPTION = (
     "Every annotation of a computed span that began on the day is still on one of the day's "
     "spans. A warning lists the detached ones (late data or a rerun changed the run, so its id "
@@ -174,53 +188,39 @@ ATTACHED_DESCRIPTION = (
 _LISTED_IDS = 1000
 
 
-def annotations_check(partitions: TenantDays) -> dg.AssetChecksDefinition:
-    """The detached-annotations check of `spans`, per tenant-day, after the day step."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks, as above
-        return _annotations_attached_check(partitions)
-
-
-def _annotations_attached_check(partitions: TenantDays) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset="spans",
-        name=ATTACHED_CHECK,
-        description=ATTACHED_DESCRIPTION,
-        blocking=False,
-        partitions_def=partitions.definition,
-    )
-    def annotations_attached(
-        context: dg.AssetCheckExecutionContext,
-        state: StateDatabase,
-        datasets: dg.ResourceParam[ParquetDatasetIOManager],
-    ) -> dg.AssetCheckResult:
-        days = partitions.run_days(context)
-        store = datasets.store()
-        results = [_attached(state, store, tenant, day) for tenant, day in days]
-        if len(days) == 1:
-            return results[0]
-        for (tenant, day), result in zip(days, results, strict=True):
-            # A range run: each day's evaluation is its own partition's (as published_files).
-            context.op_execution_context.log_event(
-                dg.AssetCheckEvaluation(  # type: ignore[arg-type]  # see published_files
-                    asset_key=dg.AssetKey("spans"),
-                    check_name=ATTACHED_CHECK,
-                    passed=result.passed,
-                    metadata=result.metadata,
-                    severity=result.severity,
-                    partition=str(tenant_day_key(tenant, day.isoformat())),
-                )
+def _annotations_attached(
+    context: dg.AssetCheckExecutionContext,
+    state: StateDatabase,
+    store: DatasetStore,
+    days: list[tuple[str, date]],
+) -> dg.AssetCheckResult:
+    """The detached-annotations check of `spans` for the run's days (in the same step as the
+    files' checks: a step of its own cost every run a process start)."""
+    results = [_attached(state, store, tenant, day) for tenant, day in days]
+    if len(days) == 1:
+        return results[0]
+    for (tenant, day), result in zip(days, results, strict=True):
+        # A range run: each day's evaluation is its own partition's (as the files' checks).
+        context.op_execution_context.log_event(
+            dg.AssetCheckEvaluation(  # type: ignore[arg-type]  # see published_files
+                asset_key=dg.AssetKey("spans"),
+                check_name=ATTACHED_CHECK,
+                passed=result.passed,
+                metadata=result.metadata,
+                severity=result.severity,
+                partition=str(tenant_day_key(tenant, day.isoformat())),
             )
-        warned = [
-            f"{t} {d.isoformat()}" for (t, d), r in zip(days, results, strict=True) if not r.passed
-        ]
-        return dg.AssetCheckResult(
-            passed=not warned,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"days": len(days), "warned_days": ", ".join(warned) or "none"},
         )
-
-    return annotations_attached
+    warned = [
+        f"{t} {d.isoformat()}" for (t, d), r in zip(days, results, strict=True) if not r.passed
+    ]
+    return dg.AssetCheckResult(
+        asset_key=dg.AssetKey("spans"),
+        check_name=ATTACHED_CHECK,
+        passed=not warned,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"days": len(days), "warned_days": ", ".join(warned) or "none"},
+    )
 
 
 def _attached(
@@ -230,22 +230,34 @@ def _attached(
     the annotations could not be checked."""
     if not state.configured:
         # Without a state database nobody can annotate: nothing can be detached.
-        return dg.AssetCheckResult(passed=True, metadata={"verdict": f"not checked: {NO_STATE}"})
+        return dg.AssetCheckResult(
+            asset_key=SPANS,
+            check_name=ATTACHED_CHECK,
+            passed=True,
+            metadata={"verdict": f"not checked: {NO_STATE}"},
+        )
     day_start, day_end = day_bounds(day)
     try:
         computed = store.read_tag_rows("spans", tenant, day, columns=["id"]).column("id")
         detached = detached_span_ids(state.store(), tenant, day_start, day_end, computed)
     except TagflowError as error:
         return dg.AssetCheckResult(
+            asset_key=SPANS,
+            check_name=ATTACHED_CHECK,
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"verdict": f"annotations could not be checked: {error}"},
         )
     if not detached:
         return dg.AssetCheckResult(
-            passed=True, metadata={"verdict": "every annotation of the day's spans is attached"}
+            asset_key=SPANS,
+            check_name=ATTACHED_CHECK,
+            passed=True,
+            metadata={"verdict": "every annotation of the day's spans is attached"},
         )
     return dg.AssetCheckResult(
+        asset_key=SPANS,
+        check_name=ATTACHED_CHECK,
         passed=False,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={

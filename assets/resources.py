@@ -8,7 +8,7 @@ import dagster as dg
 from tagflow.annotations import AnnotationStore, state_url
 from tagflow.errors import StateUnavailable
 from tagflow.io_managers import ParquetDatasetIOManager
-from tagflow.settings import EMBEDDED_SOURCE, Settings
+from tagflow.settings import Settings
 from tagflow.source.tenant_source import TenantSource
 
 
@@ -49,18 +49,9 @@ class StateDatabase(dg.ConfigurableResource):
         return AnnotationStore.at(state_url(self.url, source_url=self.source_url))
 
 
-def state_setting(settings: Settings) -> str | None:
-    """The state database a deployment uses: TAGFLOW_STATE_URL, else the demo's embedded one when
-    the source is the demo's, else none: a production code location never starts a database
-    itself."""
-    if settings.state_url is not None:
-        return settings.state_url
-    return EMBEDDED_SOURCE if settings.source_url == EMBEDDED_SOURCE else None
-
-
 def state_database(settings: Settings) -> StateDatabase:
     """The state database as a plain object, for commands that use it outside a run."""
-    return StateDatabase(url=state_setting(settings), source_url=settings.source_url)
+    return StateDatabase(url=settings.state_database(), source_url=settings.source_url)
 
 
 def _secret(settings: Settings, name: str) -> str | dg.EnvVar | None:
@@ -96,7 +87,7 @@ def resources(settings: Settings) -> dict[str, dg.ConfigurableResource | dg.IOMa
     )
     datasets = ParquetDatasetIOManager(root=settings.store, temp_max_age_s=settings.temp_max_age_s)
     state = StateDatabase(
-        url=_secret(settings, "state_url") or state_setting(settings),
+        url=_secret(settings, "state_url") or settings.state_database(),
         source_url=_secret(settings, "source_url"),
     )
     return {"source": source, "datasets": datasets, "state": state}

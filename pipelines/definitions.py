@@ -7,7 +7,7 @@ from __future__ import annotations
 import dagster as dg
 
 from tagflow.assets.annotations import annotation_assets
-from tagflow.assets.checks import annotations_check, schema_checks
+from tagflow.assets.checks import schema_checks
 from tagflow.assets.compaction import compaction_assets
 from tagflow.assets.day import day_assets
 from tagflow.assets.partitions import TenantDays, TenantMonths
@@ -48,7 +48,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             compaction_assets(TenantMonths.of(settings)),
             annotation_assets(),
         ],
-        asset_checks=[schema_checks(partitions), annotations_check(partitions)],
+        asset_checks=[schema_checks(partitions)],
         jobs=[all_assets_job, month_copies_job, annotations_job],
         schedules=[build_daily_schedule(settings), build_month_copies_schedule(settings)],
         sensors=[

@@ -138,6 +138,14 @@ class Settings:
         """Whether setting `name` holds the value of its environment variable."""
         return name in self._from_env
 
+    def state_database(self) -> str | None:
+        """The state database the deployment uses (span annotations): TAGFLOW_STATE_URL, else
+        the demo's embedded one when the source is the demo's, else none: a production
+        deployment never starts a database itself."""
+        if self.state_url is not None:
+            return self.state_url
+        return EMBEDDED_SOURCE if self.source_url == EMBEDDED_SOURCE else None
+
     @property
     def first_backfill_day(self) -> date:
         """The first day a new tenant's history is backfilled from."""

@@ -44,6 +44,9 @@ class ReadConfig:
     # The deployment's derived tags file (TAGFLOW_DERIVED_TAGS); None: the derived tags the
     # stored snapshot was materialised with.
     derived_tags: str | os.PathLike[str] | None = None
+    # tagflow's state database of span annotations (TAGFLOW_STATE_URL, or EMBEDDED_SOURCE for
+    # the demo's server); None: no annotations, reads answer the computed spans alone.
+    state_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> ReadConfig:
@@ -54,6 +57,7 @@ class ReadConfig:
             source_url=settings.source_url,
             answer_limits=AnswerLimits.from_settings(settings),
             derived_tags=settings.derived_tags,
+            state_url=settings.state_database(),
         )
         return config.replace(**changes)
 

@@ -5,10 +5,16 @@ the reader of a tenant."""
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import TYPE_CHECKING
+
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.readapi.engine.config import ReadConfig
 from tagflow.readapi.engine.coverage import CoverageIndex, TagCatalogue
 from tagflow.readapi.engine.reader import TenantReader
+
+if TYPE_CHECKING:
+    from tagflow.annotations import AnnotationStore
 
 
 class ReadEngine:
@@ -31,6 +37,21 @@ class ReadEngine:
     def __repr__(self) -> str:
         source = "with source" if self.fallback is not None else "without source"
         return f"ReadEngine({self.store!r}, {source})"
+
+    @cached_property
+    def annotations(self) -> AnnotationStore | None:
+        """The span annotations' store (DESIGN §9), None where no state database is configured.
+        The first read or write migrates it; the demo's embedded one is started (and its
+        database created) here. A failure (StateUnavailable) is not kept: the next call tries
+        again."""
+        if self.config.state_url is None:
+            return None
+        # Imported here: SQLAlchemy and the driver come with tagflow[source], not the client.
+        from tagflow.annotations import AnnotationStore, state_url
+
+        return AnnotationStore.at(
+            state_url(self.config.state_url, source_url=self.config.source_url)
+        )
 
     def reader(self, tenant: str) -> TenantReader:
         """The reads of `tenant` (InvalidName if it is not a valid tenant name)."""
