@@ -107,7 +107,7 @@ class DatasetStore:
             return None
 
     def tag_rows(
-        self, dataset: str, tenant: str, day: date, tag_ids: Sequence[int] | None
+        self, dataset: str, tenant: str, day: date, tag_ids: partition_reader.TagIds | None
     ) -> int | None:
         """Rows of `tag_ids` (all if None) in a local day partition, from its tag directory
         (the footer is cached): nothing is decoded. None if that cannot be known so."""
@@ -135,7 +135,7 @@ class DatasetStore:
         dataset: str,
         tenant: str,
         month: date,
-        tag_ids: Sequence[int] | None,
+        tag_ids: partition_reader.TagIds | None,
         columns: Sequence[str],
         window: partition_reader.Window,
         before_decoding: Callable[[int], None] | None = None,
@@ -286,7 +286,7 @@ class DatasetStore:
         dataset: str,
         tenant: str,
         day: date | None,
-        tag_ids: Sequence[int] | None = None,
+        tag_ids: partition_reader.TagIds | None = None,
         columns: Sequence[str] | None = None,
         before_decoding: Callable[[int], None] | None = None,
         footer_seen: Callable[[partition_reader.Footer], None] | None = None,

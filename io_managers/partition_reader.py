@@ -26,6 +26,9 @@ from tagflow.io_managers.tag_directory import TagDirectory, tag_id_column
 FOOTER_CACHE_BYTES = 512 * 1024 * 1024
 PARSED_PER_SERIALIZED_BYTE = 9
 
+# Tag ids a read asks for: a list, or the array a reader already holds.
+TagIds = Sequence[int] | np.ndarray
+
 
 @dataclass(frozen=True)
 class Footer:
@@ -111,7 +114,7 @@ class Window:
 
 def read_local(
     path: str,
-    tag_ids: Sequence[int] | None,
+    tag_ids: TagIds | None,
     columns: Sequence[str],
     schema: pa.Schema,
     before_decoding: Callable[[int], None] | None = None,
@@ -170,7 +173,7 @@ def _same_file(path: str, key: tuple) -> bool:
 
 def read_handle(
     handle: BinaryIO,
-    tag_ids: Sequence[int] | None,
+    tag_ids: TagIds | None,
     columns: Sequence[str],
     schema: pa.Schema,
     before_decoding: Callable[[int], None] | None = None,
@@ -188,7 +191,7 @@ def read_handle(
 def _read(
     parquet: pq.ParquetFile,
     footer: Footer,
-    tag_ids: Sequence[int] | None,
+    tag_ids: TagIds | None,
     columns: Sequence[str],
     schema: pa.Schema,
     before_decoding: Callable[[int], None] | None,
@@ -235,7 +238,7 @@ def runs_in_file_order(directory: TagDirectory) -> tuple[np.ndarray, np.ndarray]
 
 def _read_filtered(
     parquet: pq.ParquetFile,
-    tag_ids: Sequence[int] | None,
+    tag_ids: TagIds | None,
     columns: Sequence[str],
     out_schema: pa.Schema,
 ) -> pa.Table:

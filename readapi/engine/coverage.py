@@ -23,14 +23,15 @@ import pyarrow as pa
 
 from tagflow.errors import CorruptPartition, MissingPartition
 from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.schemas.registry import DATASETS
 
 if TYPE_CHECKING:
     # Only named: the fallback (and the database drivers it needs) is imported by the engine,
     # and only when a source is configured.
     from tagflow.readapi.engine.fallback import SourceFallback
 
-# The last dataset each branch of the asset graph writes for a day.
-COVERAGE_DATASETS = ("spans", "samples_str_1d")
+# The last dataset each branch of the day step publishes.
+COVERAGE_DATASETS = tuple(name for name, entry in DATASETS.items() if entry.last_of_branch)
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")

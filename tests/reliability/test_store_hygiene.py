@@ -60,7 +60,8 @@ def test_a_zero_byte_or_truncated_file_fails_its_check(tenants, pg_url, tmp_path
     checks_only = job.get_subset(
         asset_selection=set(),
         asset_check_selection={
-            dg.AssetCheckKey(dg.AssetKey(name), "audited_file_intact") for name in (*damaged, "carry_in")
+            dg.AssetCheckKey(dg.AssetKey(name), "audited_file_intact")
+            for name in (*damaged, "carry_in")
         },
     )
     result = checks_only.execute_in_process(
