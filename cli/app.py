@@ -1,4 +1,5 @@
-"""The `tagflow` command line (DESIGN §7): demo, materialize, backfill, serve, keys, derived."""
+"""The `tagflow` command line: demo, materialize, backfill, serve, keys, tenants, derived tags,
+span annotations and the store's upkeep."""
 
 from __future__ import annotations
 
@@ -373,6 +374,30 @@ def demo(
 
 
 @app.command()
+def tenants(source_url: str | None = SOURCE_URL, store: str | None = STORE) -> None:
+    """List the source's tenants, each with the last day materialised in the store (the
+    tenant names `--tenant` takes)."""
+    from tagflow.assets.resources import source_database
+    from tagflow.cli.tenants import last_materialised_days
+    from tagflow.io_managers.dataset_store import DatasetStore
+    from tagflow.pipelines.definitions import NO_SOURCE
+
+    try:
+        settings = _settings(source_url=source_url, store=store)
+        if settings.source_url is None:
+            raise TagflowError(NO_SOURCE)
+        names = source_database(settings).reader().list_tenants()
+        last = last_materialised_days(DatasetStore(settings.store), names)
+    except TagflowError as error:
+        _fail(error)
+    if not names:
+        typer.echo("the source holds no tenant (a schema with tag_names, tag_data, tag_data_str)")
+    for name in names:
+        day = last[name]
+        typer.echo(f"{name}\t{day.isoformat() if day else 'nothing materialised'}")
+
+
+@app.command()
 def serve(
     store: str | None = STORE,
     port: int = typer.Option(8000, help="TCP port to listen on."),
@@ -410,7 +435,7 @@ _add_keys_commands()
 def _add_derived_commands() -> None:
     from tagflow.cli.derived import derived_app
 
-    app.add_typer(derived_app, name="derived", help="Check and list derived tags (DESIGN §8).")
+    app.add_typer(derived_app, name="derived", help="Check and list derived tags.")
 
 
 _add_derived_commands()
@@ -428,7 +453,7 @@ _add_store_commands()
 def _add_annotations_commands() -> None:
     from tagflow.cli.annotations import annotations_app
 
-    app.add_typer(annotations_app, name="annotations", help="Export span annotations (DESIGN §9).")
+    app.add_typer(annotations_app, name="annotations", help="Export span annotations.")
 
 
 _add_annotations_commands()

@@ -55,6 +55,6 @@ def require_tenant(conn: psycopg.Connection, name: object) -> str:
     if row is None:
         raise UnknownTenant(
             f"unknown tenant {tenant!r}: the source has no tenant of that name "
-            "(or this connection may not read it); list tenants to see the valid names"
+            "(or this connection may not read it); `tagflow tenants` lists the valid names"
         )
     return tenant
