@@ -1,6 +1,9 @@
 """Per-tenant API keys of the read service, kept hashed in a JSON file the operator manages.
 
-Each entry maps one tenant to a salted SHA-256 of one key; a key opens exactly one tenant.
+Each entry maps one tenant to a salted SHA-256 of one key; a key opens exactly one tenant. A key
+reads; one added with `--write` may also write span annotations (DESIGN §9), and its label (never
+the key) is recorded as the writer. Entries of files from before writes (no "write", no "label")
+load as read keys labelled by their key id.
 API keys are 256-bit random tokens, so a fast salted hash is enough (slow password hashes
 exist to protect guessable passwords) and keeps verification within the latency budget.
 Comparisons use hmac.compare_digest, and every check hashes the key against every entry of
@@ -49,6 +52,7 @@ _MAX_KEY_LENGTH = 512
 # How long a change waits for another `tagflow keys` command to finish with the file.
 LOCK_TIMEOUT_S = 30.0
 _ENTRY_FIELDS = ("tenant", "key_id", "salt", "sha256")
+_MAX_LABEL_CHARS = 100
 
 
 def _digest(salt: bytes, key: str) -> bytes:
@@ -62,14 +66,25 @@ class KeyEntry:
     salt: bytes
     digest: bytes
     created_at: str
+    # Whether the key may write span annotations; every key reads.
+    write: bool = False
+    # Who writes with this key, as annotations record it (`updated_by`, the history).
+    label: str = ""
 
-    def to_json(self) -> dict[str, str]:
+    @property
+    def writer(self) -> str:
+        """The label annotations record: the entry's, else one made of the key id."""
+        return self.label or default_label(self.key_id)
+
+    def to_json(self) -> dict[str, str | bool]:
         return {
             "tenant": self.tenant,
             "key_id": self.key_id,
             "salt": self.salt.hex(),
             "sha256": self.digest.hex(),
             "created_at": self.created_at,
+            "write": self.write,
+            "label": self.writer,
         }
 
     @classmethod
@@ -78,13 +93,32 @@ class KeyEntry:
             isinstance(data.get(name), str) for name in _ENTRY_FIELDS
         ):
             raise ValueError(f"an entry must be an object with the strings {list(_ENTRY_FIELDS)}")
+        write, label = data.get("write", False), data.get("label", "")
+        if not isinstance(write, bool):
+            raise ValueError('"write" must be true or false')
+        if not isinstance(label, str):
+            raise ValueError('"label" must be a string')
         return cls(
             tenant=validate_tenant_name(data["tenant"]),
             key_id=str(data["key_id"]),
             salt=bytes.fromhex(data["salt"]),
             digest=bytes.fromhex(data["sha256"]),
             created_at=str(data.get("created_at", "")),
+            write=write,
+            label=checked_label(label) if label else "",
         )
+
+
+def default_label(key_id: str) -> str:
+    """The label of a key added without one: its id, which `tagflow keys list` shows."""
+    return f"key-{key_id}"
+
+
+def checked_label(label: str) -> str:
+    """`label` if it can name a writer: 1-100 printable characters."""
+    if not 0 < len(label) <= _MAX_LABEL_CHARS or not label.isprintable() or not label.strip():
+        raise ValueError(f"a key's label must be 1-{_MAX_LABEL_CHARS} printable characters")
+    return label
 
 
 class KeyFileError(TagflowError):
@@ -187,6 +221,11 @@ class KeyStore:
         """The tenant that `key` opens (and it must be `tenant` when one is named); otherwise
         AuthenticationFailed with one message for every reason. An unusable keys file is a
         KeyFileError whatever the key, even none."""
+        return self.identify(key, tenant).tenant
+
+    def identify(self, key: object, tenant: str | None = None) -> KeyEntry:
+        """The entry of `key` (its tenant, whether it may write, its label), under verify's
+        rules."""
         entries = self._load()
         failure = AuthenticationFailed("missing or invalid API key")
         if not isinstance(key, str) or not key or len(key) > _MAX_KEY_LENGTH:
@@ -199,14 +238,22 @@ class KeyStore:
                 matched = entry
         if matched is None or (tenant is not None and matched.tenant != tenant):
             raise failure
-        return matched.tenant
+        return matched
 
     # ------------------------------------------------------------------ managing
 
-    def add(self, tenant: str, key: str | None = None) -> tuple[str, KeyEntry]:
+    def add(
+        self, tenant: str, key: str | None = None, *, write: bool = False, label: str | None = None
+    ) -> tuple[str, KeyEntry]:
         """Store a key for `tenant` (a new random one unless `key` is given, e.g. to import
-        an existing key) and return (key, entry). The key itself is not stored."""
+        an existing key) and return (key, entry). The key itself is not stored. `write` lets
+        it write span annotations too; `label` names its writer (default: from its id)."""
         tenant = validate_tenant_name(tenant)
+        if label is not None:
+            try:
+                label = checked_label(label)
+            except ValueError as error:
+                raise KeyFileError(str(error)) from None
         # A key travels in an Authorization header: anything but visible ASCII is refused by
         # HTTP clients or arrives changed, so such a key would be printed once and never work.
         if key is not None and (
@@ -231,6 +278,8 @@ class KeyStore:
                 salt=salt,
                 digest=_digest(salt, key),
                 created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                write=write,
+                label=label or default_label(key_id),
             )
             self._write([*entries, added])
         return key, added
@@ -314,15 +363,25 @@ def _key_store(file: Path | None) -> KeyStore:
 def add_command(
     tenant: str,
     key: str | None = typer.Option(None, help="Register this key instead of a new random one."),
+    write: bool = typer.Option(
+        False, "--write", help="The key may also write span annotations (default: read only)."
+    ),
+    label: str | None = typer.Option(
+        None, help="Who writes with this key, as annotations record it (default: key-<id>)."
+    ),
     file: Path | None = _FILE_OPTION,
 ) -> None:
     """Create an API key for TENANT and print it once (only its hash is stored)."""
     try:
-        new_key, entry = _key_store(file).add(tenant, key)
+        new_key, entry = _key_store(file).add(tenant, key, write=write, label=label)
     except TagflowError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
-    typer.echo(f"key {entry.key_id} for tenant {entry.tenant}:", err=True)
+    access = "read and write" if entry.write else "read"
+    typer.echo(
+        f"key {entry.key_id} ({access}, label {entry.writer!r}) for tenant {entry.tenant}:",
+        err=True,
+    )
     typer.echo(new_key)
 
 
@@ -343,14 +402,15 @@ def revoke_command(
 
 @keys_app.command("list")
 def list_command(file: Path | None = _FILE_OPTION) -> None:
-    """List key ids per tenant (never the keys)."""
+    """List key ids per tenant, with their access and label (never the keys)."""
     try:
         entries = _key_store(file).entries()
     except TagflowError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
     for entry in entries:
-        typer.echo(f"{entry.tenant}\t{entry.key_id}\t{entry.created_at}")
+        access = "read,write" if entry.write else "read"
+        typer.echo(f"{entry.tenant}\t{entry.key_id}\t{entry.created_at}\t{access}\t{entry.writer}")
 
 
 if __name__ == "__main__":
