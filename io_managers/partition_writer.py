@@ -68,6 +68,7 @@ class _HashingFile(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
+    # Narrower than RawIOBase.write's any-buffer: pyarrow hands it bytes-like objects only.
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         written = self._file.write(data)
         self.digest.update(data)

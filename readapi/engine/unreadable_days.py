@@ -29,13 +29,10 @@ def answer_around_unreadable_days(
         try:
             return answer(query)
         except CorruptPartition as error:
-            place = (error.dataset or "", error.day)
-            if (
-                not source_allowed
-                or error.day is None
-                or error.tenant != tenant
-                or place in set_aside  # set aside and still read: never loop
-            ):
+            if not source_allowed or error.day is None or error.tenant != tenant:
                 raise
-            set_aside.add(place)  # type: ignore[arg-type]
+            place = (error.dataset or "", error.day)
+            if place in set_aside:  # set aside and still read: never loop
+                raise
+            set_aside.add(place)
             coverage.set_aside(tenant, place[0], error.day)

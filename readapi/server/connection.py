@@ -108,6 +108,7 @@ class BoundedH11Protocol(H11Protocol):
 
     # ------------------------------------------------------------------ connection
 
+    # uvicorn's base names asyncio.BaseTransport; the loop hands a TCP protocol a Transport.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.waiting[self] = None

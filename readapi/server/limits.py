@@ -113,6 +113,7 @@ def uvicorn_config(
         host=host,
         port=port,
         http=bounded_protocol(limits),
+        # uvicorn annotates whole seconds, and passes the value to asyncio's call_later as is.
         timeout_keep_alive=limits.keep_alive_timeout_s,  # type: ignore[arg-type]
         **options,
     )

@@ -85,6 +85,7 @@ class _PlainComposer(Composer):
             self._depth -= 1
 
 
+# The base loader is chosen at import (libyaml's C loader where built): mypy cannot follow it.
 class _UniqueKeyLoader(_PlainComposer, _Loader):  # type: ignore[misc, valid-type]
     """yaml's safe loader with _PlainComposer, refusing a key written twice in one mapping
     (safe_load silently keeps the last one, which would hide a tenant or a definition) and
