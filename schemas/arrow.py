@@ -24,16 +24,7 @@ RAW_ROWS = pa.schema(
 
 # The last row of each tag before a day (duplicates at that instant already resolved
 # by the source query) and the time its run of equal values began.
-RAW_CARRY_IN = pa.schema(
-    [
-        ("tag_id", pa.int32()),
-        ("time", TS),
-        ("value_double", pa.float64()),
-        ("value_string", pa.string()),
-        ("is_string", pa.bool_()),
-        ("run_begin_at", TS),
-    ]
-)
+RAW_CARRY_IN = pa.schema([*RAW_ROWS, ("run_begin_at", TS)])
 
 TAGS = pa.schema(
     [
@@ -74,17 +65,8 @@ TRANSITIONS = pa.schema(
     ]
 )
 
-CARRY_IN = pa.schema(
-    [
-        ("tag_id", pa.int32()),
-        ("tag_name", pa.string()),
-        ("time", TS),
-        ("value_double", pa.float64()),
-        ("value_string", pa.string()),
-        ("value_kind", pa.string()),
-        ("run_begin_at", TS),
-    ]
-)
+# A transition and the time its run of equal values began.
+CARRY_IN = pa.schema([*TRANSITIONS, ("run_begin_at", TS)])
 
 SPANS = pa.schema(
     [
