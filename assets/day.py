@@ -10,6 +10,7 @@ which a step per dataset would read again from the file the previous step wrote.
 """
 
 import warnings
+from datetime import timedelta
 
 import dagster as dg
 
@@ -33,13 +34,31 @@ def _lineage() -> dict[str, set[dg.AssetKey]]:
     return {name: {dg.AssetKey(parent) for parent in DATASETS[name].parents} for name in DATASETS}
 
 
+def freshness(late_after_hours: int) -> dg.FreshnessPolicy:
+    """Late when nothing was published between midnight UTC, when a day ends, and
+    `late_after_hours` later: the daily schedule publishes the day that ended then. Dagster
+    evaluates a policy per asset, not per partition, so a backfill of old days in that window
+    also counts; the missing days of a tenant show in the asset's partitions."""
+    return dg.FreshnessPolicy.cron(
+        deadline_cron=f"0 {late_after_hours} * * *",
+        lower_bound_delta=timedelta(hours=late_after_hours),
+        timezone="UTC",
+    )
+
+
 def day_assets(
-    partitions: TenantDays, derived: DerivedTagDefinitions | None = None
+    partitions: TenantDays,
+    derived: DerivedTagDefinitions | None = None,
+    late_after_hours: int = 6,
 ) -> dg.AssetsDefinition:
     """The day step; `derived` holds the deployment's derived tags (DESIGN §8), materialised
-    with the source tags of their tenant in every dataset."""
+    with the source tags of their tenant in every dataset. Any subset of the datasets can be
+    materialised (Dagster's "Materialize selected", `dagster asset materialize --select`): the
+    day is read and computed once for all of them, since each depends on the same read, and
+    only the selected ones are published."""
     deps = _lineage()
     derived = derived or DerivedTagDefinitions({})
+    policy = freshness(late_after_hours)
 
     @dg.multi_asset(
         name="day",
@@ -50,10 +69,15 @@ def day_assets(
                 owners=OWNERS,
                 description=DATASETS[name].description,
                 group_name=DATASETS[name].group,
+                freshness_policy=policy,
+                # What a subset leaves out is not yielded (Dagster skips nothing downstream:
+                # the checks follow their own selection).
+                is_required=False,
             )
             for name in DATASETS
         },
         internal_asset_deps=deps,
+        can_subset=True,
         partitions_def=partitions.definition,
         backfill_policy=partitions.backfill_policy,
         retry_policy=SOURCE_RETRY,
@@ -106,8 +130,11 @@ def day_assets(
         except BaseException:
             _discard(staged)
             raise
+        selected = context.selected_output_names
+        _discard({name: staged[name] for name in DATASETS if name not in selected})
         for name in DATASETS:
-            yield _output(name, staged[name], fingerprints)
+            if name in selected:
+                yield _output(name, staged[name], fingerprints)
 
     return day
 

@@ -44,7 +44,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     derived = deployment_definitions(settings)
     return dg.Definitions(
         assets=[
-            day_assets(partitions, derived),
+            day_assets(partitions, derived, settings.freshness_hours),
             compaction_assets(TenantMonths.of(settings)),
             annotation_assets(),
         ],

@@ -32,6 +32,12 @@ def _positive_int(raw: str) -> int:
     return int(raw)
 
 
+def _hour_of_day(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 23:
+        raise ValueError("a whole number of hours from 1 to 23")
+    return int(raw)
+
+
 def _day(raw: str) -> date:
     try:
         return date.fromisoformat(raw)
@@ -64,10 +70,15 @@ class Settings:
     # The dataset root: a local path or an object-store URL.
     store: str = _setting("TAGFLOW_STORE", default=".tagflow/store")
     keys_file: str = _setting("TAGFLOW_KEYS_FILE", default=".tagflow/api_keys.json")
-    # The first day of the date partitions.
+    # The first day of the date partitions (the demo sets it to its first day, so the UI
+    # counts the demo's days, not every day since 2020).
     start_date: date = _setting("TAGFLOW_START_DATE", _day, date(2020, 1, 1))
     # Tenant-days in one run of a range backfill (each day still its own files).
     backfill_days_per_run: int = _setting("TAGFLOW_BACKFILL_DAYS_PER_RUN", _positive_int, 31)
+    # A tenant-day is late (Dagster's freshness policy of the day's datasets) when nothing was
+    # published in the first this many hours after the day ended, UTC; below a day, which is
+    # the longest window Dagster's daily freshness deadline allows.
+    freshness_hours: int = _setting("TAGFLOW_FRESHNESS_HOURS", _hour_of_day, 6)
     # The daily schedule, in UTC: 00:30 leaves half an hour for late rows of the day before.
     schedule_cron: str = _setting("TAGFLOW_SCHEDULE_CRON", default="30 0 * * *")
     # A new tenant's history is backfilled from here (default: start_date).

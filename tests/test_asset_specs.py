@@ -1,7 +1,8 @@
 """A snapshot of every asset and check the code location defines: keys, groups, kinds, owners,
-partitions, lineage, pools, retry and backfill policies, and checks. A change to the
-definitions shows as a diff of tests/__snapshots__/test_asset_specs.ambr; when it is meant,
-accept it with `pytest tests/test_asset_specs.py --snapshot-update` and commit the file."""
+partitions, lineage, pools, retry, backfill and freshness policies, subsetting, and checks. A
+change to the definitions shows as a diff of tests/__snapshots__/test_asset_specs.ambr; when it
+is meant, accept it with `pytest tests/test_asset_specs.py --snapshot-update` and commit
+the file."""
 
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ def asset_specs() -> dict[str, Any]:
             "pool": assets_def.node_def.pool if hasattr(assets_def.node_def, "pool") else None,
             "retry": _retry(assets_def.node_def.retry_policy),
             "backfill": None if policy is None else str(policy),
+            "freshness": None if node.freshness_policy is None else str(node.freshness_policy),
+            "subsettable": assets_def.can_subset,
             "checks": sorted(
                 (c.name, graph.get_check_spec(c).blocking)
                 for c in graph.asset_check_keys

@@ -1,0 +1,81 @@
+"""Dagster's own command line on tagflow's code location, as a Dagster user runs it: one dataset,
+a set of them, or every asset of the day step for one tenant-day partition (key `date|tenant`),
+against the embedded source, in a subprocess with its own DAGSTER_HOME and store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
+from tagflow.demo.synthetic_plant import PlantSummary
+from tagflow.pipelines.instance import PG_URL_ENV
+from tagflow.schemas.registry import DATASETS
+from tests.pipelines.test_ui import PROJECT_ROOT, home_instance
+
+DAGSTER = Path(sys.executable).parent / "dagster"
+
+
+def published(store: Path) -> set[str]:
+    """The datasets with at least one published file in `store` (staged temp files excluded)."""
+    return {path.relative_to(store).parts[0] for path in store.rglob("part-0.parquet")}
+
+
+def materialize(home: Path, store: Path, pg_url: str, select: str, partition: str):
+    env = {key: value for key, value in os.environ.items() if key != PG_URL_ENV}
+    env.update(DAGSTER_HOME=str(home), TAGFLOW_SOURCE_URL=pg_url, TAGFLOW_STORE=str(store))
+    command = [str(DAGSTER), "asset", "materialize", "-m", "tagflow.pipelines.definitions"]
+    command += ["--select", select, "--partition", partition]
+    return subprocess.run(
+        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=240
+    )
+
+
+@pytest.fixture
+def tenant_day(tmp_path: Path, small_plant: PlantSummary) -> tuple[Path, Path, str]:
+    """A fresh home that knows the first small-plant tenant, its store, and the partition key
+    of the tenant's first day."""
+    home, store = tmp_path / "home", tmp_path / "store"
+    home.mkdir()
+    tenant = small_plant.tenants[0].tenant
+    with home_instance(home) as instance:
+        instance.add_dynamic_partitions(TENANT_DIMENSION, [tenant])
+    key = str(tenant_day_key(tenant, small_plant.start.date().isoformat()))
+    assert key == f"{small_plant.start.date().isoformat()}|{tenant}"
+    return home, store, key
+
+
+@pytest.mark.parametrize(
+    "select, datasets",
+    [
+        ("spans", {"spans"}),
+        ("tags,samples_1h", {"tags", "samples_1h"}),
+        ("group:extract,group:compute", set(DATASETS)),
+    ],
+)
+def test_dagster_asset_materialize_publishes_exactly_the_selection(
+    tenant_day, pg_url, select, datasets
+):
+    home, store, key = tenant_day
+    done = materialize(home, store, pg_url, select, key)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert published(store) == datasets
+    # The staged files of the datasets left out are gone too.
+    assert not [path for path in store.rglob("*") if path.is_file() and path.suffix != ".parquet"]
+    # Their blocking checks ran and passed.
+    assert done.stderr.count("ASSET_CHECK_EVALUATION") >= len(datasets)
+
+
+def test_dagster_refuses_every_asset_for_one_tenant_day_and_publishes_nothing(tenant_day, pg_url):
+    """`*` also selects the month copies (tenant × month) and the span annotations: Dagster
+    runs one partitioning per run, and says so (docs/operations.md names the selection of
+    every dataset of a day, `group:extract,group:compute`)."""
+    home, store, key = tenant_day
+    done = materialize(home, store, pg_url, "*", key)
+    assert done.returncode != 0
+    assert "There is no PartitionsDefinition shared by all the provided assets" in done.stderr
+    assert published(store) == set()
