@@ -10,40 +10,55 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tagflow.readapi.annotation_wire import COMPUTED
     from tagflow.readapi.client.client import Client
     from tagflow.readapi.errors import (
+        AnnotationsNotConfigured,
         AuthenticationFailed,
+        Conflict,
         CorruptPartition,
+        InvalidAnnotation,
         InvalidArgument,
         InvalidName,
         InvalidTimeRange,
         NotMaterialised,
+        PermissionDenied,
         SourceUnavailable,
+        StateUnavailable,
         TagflowError,
+        UnknownSpan,
         UnknownTag,
         UnknownTenant,
     )
-    from tagflow.readapi.models import Span, Tag
+    from tagflow.readapi.models import Span, SpanChange, Tag
     from tagflow.time_range import TimeRange
 
 # Imported on first use, so `tagflow keys` and the service do not pay for pandas
 # and the client transports they do not need.
 _HOMES = {
     "Client": "tagflow.readapi.client",
+    "COMPUTED": "tagflow.readapi.annotation_wire",
     "Span": "tagflow.readapi.models",
+    "SpanChange": "tagflow.readapi.models",
     "Tag": "tagflow.readapi.models",
     "TimeRange": "tagflow.time_range",
     **{
         name: "tagflow.readapi.errors"
         for name in (
+            "AnnotationsNotConfigured",
             "AuthenticationFailed",
+            "Conflict",
             "CorruptPartition",
+            "InvalidAnnotation",
             "InvalidArgument",
             "InvalidName",
             "InvalidTimeRange",
             "NotMaterialised",
+            "PermissionDenied",
             "SourceUnavailable",
+            "StateUnavailable",
             "TagflowError",
+            "UnknownSpan",
             "UnknownTag",
             "UnknownTenant",
         )
@@ -51,18 +66,26 @@ _HOMES = {
 }
 
 __all__ = [
+    "COMPUTED",
+    "AnnotationsNotConfigured",
     "AuthenticationFailed",
     "Client",
+    "Conflict",
     "CorruptPartition",
+    "InvalidAnnotation",
     "InvalidArgument",
     "InvalidName",
     "InvalidTimeRange",
     "NotMaterialised",
+    "PermissionDenied",
     "SourceUnavailable",
     "Span",
+    "SpanChange",
+    "StateUnavailable",
     "Tag",
     "TagflowError",
     "TimeRange",
+    "UnknownSpan",
     "UnknownTag",
     "UnknownTenant",
 ]

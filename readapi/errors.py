@@ -9,7 +9,9 @@ import json
 from tagflow.errors import (
     AnswerTooLarge,
     AuthenticationFailed,
+    Conflict,
     CorruptPartition,
+    InvalidAnnotation,
     InvalidArgument,
     InvalidName,
     InvalidTimeRange,
@@ -18,7 +20,10 @@ from tagflow.errors import (
     SchemaDrift,
     SourceDataError,
     SourceUnavailable,
+    StateSchemaTooNew,
+    StateUnavailable,
     TagflowError,
+    UnknownSpan,
     UnknownTag,
     UnknownTenant,
 )
@@ -37,9 +42,27 @@ class ServiceUnavailable(TagflowError):
     limit); the caller is told nothing more, the operator finds the reason in the log."""
 
 
+class PermissionDenied(TagflowError, PermissionError):
+    """A valid key that may not do this: a read key writing span annotations (add one with
+    `tagflow keys add TENANT --write`)."""
+
+
+class AnnotationsNotConfigured(TagflowError):
+    """A span annotation call where no state database is configured (TAGFLOW_STATE_URL)."""
+
+
 # Most specific first: the first class an error is an instance of decides.
 WIRE_ERRORS: tuple[tuple[type[TagflowError], int, str], ...] = (
     (AuthenticationFailed, 401, "unauthorized"),
+    (PermissionDenied, 403, "permission_denied"),
+    # A stale revision: the body carries the span's current record ("current").
+    (Conflict, 409, "conflict"),
+    (UnknownSpan, 404, "unknown_span"),
+    (InvalidAnnotation, 400, "invalid_annotation"),
+    # Nothing of the write was kept; the message is one line without host or SQL.
+    (StateUnavailable, 503, "state_unavailable"),
+    (StateSchemaTooNew, 503, "state_schema_too_new"),
+    (AnnotationsNotConfigured, 501, "annotations_not_configured"),
     (NotMaterialised, 409, "not_materialised"),
     (MissingPartition, 404, "missing_partition"),
     (UnknownTenant, 404, "unknown_tenant"),
@@ -82,31 +105,45 @@ def wire_error(error: TagflowError) -> tuple[int, str]:
     return 400, "error"
 
 
-def error_from_wire(status: int, code: object, message: object) -> TagflowError:
-    """The exception a client raises for an error response."""
+def error_from_wire(
+    status: int, code: object, message: object, current: object = None
+) -> TagflowError:
+    """The exception a client raises for an error response (`current`: a conflict's current
+    record, as the client reads it)."""
     text = str(message)[:2000] if message else f"the service answered HTTP {status}"
+    if status == 403 and code == "permission_denied":
+        return PermissionDenied(text)
     if status == 401 or status == 403:
         return AuthenticationFailed(UNAUTHORIZED_MESSAGE)
     cls = _BY_CODE.get(str(code), TagflowError)
+    if cls is Conflict:
+        return Conflict(text, current)
     if status >= 500 and cls is TagflowError:
         return TagflowError(f"the read service failed (HTTP {status}); retry, or ask its operator")
     return cls(text)
 
 
 __all__ = [
+    "AnnotationsNotConfigured",
     "AuthenticationFailed",
+    "Conflict",
     "CorruptPartition",
+    "InvalidAnnotation",
     "InvalidArgument",
     "InvalidName",
     "InvalidTimeRange",
     "MissingPartition",
     "NotMaterialised",
+    "PermissionDenied",
     "RequestTimeout",
     "RequestTooLarge",
     "SchemaDrift",
     "ServiceUnavailable",
     "SourceUnavailable",
+    "StateSchemaTooNew",
+    "StateUnavailable",
     "TagflowError",
+    "UnknownSpan",
     "UnknownTag",
     "UnknownTenant",
     "error_body",

@@ -7,8 +7,9 @@ the same Arrow tables, which this class turns into records and DataFrames in one
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol
 
@@ -21,9 +22,11 @@ from tagflow.names import validate_tenant_name
 from tagflow.readapi.client.http import DEFAULT_TIMEOUT_S, HttpTransport, public_address
 from tagflow.readapi.engine.config import ReadConfig, StoreRoot
 from tagflow.readapi.engine.read_engine import ReadEngine
+from tagflow.readapi.engine.writes import SpanWrites
 from tagflow.readapi.errors import InvalidArgument
 from tagflow.readapi.models import (
     Span,
+    SpanChange,
     Tag,
     metric_frame,
     spans_from_table,
@@ -50,6 +53,46 @@ class Transport(Protocol):
     service."""
 
     def read(self, query: Query) -> pa.Table: ...
+
+
+class Writes(Protocol):
+    """What writes span annotations: the engine's SpanWrites locally, HttpTransport through the
+    service (same arguments, same answers)."""
+
+    def update(
+        self,
+        span_id: int,
+        *,
+        revision: int,
+        tag_name: str | None = None,
+        raw_begin_at: datetime | None = None,
+        labels: dict[str, str] | None = None,
+        note: str | None = None,
+        begin_at: datetime | str | None = None,
+        end_at: datetime | str | None = None,
+        hidden: bool | None = None,
+    ) -> Span: ...
+
+    def create(
+        self,
+        tag_name: str,
+        begin_at: datetime,
+        end_at: datetime,
+        *,
+        labels: dict[str, str] | None = None,
+        note: str | None = None,
+    ) -> Span: ...
+
+    def history(self, span_id: int) -> list[SpanChange]: ...
+
+
+def _local_writer() -> str:
+    """Who writes through the store transport, as annotations record it: the OS user (there is
+    no key, so no key label)."""
+    try:
+        return f"{getpass.getuser()} (local)"
+    except (KeyError, OSError):  # no user name in a bare container
+        return "local"
 
 
 def _where(
@@ -120,6 +163,7 @@ class Client:
             self.host: str | None = public_address(host)
             self.store: DatasetStore | None = None
             self._transport = HttpTransport(host, self._api_key, self.tenant, timeout_s)
+            self._writes: Writes = self._transport
             return
         if self.tenant is None:
             raise InvalidArgument(
@@ -139,6 +183,7 @@ class Client:
         engine = ReadEngine(config)
         self.host, self.store = None, engine.store
         self._transport = engine.reader(self.tenant)
+        self._writes = SpanWrites(engine, self.tenant, _local_writer())
 
     # ------------------------------------------------------------------ plumbing
 
@@ -292,3 +337,52 @@ class Client:
             **options,
         )
         return wide_frame(self._transport.read(query))
+
+    # ------------------------------------------------------------------ annotation writes
+
+    def update_span(
+        self,
+        span: int | Span,
+        *,
+        revision: int,
+        labels: dict[str, str] | None = None,
+        note: str | None = None,
+        begin_at: datetime | str | None = None,
+        end_at: datetime | str | None = None,
+        hidden: bool | None = None,
+    ) -> Span:
+        """Change the given fields of a span's annotation, starting from `revision` (the
+        span's `metadata["revision"]`, 0 for a span never annotated), and return the span as
+        it now is. Only the given fields change; `labels` replaces the whole map; a bound
+        given as COMPUTED drops its correction. `span` is the Span get_spans returned (a
+        computed span's first annotation needs it: its tag and raw begin identify it) or, once
+        annotated, its id. Conflict (with `.current`, the span to start again from) if
+        `revision` is stale; nothing is written then, nor on any other error."""
+        return self._writes.update(
+            span.id if isinstance(span, Span) else span,
+            revision=revision,
+            tag_name=span.tag_name if isinstance(span, Span) else None,
+            raw_begin_at=span.raw_begin_at if isinstance(span, Span) else None,
+            labels=labels,
+            note=note,
+            begin_at=begin_at,
+            end_at=end_at,
+            hidden=hidden,
+        )
+
+    def create_span(
+        self,
+        tag_name: str,
+        begin_at: datetime,
+        end_at: datetime,
+        *,
+        labels: dict[str, str] | None = None,
+        note: str | None = None,
+    ) -> Span:
+        """Add a span of your own on `tag_name` from `begin_at` to `end_at` (aware datetimes)
+        and return it (origin 'user', revision 1, value None)."""
+        return self._writes.create(tag_name, begin_at, end_at, labels=labels, note=note)
+
+    def get_span_history(self, span_id: int | Span) -> list[SpanChange]:
+        """Every change of a span's annotation, oldest first ([] for a span never changed)."""
+        return self._writes.history(span_id.id if isinstance(span_id, Span) else span_id)

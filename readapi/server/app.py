@@ -30,6 +30,7 @@ from tagflow.readapi.engine.config import ReadConfig, StoreRoot
 from tagflow.readapi.engine.read_engine import ReadEngine
 from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE, UNAVAILABLE_MESSAGE, wire_error
 from tagflow.readapi.server import ui
+from tagflow.readapi.server.annotation_routes import router as annotation_router
 from tagflow.readapi.server.keys import KeyFileError, KeyStore
 from tagflow.readapi.server.limits import ServerLimits, uvicorn_config
 from tagflow.readapi.server.request_body import RequestBodyLimits
@@ -152,6 +153,7 @@ def create_app(
         return {"status": "ok"}
 
     app.include_router(router)
+    app.include_router(annotation_router)  # span annotation writes (DESIGN §9)
     app.include_router(ui.router)  # the /ui page over these routes
     return app
 

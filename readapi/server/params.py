@@ -9,6 +9,7 @@ never with a validation error that echoes the input.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from pydantic import (
@@ -20,8 +21,9 @@ from pydantic import (
     field_validator,
 )
 
-from tagflow.errors import InvalidArgument, TagflowError
+from tagflow.errors import InvalidAnnotation, InvalidArgument, TagflowError
 from tagflow.readapi import query as q
+from tagflow.readapi.annotation_wire import COMPUTED
 from tagflow.readapi.wire import ARROW_STREAM
 from tagflow.time_range import TimeRange, parse_duration, parse_time_range, parse_width
 
@@ -215,3 +217,124 @@ def _cause(invalid: ValidationError) -> TagflowError:
             return cause
     names = sorted({str(error["loc"][-1]) for error in invalid.errors() if error["loc"]})
     return InvalidArgument(f"invalid parameter(s): {names}")
+
+
+# ---------------------------------------------------------------------- span annotation writes
+
+
+def _aware_time(name: str, value: Any) -> datetime:
+    """An ISO 8601 time with its offset; a naive one is refused (whose clock would it be?)."""
+    if not isinstance(value, str):
+        raise InvalidAnnotation(f"{name} must be an ISO 8601 time with an offset")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidAnnotation(f"{name} must be an ISO 8601 time with an offset") from None
+    if moment.utcoffset() is None:
+        raise InvalidAnnotation(f"{name} must carry an offset (e.g. Z or +00:00); it is naive")
+    return moment
+
+
+class WriteBody(BaseModel):
+    """A span annotation write's JSON body: every field is checked by the call's own rules (a
+    typed error naming the field, never a validation error that echoes the input)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def of_body(cls, body: dict[str, Any]) -> Self:
+        try:
+            return cls.model_validate(body)
+        except ValidationError as invalid:
+            raise _cause(invalid) from None
+
+    @field_validator("labels", mode="before", check_fields=False)
+    @classmethod
+    def _labels(cls, value: Any) -> Any:
+        # The limits (count, sizes) are the state layer's; the shape is checked here.
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise InvalidAnnotation("labels must be a JSON object of strings to strings")
+        return value
+
+    @field_validator("note", "tag_name", mode="before", check_fields=False)
+    @classmethod
+    def _text(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            raise InvalidAnnotation(f"{info.field_name} must be a string")
+        return value
+
+
+class SpanUpdateBody(WriteBody):
+    """PATCH /v1/annotations/spans/{span_id}: the revision the change starts from and the
+    fields to change; a field left out stays as it is. `begin_at` / `end_at` null drops the
+    correction (back to the computed bound). A computed span's first annotation names the span
+    as get_spans answered it: `tag_name` and `raw_begin_at`."""
+
+    revision: int = Field(description="The span's revision this change starts from (0: never).")
+    tag_name: str | None = Field(None, description="First annotation: the span's tag.")
+    raw_begin_at: datetime | None = Field(
+        None, description="First annotation: the span's raw_begin_at, ISO 8601 with offset."
+    )
+    labels: dict[str, str] | None = Field(None, description="Replaces the whole label map.")
+    note: str | None = Field(None, description="Free text.")
+    begin_at: datetime | None = Field(
+        None, description="Corrected begin, ISO 8601 with offset; null: the computed begin."
+    )
+    end_at: datetime | None = Field(
+        None, description="Corrected end, ISO 8601 with offset; null: the computed end."
+    )
+    hidden: bool | None = Field(None, description="Leave the span out of answers (or not).")
+
+    @field_validator("revision", mode="before")
+    @classmethod
+    def _revision(cls, value: Any) -> Any:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidAnnotation("revision must be a whole number, 0 or more")
+        return value
+
+    @field_validator("hidden", mode="before")
+    @classmethod
+    def _hidden(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise InvalidAnnotation("hidden must be true or false")
+        return value
+
+    @field_validator("raw_begin_at", "begin_at", "end_at", mode="before")
+    @classmethod
+    def _times(cls, value: Any, info: ValidationInfo) -> Any:
+        # null for a bound means "the computed bound": it reaches here only as None.
+        return None if value is None else _aware_time(str(info.field_name), value)
+
+    def changes(self) -> dict[str, Any]:
+        """The update's keyword arguments: only the fields the body gave; a bound given as
+        null is COMPUTED. null for labels, note or hidden is refused (give {} or "")."""
+        given = self.model_fields_set
+        for name in ("labels", "note", "hidden"):
+            if name in given and getattr(self, name) is None:
+                raise InvalidAnnotation(f"{name} cannot be null; leave it out to keep it")
+        changes: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in ("labels", "note", "hidden", "begin_at", "end_at")
+            if name in given
+        }
+        for bound in ("begin_at", "end_at"):
+            if bound in changes and changes[bound] is None:
+                changes[bound] = COMPUTED
+        return changes
+
+
+class SpanCreateBody(WriteBody):
+    """POST /v1/annotations/spans: a span of a person's own on one of the tenant's tags."""
+
+    tag_name: str = Field(description="The tag the span is on.")
+    begin_at: datetime = Field(description="ISO 8601 with offset.")
+    end_at: datetime = Field(description="ISO 8601 with offset, after begin_at.")
+    labels: dict[str, str] | None = Field(None, description="String to string map.")
+    note: str | None = Field(None, description="Free text.")
+
+    @field_validator("begin_at", "end_at", mode="before")
+    @classmethod
+    def _times(cls, value: Any, info: ValidationInfo) -> Any:
+        return _aware_time(str(info.field_name), value)

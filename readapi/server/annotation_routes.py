@@ -1,0 +1,120 @@
+"""The span annotation routes (DESIGN §9), under /v1/annotations/ so that no tag name (which
+/v1/spans/{name} takes whole, slashes included) can be mistaken for one of them:
+
+- `PATCH /v1/annotations/spans/{span_id}`: change the given fields from a revision;
+- `POST /v1/annotations/spans`: add a span of a person's own (201);
+- `GET /v1/annotations/spans/{span_id}/history`: every change, oldest first.
+
+A write needs a key added with `--write` (a read key gets 403 `permission_denied`, whatever
+the span); the key's label is recorded as the writer. The key is checked before the body is
+read, and the body is bounded like every request's (tagflow.readapi.server.request_body). A
+write answers with the resulting Span; a stale revision is 409 `conflict` with the span's
+current record in `current`. Each write is one transaction of the state database: acknowledged
+means committed; a write that fails (503 `state_unavailable`, or cut off) left nothing."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from tagflow.errors import AuthenticationFailed, Conflict, InvalidName
+from tagflow.names import validate_tenant_name
+from tagflow.readapi.annotation_wire import change_json, span_json
+from tagflow.readapi.engine.writes import SpanWrites
+from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE, PermissionDenied, wire_error
+from tagflow.readapi.server.params import SpanCreateBody, SpanUpdateBody
+from tagflow.readapi.server.routes import Credentials, _json_object
+from tagflow.readapi.wire import TENANT_HEADER
+
+_READ_ONLY = (
+    "this API key may only read; writing span annotations needs a key added with "
+    "`tagflow keys add TENANT --write`"
+)
+
+
+def _writes(request: Request, credentials: Credentials, write: bool) -> SpanWrites:
+    service = request.app.state.read_service
+    claimed = request.headers.get(TENANT_HEADER)
+    if claimed is not None:
+        try:
+            validate_tenant_name(claimed)
+        except InvalidName:
+            raise AuthenticationFailed(UNAUTHORIZED_MESSAGE) from None
+    key = credentials.credentials if credentials is not None else None
+    # The read routes' rules (one 401 for every unknown key), then what the key may do.
+    entry = service.keys.identify(key, claimed)
+    if write and not entry.write:
+        raise PermissionDenied(_READ_ONLY)
+    return SpanWrites(service.engine, entry.tenant, entry.writer)
+
+
+def _writer(request: Request, credentials: Credentials) -> SpanWrites:
+    return _writes(request, credentials, write=True)
+
+
+def _reader(request: Request, credentials: Credentials) -> SpanWrites:
+    return _writes(request, credentials, write=False)
+
+
+Writer = Annotated[SpanWrites, Depends(_writer)]
+Reader = Annotated[SpanWrites, Depends(_reader)]
+
+
+async def _body(request: Request, writer: Writer) -> dict[str, Any]:
+    """The JSON object of a write, read only once the key is checked."""
+    return await _json_object(request)
+
+
+Body = Annotated[dict[str, Any], Depends(_body)]
+
+
+def _documented(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI's request body of a write (the route reads it itself, after the key)."""
+    content = {"application/json": {"schema": model.model_json_schema()}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _conflict(error: Conflict) -> JSONResponse:
+    status, code = wire_error(error)
+    body = {"error": code, "message": str(error), "current": span_json(error.current)}
+    return JSONResponse(body, status_code=status)
+
+
+router = APIRouter(prefix="/v1/annotations", tags=["annotations"])
+
+
+@router.patch("/spans/{span_id}", openapi_extra=_documented(SpanUpdateBody))
+def update_span(span_id: int, writer: Writer, body: Body) -> Any:
+    """Change the given fields of span `span_id`, starting from `revision`; answers the
+    resulting span. 409 `conflict` (with `current`) when `revision` is stale."""
+    params = SpanUpdateBody.of_body(body)
+    try:
+        span = writer.update(
+            span_id,
+            revision=params.revision,
+            tag_name=params.tag_name,
+            raw_begin_at=params.raw_begin_at,
+            **params.changes(),
+        )
+    except Conflict as error:
+        return _conflict(error)
+    return span_json(span)
+
+
+@router.post("/spans", status_code=201, openapi_extra=_documented(SpanCreateBody))
+def create_span(writer: Writer, body: Body) -> Any:
+    """Add a span of a person's own on one of the tenant's tags; answers it (revision 1)."""
+    params = SpanCreateBody.of_body(body)
+    span = writer.create(
+        params.tag_name, params.begin_at, params.end_at, labels=params.labels, note=params.note
+    )
+    return JSONResponse(span_json(span), status_code=201)
+
+
+@router.get("/spans/{span_id}/history")
+def span_history(span_id: int, reader: Reader) -> list[dict[str, Any]]:
+    """Every change of span `span_id`, oldest first ([] for a span nobody changed)."""
+    return [change_json(change) for change in reader.history(span_id)]
