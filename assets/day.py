@@ -20,6 +20,7 @@ from tagflow.assets.source_retries import SOURCE_RETRY, source_lost
 from tagflow.daystep.materialise import materialise_day, stage_tags
 from tagflow.errors import InvalidDerivedTag, SourceDataError, SourceUnavailable, UnknownTenant
 from tagflow.io_managers import ParquetDatasetIOManager
+from tagflow.io_managers.parquet_io_manager import column_schema
 from tagflow.io_managers.partition_writer import StagedPartition
 from tagflow.schemas.dataset_checks import AuditFailed
 from tagflow.schemas.registry import DATASETS
@@ -68,6 +69,8 @@ def day_assets(
                 kinds={"postgres", "parquet"} if name == "tags" else {"parquet"},
                 owners=OWNERS,
                 description=DATASETS[name].description,
+                # The catalog shows the columns before the first materialisation too.
+                metadata={"dagster/column_schema": column_schema(name)},
                 group_name=DATASETS[name].group,
                 freshness_policy=policy,
                 # What a subset leaves out is not yielded (Dagster skips nothing downstream:
@@ -130,7 +133,7 @@ def day_assets(
         except BaseException:
             _discard(staged)
             raise
-        selected = context.selected_output_names
+        selected = {key.path[-1] for key in context.selected_asset_keys}
         _discard({name: staged[name] for name in DATASETS if name not in selected})
         for name in DATASETS:
             if name in selected:

@@ -44,10 +44,13 @@ def tenant_and_day(partition_key: str | dg.MultiPartitionKey) -> tuple[str, date
 
 
 def column_schema(dataset: str) -> dg.TableSchema:
-    """The dataset's Arrow schema as Dagster's column schema (the catalog's Columns tab)."""
+    """The dataset's Arrow schema as Dagster's column schema (the catalog's Columns tab),
+    each column described as the registry describes it."""
+    entry = registered(dataset)
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(field.name, str(field.type)) for field in registered(dataset).schema
+            dg.TableColumn(field.name, str(field.type), entry.column_description(field.name))
+            for field in entry.schema
         ]
     )
 

@@ -37,6 +37,10 @@ WRITTEN_FOR = (">=1.13", "<1.14")
 ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 BACKFILL_ID_TAG = "dagster/backfill"
+# The run's partition key (a tenant-day's `date|tenant`): the one tag a run of one partition
+# needs; the per-dimension tags Dagster derives from it (`dagster/partition/date`) are keys
+# that its tag rules deprecate when a caller passes them.
+PARTITION_TAG = "dagster/partition"
 
 __all__ = [
     "ASSET_PARTITION_RANGE_END_TAG",
@@ -48,6 +52,7 @@ __all__ = [
     "CheckStepHealthResult",
     "DagsterEvent",
     "ErrorSource",
+    "PARTITION_TAG",
     "PartitionBackfill",
     "RetryMode",
     "StepDelegatingExecutor",

@@ -62,6 +62,71 @@ class Dataset:
     width_name: str | None = None
     width: timedelta | None = None
 
+    def column_description(self, column: str) -> str:
+        """What `column` holds in this dataset (Dagster's column schema shows it)."""
+        if self.kind in (Kind.ANNOTATIONS, Kind.ANNOTATION_HISTORY):
+            return _ANNOTATION_COLUMNS[column]
+        return _COLUMNS[column]
+
+
+# What each column of the day's datasets holds: a name means the same in every dataset that
+# has it (a sample's `first` is a number or a string as its dataset is numeric or string).
+_COLUMNS: dict[str, str] = {
+    "tag_id": "The tag's id in the source's tag_names (negative for a derived tag).",
+    "tag_name": "The tag's name, unique in the tenant.",
+    "birth_at": "When the tag was created in the source (UTC).",
+    "death_at": "When the tag was retired in the source (UTC); null while it lives.",
+    "value_kind": "'numeric' or 'string': the source table the tag's rows come from.",
+    "derived": "True for a derived tag, computed from other tags by its expression.",
+    "expression": "A derived tag's expression; null for a source tag.",
+    "description": "A derived tag's description; null for a source tag.",
+    "input_deaths": "The death times of the source tags a derived tag reads: where it may "
+    "become undefined.",
+    "time": "The instant of the row (UTC, microseconds).",
+    "value_double": "The numeric value; null for a string tag or a null reading.",
+    "value_string": "The string value; null for a numeric tag or a null reading.",
+    "run_begin_at": "When the run of equal values that this row continues began (UTC).",
+    "id": "The span's id, stable across days and reruns (span annotations join on it).",
+    "raw_begin_at": "When the run of equal values began, possibly before the day (UTC).",
+    "raw_end_at": "When the run ended, possibly after the day; null if it had not ended "
+    "before midnight (UTC).",
+    "begin_at": "The run's start clipped to the day (UTC).",
+    "end_at": "The run's end clipped to the day (UTC).",
+    "bucket_start": "The start of the bucket (UTC).",
+    "twa": "Time-weighted average over the seconds the tag held a finite number.",
+    "covered_s": "Seconds of the bucket in which the tag held a value.",
+    "min": "The smallest value held in the bucket.",
+    "max": "The largest value held in the bucket.",
+    "first": "The value held at the bucket's first covered instant.",
+    "last": "The value held at the bucket's last covered instant.",
+    "mode": "The string held longest in the bucket (ties to the smallest).",
+    "count": "Transitions (kept source rows) in the bucket.",
+    "held_s": "Seconds each string was held in the bucket.",
+}
+
+# The columns of the export of span annotations (DESIGN §9).
+_ANNOTATION_COLUMNS: dict[str, str] = {
+    "id": "The annotated span's id: joins spans.id (a person's span has an id of its own).",
+    "origin": "'computed' for a span of the spans dataset, 'user' for one a person added.",
+    "tag_name": "The tag the span belongs to.",
+    "labels": "The span's labels, name to value.",
+    "note": "A person's note on the span.",
+    "begin_at": "The corrected start (UTC); null keeps the computed one.",
+    "end_at": "The corrected end (UTC); null keeps the computed one.",
+    "hidden": "Whether a person hid the span.",
+    "revision": "The annotation's revision, one more at each change.",
+    "updated_at": "When it was last changed (UTC).",
+    "updated_by": "Who changed it last.",
+    "computed_begin_at": "Where the computed span began when last written (UTC).",
+    "computed_end_at": "Where the computed span ended when last written (UTC).",
+    "moved_to": "The span the annotation was moved to; null if it was not moved.",
+    "seq": "The change's place in the order changes were made (only grows).",
+    "before": "The changed content before the change (JSON); null for the first.",
+    "after": "The changed content after the change (JSON).",
+    "changed_by": "Who made the change.",
+    "changed_at": "When the change was made (UTC).",
+}
+
 
 # The bucket widths materialised, finest first: each is rolled up exactly from the one before.
 WIDTHS: dict[str, timedelta] = {

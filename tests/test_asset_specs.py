@@ -10,7 +10,10 @@ from typing import Any
 
 import dagster as dg
 
+from tagflow.io_managers.parquet_io_manager import column_schema
 from tagflow.pipelines.definitions import build_definitions
+from tagflow.schemas.registry import ANNOTATION_DATASETS, DATASETS
+from tagflow.schemas.registry import dataset as registered
 from tagflow.settings import Settings
 
 
@@ -73,3 +76,10 @@ def asset_specs() -> dict[str, Any]:
 
 def test_asset_specs_match_the_snapshot(snapshot):
     assert asset_specs() == snapshot
+
+
+def test_every_column_of_every_dataset_has_its_description_in_the_column_schema():
+    for name in [*DATASETS, *ANNOTATION_DATASETS]:
+        columns = column_schema(name).columns
+        assert [c.name for c in columns] == registered(name).schema.names
+        assert all(c.description for c in columns), name

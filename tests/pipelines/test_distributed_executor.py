@@ -15,9 +15,10 @@ import dagster as dg
 import pytest
 from distributed import Client, LocalCluster, get_task_stream
 
-from tagflow.assets.partitions import TenantDays, tenant_day_key
+from tagflow.assets.partitions import tenant_day_key
 from tagflow.cli.runs import QUIET_CONSOLE, materialize_days
 from tagflow.errors import InvalidArgument
+from tagflow.pipelines.dagster_internals import PARTITION_TAG
 from tagflow.pipelines.definitions import build_definitions
 from tagflow.pipelines.executor import DASK_ADDRESS_ENV, EXECUTOR_ENV, launched_run_executor
 from tagflow.pipelines.instance import PG_URL_ENV, dagster_instance
@@ -101,8 +102,7 @@ def test_a_run_on_the_dask_executor_writes_what_an_in_process_run_writes(
     instance = dagster_instance(settings)
     try:
         instance.add_dynamic_partitions("tenant", [tenant])
-        partitions = TenantDays.of(settings).definition
-        tags = partitions.get_tags_for_partition_key(tenant_day_key(tenant, day.isoformat()))
+        tags = {PARTITION_TAG: str(tenant_day_key(tenant, day.isoformat()))}
         with get_task_stream(client) as tasks:
             result = dg.execute_job(
                 dg.reconstructable(dask_job), instance, run_config=QUIET_CONSOLE, tags=tags

@@ -23,10 +23,11 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from upath import UPath
 
-from tagflow.assets.partitions import TenantDays, tenant_day_key
+from tagflow.assets.partitions import tenant_day_key
 from tagflow.cli.runs import QUIET_CONSOLE, materialize_days
 from tagflow.errors import InvalidArgument
 from tagflow.io_managers import DatasetStore
+from tagflow.pipelines.dagster_internals import PARTITION_TAG
 from tagflow.pipelines.definitions import build_definitions
 from tagflow.pipelines.executor import launched_run_executor
 from tagflow.pipelines.instance import (
@@ -255,8 +256,7 @@ def test_a_launched_run_executes_steps_in_separate_processes(
     instance = dagster_instance(settings)  # persistent (SQLite): step processes see the run
     try:
         instance.add_dynamic_partitions("tenant", [tenant])
-        partitions = TenantDays.of(settings).definition
-        tags = partitions.get_tags_for_partition_key(tenant_day_key(tenant, day.isoformat()))
+        tags = {PARTITION_TAG: str(tenant_day_key(tenant, day.isoformat()))}
         # Each step (the day, the checks) in its own process, each importing the project.
         result = dg.execute_job(
             dg.reconstructable(multiprocess_job), instance, run_config=QUIET_CONSOLE, tags=tags
