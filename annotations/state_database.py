@@ -5,11 +5,7 @@ SQL. Unlike the source's sessions these may write: this database belongs to tagf
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,12 +16,13 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.abc import AdaptContext
-from sqlalchemy import event
 
-from tagflow.errors import InvalidArgument, SourceUnavailable, StateUnavailable
+from tagflow.errors import InvalidArgument, StateUnavailable
 from tagflow.settings import EMBEDDED_SOURCE
-from tagflow.source.connection import answer_within, libpq_url
+from tagflow.source.connection import libpq_url
 from tagflow.source.embedded import embedded_server_url
+from tagflow.source.engines import EngineRegistry, pooled_engine
+from tagflow.source.postgres import connect_with_retries, session_conninfo, url_params
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +40,6 @@ POOL_TIMEOUT_S = 10.0
 POOL_RECYCLE_S = 1800
 PING_TIMEOUT_S = 5.0
 
-_KEEPALIVES = {
-    "keepalives": 1,
-    "keepalives_idle": 30,
-    "keepalives_interval": 10,
-    "keepalives_count": 3,
-    "tcp_user_timeout": 60_000,
-}
-_PERMANENT_SQLSTATES = {"28000", "28P01", "3D000"}
 _HINT = "check TAGFLOW_STATE_URL and that the state database is up"
 
 
@@ -94,132 +83,66 @@ def database_on_server(server_url: str, name: str) -> str:
 
 
 def _params(url: str) -> dict[str, Any]:
-    try:
-        return pg_conninfo.conninfo_to_dict(libpq_url(url))
-    except psycopg.ProgrammingError:
-        raise StateUnavailable(
+    return url_params(
+        libpq_url(url),
+        unparsable=StateUnavailable(
             "the state database URL could not be parsed; expected "
             "postgresql://user:password@host:port/dbname"
-        ) from None
+        ),
+    )
 
 
 def _conninfo(url: str) -> str:
-    """`url` with tagflow's timeouts, keepalives and session options (the URL's own options
-    kept, ours appended so they win)."""
-    params = _params(url)
-    ours = (
-        f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000}"
-        f" -c lock_timeout={LOCK_TIMEOUT_S * 1000}"
-        " -c idle_in_transaction_session_timeout=60000"
-        " -c TimeZone=UTC -c DateStyle=ISO"
+    """`url` with tagflow's timeouts, keepalives and session options."""
+    return session_conninfo(
+        _params(url),
+        options=(
+            f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000}"
+            f" -c lock_timeout={LOCK_TIMEOUT_S * 1000}"
+            " -c idle_in_transaction_session_timeout=60000"
+            " -c TimeZone=UTC -c DateStyle=ISO"
+        ),
+        connect_timeout_s=CONNECT_TIMEOUT_S,
+        application_name="tagflow-state",
     )
-    params["options"] = " ".join(p for p in (str(params.get("options") or ""), ours) if p)
-    params["connect_timeout"] = CONNECT_TIMEOUT_S
-    params["application_name"] = params.get("application_name") or "tagflow-state"
-    for name, value in _KEEPALIVES.items():
-        params.setdefault(name, value)
-    return pg_conninfo.make_conninfo("", **params)
-
-
-def _connect_failure(exc: Exception) -> str:
-    """Why a connection failed, without the driver's text (it names hosts, paths and users)."""
-    text = str(exc).lower()
-    sqlstate = getattr(exc, "sqlstate", None)
-    if sqlstate in {"28000", "28P01"} or "authentication failed" in text:
-        return "the state database rejected the credentials"
-    if sqlstate == "3D000" or ("database" in text and "does not exist" in text):
-        return "the state database named in the URL does not exist"
-    if "timeout" in text or "timed out" in text:
-        return "connecting to the state database timed out"
-    return "the state database could not be reached"
 
 
 def _connect_once(conninfo: str, context: AdaptContext | None) -> psycopg.Connection:
-    for attempt in range(CONNECT_ATTEMPTS):
-        try:
-            return psycopg.connect(conninfo, context=context)
-        except psycopg.OperationalError as exc:
-            reason = _connect_failure(exc)
-            permanent = getattr(exc, "sqlstate", None) in _PERMANENT_SQLSTATES
-            if permanent or attempt == CONNECT_ATTEMPTS - 1:
-                raise StateUnavailable(f"{reason}; {_HINT}") from None
-            log.warning("state database connection failed (%s); retrying", reason)
-            time.sleep(BACKOFF_S * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-_engines: dict[str, sa.Engine] = {}
-_inherited: list[sa.Engine] = []
-_lock = threading.Lock()
-
-
-def _forget_after_fork() -> None:
-    # A forked child must not use (or close) its parent's sessions.
-    global _lock
-    _lock = threading.Lock()
-    _inherited.extend(_engines.values())
-    _engines.clear()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
+    return connect_with_retries(
+        lambda: psycopg.connect(conninfo, context=context),
+        database="the state database",
+        give_up=lambda reason, attempts, permanent: StateUnavailable(f"{reason}; {_HINT}"),
+        attempts=CONNECT_ATTEMPTS,
+        backoff_s=BACKOFF_S,
+    )
 
 
 def create_state_engine(url: str) -> sa.Engine:
     """A new pooled engine of the state database at `url` (most callers want state_engine's)."""
     conninfo = _conninfo(url)  # an unparsable URL fails now, not at first use
-    engine = sa.create_engine(
-        "postgresql+psycopg://",
+    return pooled_engine(
+        lambda context: _connect_once(conninfo, context),
         pool_size=POOL_SIZE,
         max_overflow=MAX_OVERFLOW,
-        pool_timeout=POOL_TIMEOUT_S,
-        pool_recycle=POOL_RECYCLE_S,
-        hide_parameters=True,
-        use_native_hstore=False,
+        pool_timeout_s=POOL_TIMEOUT_S,
+        pool_recycle_s=POOL_RECYCLE_S,
+        ping_timeout_s=PING_TIMEOUT_S,
+        autocommit=False,
+        sessions_of="state",
     )
 
-    @event.listens_for(engine, "do_connect")
-    def open_session(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
-        # The URL never reaches SQLAlchemy, so neither its repr nor its errors can show it.
-        return _connect_once(conninfo, cparams.get("context"))
 
-    @event.listens_for(engine, "connect")
-    def mark_fresh(dbapi_connection: Any, record: Any) -> None:
-        record.info["fresh"] = True
-
-    @event.listens_for(engine, "checkout")
-    def ping(dbapi_connection: psycopg.Connection, record: Any, proxy: Any) -> None:
-        if record.info.pop("fresh", False):
-            return
-        try:
-            with answer_within(dbapi_connection, PING_TIMEOUT_S, "checking a pooled session"):
-                dbapi_connection.execute("SELECT 1")
-                dbapi_connection.rollback()
-        except (SourceUnavailable, psycopg.Error):
-            # A restarted database costs a reconnect, not an error: the pool opens another.
-            raise sa.exc.DisconnectionError("a pooled state session was gone") from None
-
-    return engine
+_engines = EngineRegistry(create_state_engine)
 
 
 def state_engine(url: str) -> sa.Engine:
     """The pooled engine of the state database at `url`, created once per process."""
-    with _lock:
-        engine = _engines.get(url)
-        if engine is None:
-            engine = _engines[url] = create_state_engine(url)
-        return engine
+    return _engines.engine(url)
 
 
 def dispose_state_engines() -> None:
     """Close every pooled state session (sessions in use when they are given back)."""
-    with _lock:
-        engines = list(_engines.values())
-        _engines.clear()
-    for engine in engines:
-        engine.dispose()
-
-
-atexit.register(dispose_state_engines)
+    _engines.dispose()
 
 
 @contextmanager

@@ -3,12 +3,10 @@ read-only sessions. Failures surface as SourceUnavailable, free of secrets, host
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -17,12 +15,11 @@ import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as adbc_dbapi
 import psycopg
 import sqlalchemy.exc
-from psycopg import conninfo as pg_conninfo
 from psycopg.abc import AdaptContext
 
 from tagflow.errors import SourceRefused, SourceUnavailable
+from tagflow.source.postgres import connect_with_retries, session_conninfo, url_params
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_CONNECT_TIMEOUT_S = 10
@@ -41,19 +38,6 @@ _SCHEME = re.compile(r"^postgres(?:ql)?(?:\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
 
 _TIMEOUT = "the source query exceeded the statement timeout; retry, or raise the timeout"
 _LOST = "the connection to the source database was lost; retry later"
-
-# SQLSTATE classes that no retry will fix: bad credentials, unknown database.
-_PERMANENT_SQLSTATES = {"28000", "28P01", "3D000"}
-
-# A TCP peer that vanishes (host down, network partition) is noticed within about a minute
-# instead of the kernel's two hours; a URL's own settings win, Unix sockets ignore them.
-_KEEPALIVES = {
-    "keepalives": 1,
-    "keepalives_idle": 30,
-    "keepalives_interval": 10,
-    "keepalives_count": 3,
-    "tcp_user_timeout": 60_000,
-}
 
 
 def libpq_url(url: str) -> str:
@@ -82,85 +66,49 @@ def source_conninfo(
 ) -> str:
     """The full libpq conninfo for `url` with tagflow's timeouts and session options
     (options already in the URL are kept, ours appended so they win)."""
-    try:
-        params = pg_conninfo.conninfo_to_dict(libpq_url(url))
-    except psycopg.ProgrammingError:
-        raise SourceUnavailable(
+    params = url_params(
+        libpq_url(url),
+        unparsable=SourceUnavailable(
             "the source URL could not be parsed; expected "
             "postgresql://user:password@host:port/dbname"
-        ) from None
-    options = " ".join(
-        part
-        for part in (str(params.get("options") or ""), session_options(statement_timeout_s))
-        if part
+        ),
     )
-    params.update(
-        connect_timeout=max(1, int(connect_timeout_s)),
-        options=options,
-        application_name=params.get("application_name") or "tagflow",
+    return session_conninfo(
+        params,
+        options=session_options(statement_timeout_s),
+        connect_timeout_s=max(1, int(connect_timeout_s)),
+        application_name="tagflow",
     )
-    for name, value in _KEEPALIVES.items():
-        params.setdefault(name, value)
-    return pg_conninfo.make_conninfo("", **params)
 
 
-def _connect_failure(exc: Exception) -> str:
-    """Why a connection failed, without the driver's text (it names hosts, socket paths and
-    users)."""
-    text = str(exc).lower()
-    sqlstate = getattr(exc, "sqlstate", None)
-    if sqlstate in {"28000", "28P01"} or "authentication failed" in text:
-        return "the source database rejected the credentials"
-    if sqlstate == "3D000" or ("database" in text and "does not exist" in text):
-        return "the source database named in the URL does not exist"
-    if "timeout" in text or "timed out" in text:
-        return "connecting to the source database timed out"
-    if "refused" in text or "no such file" in text or "could not translate host" in text:
-        return "no source database server is listening at the configured address"
-    return "the source database could not be reached"
+def _give_up(reason: str, attempts: int, permanent: bool) -> SourceUnavailable:
+    if permanent:
+        return SourceRefused(
+            f"{reason}; check the source URL (TAGFLOW_SOURCE_URL / --source-url) and "
+            "the role's password"
+        )
+    return SourceUnavailable(
+        f"{reason} (after {attempts} attempt{'s' if attempts > 1 else ''}); "
+        "check the source URL (TAGFLOW_SOURCE_URL / --source-url) and that the "
+        "server is up"
+    )
 
 
-def _is_permanent(exc: Exception) -> bool:
-    # A failed connect often carries no SQLSTATE: judged by the reason read from its text too.
-    return getattr(exc, "sqlstate", None) in _PERMANENT_SQLSTATES or _connect_failure(exc) in {
-        "the source database rejected the credentials",
-        "the source database named in the URL does not exist",
-    }
-
-
-def _with_retries(
-    open_once: Callable[[], T],
-    attempts: int,
-    backoff_s: float,
-    budget_s: float = DEFAULT_RETRY_BUDGET_S,
-) -> T:
-    """Call `open_once` until it connects, sleeping backoff_s, 2·backoff_s, … (capped at
-    MAX_BACKOFF_S) between attempts, starting none that would begin after `budget_s`; give up
-    at once on failures no retry can fix (SourceRefused)."""
-    attempts = max(1, attempts)
-    began = time.monotonic()
-    for attempt in range(attempts):
-        try:
-            return open_once()
-        except (psycopg.OperationalError, adbc_driver_manager.OperationalError) as exc:
-            reason = _connect_failure(exc)
-            delay = min(backoff_s * 2**attempt, MAX_BACKOFF_S)
-            if _is_permanent(exc):
-                raise SourceRefused(
-                    f"{reason}; check the source URL (TAGFLOW_SOURCE_URL / --source-url) and "
-                    "the role's password"
-                ) from None
-            out_of_time = time.monotonic() - began + delay > budget_s
-            if out_of_time or attempt == attempts - 1:
-                # `from None`: the driver's message and its chained traceback name hosts/paths.
-                raise SourceUnavailable(
-                    f"{reason} (after {attempt + 1} attempt{'s' if attempt else ''}); "
-                    "check the source URL (TAGFLOW_SOURCE_URL / --source-url) and that the "
-                    "server is up"
-                ) from None
-            log.warning("source connection failed (%s); retrying in %.1f s", reason, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+def _with_retries(open_once: Callable[[], T], attempts: int, backoff_s: float) -> T:
+    """Call `open_once` until it connects, backing off up to MAX_BACKOFF_S between attempts
+    and starting none after DEFAULT_RETRY_BUDGET_S; failures no retry can fix are
+    SourceRefused at once."""
+    return connect_with_retries(
+        open_once,
+        database="the source database",
+        give_up=_give_up,
+        attempts=attempts,
+        backoff_s=backoff_s,
+        max_backoff_s=MAX_BACKOFF_S,
+        budget_s=DEFAULT_RETRY_BUDGET_S,
+        transient=(psycopg.OperationalError, adbc_driver_manager.OperationalError),
+        tells_refused=True,
+    )
 
 
 def connect(

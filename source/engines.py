@@ -7,7 +7,7 @@ costs one pooled session instead of one per query. A session idle in the pool is
 PING_TIMEOUT_S) before it is handed out, so a database restart or a terminated backend costs a
 reconnect, not an error; a session that broke while checked out is closed, never pooled again.
 With a tenant, the session's tenant is checked first (source.schema_drift): its tables must
-match the DDL.
+match the DDL. The registry of engines and the pooled engine serve tagflow's state database too.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import atexit
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from psycopg.abc import AdaptContext
 from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 
@@ -43,42 +44,89 @@ POOL_RECYCLE_S = 1800
 # Bound of the liveness check of a pooled session: a peer that went silent must not hold it.
 PING_TIMEOUT_S = 5.0
 
-_engines: OrderedDict[str, sa.Engine] = OrderedDict()
-# Engines a forked child inherited: kept referenced, never used or closed (their sockets are
-# the parent's sessions, which a close in the child would end).
-_inherited: list[sa.Engine] = []
-_lock = threading.Lock()
+
+class EngineRegistry:
+    """One engine per URL in this process, made by `create` when first asked for; beyond
+    `most` engines the least recently used is disposed. Every engine is disposed when the
+    process exits, so pooled sessions end with a goodbye to the server, not a dropped socket."""
+
+    def __init__(self, create: Callable[[str], sa.Engine]) -> None:
+        self._create = create
+        self._engines: OrderedDict[str, sa.Engine] = OrderedDict()
+        # Engines a forked child inherited: kept referenced, never used or closed (their sockets
+        # are the parent's sessions, which a close in the child would end).
+        self._inherited: list[sa.Engine] = []
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget_after_fork)
+        atexit.register(self.dispose)
+
+    def _forget_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._inherited.extend(self._engines.values())
+        self._engines.clear()
+
+    def __contains__(self, url: str) -> bool:
+        return url in self._engines
+
+    def __len__(self) -> int:
+        return len(self._engines)
+
+    def current(self, url: str) -> sa.Engine | None:
+        """The engine of `url` if one is held now (None once disposed or never made)."""
+        return self._engines.get(url)
+
+    def engine(self, url: str, *, most: int | None = None) -> sa.Engine:
+        """The engine of `url`, made on first use."""
+        with self._lock:
+            engine = self._engines.get(url)
+            if engine is not None:
+                self._engines.move_to_end(url)
+                return engine
+            engine = self._engines[url] = self._create(url)
+            while most is not None and len(self._engines) > most:
+                _, evicted = self._engines.popitem(last=False)
+                evicted.dispose()  # idle sessions closed; checked-out ones when given back
+            return engine
+
+    def dispose(self) -> None:
+        """Close every pooled session (sessions in use when they are given back)."""
+        with self._lock:
+            engines = list(self._engines.values())
+            self._engines.clear()
+        for engine in engines:
+            engine.dispose()
 
 
-def _forget_after_fork() -> None:
-    global _lock
-    _lock = threading.Lock()
-    _inherited.extend(_engines.values())
-    _engines.clear()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
-
-
-def _create_engine(url: str) -> sa.Engine:
-    source_conninfo(url)  # an unparsable URL is SourceUnavailable now, not at first use
+def pooled_engine(
+    open_session: Callable[[AdaptContext | None], psycopg.Connection],
+    *,
+    pool_size: int,
+    max_overflow: int,
+    pool_timeout_s: float,
+    pool_recycle_s: float,
+    ping_timeout_s: float,
+    autocommit: bool,
+    sessions_of: str,
+) -> sa.Engine:
+    """A pooled engine whose sessions `open_session` opens (given SQLAlchemy's type adapters),
+    so the URL never reaches SQLAlchemy and neither its repr nor its errors can show it. A
+    session idle in the pool is pinged within `ping_timeout_s` when checked out; a gone one
+    (named "a pooled {sessions_of} session") is replaced, not an error."""
     engine = sa.create_engine(
         "postgresql+psycopg://",
-        pool_size=POOL_SIZE,
-        max_overflow=MAX_OVERFLOW,
-        pool_timeout=POOL_TIMEOUT_S,
-        pool_recycle=POOL_RECYCLE_S,
-        isolation_level="AUTOCOMMIT",
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout_s,
+        pool_recycle=pool_recycle_s,
         # Statements never appear in errors' parameters, nor is hstore looked up on connect.
         hide_parameters=True,
         use_native_hstore=False,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
 
     @event.listens_for(engine, "do_connect")
-    def open_session(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
-        # tagflow's own session (timeouts, read-only, keepalives, retries with backoff); the
-        # URL never reaches SQLAlchemy, so neither its repr nor its errors can show it.
-        return connect(url, context=cparams.get("context"))
+    def open_pooled(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        return open_session(cparams.get("context"))
 
     @event.listens_for(engine, "connect")
     def mark_fresh(dbapi_connection: Any, record: Any) -> None:
@@ -89,40 +137,43 @@ def _create_engine(url: str) -> sa.Engine:
         if record.info.pop("fresh", False):
             return  # just opened: alive
         try:
-            with answer_within(dbapi_connection, PING_TIMEOUT_S, "checking a pooled session"):
+            with answer_within(dbapi_connection, ping_timeout_s, "checking a pooled session"):
                 dbapi_connection.execute("SELECT 1")
+                if not autocommit:
+                    dbapi_connection.rollback()  # the ping's transaction, not the user's
         except (SourceUnavailable, psycopg.Error):
-            # The pool closes it and opens another in its place.
-            raise sa.exc.DisconnectionError("a pooled source session was gone") from None
+            # A restarted database costs a reconnect, not an error: the pool opens another.
+            raise sa.exc.DisconnectionError(f"a pooled {sessions_of} session was gone") from None
 
     return engine
 
 
+def _create_engine(url: str) -> sa.Engine:
+    source_conninfo(url)  # an unparsable URL is SourceUnavailable now, not at first use
+    return pooled_engine(
+        # tagflow's own session: timeouts, read-only, keepalives, retries with backoff.
+        lambda context: connect(url, context=context),
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
+        pool_timeout_s=POOL_TIMEOUT_S,
+        pool_recycle_s=POOL_RECYCLE_S,
+        ping_timeout_s=PING_TIMEOUT_S,
+        autocommit=True,
+        sessions_of="source",
+    )
+
+
+_engines = EngineRegistry(_create_engine)
+
+
 def source_engine(url: str) -> sa.Engine:
     """The pooled engine of `url` (a libpq or SQLAlchemy URL, or conninfo), created once."""
-    with _lock:
-        engine = _engines.get(url)
-        if engine is not None:
-            _engines.move_to_end(url)
-            return engine
-        engine = _engines[url] = _create_engine(url)
-        while len(_engines) > MAX_ENGINES:
-            _, evicted = _engines.popitem(last=False)
-            evicted.dispose()  # idle sessions closed; checked-out ones when given back
-        return engine
+    return _engines.engine(url, most=MAX_ENGINES)
 
 
 def dispose_engines() -> None:
-    """Close every pooled session (sessions in use when they are given back)."""
-    with _lock:
-        engines = list(_engines.values())
-        _engines.clear()
-    for engine in engines:
-        engine.dispose()
-
-
-# Pooled sessions end with a goodbye to the server, not a dropped socket, when the process exits.
-atexit.register(dispose_engines)
+    """Close every pooled source session (sessions in use when they are given back)."""
+    _engines.dispose()
 
 
 def _give_back(conn: sa.Connection, url: str) -> None:
@@ -131,7 +182,7 @@ def _give_back(conn: sa.Connection, url: str) -> None:
     if not conn.invalidated:
         driver = conn.connection.driver_connection
         if (
-            _engines.get(url) is not conn.engine
+            _engines.current(url) is not conn.engine
             or driver is None
             or driver.closed
             or driver.broken
