@@ -42,7 +42,7 @@ from tagflow.settings import Settings
 from tagflow.source.connection import libpq_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PROJECT_CONFIG = PROJECT_ROOT / "dagster.yaml"
+PROJECT_CONFIG = PROJECT_ROOT / "pipelines" / "dagster_instance.yaml"
 BUCKET = "tagflow-test"
 
 

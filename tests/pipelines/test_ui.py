@@ -26,6 +26,7 @@ from tagflow.cli.runs import materialize_days
 from tagflow.demo.synthetic_plant import PlantSummary
 from tagflow.io_managers import DatasetStore
 from tagflow.pipelines.instance import PG_URL_ENV, dagster_instance
+from tagflow.schemas.registry import ANNOTATION_DATASETS
 from tagflow.schemas.registry import dataset as registered
 from tagflow.settings import Settings
 from tests.conftest import free_port
@@ -80,7 +81,7 @@ query ($path: [String!]!, $partition: String!) { assetNodeOrError(assetKey: {pat
       __typename label
       ... on IntMetadataEntry { intValue intRepr }
       ... on TextMetadataEntry { text }
-      ... on TableSchemaMetadataEntry { schema { columns { name type } } }
+      ... on TableSchemaMetadataEntry { schema { columns { name type description } } }
     }
   } }
 } }
@@ -200,7 +201,12 @@ def test_webserver_serves_every_asset_in_its_group(webserver):
     nodes = graphql(webserver, ASSET_NODES)["assetNodes"]
     by_key = {"/".join(node["assetKey"]["path"]): node for node in nodes}
     copies = {f"month_copies/{key}" for key in ASSET_KEYS - {"tags", "carry_in"}}
-    assert set(by_key) == ASSET_KEYS | copies
+    annotations = set(ANNOTATION_DATASETS)
+    assert set(by_key) == ASSET_KEYS | copies | annotations
+    for key in annotations:  # written per tenant, whole: no day dimension
+        node = by_key.pop(key)
+        assert node["groupName"] == "annotations"
+        assert node["partitionDefinition"]["type"] == "DYNAMIC"
     groups = {key: node["groupName"] for key, node in by_key.items()}
     assert {groups["tags"], groups["transitions"], groups["carry_in"]} == {"extract"}
     assert {groups[key] for key in ASSET_KEYS - {"tags", "transitions", "carry_in"}} == {"compute"}
@@ -266,4 +272,8 @@ def test_webserver_shows_dagsters_standard_metadata_of_a_materialised_partition(
         assert [c["name"] for c in columns["schema"]["columns"]] == written.schema_arrow.names
         assert [c["type"] for c in columns["schema"]["columns"]] == [
             str(field.type) for field in schema
+        ]
+        # Each column described as the registry describes it.
+        assert [c["description"] for c in columns["schema"]["columns"]] == [
+            registered(dataset).column_description(field.name) for field in schema
         ]
