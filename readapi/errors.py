@@ -51,6 +51,12 @@ class AnnotationsNotConfigured(TagflowError):
     """A span annotation call where no state database is configured (TAGFLOW_STATE_URL)."""
 
 
+class AnnotationsUnavailable(UserWarning):
+    """Warned by get_spans when the state database could not be read: the computed spans are
+    answered, but without their annotations (labels, notes, corrected bounds; hidden spans
+    shown, people's spans missing). The answer's `annotations_unavailable` is True too."""
+
+
 # Most specific first: the first class an error is an instance of decides.
 WIRE_ERRORS: tuple[tuple[type[TagflowError], int, str], ...] = (
     (AuthenticationFailed, 401, "unauthorized"),
@@ -124,6 +130,7 @@ def error_from_wire(
 
 
 __all__ = [
+    "AnnotationsUnavailable",
     "AnnotationsNotConfigured",
     "AuthenticationFailed",
     "Conflict",

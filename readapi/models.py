@@ -4,10 +4,10 @@ client turns those into records and DataFrames here, so answers cannot differ by
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,30 @@ SPAN_LIST = pa.schema(
     ]
 )
 
+# get_spans where a state database is configured (DESIGN §9): SPAN_LIST, then the annotation
+# of each span, null for a computed span nobody annotated. Labels travel as JSON text.
+ANNOTATED_SPAN_LIST = pa.schema(
+    [
+        *SPAN_LIST,
+        ("origin", pa.string()),
+        ("labels", pa.string()),
+        ("note", pa.string()),
+        ("revision", pa.int64()),
+        ("hidden", pa.bool_()),
+        ("updated_at", TS),
+        ("updated_by", pa.string()),
+        ("computed_begin_at", TS),
+        ("computed_end_at", TS),
+    ]
+)
+# The schema metadata key of a spans answer saying whether the annotations were merged
+# (ANNOTATIONS_MERGED) or the state database could not be read (ANNOTATIONS_UNAVAILABLE); the
+# HTTP service sends it as the ANNOTATIONS_HEADER too. Absent: no state database configured.
+ANNOTATIONS_KEY = b"tagflow.annotations"
+ANNOTATIONS_MERGED = "merged"
+ANNOTATIONS_UNAVAILABLE = "unavailable"
+ANNOTATIONS_HEADER = "X-Tagflow-Annotations"
+
 # get_metric_data / get_metric_arrow: one row per transition, sorted by time.
 METRIC_DATA = pa.schema(
     [
@@ -71,7 +95,11 @@ class Span:
     """A run of one value of a tag intersecting the query range (DESIGN §2).
 
     raw_begin_at/raw_end_at are the run's true bounds (raw_end_at None when the run has not
-    ended before the range end); begin_at/end_at are the run clipped to the range."""
+    ended before the range end); begin_at/end_at are the run clipped to the range, from its
+    corrected bounds where a person corrected them. `metadata` is None for a computed span
+    nobody annotated, else its annotation (docs/read-api.md): labels, note, revision, hidden,
+    origin ('computed' or 'user'), updated_at, updated_by and, where a bound was corrected,
+    computed_begin_at / computed_end_at. A person's span has value None."""
 
     id: int
     tag_name: str
@@ -90,7 +118,8 @@ class Span:
         return mine == theirs
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        # Without the metadata (a dict): equal spans still hash alike.
+        return hash(self._key()[:-1])
 
     def _key(self) -> tuple:
         value: object = self.value
@@ -106,20 +135,6 @@ class Span:
             self.raw_end_at,
             self.metadata,
         )
-
-
-@dataclass(frozen=True)
-class SpanChange:
-    """One change of a span's annotation (get_span_history): the revision it made, the content
-    before (None for the change that created the record) and after (labels, note, begin_at and
-    end_at as ISO text or None, hidden, moved_to), who made it (the writing key's label) and
-    when (the state database's clock)."""
-
-    revision: int
-    before: dict[str, Any] | None
-    after: dict[str, Any]
-    by: str
-    at: datetime
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -176,7 +191,23 @@ def tags_from_table(table: pa.Table) -> list[Tag]:
     ]
 
 
-def spans_from_table(table: pa.Table) -> list[Span]:
+class SpanList(list[Span]):
+    """get_spans' answer: the spans, and whether their annotations are in it.
+    `annotations_unavailable` is True when the state database could not be read: the computed
+    spans are answered without their annotations (corrected bounds, hidden spans and people's
+    spans missing), and the client warned with AnnotationsUnavailable."""
+
+    annotations_unavailable: bool = False
+
+
+def annotations_state(table: pa.Table) -> str | None:
+    """ANNOTATIONS_MERGED or ANNOTATIONS_UNAVAILABLE of a spans answer; None without a state
+    database."""
+    value = (table.schema.metadata or {}).get(ANNOTATIONS_KEY)
+    return None if value is None else value.decode()
+
+
+def spans_from_table(table: pa.Table) -> SpanList:
     strings = table.column("value_string").to_pylist()
     numbers = table.column("value_double").to_pylist()
     values = [
@@ -189,7 +220,55 @@ def spans_from_table(table: pa.Table) -> list[Span]:
         *_times(*(table.column(name) for name in _SPAN_TIMES)),
         strict=True,
     )
-    return [_span(*row) for row in rows]
+    spans = SpanList(_span(*row) for row in rows)
+    spans.annotations_unavailable = annotations_state(table) == ANNOTATIONS_UNAVAILABLE
+    if "origin" in table.column_names:
+        _attach_metadata(spans, table)
+    return spans
+
+
+def _attach_metadata(spans: list[Span], table: pa.Table) -> None:
+    """Each annotated span's `metadata`, built for those rows alone: every labels text parsed
+    by one json.loads, the times shared like _times does."""
+    rows = np.flatnonzero(table.column("origin").is_valid().to_numpy(zero_copy_only=False))
+    if not len(rows):
+        return
+    annotated = table.take(pa.array(rows))
+    labels = json.loads("[" + ",".join(annotated.column("labels").to_pylist()) + "]")
+    updated_at, computed_begin, computed_end = _times(
+        annotated.column("updated_at"),
+        annotated.column("computed_begin_at"),
+        annotated.column("computed_end_at"),
+    )
+    corrected = annotated.column("computed_begin_at").is_valid().to_pylist()
+    fields = zip(
+        rows.tolist(),
+        annotated.column("origin").to_pylist(),
+        labels,
+        annotated.column("note").to_pylist(),
+        annotated.column("revision").to_pylist(),
+        annotated.column("hidden").to_pylist(),
+        updated_at,
+        annotated.column("updated_by").to_pylist(),
+        corrected,
+        computed_begin,
+        computed_end,
+        strict=True,
+    )
+    for row, origin, label_map, note, revision, hidden, at, by, fixed, begin, end in fields:
+        metadata = {
+            "labels": label_map,
+            "note": note,
+            "revision": revision,
+            "hidden": hidden,
+            "origin": origin,
+            "updated_at": at,
+            "updated_by": by,
+        }
+        if fixed:
+            metadata["computed_begin_at"] = begin
+            metadata["computed_end_at"] = end
+        spans[row].__dict__["metadata"] = metadata
 
 
 def _span(

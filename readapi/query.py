@@ -96,10 +96,12 @@ class TagsQuery(Query):
 
 @dataclass(frozen=True, kw_only=True)
 class SpansQuery(Query):
-    """Runs of one value of a tag, newest first, at most `limit`."""
+    """Runs of one value of a tag, newest first, at most `limit`; hidden spans only with
+    `include_hidden` (DESIGN §9)."""
 
     tag_name: str
     limit: int | None = None
+    include_hidden: bool = False
 
     def __post_init__(self) -> None:
         validate_tag_name(self.tag_name)
@@ -127,8 +129,27 @@ class SpansQuery(Query):
         out = super().params()
         if self.limit is not None:
             out["limit"] = str(self.limit)
+        if self.include_hidden:
+            out["include_hidden"] = "true"
         if self.method == "POST":
             out["tag_name"] = self.tag_name
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpanAnnotationsQuery(Query):
+    """The tenant's span annotations whose bounds meet the range (all without one); with
+    `detached`, only those of computed spans no longer computed (DESIGN §9)."""
+
+    detached: bool = False
+
+    def path(self) -> str:
+        return "/v1/annotations"
+
+    def params(self) -> dict[str, Any]:
+        out = super().params()
+        if self.detached:
+            out["detached"] = "true"
         return out
 
 

@@ -8,6 +8,7 @@ the same Arrow tables, which this class turns into records and DataFrames in one
 from __future__ import annotations
 
 import getpass
+import warnings
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -23,10 +24,11 @@ from tagflow.readapi.client.http import DEFAULT_TIMEOUT_S, HttpTransport, public
 from tagflow.readapi.engine.config import ReadConfig, StoreRoot
 from tagflow.readapi.engine.read_engine import ReadEngine
 from tagflow.readapi.engine.writes import SpanWrites
-from tagflow.readapi.errors import InvalidArgument
+from tagflow.readapi.errors import AnnotationsUnavailable, InvalidArgument
 from tagflow.readapi.models import (
     Span,
     SpanChange,
+    SpanList,
     Tag,
     metric_frame,
     spans_from_table,
@@ -38,6 +40,7 @@ from tagflow.readapi.query import (
     MetricDataQuery,
     Query,
     Sampling,
+    SpanAnnotationsQuery,
     SpansQuery,
     TagsQuery,
     tag_list,
@@ -225,18 +228,55 @@ class Client:
         return tags_from_table(self._transport.read(query))
 
     def get_spans(
-        self, tag_name: str, time_range: TimeRangeLike | None = None, limit: int | None = None
-    ) -> list[Span]:
+        self,
+        tag_name: str,
+        time_range: TimeRangeLike | None = None,
+        limit: int | None = None,
+        *,
+        include_hidden: bool = False,
+    ) -> SpanList:
         """Runs of one value of `tag_name` intersecting the range, newest first, one per run
         even across days; `limit` keeps the newest ones. raw_end_at is None when the run has
-        not ended before the range end."""
+        not ended before the range end.
+
+        Where a state database is configured, people's annotations are merged in (DESIGN §9):
+        `metadata` holds a span's labels, note, revision, hidden and origin; corrected bounds
+        are begin_at / end_at (the range filter, clipping and order use them); people's own
+        spans of the tag are listed (value None); hidden spans only with `include_hidden`. If
+        the state database cannot be read, the computed spans are answered alone, the answer's
+        `annotations_unavailable` is True and AnnotationsUnavailable is warned."""
         query = SpansQuery(
             tag_name=tag_name,
             limit=limit,
+            include_hidden=include_hidden,
             time_range=self._range(time_range),
             allow_source=self.allow_source,
         )
-        return spans_from_table(self._transport.read(query))
+        spans = spans_from_table(self._transport.read(query))
+        if spans.annotations_unavailable:
+            warnings.warn(
+                AnnotationsUnavailable(
+                    f"the span annotations of tenant {self.tenant or ''!r} could not be read "
+                    "(state database unavailable): these are the computed spans without labels, "
+                    "notes, corrected bounds or people's spans, and hidden spans are shown"
+                ),
+                stacklevel=2,
+            )
+        return spans
+
+    def get_span_annotations(
+        self, time_range: TimeRangeLike | None = None, *, detached: bool = False
+    ) -> list[Span]:
+        """The tenant's span annotations as spans with their metadata, newest first: those
+        whose (corrected) bounds meet the range, all without one. Read from the state database
+        alone: `value` is None and raw_begin_at / raw_end_at are the computed bounds as last
+        stored (get_spans gives the values). With `detached`, only the annotations of computed
+        spans that a rerun or late data no longer computes. StateUnavailable if the state
+        database cannot be read; [] where none is configured."""
+        query = SpanAnnotationsQuery(
+            detached=detached, time_range=self._range(time_range), allow_source=self.allow_source
+        )
+        return list(spans_from_table(self._transport.read(query)))
 
     def get_metric_arrow(
         self,

@@ -19,7 +19,7 @@ from tagflow.readapi.annotation_wire import (
     span_from_json,
 )
 from tagflow.readapi.errors import error_from_wire
-from tagflow.readapi.models import Span, SpanChange
+from tagflow.readapi.models import ANNOTATIONS_HEADER, ANNOTATIONS_KEY, Span, SpanChange
 from tagflow.readapi.query import Query
 from tagflow.readapi.wire import ARROW_STREAM, TENANT_HEADER, decode_ipc
 
@@ -83,13 +83,18 @@ class HttpTransport:
         if not response.headers.get("content-type", "").startswith(ARROW_STREAM):
             raise TagflowError(f"the service at {self.address} did not answer with Arrow data")
         try:
-            return decode_ipc(response.content)
+            table = decode_ipc(response.content)
         except (pa.ArrowException, OSError):
             # HTTP's chunked framing already catches an answer cut short; this is the backstop.
             raise TagflowError(
                 f"the answer of the service at {self.address} was cut short; retry, or ask "
                 "its operator"
             ) from None
+        # The header decides whether annotations were merged, whatever the stream carried.
+        state = response.headers.get(ANNOTATIONS_HEADER)
+        if state is not None:
+            table = table.replace_schema_metadata({ANNOTATIONS_KEY: state.encode()})
+        return table
 
     @staticmethod
     def _error(response: httpx.Response) -> TagflowError:

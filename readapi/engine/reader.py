@@ -23,10 +23,18 @@ from tagflow.errors import (
     MissingPartition,
     NotMaterialised,
     SourceUnavailable,
+    StateSchemaTooNew,
+    StateUnavailable,
     UnknownTag,
     UnknownTenant,
 )
 from tagflow.names import validate_tag_name, validate_tenant_name
+from tagflow.readapi.engine.annotated import (
+    annotation_spans,
+    merge_annotations,
+    outside_computed,
+    without_annotations,
+)
 from tagflow.readapi.engine.assembly import (
     BucketGrid,
     aligned_segments,
@@ -41,24 +49,26 @@ from tagflow.readapi.engine.assembly import (
 )
 from tagflow.readapi.engine.stored import MixedPublishes, StoredProducts
 from tagflow.readapi.engine.unreadable_days import answer_around_unreadable_days
-from tagflow.readapi.models import METRIC_DATA, TAG_LIST
+from tagflow.readapi.models import ANNOTATED_SPAN_LIST, METRIC_DATA, SPAN_LIST, TAG_LIST
 from tagflow.readapi.query import (
     NUMERIC_ONLY,
     BucketQuery,
     MetricDataQuery,
     Query,
     Sampling,
+    SpanAnnotationsQuery,
     SpansQuery,
     TagsQuery,
 )
 from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
 from tagflow.schemas.registry import WIDTHS, samples_name
 from tagflow.time_range import ONE_US, TimeRange, day_bounds, to_us
-from tagflow.transforms.columns import time_us
+from tagflow.transforms.columns import NO_TIME, time_us
 from tagflow.transforms.rollup import rollup
 from tagflow.transforms.samples import samples
 
 if TYPE_CHECKING:
+    from tagflow.annotations import AnnotationStore
     from tagflow.readapi.engine.read_engine import ReadEngine
 
 # Guards against answers too large to build: days per read (buckets per call are checked by
@@ -185,6 +195,7 @@ class TenantReader:
 
     def __init__(self, engine: ReadEngine, tenant: str) -> None:
         self.tenant = validate_tenant_name(tenant)
+        self._engine = engine
         self._store = engine.store
         self._coverage = engine.coverage
         self._catalogue = engine.catalogue
@@ -372,6 +383,8 @@ class TenantReader:
                 return self._tags(query.time_range, query.allow_source)
             case SpansQuery():
                 return self._spans(query)
+            case SpanAnnotationsQuery():
+                return self._span_annotations(query)
             case MetricDataQuery():
                 return self._metric_data(query)
             case BucketQuery(sampling=Sampling.COUNTER_RATE):
@@ -428,15 +441,122 @@ class TenantReader:
         return np.concatenate([np.empty(0, np.int32), *active])
 
     def _spans(self, query: SpansQuery) -> pa.Table:
-        """Runs of the tag intersecting the range, one per run across days, newest first."""
+        """Runs of the tag intersecting the range, one per run across days, newest first, with
+        their annotations where a state database is configured (annotated.merge_annotations)."""
         plan = self._plan(query.time_range, query.allow_source)
         tags, _, chosen = self._resolve_tags([query.tag_name], plan, query.allow_source)
         products = self._days_of(plan, tags)
         pieces = pa.concat_tables(map_days(plan, products, lambda p, day: p.spans(day, chosen)))
-        stitched = stitch_spans(pieces, plan.start_us, plan.end_us)
+        if self._engine.config.state_url is None:
+            stitched = stitch_spans(pieces, plan.start_us, plan.end_us)
+        else:
+            stitched = self._annotated_spans(query, plan, pieces)
         # Clamped: Arrow's slice takes a C long, and any limit past the end means all.
         limit = query.limit
         return stitched if limit is None else stitched.slice(0, min(limit, stitched.num_rows))
+
+    def _annotated_spans(self, query: SpansQuery, plan: _Plan, pieces: pa.Table) -> pa.Table:
+        """The spans with the annotation layer merged in: one query of the state database. If
+        it cannot be read, the computed spans alone, marked unavailable (never silently)."""
+        days_lo = to_us(day_bounds(plan.days[0])[0])
+        days_hi = to_us(day_bounds(plan.days[-1])[1])
+        # Unclipped to the range: a correction may move a span of the read's days into it.
+        computed = stitch_spans(pieces, days_lo, days_hi)
+        since = min(plan.start_us, *time_us(computed.column("raw_begin_at")).tolist()[-1:])
+        try:
+            store = self._engine.annotations
+            assert store is not None  # a state_url is configured
+            found = store.for_read(
+                self.tenant,
+                plan.time_range.start,
+                plan.time_range.end,
+                computed_since=_at(since),
+            )
+        except (StateUnavailable, StateSchemaTooNew):
+            return without_annotations(stitch_spans(pieces, plan.start_us, plan.end_us))
+        mine = found.filter(pc.equal(found.column("tag_name"), query.tag_name))
+        outside = outside_computed(computed.column("id"), mine, plan.start_us, plan.end_us)
+        if outside.num_rows:
+            computed = pa.concat_tables([computed, self._spans_of_days(outside, query)])
+        return merge_annotations(computed, mine, plan.start_us, plan.end_us, query.include_hidden)
+
+    def _spans_of_days(self, annotations: pa.Table, query: SpansQuery) -> pa.Table:
+        """The computed spans (SPAN_LIST, unclipped) of annotations whose correction moved them
+        into a read from other days: each read from the day it began on (its id hashes its
+        begin). An end beyond that day is the one stored with the annotation. A day that cannot
+        be read leaves its span out, as a detached one would be."""
+        begins = time_us(annotations.column("computed_begin_at"))
+        wanted = annotations.column("span_id")
+        found = []
+        for day in sorted({_at(us).date() for us in begins.tolist()}):
+            lo, hi = day_bounds(day)
+            try:
+                plan = self._plan(TimeRange(lo, hi), query.allow_source)
+            except (NotMaterialised, SourceUnavailable, InvalidTimeRange):
+                continue
+            tags, _, chosen = self._resolve_tags([query.tag_name], plan, query.allow_source)
+            pieces = self._days_of(plan, tags)(day).spans(day, chosen)
+            stitched = stitch_spans(pieces, to_us(lo), to_us(hi))
+            found.append(stitched.filter(pc.is_in(stitched.column("id"), value_set=wanted)))
+        if not found:
+            return SPAN_LIST.empty_table()
+        spans = pa.concat_tables(found)
+        # Where the day does not know the run's end, the end stored with the annotation.
+        stored_end = pc.take(
+            annotations.column("computed_end_at"),
+            pc.index_in(spans.column("id"), value_set=wanted),
+        )
+        raw_end = pc.coalesce(spans.column("raw_end_at"), stored_end)
+        end = pc.coalesce(raw_end, spans.column("end_at"))
+        return spans.set_column(5, "end_at", end).set_column(7, "raw_end_at", raw_end)
+
+    def _span_annotations(self, query: SpanAnnotationsQuery) -> pa.Table:
+        """The tenant's annotations as spans (annotated.annotation_spans): those whose bounds
+        meet the range, or all; with `detached`, those of computed spans their day no longer
+        computes. StateUnavailable if the state database cannot be read."""
+        self._require_tenant(query.allow_source)
+        store = self._engine.annotations
+        if store is None:
+            return ANNOTATED_SPAN_LIST.empty_table()
+        time_range = query.time_range
+        if time_range is None:
+            records = store.records(self.tenant)
+            start_us = end_us = None
+        else:
+            records = store.for_read(self.tenant, time_range.start, time_range.end)
+            start_us, end_us = to_us(time_range.start), to_us(time_range.end)
+        if query.detached:
+            detached = self._detached_ids(store, records, query.allow_source)
+            records = records.filter(pc.is_in(records.column("span_id"), value_set=detached))
+        return annotation_spans(records, start_us, end_us)
+
+    def _detached_ids(
+        self, store: AnnotationStore, records: pa.Table, allow_source: bool
+    ) -> pa.Array:
+        """Ids of `records` that are detached: checked on the day each computed span began
+        (its stored computed begin), against that day's computed spans. A day that cannot be
+        read tells nothing, so its annotations are not listed as detached."""
+        computed = records.filter(
+            pc.and_(
+                pc.equal(records.column("origin"), "computed"),
+                pc.is_null(records.column("moved_to")),
+            )
+        )
+        begins = time_us(computed.column("computed_begin_at"), null_as=NO_TIME)
+        found: list[int] = []
+        for day in sorted({_at(us).date() for us in begins.tolist() if us != NO_TIME}):
+            lo, hi = day_bounds(day)
+            try:
+                plan = self._plan(TimeRange(lo, hi), allow_source)
+            except (NotMaterialised, SourceUnavailable, InvalidTimeRange):
+                continue
+            tags = self._tag_table(bool(plan.missing))
+            ids = self._days_of(plan, tags)(day).spans(day, None).column("id")
+            # Imported here: it needs SQLAlchemy, which the read client's install lacks.
+            from tagflow.annotations.detached import detached_span_ids
+
+            found += detached_span_ids(store, self.tenant, lo, hi, ids.to_numpy())
+        return pa.array(found, pa.int64())
 
     def _metric_data(self, query: MetricDataQuery) -> pa.Table:
         """Every transition of the tags (all if None) in the range, by time."""
@@ -592,6 +712,10 @@ class TenantReader:
         products = self._days_of(plan, tags)
         transitions, carry_in = self._window_inputs(plan, products, tags, chosen)
         return counter_rate(transitions, carry_in, names, grid)
+
+
+def _at(us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
 
 def _ids_where(rows: pa.Table, mask: np.ndarray) -> np.ndarray:

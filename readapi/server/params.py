@@ -73,12 +73,7 @@ class ReadParams(BaseModel):
         return None if self.start is None else parse_time_range((self.start, self.end))
 
     def source_allowed(self) -> bool:
-        value = self.allow_source
-        if value is None or value.lower() in ("true", "1", "yes"):
-            return True
-        if value.lower() in ("false", "0", "no"):
-            return False
-        raise InvalidArgument("allow_source must be true or false")
+        return _flag(self.allow_source, "allow_source", default=True)
 
     def query(self) -> q.Query:
         return q.TagsQuery(time_range=self.time_range(), allow_source=self.source_allowed())
@@ -88,6 +83,9 @@ class SpansParams(ReadParams):
     """The spans call; the tag's name is the path's (GET)."""
 
     limit: str | None = Field(None, description="At most this many spans, newest first.")
+    include_hidden: str | None = Field(
+        None, description="true: also the spans people hid (metadata.hidden)."
+    )
 
     def spans_query(self, tag_name: str) -> q.SpansQuery:
         limit = None
@@ -100,6 +98,7 @@ class SpansParams(ReadParams):
         return q.SpansQuery(
             tag_name=tag_name,
             limit=limit,
+            include_hidden=_flag(self.include_hidden, "include_hidden", default=False),
             time_range=self.time_range(),
             allow_source=self.source_allowed(),
         )
@@ -123,6 +122,21 @@ class SpansBody(SpansParams):
         if not isinstance(self.tag_name, str):
             raise InvalidArgument("tag_name must be a string: the name of one tag")
         return self.spans_query(self.tag_name)
+
+
+class SpanAnnotationsParams(ReadParams):
+    """The span annotations call: the tenant's annotations whose bounds meet the range."""
+
+    detached: str | None = Field(
+        None, description="true: only those of computed spans no longer computed (detached)."
+    )
+
+    def query(self) -> q.SpanAnnotationsQuery:
+        return q.SpanAnnotationsQuery(
+            detached=_flag(self.detached, "detached", default=False),
+            time_range=self.time_range(),
+            allow_source=self.source_allowed(),
+        )
 
 
 class MetricDataParams(ReadParams):
@@ -207,6 +221,17 @@ class SamplesParams(DerivativeParams):
 BUCKET_PARAMS: dict[q.Sampling, type[CounterRateParams]] = {
     model.sampling: model for model in (SamplesParams, DerivativeParams, CounterRateParams)
 }
+
+
+def _flag(value: str | None, name: str, *, default: bool) -> bool:
+    """A true/false parameter (absent: `default`)."""
+    if value is None:
+        return default
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise InvalidArgument(f"{name} must be true or false")
 
 
 def _cause(invalid: ValidationError) -> TagflowError:

@@ -24,6 +24,7 @@ from tagflow.names import validate_tenant_name
 from tagflow.readapi import query as q
 from tagflow.readapi.engine.reader import TenantReader
 from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE
+from tagflow.readapi.models import ANNOTATIONS_HEADER, annotations_state
 from tagflow.readapi.server.memory import releaser
 from tagflow.readapi.server.params import (
     BUCKET_PARAMS,
@@ -32,6 +33,7 @@ from tagflow.readapi.server.params import (
     MetricDataParams,
     ReadParams,
     SamplesParams,
+    SpanAnnotationsParams,
     SpansBody,
     SpansParams,
 )
@@ -68,7 +70,13 @@ class AuthenticatedRead:
     ) -> Response:
         """The answer to `query()` in the format the request asks for (checked first)."""
         arrow = params.wants_arrow(self.request.headers.get("accept", ""))
-        return _respond(self.reader.read(query()), arrow, wide)
+        table = self.reader.read(query())
+        response = _respond(table, arrow, wide)
+        # Spans answers say whether annotations were merged (the JSON form has no envelope).
+        state = annotations_state(table)
+        if state is not None:
+            response.headers[ANNOTATIONS_HEADER] = state
+        return response
 
 
 def _authenticate(
@@ -144,6 +152,14 @@ def spans_post(read: Read, body: JsonBody) -> Response:
     """The spans call with a JSON body (`tag_name` and the query parameters), for a tag name
     too long for a URL."""
     params = SpansBody.of_body(body)
+    return read.answer(params, params.query)
+
+
+@router.get("/annotations")
+def span_annotations(read: Read, params: Annotated[SpanAnnotationsParams, Query()]) -> Response:
+    """The tenant's span annotations whose bounds meet [start, end) (all without a range), as
+    spans with their metadata, newest first; `detached=true`: only those of computed spans no
+    longer computed."""
     return read.answer(params, params.query)
 
 

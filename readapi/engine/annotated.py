@@ -1,0 +1,199 @@
+"""Span annotations merged into a spans answer (DESIGN §9), in Arrow and numpy: one pass over
+the computed spans and the annotations of one read, no Python object per span.
+
+A span's effective bounds are its corrected ones where a person corrected them, else the
+computed ones; the range filter, the clipping and the order (newest first) use them. The
+computed run's own bounds stay raw_begin_at / raw_end_at. No I/O here: the reader fetches the
+annotations (one query) and the computed spans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tagflow.readapi.models import (
+    ANNOTATED_SPAN_LIST,
+    ANNOTATIONS_KEY,
+    ANNOTATIONS_MERGED,
+    ANNOTATIONS_UNAVAILABLE,
+    SPAN_LIST,
+)
+from tagflow.transforms.columns import NO_TIME, time_us, us_to_time
+
+# The annotation columns a merged answer carries, as the store names them.
+_CARRIED = ("origin", "labels", "note", "revision", "hidden", "updated_at", "updated_by")
+
+
+def with_state(table: pa.Table, state: str) -> pa.Table:
+    """`table` saying whether its annotations were merged or unavailable (ANNOTATIONS_KEY)."""
+    return table.replace_schema_metadata({ANNOTATIONS_KEY: state.encode()})
+
+
+def without_annotations(spans: pa.Table) -> pa.Table:
+    """A spans answer (SPAN_LIST) of a read whose annotations could not be read: the computed
+    spans as they are, the annotation columns null, marked unavailable."""
+    nulls = [pa.nulls(spans.num_rows, field.type) for field in ANNOTATED_SPAN_LIST][
+        len(SPAN_LIST) :
+    ]
+    table = pa.Table.from_arrays([*spans.columns, *nulls], schema=ANNOTATED_SPAN_LIST)
+    return with_state(table, ANNOTATIONS_UNAVAILABLE)
+
+
+def effective_bounds(annotations: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Per annotation, the bounds it gives its span as µs: the correction, else the computed
+    bound last stored (an end not known: NO_TIME)."""
+    begin = pc.coalesce(annotations.column("begin_at"), annotations.column("computed_begin_at"))
+    end = pc.coalesce(annotations.column("end_at"), annotations.column("computed_end_at"))
+    return time_us(begin, null_as=NO_TIME), time_us(end, null_as=NO_TIME)
+
+
+def outside_computed(
+    computed_ids: pa.ChunkedArray | pa.Array, annotations: pa.Table, start_us: int, end_us: int
+) -> pa.Table:
+    """The annotations of computed spans that are not among `computed_ids` (the read's own
+    days) whose effective bounds meet [start, end): a correction moved their span into the
+    range from a day the read did not cover (or the span is no longer computed: detached)."""
+    begin, end = effective_bounds(annotations)
+    missing = pc.invert(pc.is_in(annotations.column("span_id"), value_set=computed_ids))
+    computed = pc.equal(annotations.column("origin"), "computed")
+    meets = pa.array((begin < end_us) & (end > start_us))
+    return annotations.filter(pc.and_(pc.and_(missing, computed), meets))
+
+
+def merge_annotations(
+    computed: pa.Table,
+    annotations: pa.Table,
+    start_us: int,
+    end_us: int,
+    include_hidden: bool,
+) -> pa.Table:
+    """The spans answer over [start, end), newest first (ANNOTATED_SPAN_LIST, marked merged).
+
+    `computed` holds the computed spans of the read's days unclipped to the range (SPAN_LIST:
+    end_at the run's end as far as read, raw_end_at null where not known); `annotations` the
+    annotations of the tag (ANNOTATION_COLUMNS). A computed span's annotation applies where
+    their ids meet; a person's span is a row of its own (value None, its bounds raw); an
+    annotation whose span is not in `computed` (detached) is left out."""
+    is_user = pc.equal(annotations.column("origin"), "user")
+    users = annotations.filter(is_user)
+    of_computed = annotations.filter(pc.invert(is_user))
+    at = pc.fill_null(
+        pc.index_in(of_computed.column("span_id"), value_set=computed.column("id")), -1
+    )
+    at_np = at.to_numpy(zero_copy_only=False)
+    of_computed = of_computed.filter(pa.array(at_np >= 0))
+    at_np = at_np[at_np >= 0]
+    rows = computed.num_rows
+    annotation_of = np.full(rows, -1, dtype=np.int64)
+    annotation_of[at_np] = np.arange(len(at_np))
+    take = pa.array(annotation_of, mask=annotation_of < 0)
+
+    # The computed spans, each with its annotation (null columns where it has none).
+    raw_begin = time_us(computed.column("raw_begin_at"))
+    computed_end = time_us(computed.column("end_at"))
+    raw_end = time_us(computed.column("raw_end_at"), null_as=NO_TIME)
+    fix_begin = time_us(of_computed.column("begin_at").take(take), null_as=NO_TIME)
+    fix_end = time_us(of_computed.column("end_at").take(take), null_as=NO_TIME)
+    begin = np.where(fix_begin != NO_TIME, fix_begin, raw_begin)
+    end = np.where(fix_end != NO_TIME, fix_end, computed_end)
+    corrected = (fix_begin != NO_TIME) | (fix_end != NO_TIME)
+
+    # People's spans: their own bounds, raw too.
+    user_begin, user_end = effective_bounds(users)
+    count = users.num_rows
+    begin = np.concatenate([begin, user_begin])
+    end = np.concatenate([end, user_end])
+    raw_begin = np.concatenate([raw_begin, user_begin])
+    # A computed run's end is not known where it is not before the range end (DESIGN §2).
+    raw_end = np.concatenate([np.where(raw_end >= end_us, NO_TIME, raw_end), user_end])
+    corrected = np.concatenate([corrected, np.zeros(count, dtype=bool)])
+    hidden = np.concatenate(
+        [
+            pc.fill_null(of_computed.column("hidden").take(take), False).to_numpy(
+                zero_copy_only=False
+            ),
+            users.column("hidden").to_numpy(zero_copy_only=False),
+        ]
+    )
+    keep = (begin < end_us) & (end > start_us)
+    if not include_hidden:
+        keep &= ~hidden
+    # Newest first by effective begin; stable, so spans nobody corrected keep the computed order.
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(-begin[order], kind="stable")]
+    picked = pa.array(order)
+
+    arrays = [
+        _joined(computed.column("id"), users.column("span_id"), picked),
+        _joined(computed.column("tag_name"), users.column("tag_name"), picked),
+        _joined(computed.column("value_double"), pa.nulls(count, pa.float64()), picked),
+        _joined(computed.column("value_string"), pa.nulls(count, pa.string()), picked),
+        us_to_time(np.maximum(begin[order], start_us)),
+        us_to_time(np.minimum(end[order], end_us)),
+        us_to_time(raw_begin[order]),
+        us_to_time(raw_end[order], null_mask=raw_end[order] == NO_TIME),
+        *(_joined(of_computed.column(name).take(take), users.column(name), picked)
+          for name in _CARRIED),
+    ]  # fmt: skip
+    # The computed bounds, shown where a bound was corrected.
+    shown = corrected[order]
+    arrays.append(us_to_time(raw_begin[order], null_mask=~shown))
+    arrays.append(us_to_time(raw_end[order], null_mask=~shown | (raw_end[order] == NO_TIME)))
+    table = pa.Table.from_arrays(arrays, schema=ANNOTATED_SPAN_LIST)
+    return with_state(table, ANNOTATIONS_MERGED)
+
+
+def _joined(
+    first: pa.Array | pa.ChunkedArray, second: pa.Array | pa.ChunkedArray, picked: pa.Array
+) -> pa.Array:
+    """The rows `picked` of `first` followed by `second`."""
+    chunks = [
+        part
+        for column in (first, second)
+        for part in (column.chunks if isinstance(column, pa.ChunkedArray) else [column])
+    ]
+    return pa.chunked_array(chunks, type=first.type).take(picked).combine_chunks()
+
+
+def annotation_spans(records: pa.Table, start_us: int | None, end_us: int | None) -> pa.Table:
+    """Annotations as spans (ANNOTATED_SPAN_LIST), from their records alone, newest first:
+    value None (the datasets are not read), begin_at / end_at the effective bounds clipped to
+    [start, end) when given (an end not known and no range: null), raw bounds the computed
+    ones last stored (a person's span: its own)."""
+    begin, end = effective_bounds(records)
+    is_user = pc.equal(records.column("origin"), "user").to_numpy(zero_copy_only=False)
+    raw_begin = np.where(
+        is_user, begin, time_us(records.column("computed_begin_at"), null_as=NO_TIME)
+    )
+    raw_end = np.where(is_user, end, time_us(records.column("computed_end_at"), null_as=NO_TIME))
+    corrected = ~is_user & (
+        records.column("begin_at").is_valid().to_numpy(zero_copy_only=False)
+        | records.column("end_at").is_valid().to_numpy(zero_copy_only=False)
+    )
+    if start_us is not None and end_us is not None:
+        keep = (begin < end_us) & (end > start_us)
+        begin, end = np.maximum(begin, start_us), np.minimum(end, end_us)
+    else:
+        keep = np.ones(records.num_rows, dtype=bool)
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(-begin[order], kind="stable")]
+    picked = pa.array(order)
+    rows = len(order)
+    raw_end = raw_end[order]
+    shown_corrected = corrected[order]
+    arrays = [
+        records.column("span_id").take(picked),
+        records.column("tag_name").take(picked),
+        pa.nulls(rows, pa.float64()),
+        pa.nulls(rows, pa.string()),
+        us_to_time(begin[order]),
+        us_to_time(end[order], null_mask=end[order] == NO_TIME),
+        us_to_time(raw_begin[order]),
+        us_to_time(raw_end, null_mask=raw_end == NO_TIME),
+        *(records.column(name).take(picked) for name in _CARRIED),
+        us_to_time(raw_begin[order], null_mask=~shown_corrected),
+        us_to_time(raw_end, null_mask=~shown_corrected | (raw_end == NO_TIME)),
+    ]
+    table = pa.Table.from_arrays(arrays, schema=ANNOTATED_SPAN_LIST)
+    return with_state(table, ANNOTATIONS_MERGED)
