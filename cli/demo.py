@@ -4,7 +4,10 @@ demo ends unless it is asked to keep it; commands that need it later start it ag
 
 from __future__ import annotations
 
-from datetime import timedelta
+import os
+import sys
+from datetime import date, timedelta
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
@@ -55,9 +58,11 @@ def _materialise(
             f"tenant {summary.tenant}: {summary.tags} tags, {summary.numeric_rows} numeric and "
             f"{summary.string_rows} string rows"
         )
+    first, stop = plant.start.date(), plant.end.date()
+    # The demo's code location starts its partitions on the demo's first day (ui_command).
+    settings = settings.replace(start_date=first)
     store = DatasetStore(settings.store)
     instance = dagster_instance(settings)
-    first, stop = plant.start.date(), plant.end.date()
     failed = 0
     with progress:
         task = progress.add_task("materialise", total=len(DEMO_TENANTS) * days)
@@ -71,11 +76,32 @@ def _materialise(
         raise TagflowError(f"{failed} tenant-day runs failed; see the Dagster UI for details")
     console.print(written_summary(store, DEMO_TENANTS))
     show_read(console, store, plant.start + timedelta(hours=6))
+    home = Path(instance.root_directory)
     console.print(
-        f"{len(DEMO_TENANTS) * days} Dagster runs recorded in $DAGSTER_HOME (.tagflow/dagster). "
-        "Open the UI with: DAGSTER_HOME=$PWD/.tagflow/dagster TAGFLOW_SOURCE_URL=embedded "
-        "dagster dev -w workspace.yaml"
+        f"{len(DEMO_TENANTS) * days} Dagster runs recorded in {home}. Open the UI with: "
+        + ui_command(home, first)
     )
+
+
+def ui_command(home: Path, first_day: date) -> str:
+    """The command that opens the Dagster UI on the demo's runs: its partitions start on the
+    demo's first day (else the UI counts every day since 2020 as missing), and `dagster` is
+    this environment's, which the shell may not have on its PATH."""
+    dagster = Path(sys.executable).parent / "dagster"
+    here = Path.cwd()
+    shown = {
+        "DAGSTER_HOME": _relative(home, here, "$PWD/"),
+        "TAGFLOW_SOURCE_URL": EMBEDDED_SOURCE,
+        Settings.variable("start_date"): first_day.isoformat(),
+    }
+    variables = " ".join(f"{name}={value}" for name, value in shown.items())
+    return f"{variables} {_relative(dagster, here, '')} dev -w workspace.yaml"
+
+
+def _relative(path: Path, here: Path, prefix: str) -> str:
+    """`path` as `prefix` + its path under `here` when it is there, else as it is."""
+    absolute = Path(os.path.abspath(path))
+    return f"{prefix}{absolute.relative_to(here)}" if absolute.is_relative_to(here) else str(path)
 
 
 def _leave_server(console: Console, keep_server: bool) -> None:

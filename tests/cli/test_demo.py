@@ -15,7 +15,7 @@ import httpx
 from typer.testing import CliRunner
 
 from tagflow.cli.app import DEMO_MIN_TAGS, app
-from tagflow.demo.synthetic_plant import MIN_TAGS
+from tagflow.demo.synthetic_plant import DEFAULT_START, MIN_TAGS
 from tagflow.source.embedded import stop_embedded_server
 from tests.conftest import free_port
 
@@ -73,6 +73,10 @@ def assert_only_the_summary(done: subprocess.CompletedProcess) -> None:
         "4 Dagster runs recorded",
     ):
         assert expected in output, output
+    # The closing hint opens the UI on the demo's days, with this environment's dagster (a
+    # shell need not have it on its PATH); the console may wrap it.
+    hint = f"TAGFLOW_START_DATE={DEFAULT_START.isoformat()} {BIN / 'dagster'} dev -w workspace.yaml"
+    assert hint in " ".join(output.split()), output
 
 
 def stop_command(workdir: Path) -> subprocess.CompletedProcess:
