@@ -21,7 +21,7 @@ from tagflow.errors import InvalidArgument, StateUnavailable
 from tagflow.settings import EMBEDDED_SOURCE
 from tagflow.source.connection import libpq_url
 from tagflow.source.embedded import embedded_server_url
-from tagflow.source.engines import EngineRegistry, pooled_engine
+from tagflow.source.engines import EngineRegistry, PoolSettings, pooled_engine
 from tagflow.source.postgres import connect_with_retries, session_conninfo, url_params
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,7 @@ STATEMENT_TIMEOUT_S = 10
 LOCK_TIMEOUT_S = 10
 CONNECT_ATTEMPTS = 3
 BACKOFF_S = 0.2
-POOL_SIZE = 4
-MAX_OVERFLOW = 12
-POOL_TIMEOUT_S = 10.0
-POOL_RECYCLE_S = 1800
-PING_TIMEOUT_S = 5.0
+POOL = PoolSettings(size=4, overflow=12, timeout_s=10.0, recycle_s=1800, ping_timeout_s=5.0)
 
 _HINT = "check TAGFLOW_STATE_URL and that the state database is up"
 
@@ -122,11 +118,7 @@ def create_state_engine(url: str) -> sa.Engine:
     conninfo = _conninfo(url)  # an unparsable URL fails now, not at first use
     return pooled_engine(
         lambda context: _connect_once(conninfo, context),
-        pool_size=POOL_SIZE,
-        max_overflow=MAX_OVERFLOW,
-        pool_timeout_s=POOL_TIMEOUT_S,
-        pool_recycle_s=POOL_RECYCLE_S,
-        ping_timeout_s=PING_TIMEOUT_S,
+        POOL,
         autocommit=False,
         sessions_of="state",
     )
@@ -153,8 +145,8 @@ def state_errors(action: str) -> Iterator[None]:
         yield
     except sa.exc.TimeoutError:
         raise StateUnavailable(
-            f"{action}: all {POOL_SIZE + MAX_OVERFLOW} state database sessions were busy for "
-            f"{POOL_TIMEOUT_S:g} s; retry later"
+            f"{action}: all {POOL.size + POOL.overflow} state database sessions were busy for "
+            f"{POOL.timeout_s:g} s; retry later"
         ) from None
     except sa.exc.DBAPIError as exc:
         failure = _failure(exc.orig)

@@ -9,7 +9,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TypedDict, TypeVar, Unpack
 
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as adbc_dbapi
@@ -94,12 +94,32 @@ def _give_up(reason: str, attempts: int, permanent: bool) -> SourceUnavailable:
     )
 
 
-def _with_retries(open_once: Callable[[], T], attempts: int, backoff_s: float) -> T:
-    """Call `open_once` until it connects, backing off up to MAX_BACKOFF_S between attempts
-    and starting none after DEFAULT_RETRY_BUDGET_S; failures no retry can fix are
-    SourceRefused at once."""
+class SessionOptions(TypedDict, total=False):
+    """How `connect` and `connect_adbc` open a session; each has a DEFAULT_* when left out."""
+
+    connect_timeout_s: float
+    statement_timeout_s: float
+    attempts: int
+    backoff_s: float
+
+
+def _open(
+    url: str,
+    open_conninfo: Callable[[str], T],
+    *,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+    attempts: int = DEFAULT_ATTEMPTS,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+) -> T:
+    """`open_conninfo` of the session's conninfo until it connects, backing off up to
+    MAX_BACKOFF_S between attempts and starting none after DEFAULT_RETRY_BUDGET_S; failures no
+    retry can fix are SourceRefused at once."""
+    conninfo = source_conninfo(
+        url, connect_timeout_s=connect_timeout_s, statement_timeout_s=statement_timeout_s
+    )
     return connect_with_retries(
-        open_once,
+        lambda: open_conninfo(conninfo),
         database="the source database",
         give_up=_give_up,
         attempts=attempts,
@@ -112,13 +132,7 @@ def _with_retries(open_once: Callable[[], T], attempts: int, backoff_s: float) -
 
 
 def connect(
-    url: str,
-    *,
-    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
-    attempts: int = DEFAULT_ATTEMPTS,
-    backoff_s: float = DEFAULT_BACKOFF_S,
-    context: AdaptContext | None = None,
+    url: str, *, context: AdaptContext | None = None, **options: Unpack[SessionOptions]
 ) -> psycopg.Connection:
     """Open a read-only autocommit psycopg session on the source, retrying transient
     failures with exponential backoff. `context` holds type adapters (SQLAlchemy's, for the
@@ -127,28 +141,17 @@ def connect(
     Autocommit keeps no transaction idle between extraction queries; use
     `with conn.transaction():` for one snapshot across several reads. Most callers want a
     pooled session instead (`tagflow.source.engines.source_session`)."""
-    conninfo = source_conninfo(
-        url, connect_timeout_s=connect_timeout_s, statement_timeout_s=statement_timeout_s
-    )
-    return _with_retries(
-        lambda: psycopg.connect(conninfo, autocommit=True, context=context), attempts, backoff_s
+    return _open(
+        url,
+        lambda conninfo: psycopg.connect(conninfo, autocommit=True, context=context),
+        **options,
     )
 
 
-def connect_adbc(
-    url: str,
-    *,
-    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
-    attempts: int = DEFAULT_ATTEMPTS,
-    backoff_s: float = DEFAULT_BACKOFF_S,
-) -> adbc_dbapi.Connection:
+def connect_adbc(url: str, **options: Unpack[SessionOptions]) -> adbc_dbapi.Connection:
     """The same session as `connect` (read-only, timeouts, UTC) through the ADBC driver,
     which streams COPY results straight into Arrow record batches."""
-    conninfo = source_conninfo(
-        url, connect_timeout_s=connect_timeout_s, statement_timeout_s=statement_timeout_s
-    )
-    return _with_retries(lambda: adbc_dbapi.connect(conninfo, autocommit=True), attempts, backoff_s)
+    return _open(url, lambda conninfo: adbc_dbapi.connect(conninfo, autocommit=True), **options)
 
 
 @contextmanager

@@ -4,7 +4,7 @@ Every read of the source but the bulk day stream (ADBC, a session of its own) go
 `source_session`: a pooled, read-only, autocommit psycopg connection with tagflow's timeouts
 and keepalives (source.connection), opened with its retries and backoff, so one tenant-day
 costs one pooled session instead of one per query. A session idle in the pool is pinged (within
-PING_TIMEOUT_S) before it is handed out, so a database restart or a terminated backend costs a
+POOL.ping_timeout_s) before it is handed out, so a database restart or a terminated backend costs a
 reconnect, not an error; a session that broke while checked out is closed, never pooled again.
 With a tenant, the session's tenant is checked first (source.schema_drift): its tables must
 match the DDL. The registry of engines and the pooled engine serve tagflow's state database too.
@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -33,16 +34,26 @@ from tagflow.source.schema_drift import psycopg_connection, require_schema
 # Engines kept at once (one per distinct URL: the discovery role's, and with
 # tenant_url_template one per tenant role); the least recently used is disposed beyond it.
 MAX_ENGINES = 32
-# Sessions an engine keeps open between uses, and how many more it opens for a burst (closed
-# when given back). The day step uses one, plus its ADBC stream; the read service one per
-# concurrent source read, the rest waiting up to POOL_TIMEOUT_S for a free one.
-POOL_SIZE = 4
-MAX_OVERFLOW = 12
-POOL_TIMEOUT_S = 30.0
-# Sessions older than this are replaced when next checked out (a failover, a proxy's idle cut).
-POOL_RECYCLE_S = 1800
-# Bound of the liveness check of a pooled session: a peer that went silent must not hold it.
-PING_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """The sessions of one pooled engine: `size` kept open between uses, `overflow` more opened
+    for a burst (closed when given back), `timeout_s` a caller waits for a free one,
+    `recycle_s` after which one is replaced when next checked out (a failover, a proxy's idle
+    cut), and `ping_timeout_s` bounding the liveness check of an idle one (a peer that went
+    silent must not hold it)."""
+
+    size: int
+    overflow: int
+    timeout_s: float
+    recycle_s: float
+    ping_timeout_s: float
+
+
+# The day step uses one session, plus its ADBC stream; the read service one per concurrent
+# source read, the rest waiting for a free one.
+POOL = PoolSettings(size=4, overflow=12, timeout_s=30.0, recycle_s=1800, ping_timeout_s=5.0)
 
 
 class EngineRegistry:
@@ -99,25 +110,21 @@ class EngineRegistry:
 
 def pooled_engine(
     open_session: Callable[[AdaptContext | None], psycopg.Connection],
+    pool: PoolSettings,
     *,
-    pool_size: int,
-    max_overflow: int,
-    pool_timeout_s: float,
-    pool_recycle_s: float,
-    ping_timeout_s: float,
     autocommit: bool,
     sessions_of: str,
 ) -> sa.Engine:
     """A pooled engine whose sessions `open_session` opens (given SQLAlchemy's type adapters),
     so the URL never reaches SQLAlchemy and neither its repr nor its errors can show it. A
-    session idle in the pool is pinged within `ping_timeout_s` when checked out; a gone one
+    session idle in the pool is pinged within `pool.ping_timeout_s` when checked out; a gone one
     (named "a pooled {sessions_of} session") is replaced, not an error."""
     engine = sa.create_engine(
         "postgresql+psycopg://",
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_timeout=pool_timeout_s,
-        pool_recycle=pool_recycle_s,
+        pool_size=pool.size,
+        max_overflow=pool.overflow,
+        pool_timeout=pool.timeout_s,
+        pool_recycle=pool.recycle_s,
         # Statements never appear in errors' parameters, nor is hstore looked up on connect.
         hide_parameters=True,
         use_native_hstore=False,
@@ -137,7 +144,7 @@ def pooled_engine(
         if record.info.pop("fresh", False):
             return  # just opened: alive
         try:
-            with answer_within(dbapi_connection, ping_timeout_s, "checking a pooled session"):
+            with answer_within(dbapi_connection, pool.ping_timeout_s, "checking a pooled session"):
                 dbapi_connection.execute("SELECT 1")
                 if not autocommit:
                     dbapi_connection.rollback()  # the ping's transaction, not the user's
@@ -153,11 +160,7 @@ def _create_engine(url: str) -> sa.Engine:
     return pooled_engine(
         # tagflow's own session: timeouts, read-only, keepalives, retries with backoff.
         lambda context: connect(url, context=context),
-        pool_size=POOL_SIZE,
-        max_overflow=MAX_OVERFLOW,
-        pool_timeout_s=POOL_TIMEOUT_S,
-        pool_recycle_s=POOL_RECYCLE_S,
-        ping_timeout_s=PING_TIMEOUT_S,
+        POOL,
         autocommit=True,
         sessions_of="source",
     )
@@ -201,15 +204,15 @@ def source_session(
     With `tenant`, the tenant is checked first: UnknownTenant if it does not exist,
     SchemaDrift if its tables drifted from the DDL (a passed check is remembered for a while).
     `within_s` bounds that check's wall time. A source that cannot be reached, or a pool
-    whose sessions are all busy for POOL_TIMEOUT_S, is SourceUnavailable."""
+    whose sessions are all busy for POOL.timeout_s, is SourceUnavailable."""
     engine = source_engine(url)
     with source_errors("connecting to the source database"):
         try:
             conn = engine.connect()
         except sa.exc.TimeoutError:
             raise SourceUnavailable(
-                f"all {POOL_SIZE + MAX_OVERFLOW} sessions to the source database were busy "
-                f"for {POOL_TIMEOUT_S:g} s; retry later"
+                f"all {POOL.size + POOL.overflow} sessions to the source database were busy "
+                f"for {POOL.timeout_s:g} s; retry later"
             ) from None
     try:
         if tenant is not None:
