@@ -1,4 +1,5 @@
-"""Runs a benchmark by name: `python -m benchmarks backfill|e2e|install|ops|read|transforms …`."""
+"""Runs a benchmark by name:
+`python -m benchmarks annotations|backfill|e2e|install|ops|read|transforms …`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from importlib import import_module
 
 # Imported only when chosen: each benchmark pulls in what it measures (Dagster, pandas, ...).
 BENCHMARKS = {
+    "annotations": "benchmarks.annotations",
     "backfill": "benchmarks.backfill",
     "e2e": "benchmarks.e2e",
     "install": "benchmarks.install",

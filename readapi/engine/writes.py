@@ -15,6 +15,10 @@ end of its begin's day has no computed end to check corrections against (Compute
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +34,46 @@ if TYPE_CHECKING:
     from tagflow.annotations import Annotation, AnnotationStore, ComputedSpan
     from tagflow.annotations import SpanChange as StoredChange
     from tagflow.readapi.engine.read_engine import ReadEngine
+
+
+class _FoundSpans:
+    """Computed spans found for writes, by (tenant, span id), each for the engine's cache TTL
+    (as long as reads trust a catalogue): the next update of a span then pays no dataset read.
+    Bounded: the least recently used go first."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl_s: float) -> None:
+        self._ttl_s = ttl_s
+        self._entries: OrderedDict[tuple[str, int], tuple[float, Span]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, tenant: str, span_id: int) -> Span | None:
+        with self._lock:
+            entry = self._entries.get((tenant, span_id))
+            if entry is None or entry[0] < time.monotonic():
+                return None
+            self._entries.move_to_end((tenant, span_id))
+            return entry[1]
+
+    def put(self, tenant: str, span: Span) -> None:
+        with self._lock:
+            self._entries[(tenant, span.id)] = (time.monotonic() + self._ttl_s, span)
+            self._entries.move_to_end((tenant, span.id))
+            while len(self._entries) > self.MAX_ENTRIES:
+                self._entries.popitem(last=False)
+
+
+_found_spans: weakref.WeakKeyDictionary[ReadEngine, _FoundSpans] = weakref.WeakKeyDictionary()
+_found_spans_lock = threading.Lock()
+
+
+def _found_spans_of(engine: ReadEngine) -> _FoundSpans:
+    with _found_spans_lock:
+        found = _found_spans.get(engine)
+        if found is None:
+            found = _found_spans[engine] = _FoundSpans(engine.config.cache_ttl_s)
+        return found
 
 
 def _day_window(moment: datetime) -> TimeRange:
@@ -48,6 +92,7 @@ class SpanWrites:
         self._engine = engine
         self.tenant = tenant
         self.by = by
+        self._found_spans = _found_spans_of(engine)
 
     def _store(self) -> AnnotationStore:
         store = self._engine.annotations
@@ -71,6 +116,7 @@ class SpanWrites:
         table = reader.read(SpansQuery(tag_name=tag_name, time_range=window))
         for span in spans_from_table(table):
             if span.id == span_id and span.raw_begin_at == raw_begin_at:
+                self._found_spans.put(self.tenant, span)
                 return span
         return None
 
@@ -126,6 +172,30 @@ class SpanWrites:
             return None
         return self._computed(record.span_id, record.tag_name, record.computed_begin_at)
 
+    def _span_to_annotate(
+        self,
+        store: AnnotationStore,
+        span_id: int,
+        tag_name: str | None,
+        raw_begin_at: datetime | None,
+    ) -> Span | None:
+        """The computed span an update of `span_id` annotates: from its record if it has one
+        (None for a person's span, or one the datasets no longer hold), else the span the
+        caller named, which must exist under that id (UnknownSpan otherwise)."""
+        record = store.get(self.tenant, span_id)
+        if record is not None:
+            return self._found(record)
+        if tag_name is None or raw_begin_at is None:
+            raise UnknownSpan(
+                f"no annotation of span {span_id} yet: a first annotation names the span as "
+                "get_spans answered it (tag_name and raw_begin_at; the client sends them when "
+                "given the Span)"
+            )
+        computed = self._computed(span_id, validate_tag_name(tag_name), raw_begin_at)
+        if computed is None:
+            raise UnknownSpan(f"no span {span_id} for tenant {self.tenant}")
+        return computed
+
     # ------------------------------------------------------------------ writes
 
     def update(
@@ -153,19 +223,9 @@ class SpanWrites:
             name: COMPUTED_BOUND if value == COMPUTED else value
             for name, value in (("begin_at", begin_at), ("end_at", end_at))
         }
-        record = store.get(self.tenant, span_id)
-        if record is not None:
-            computed = self._found(record)
-        else:
-            if tag_name is None or raw_begin_at is None:
-                raise UnknownSpan(
-                    f"no annotation of span {span_id} yet: a first annotation names the span "
-                    "as get_spans answered it (tag_name and raw_begin_at; the client sends "
-                    "them when given the Span)"
-                )
-            computed = self._computed(span_id, validate_tag_name(tag_name), raw_begin_at)
-            if computed is None:
-                raise UnknownSpan(f"no span {span_id} for tenant {self.tenant}")
+        computed = self._found_spans.get(self.tenant, span_id) or self._span_to_annotate(
+            store, span_id, tag_name, raw_begin_at
+        )
         try:
             written = store.update(
                 self.tenant,
