@@ -16,7 +16,6 @@ from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
 from tagflow.transforms.columns import (
     float_values,
     is_null,
-    nullable_float,
     offset_to_us,
     string_codes,
     strings_by_code,
@@ -24,6 +23,7 @@ from tagflow.transforms.columns import (
     us_to_time,
     width_to_us,
 )
+from tagflow.transforms.samples import numeric_statistics
 from tagflow.transforms.segments import (
     first_and_last_index,
     held_by_string,
@@ -92,7 +92,6 @@ def _rollup_numeric(
 ) -> tuple[list[pa.Array], np.ndarray | None]:
     covered = covered_us > 0
     total_us = segment_sums(covered_us, starts)
-    empty = total_us == 0
     twa = _nullable_values(table.column("twa"), 0.0)
     minimum = np.minimum.reduceat(_nullable_values(table.column("min"), np.inf), starts)
     maximum = np.maximum.reduceat(_nullable_values(table.column("max"), -np.inf), starts)
@@ -107,16 +106,7 @@ def _rollup_numeric(
     first = float_values(table.column("first"))[first_row]
     last = float_values(table.column("last"))[last_row]
     count = segment_sums(table.column("count").to_numpy(zero_copy_only=False), starts)
-    columns = [
-        nullable_float(mean, empty),
-        pa.array(total_us / 1e6, type=pa.float64()),
-        nullable_float(minimum, empty),
-        nullable_float(maximum, empty),
-        nullable_float(first, empty),
-        nullable_float(last, empty),
-        pa.array(count, type=pa.int64()),
-    ]
-    return columns, cancelling
+    return numeric_statistics(mean, total_us, minimum, maximum, first, last, count), cancelling
 
 
 def _rollup_string(table: pa.Table, starts: np.ndarray, covered_us: np.ndarray) -> list[pa.Array]:

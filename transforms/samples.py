@@ -116,6 +116,29 @@ def _split_at_bucket_edges(
     )
 
 
+def numeric_statistics(
+    mean: np.ndarray,
+    covered_us: np.ndarray,
+    minimum: np.ndarray,
+    maximum: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    count: np.ndarray,
+) -> list[pa.Array]:
+    """The columns of SAMPLES after the tag and the bucket, one row a bucket; a bucket that
+    covers no time holds no value, so its statistics are NULL (its count still counts)."""
+    empty = covered_us == 0
+    return [
+        nullable_float(mean, empty),
+        pa.array(covered_us / 1e6, type=pa.float64()),
+        nullable_float(minimum, empty),
+        nullable_float(maximum, empty),
+        nullable_float(first, empty),
+        nullable_float(last, empty),
+        pa.array(count, type=pa.int64()),
+    ]
+
+
 def _numeric_table(pieces: Pieces, sub: _SubPieces, order: TagOrder, keep: np.ndarray) -> pa.Table:
     if not bool(keep.any()):
         return SAMPLES.empty_table()
@@ -137,7 +160,6 @@ def _numeric_table(pieces: Pieces, sub: _SubPieces, order: TagOrder, keep: np.nd
         covered_us, count, twa = covered_us[keep], count[keep], twa[keep]
         minimum, maximum, first, last = minimum[keep], maximum[keep], first[keep], last[keep]
     rank = sub.segment_rank[keep]
-    empty = covered_us == 0
     # The exact mean lies in [min, max]; its rounding must not push it out.
     # Adding 0.0 turns a -0.0 mean (all values -0.0) into 0.0, as a sum starting at 0 gives.
     twa = np.clip(twa, minimum, maximum) + 0.0
@@ -146,13 +168,7 @@ def _numeric_table(pieces: Pieces, sub: _SubPieces, order: TagOrder, keep: np.nd
             order.ids(rank),
             order.names(rank),
             us_to_time(sub.segment_bucket_us[keep]),
-            nullable_float(twa, empty),
-            pa.array(covered_us / 1e6, type=pa.float64()),
-            nullable_float(minimum, empty),
-            nullable_float(maximum, empty),
-            nullable_float(first, empty),
-            nullable_float(last, empty),
-            pa.array(count, type=pa.int64()),
+            *numeric_statistics(twa, covered_us, minimum, maximum, first, last, count),
         ],
         schema=SAMPLES,
     )

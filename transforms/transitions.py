@@ -49,6 +49,23 @@ def _values_of_own_table(kept: pa.Table, is_string: np.ndarray) -> tuple[pa.Arra
     return value_double, value_string
 
 
+def _transition_columns(
+    kept: pa.Table, order: TagOrder, rank: np.ndarray, time: np.ndarray
+) -> list[pa.Array]:
+    """The columns TRANSITIONS and CARRY_IN share (tag, instant, value, kind) of the `kept`
+    rows, those of tag `rank` at `time`."""
+    is_string = bool_values(kept.column("is_string"))
+    value_double, value_string = _values_of_own_table(kept, is_string)
+    return [
+        order.ids(rank),
+        order.names(rank),
+        us_to_time(time),
+        value_double,
+        value_string,
+        _kind_column(is_string),
+    ]
+
+
 def _winners_of_same_instant(
     rows: pa.Table, positions: np.ndarray, group: np.ndarray
 ) -> np.ndarray:
@@ -124,19 +141,7 @@ def resolve_rows(raw_rows: pa.Table, tags: pa.Table | TagOrder) -> tuple[pa.Tabl
     order = TagOrder.of(tags)
     positions, rank, time, orphans, duplicates = _resolve(raw_rows, order)
     kept = raw_rows.select(["value_double", "value_string", "is_string"]).take(pa.array(positions))
-    is_string = bool_values(kept.column("is_string"))
-    value_double, value_string = _values_of_own_table(kept, is_string)
-    table = pa.Table.from_arrays(
-        [
-            order.ids(rank),
-            order.names(rank),
-            us_to_time(time),
-            value_double,
-            value_string,
-            _kind_column(is_string),
-        ],
-        schema=TRANSITIONS,
-    )
+    table = pa.Table.from_arrays(_transition_columns(kept, order, rank, time), schema=TRANSITIONS)
     stats = {
         "rows_in": raw_rows.num_rows,
         "duplicates_dropped": duplicates,
@@ -171,16 +176,9 @@ def carry_in_for_day(
     kept = rows.select(["value_double", "value_string", "is_string", "run_begin_at"]).take(
         pa.array(positions, type=pa.int64())
     )
-    is_string = bool_values(kept.column("is_string"))
-    value_double, value_string = _values_of_own_table(kept, is_string)
     return pa.Table.from_arrays(
         [
-            order.ids(rank),
-            order.names(rank),
-            us_to_time(time),
-            value_double,
-            value_string,
-            _kind_column(is_string),
+            *_transition_columns(kept, order, rank, time),
             kept.column("run_begin_at").combine_chunks(),
         ],
         schema=CARRY_IN,

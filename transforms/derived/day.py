@@ -40,16 +40,7 @@ from tagflow.transforms.columns import (
 from tagflow.transforms.day import spans_and_samples
 from tagflow.transforms.derived.definitions import TenantDerivedTags
 from tagflow.transforms.derived.evaluate import StepFunction, evaluate_tenant
-from tagflow.transforms.derived.expression import (
-    Between,
-    Binary,
-    FunctionCall,
-    In,
-    Literal,
-    Node,
-    TagRef,
-    Unary,
-)
+from tagflow.transforms.derived.expression import FunctionCall, Literal, Node, TagRef
 from tagflow.transforms.pieces import pieces_for_window
 from tagflow.transforms.tag_order import TagOrder
 from tagflow.transforms.transitions import carry_in_for_day, resolve_rows
@@ -189,7 +180,7 @@ def value_kinds(node: Node, kinds: dict[str, frozenset[str]]) -> frozenset[str]:
         return _KINDS["string" if isinstance(node.value, str) else "numeric"]
     if isinstance(node, FunctionCall) and node.function in ("min", "max"):
         return frozenset().union(*(value_kinds(arg, kinds) for arg in node.args))
-    if isinstance(node, Unary | Binary | Between | In | FunctionCall):
+    if isinstance(node, Node):  # every other operator and function
         return _KINDS["numeric"]
     raise TypeError(f"not an expression node: {type(node).__name__}")
 
