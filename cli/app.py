@@ -423,40 +423,22 @@ def serve(
         _fail(error)
 
 
-def _add_keys_commands() -> None:
+def _add_command_groups() -> None:
+    from tagflow.cli.annotations import annotations_app
+    from tagflow.cli.derived import derived_app
+    from tagflow.cli.store import store_app
     from tagflow.readapi.server.keys import keys_app
 
-    app.add_typer(keys_app, name="keys", help="Manage the read API's per-tenant keys.")
+    for group, name, help_text in (
+        (keys_app, "keys", "Manage the read API's per-tenant keys."),
+        (derived_app, "derived", "Check and list derived tags."),
+        (store_app, "store", "Look after the dataset store (sweep temp files)."),
+        (annotations_app, "annotations", "Export span annotations."),
+    ):
+        app.add_typer(group, name=name, help=help_text)
 
 
-_add_keys_commands()
-
-
-def _add_derived_commands() -> None:
-    from tagflow.cli.derived import derived_app
-
-    app.add_typer(derived_app, name="derived", help="Check and list derived tags.")
-
-
-_add_derived_commands()
-
-
-def _add_store_commands() -> None:
-    from tagflow.cli.store import store_app
-
-    app.add_typer(store_app, name="store", help="Look after the dataset store (sweep temp files).")
-
-
-_add_store_commands()
-
-
-def _add_annotations_commands() -> None:
-    from tagflow.cli.annotations import annotations_app
-
-    app.add_typer(annotations_app, name="annotations", help="Export span annotations.")
-
-
-_add_annotations_commands()
+_add_command_groups()
 
 if __name__ == "__main__":
     app()
