@@ -25,6 +25,10 @@ asks for the same tags in every transport and in SQL. A shape the read API refus
 (an InvalidTimeRange / InvalidArgument / AnswerTooLarge / RequestTooLarge on its first call) is
 "refused".
 
+spans_annotated (with --days 30 or more; `--only spans_annotated` alone): get_spans of 1 tag ×
+30 days with 1,000 of its spans annotated in a state database, against the same call without
+one, interleaved in one process (store transport); printed as the added p50 and the ratio.
+
 Transports:
 - store warm: one `Client(store=..., tenant=...)` in this process; 2 warm-up calls, then
   `--calls` calls (p50, p95), cut short after `--budget-s` seconds per shape (at least 5 calls);
@@ -781,6 +785,100 @@ def read_service(store: Path, source_url: str, workdir: Path) -> Iterator[tuple[
 
 
 # ---------------------------------------------------------------------------------------------
+# get_spans with the annotation layer (DESIGN §9)
+
+ANNOTATED_SPANS = 1000
+ANNOTATED_DAYS = 30
+
+
+def spans_annotated(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
+    """get_spans of 1 tag × ANNOTATED_DAYS days with ANNOTATED_SPANS of its spans annotated
+    (labels and a note each, every fifth end corrected, every tenth hidden), against the same
+    call of a client without a state database: the two interleaved call by call in this
+    process, so both see the same machine and caches. The state database is a fresh database
+    of the source's server, dropped afterwards."""
+    from tagflow.annotations import AnnotationStore, ComputedSpan
+    from tagflow.annotations.state_database import database_on_server, dispose_state_engines
+    from tagflow.readapi.engine.config import ReadConfig
+
+    shape = Shape("get_spans", 1, ANNOTATED_DAYS)
+    window = plan.time_range(shape)
+    name = f"bench_state_{os.getpid()}_{int(time.time())}"
+    state_url = database_on_server(plan.source_url, name)
+    plain_config = ReadConfig(store=plan.store, source_url=plan.source_url)
+    try:
+        with (
+            Client(store=plain_config, tenant=TENANT) as plain,
+            Client(store=plain_config.replace(state_url=state_url), tenant=TENANT) as annotated,
+        ):
+            # The tag with the most spans among a few candidates: it needs ANNOTATED_SPANS.
+            counts = {tag: len(plain.get_spans(tag, window)) for tag in plan.anything[:20]}
+            tag = max(counts, key=lambda t: counts[t])
+            spans = plain.get_spans(tag, window)
+            if len(spans) < ANNOTATED_SPANS:
+                return {"refused": f"{tag} has {len(spans)} spans, fewer than {ANNOTATED_SPANS}"}
+            store = AnnotationStore.at(state_url)
+            picks = np.linspace(0, len(spans) - 1, ANNOTATED_SPANS).round().astype(int)
+            began = time.perf_counter()
+            for n, index in enumerate(picks.tolist()):
+                span = spans[index]
+                end = None
+                if n % 5 == 0 and span.raw_end_at is not None:
+                    end = span.raw_begin_at + (span.raw_end_at - span.raw_begin_at) / 2
+                store.update(
+                    TENANT, span.id, revision=0, by="bench",
+                    computed=ComputedSpan(tag, span.raw_begin_at, span.raw_end_at),
+                    labels={"kind": "bench", "n": str(n)}, note=f"span {n}",
+                    end_at=end, hidden=n % 10 == 0,
+                )  # fmt: skip
+            write_s = time.perf_counter() - began
+            for _ in range(WARMUP):
+                plain.get_spans(tag, window)
+                annotated.get_spans(tag, window)
+            without: list[float] = []
+            with_layer: list[float] = []
+            answer: list = []
+            for _ in range(max(args.calls, 30)):
+                t0 = time.perf_counter()
+                plain.get_spans(tag, window)
+                t1 = time.perf_counter()
+                answer = annotated.get_spans(tag, window)
+                without.append(t1 - t0)
+                with_layer.append(time.perf_counter() - t1)
+            merged = sum(span.metadata is not None for span in answer)
+    finally:
+        dispose_state_engines()
+        with psycopg.connect(libpq_url(plan.source_url), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))  # fmt: skip
+    plain_p50 = percentiles(without)["p50_ms"]
+    annotated_p50 = percentiles(with_layer)["p50_ms"]
+    return {
+        "tag": tag,
+        "spans": len(spans),
+        "annotated": ANNOTATED_SPANS,
+        "with_metadata": merged,
+        "write_s": write_s,
+        "plain": percentiles(without),
+        "annotated_call": percentiles(with_layer),
+        "added_p50_ms": annotated_p50 - plain_p50,
+        "ratio_p50": annotated_p50 / plain_p50,
+    }
+
+
+def annotated_line(row: dict[str, Any]) -> str:
+    if "refused" in row:
+        return f"spans_annotated: refused ({row['refused']})"
+    return (
+        f"spans_annotated: get_spans 1 tag × {ANNOTATED_DAYS} d ({row['spans']} spans, "
+        f"{row['annotated']} annotated, {row['with_metadata']} answered with metadata): "
+        f"p50 {row['annotated_call']['p50_ms']:.2f} ms against {row['plain']['p50_ms']:.2f} ms "
+        f"without annotations: +{row['added_p50_ms']:.2f} ms, {row['ratio_p50']:.2f}× "
+        f"(store transport, {row['plain']['n']} interleaved calls each)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Driver
 
 
@@ -829,6 +927,9 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 row["check_sql"] = compare(shape, row["store"], row["sql"]) if row["sql"] else "-"
                 measured.append(row)
                 print(line(row), flush=True)
+            if args.days >= ANNOTATED_DAYS and (not args.only or "spans_annotated" in args.only):
+                results["spans_annotated"] = spans_annotated(plan, args)
+                print(annotated_line(results["spans_annotated"]), flush=True)
         results["shapes"] = measured
         results["store_files"] = store_summary(store)
     return results
@@ -895,6 +996,8 @@ def print_table(results: dict[str, Any]) -> None:
             f"cold processes: `from tagflow.readapi import Client` p50 {imports:.0f} ms "
             f"(not in the cold column); whole process p50 {processes:.0f} ms"
         )
+    if "spans_annotated" in results:
+        print(annotated_line(results["spans_annotated"]))
     short = []
     for row in results["shapes"]:
         for transport, wanted in (("store", results["calls"]), ("http", results["calls"]),

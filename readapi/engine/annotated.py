@@ -22,12 +22,14 @@ from tagflow.readapi.models import (
 from tagflow.transforms.columns import NO_TIME, time_us, us_to_time
 
 # The annotation columns a merged answer carries, as the store names them.
-_CARRIED = ("origin", "labels", "note", "revision", "hidden", "updated_at", "updated_by")
-
-
-def with_state(table: pa.Table, state: str) -> pa.Table:
-    """`table` saying whether its annotations were merged or unavailable (ANNOTATIONS_KEY)."""
-    return table.replace_schema_metadata({ANNOTATIONS_KEY: state.encode()})
+_CARRIED = ["origin", "labels", "note", "revision", "hidden", "updated_at", "updated_by"]
+# A span's own columns before its bounds.
+_OWN = ["id", "tag_name", "value_double", "value_string"]
+# The schemas of answers whose annotations were merged / could not be read.
+_MERGED = ANNOTATED_SPAN_LIST.with_metadata({ANNOTATIONS_KEY: ANNOTATIONS_MERGED.encode()})
+_UNAVAILABLE = ANNOTATED_SPAN_LIST.with_metadata(
+    {ANNOTATIONS_KEY: ANNOTATIONS_UNAVAILABLE.encode()}
+)
 
 
 def without_annotations(spans: pa.Table) -> pa.Table:
@@ -36,8 +38,7 @@ def without_annotations(spans: pa.Table) -> pa.Table:
     nulls = [pa.nulls(spans.num_rows, field.type) for field in ANNOTATED_SPAN_LIST][
         len(SPAN_LIST) :
     ]
-    table = pa.Table.from_arrays([*spans.columns, *nulls], schema=ANNOTATED_SPAN_LIST)
-    return with_state(table, ANNOTATIONS_UNAVAILABLE)
+    return pa.Table.from_arrays([*spans.columns, *nulls], schema=_UNAVAILABLE)
 
 
 def effective_bounds(annotations: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -74,86 +75,72 @@ def merge_annotations(
     end_at the run's end as far as read, raw_end_at null where not known); `annotations` the
     annotations of the tag (ANNOTATION_COLUMNS). A computed span's annotation applies where
     their ids meet; a person's span is a row of its own (value None, its bounds raw); an
-    annotation whose span is not in `computed` (detached) is left out."""
+    annotation whose span is not in `computed` (detached) is left out.
+
+    Rows are the computed spans, then people's spans; each annotation is written into the
+    rows it applies to by index, so the work per computed span is a few numpy operations."""
     is_user = pc.equal(annotations.column("origin"), "user")
     users = annotations.filter(is_user)
     of_computed = annotations.filter(pc.invert(is_user))
-    at = pc.fill_null(
-        pc.index_in(of_computed.column("span_id"), value_set=computed.column("id")), -1
-    )
-    at_np = at.to_numpy(zero_copy_only=False)
+    at = pc.index_in(of_computed.column("span_id"), value_set=computed.column("id"))
+    at_np = pc.fill_null(at, -1).to_numpy(zero_copy_only=False)
     of_computed = of_computed.filter(pa.array(at_np >= 0))
     at_np = at_np[at_np >= 0]
-    rows = computed.num_rows
-    annotation_of = np.full(rows, -1, dtype=np.int64)
-    annotation_of[at_np] = np.arange(len(at_np))
-    take = pa.array(annotation_of, mask=annotation_of < 0)
+    rows, count, found = computed.num_rows, users.num_rows, len(at_np)
+    # Per row, its annotation's row in `carried` (-1: none).
+    annotation_of = np.full(rows + count, -1, dtype=np.int64)
+    annotation_of[at_np] = np.arange(found)
+    annotation_of[rows:] = found + np.arange(count)
+    carried = pa.concat_tables([of_computed.select(_CARRIED), users.select(_CARRIED)])
 
-    # The computed spans, each with its annotation (null columns where it has none).
-    raw_begin = time_us(computed.column("raw_begin_at"))
-    computed_end = time_us(computed.column("end_at"))
-    raw_end = time_us(computed.column("raw_end_at"), null_as=NO_TIME)
-    fix_begin = time_us(of_computed.column("begin_at").take(take), null_as=NO_TIME)
-    fix_end = time_us(of_computed.column("end_at").take(take), null_as=NO_TIME)
-    begin = np.where(fix_begin != NO_TIME, fix_begin, raw_begin)
-    end = np.where(fix_end != NO_TIME, fix_end, computed_end)
-    corrected = (fix_begin != NO_TIME) | (fix_end != NO_TIME)
-
-    # People's spans: their own bounds, raw too.
     user_begin, user_end = effective_bounds(users)
-    count = users.num_rows
-    begin = np.concatenate([begin, user_begin])
-    end = np.concatenate([end, user_end])
-    raw_begin = np.concatenate([raw_begin, user_begin])
+    raw_begin = np.concatenate([time_us(computed.column("raw_begin_at")), user_begin])
+    raw_end = time_us(computed.column("raw_end_at"), null_as=NO_TIME)
     # A computed run's end is not known where it is not before the range end (DESIGN §2).
     raw_end = np.concatenate([np.where(raw_end >= end_us, NO_TIME, raw_end), user_end])
-    corrected = np.concatenate([corrected, np.zeros(count, dtype=bool)])
-    hidden = np.concatenate(
-        [
-            pc.fill_null(of_computed.column("hidden").take(take), False).to_numpy(
-                zero_copy_only=False
-            ),
-            users.column("hidden").to_numpy(zero_copy_only=False),
-        ]
-    )
+    begin = raw_begin.copy()
+    end = np.concatenate([time_us(computed.column("end_at")), user_end])
+    fix_begin = time_us(of_computed.column("begin_at"), null_as=NO_TIME)
+    fix_end = time_us(of_computed.column("end_at"), null_as=NO_TIME)
+    begin[at_np] = np.where(fix_begin != NO_TIME, fix_begin, begin[at_np])
+    end[at_np] = np.where(fix_end != NO_TIME, fix_end, end[at_np])
+    corrected = np.zeros(rows + count, dtype=bool)
+    corrected[at_np] = (fix_begin != NO_TIME) | (fix_end != NO_TIME)
+
     keep = (begin < end_us) & (end > start_us)
     if not include_hidden:
+        hidden = np.zeros(rows + count, dtype=bool)
+        hidden[at_np] = of_computed.column("hidden").to_numpy(zero_copy_only=False)
+        hidden[rows:] = users.column("hidden").to_numpy(zero_copy_only=False)
         keep &= ~hidden
     # Newest first by effective begin; stable, so spans nobody corrected keep the computed order.
     order = np.flatnonzero(keep)
     order = order[np.argsort(-begin[order], kind="stable")]
-    picked = pa.array(order)
-
+    own = pa.Table.from_arrays(
+        [
+            users.column("span_id"),
+            users.column("tag_name"),
+            pa.nulls(count, pa.float64()),
+            pa.nulls(count, pa.string()),
+        ],
+        names=_OWN,
+    )
+    spans = pa.concat_tables([computed.select(_OWN), own]).take(pa.array(order))
+    annotation = annotation_of[order]
+    notes = carried.take(pa.array(annotation, mask=annotation < 0))
+    raw_begin, raw_end, shown = raw_begin[order], raw_end[order], corrected[order]
     arrays = [
-        _joined(computed.column("id"), users.column("span_id"), picked),
-        _joined(computed.column("tag_name"), users.column("tag_name"), picked),
-        _joined(computed.column("value_double"), pa.nulls(count, pa.float64()), picked),
-        _joined(computed.column("value_string"), pa.nulls(count, pa.string()), picked),
+        *spans.columns,
         us_to_time(np.maximum(begin[order], start_us)),
         us_to_time(np.minimum(end[order], end_us)),
-        us_to_time(raw_begin[order]),
-        us_to_time(raw_end[order], null_mask=raw_end[order] == NO_TIME),
-        *(_joined(of_computed.column(name).take(take), users.column(name), picked)
-          for name in _CARRIED),
-    ]  # fmt: skip
-    # The computed bounds, shown where a bound was corrected.
-    shown = corrected[order]
-    arrays.append(us_to_time(raw_begin[order], null_mask=~shown))
-    arrays.append(us_to_time(raw_end[order], null_mask=~shown | (raw_end[order] == NO_TIME)))
-    table = pa.Table.from_arrays(arrays, schema=ANNOTATED_SPAN_LIST)
-    return with_state(table, ANNOTATIONS_MERGED)
-
-
-def _joined(
-    first: pa.Array | pa.ChunkedArray, second: pa.Array | pa.ChunkedArray, picked: pa.Array
-) -> pa.Array:
-    """The rows `picked` of `first` followed by `second`."""
-    chunks = [
-        part
-        for column in (first, second)
-        for part in (column.chunks if isinstance(column, pa.ChunkedArray) else [column])
+        us_to_time(raw_begin),
+        us_to_time(raw_end, null_mask=raw_end == NO_TIME),
+        *notes.columns,
+        # The computed bounds, shown where a bound was corrected.
+        us_to_time(raw_begin, null_mask=~shown),
+        us_to_time(raw_end, null_mask=~shown | (raw_end == NO_TIME)),
     ]
-    return pa.chunked_array(chunks, type=first.type).take(picked).combine_chunks()
+    return pa.Table.from_arrays(arrays, schema=_MERGED)
 
 
 def annotation_spans(records: pa.Table, start_us: int | None, end_us: int | None) -> pa.Table:
@@ -195,5 +182,4 @@ def annotation_spans(records: pa.Table, start_us: int | None, end_us: int | None
         us_to_time(raw_begin[order], null_mask=~shown_corrected),
         us_to_time(raw_end, null_mask=~shown_corrected | (raw_end == NO_TIME)),
     ]
-    table = pa.Table.from_arrays(arrays, schema=ANNOTATED_SPAN_LIST)
-    return with_state(table, ANNOTATIONS_MERGED)
+    return pa.Table.from_arrays(arrays, schema=_MERGED)
