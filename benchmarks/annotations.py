@@ -16,7 +16,8 @@ Measured, all through HTTP (httpx, one client per thread, keep-alive):
 - sustained: an open loop at `--rate` updates/s for `--seconds` s, spread over `--threads`
   threads that each update their own spans (no conflicts). Latency runs from when an update was
   due, not when it was sent, so a service that falls behind shows it (coordinated omission is
-  counted, not hidden). Reports the rate achieved, p50/p99/max, errors.
+  counted, not hidden). Reports the rate achieved, p50/p99/max, errors, and the CPU time the
+  service process spent per update (what bounds the rate on a machine of few cores).
 
 Output: a table printed and the figures in benchmarks/results/annotations.json with the machine
 line.
@@ -101,6 +102,12 @@ def serve(root: Path, keys: Path, source_url: str, state_url: str, log: Path) ->
                 return process, url
         except httpx.TransportError:
             time.sleep(0.1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def first_annotations(url: str, key: str, spans: list[Span]) -> list[float]:
@@ -198,7 +205,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     reads.append(time.perf_counter() - began)
             baseline = {**summary(reads), "spans": len(answer)}
             first = summary(first_annotations(url, key, spans))
+            cpu_before = cpu_seconds(process.pid)
             load = sustained(url, key, spans, args.rate, args.seconds, args.threads)
+            load["server_cpu_ms_per_update"] = (
+                (cpu_seconds(process.pid) - cpu_before) * 1000 / max(1, load["calls"])
+            )
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -234,7 +245,8 @@ def print_table(results: dict[str, Any]) -> None:
     load = results["sustained_updates"]
     print(
         f"sustained: {load['achieved_per_s']:.1f}/s of {load['target_per_s']:.0f}/s target, "
-        f"{load['errors']} errors"
+        f"{load['errors']} errors; the service's CPU: "
+        f"{load['server_cpu_ms_per_update']:.1f} ms per update"
     )
     for name, ratio in results["ratios"].items():
         print(f"{name}: {ratio:.2f}x")

@@ -101,7 +101,8 @@ def update_span(span_id: int, writer: Writer, body: Body) -> Any:
         )
     except Conflict as error:
         return _conflict(error)
-    return span_json(span)
+    # A JSONResponse as is: FastAPI would otherwise walk the dict again (jsonable_encoder).
+    return JSONResponse(span_json(span))
 
 
 @router.post("/spans", status_code=201, openapi_extra=_documented(SpanCreateBody))
@@ -115,6 +116,6 @@ def create_span(writer: Writer, body: Body) -> Any:
 
 
 @router.get("/spans/{span_id}/history")
-def span_history(span_id: int, reader: Reader) -> list[dict[str, Any]]:
+def span_history(span_id: int, reader: Reader) -> Any:
     """Every change of span `span_id`, oldest first ([] for a span nobody changed)."""
-    return [change_json(change) for change in reader.history(span_id)]
+    return JSONResponse([change_json(change) for change in reader.history(span_id)])
