@@ -229,18 +229,13 @@ def spans_from_table(table: pa.Table) -> SpanList:
 
 def _attach_metadata(spans: list[Span], table: pa.Table) -> None:
     """Each annotated span's `metadata`, built for those rows alone: every labels text parsed
-    by one json.loads, the times shared like _times does."""
+    by one json.loads; the computed bounds shown are the span's raw bounds (the same objects)."""
     rows = np.flatnonzero(table.column("origin").is_valid().to_numpy(zero_copy_only=False))
     if not len(rows):
         return
     annotated = table.take(pa.array(rows))
     labels = json.loads("[" + ",".join(annotated.column("labels").to_pylist()) + "]")
-    updated_at, computed_begin, computed_end = _times(
-        annotated.column("updated_at"),
-        annotated.column("computed_begin_at"),
-        annotated.column("computed_end_at"),
-    )
-    corrected = annotated.column("computed_begin_at").is_valid().to_pylist()
+    (updated_at,) = _times(annotated.column("updated_at"))
     fields = zip(
         rows.tolist(),
         annotated.column("origin").to_pylist(),
@@ -250,12 +245,11 @@ def _attach_metadata(spans: list[Span], table: pa.Table) -> None:
         annotated.column("hidden").to_pylist(),
         updated_at,
         annotated.column("updated_by").to_pylist(),
-        corrected,
-        computed_begin,
-        computed_end,
+        annotated.column("computed_begin_at").is_valid().to_pylist(),
         strict=True,
     )
-    for row, origin, label_map, note, revision, hidden, at, by, fixed, begin, end in fields:
+    for row, origin, label_map, note, revision, hidden, at, by, corrected in fields:
+        span = spans[row]
         metadata = {
             "labels": label_map,
             "note": note,
@@ -265,10 +259,10 @@ def _attach_metadata(spans: list[Span], table: pa.Table) -> None:
             "updated_at": at,
             "updated_by": by,
         }
-        if fixed:
-            metadata["computed_begin_at"] = begin
-            metadata["computed_end_at"] = end
-        spans[row].__dict__["metadata"] = metadata
+        if corrected:
+            metadata["computed_begin_at"] = span.raw_begin_at
+            metadata["computed_end_at"] = span.raw_end_at
+        span.__dict__["metadata"] = metadata
 
 
 def _span(

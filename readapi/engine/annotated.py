@@ -115,7 +115,8 @@ def merge_annotations(
         keep &= ~hidden
     # Newest first by effective begin; stable, so spans nobody corrected keep the computed order.
     order = np.flatnonzero(keep)
-    order = order[np.argsort(-begin[order], kind="stable")]
+    if np.any(np.diff(begin[order]) > 0):  # no correction of a begin reordered anything
+        order = order[np.argsort(-begin[order], kind="stable")]
     own = pa.Table.from_arrays(
         [
             users.column("span_id"),
