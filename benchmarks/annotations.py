@@ -210,6 +210,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             load["server_cpu_ms_per_update"] = (
                 (cpu_seconds(process.pid) - cpu_before) * 1000 / max(1, load["calls"])
             )
+        except Exception:
+            print((work / "log").read_text()[-4000:], file=sys.stderr)  # why the service failed
+            raise
         finally:
             process.terminate()
             process.wait(timeout=30)

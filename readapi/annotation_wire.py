@@ -1,9 +1,13 @@
 """Span annotation writes on the wire (DESIGN §9): the JSON form of the Span a write answers
 with and of a history's changes, written by the service and read back by the client, so both
-transports return the same records. Times are ISO 8601 text in UTC."""
+transports return the same records. Times are ISO 8601 text in UTC. A span's value travels as
+the spans answer's JSON rows carry it: `value_double` (non-finite numbers as the strings 'NaN',
+'Infinity', '-Infinity', since JSON has none) or `value_string`, so a string value 'NaN' and
+the number NaN stay apart."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Final
 
@@ -27,7 +31,8 @@ def _time(text: object) -> datetime | None:
 
 def span_json(span: Span) -> dict[str, Any]:
     """A Span as the service answers it."""
-    body: dict[str, Any] = {"id": span.id, "tag_name": span.tag_name, "value": span.value}
+    body: dict[str, Any] = {"id": span.id, "tag_name": span.tag_name}
+    body.update(_value_json(span.value))
     body.update({name: _iso(getattr(span, name)) for name in _SPAN_TIMES})
     metadata = dict(span.metadata or {})
     for name in _METADATA_TIMES:
@@ -35,6 +40,23 @@ def span_json(span: Span) -> dict[str, Any]:
             metadata[name] = _iso(metadata[name])
     body["metadata"] = metadata if span.metadata is not None else None
     return body
+
+
+def _value_json(value: float | str | None) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"value_double": None, "value_string": value}
+    if value is not None and not math.isfinite(value):
+        text = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return {"value_double": text, "value_string": None}
+    return {"value_double": value, "value_string": None}
+
+
+def _value(body: dict[str, Any]) -> float | str | None:
+    text, number = body.get("value_string"), body.get("value_double")
+    if text is not None:
+        return str(text)
+    # float() reads the 'NaN' / 'Infinity' / '-Infinity' a non-finite number travels as.
+    return None if number is None else float(number)
 
 
 def span_from_json(body: dict[str, Any]) -> Span:
@@ -51,7 +73,7 @@ def span_from_json(body: dict[str, Any]) -> Span:
     return Span(
         int(body["id"]),
         str(body["tag_name"]),
-        body.get("value"),
+        _value(body),
         begin,
         end,
         raw_begin,

@@ -30,6 +30,7 @@ from tagflow.readapi import (
     UnknownSpan,
     UnknownTag,
 )
+from tagflow.readapi.annotation_wire import span_from_json, span_json
 from tagflow.readapi.engine.config import ReadConfig
 from tagflow.readapi.server.app import create_app
 from tagflow.readapi.server.keys import KeyStore, keys_app
@@ -237,6 +238,15 @@ def test_store_transport_writes_like_http(service: Service, plant: Plant):
         history = remote.get_span_history(span.id)
     assert again.metadata["labels"] == {"by": "local"}
     assert [c.by for c in history][1] == "alice"
+
+
+@pytest.mark.parametrize("value", [1.5, float("nan"), float("inf"), -float("inf"), "NaN", None])
+def test_a_span_value_survives_the_wire(value: float | str | None):
+    at = datetime.fromisoformat("2026-03-02T10:00:00+00:00")
+    span = Span(7, "t", value, at, at, at, None, {"revision": 1, "updated_at": at})
+    body = json.loads(json.dumps(span_json(span), allow_nan=False))
+    assert span_from_json(body) == span
+    assert type(span_from_json(body).value) is type(value)
 
 
 # ---------------------------------------------------------------------- refusals
