@@ -5,7 +5,6 @@ SQL. Unlike the source's sessions these may write: this database belongs to tagf
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,8 +22,6 @@ from tagflow.source.connection import libpq_url
 from tagflow.source.embedded import embedded_server_url
 from tagflow.source.engines import EngineRegistry, PoolSettings, pooled_engine
 from tagflow.source.postgres import connect_with_retries, session_conninfo, url_params
-
-log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "tagflow_state"
 CONNECT_TIMEOUT_S = 5
@@ -66,7 +63,7 @@ def database_on_server(server_url: str, name: str) -> str:
     the user of `server_url`, who must be allowed to create databases)."""
     params = _params(server_url)
     with state_errors("creating the state database"):
-        conn = _connect_once(_conninfo(server_url), None)
+        conn = _connect(_conninfo(server_url), None)
         with conn:
             conn.autocommit = True
             found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
@@ -103,7 +100,8 @@ def _conninfo(url: str) -> str:
     )
 
 
-def _connect_once(conninfo: str, context: AdaptContext | None) -> psycopg.Connection:
+def _connect(conninfo: str, context: AdaptContext | None) -> psycopg.Connection:
+    """A session on the state database, retried CONNECT_ATTEMPTS times with backoff."""
     return connect_with_retries(
         lambda: psycopg.connect(conninfo, context=context),
         database="the state database",
@@ -117,7 +115,7 @@ def create_state_engine(url: str) -> sa.Engine:
     """A new pooled engine of the state database at `url` (most callers want state_engine's)."""
     conninfo = _conninfo(url)  # an unparsable URL fails now, not at first use
     return pooled_engine(
-        lambda context: _connect_once(conninfo, context),
+        lambda context: _connect(conninfo, context),
         POOL,
         autocommit=False,
         sessions_of="state",
