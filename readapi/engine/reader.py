@@ -462,7 +462,9 @@ class TenantReader:
         days_hi = to_us(day_bounds(plan.days[-1])[1])
         # Unclipped to the range: a correction may move a span of the read's days into it.
         computed = stitch_spans(pieces, days_lo, days_hi)
-        since = min(plan.start_us, *time_us(computed.column("raw_begin_at")).tolist()[-1:])
+        # Newest first: the last span began first.
+        oldest = computed.column("raw_begin_at")[-1:].cast(pa.int64()).to_pylist()
+        since = min(plan.start_us, *oldest)
         try:
             store = self._engine.annotations
             assert store is not None  # a state_url is configured
