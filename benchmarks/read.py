@@ -846,6 +846,12 @@ def spans_annotated(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
                 without.append(t1 - t0)
                 with_layer.append(time.perf_counter() - t1)
             merged = sum(span.metadata is not None for span in answer)
+            # The state database's share: the one query a call makes, alone.
+            query_s = []
+            for _ in range(max(args.calls, 30)):
+                t0 = time.perf_counter()
+                store.for_read(TENANT, *window, computed_since=window[0])
+                query_s.append(time.perf_counter() - t0)
     finally:
         dispose_state_engines()
         with psycopg.connect(libpq_url(plan.source_url), autocommit=True) as conn:
@@ -861,6 +867,7 @@ def spans_annotated(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
         "write_s": write_s,
         "plain": percentiles(without),
         "annotated_call": percentiles(with_layer),
+        "state_query": percentiles(query_s),
         "added_p50_ms": annotated_p50 - plain_p50,
         "ratio_p50": annotated_p50 / plain_p50,
     }
@@ -874,7 +881,8 @@ def annotated_line(row: dict[str, Any]) -> str:
         f"{row['annotated']} annotated, {row['with_metadata']} answered with metadata): "
         f"p50 {row['annotated_call']['p50_ms']:.2f} ms against {row['plain']['p50_ms']:.2f} ms "
         f"without annotations: +{row['added_p50_ms']:.2f} ms, {row['ratio_p50']:.2f}× "
-        f"(store transport, {row['plain']['n']} interleaved calls each)"
+        f"(store transport, {row['plain']['n']} interleaved calls each; the state database "
+        f"query alone p50 {row['state_query']['p50_ms']:.2f} ms)"
     )
 
 
