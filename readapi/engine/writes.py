@@ -113,7 +113,9 @@ class SpanWrites:
             window = _day_window(raw_begin_at)
         except TagflowError:
             raise InvalidArgument("raw_begin_at must be a timezone-aware datetime") from None
-        table = reader.read(SpansQuery(tag_name=tag_name, time_range=window))
+        # Hidden spans too: a span someone hid is still the span its later writes annotate.
+        query = SpansQuery(tag_name=tag_name, time_range=window, include_hidden=True)
+        table = reader.read(query)
         for span in spans_from_table(table):
             if span.id == span_id and span.raw_begin_at == raw_begin_at:
                 self._found_spans.put(self.tenant, span)

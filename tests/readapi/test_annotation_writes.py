@@ -174,6 +174,20 @@ def test_update_round_trip_over_http(service: Service):
     assert history[2].before["begin_at"] is not None and history[2].after["begin_at"] is None
 
 
+def test_reads_show_what_was_written_on_both_transports(service: Service, plant: Plant):
+    span = unannotated(service)
+    window = (span.raw_begin_at, span.raw_end_at)
+    with service.client() as client:
+        written = client.update_span(span, revision=0, labels={"kind": "alarm"}, note="seen")
+        (read,) = [s for s in client.get_spans(span.tag_name, window) if s.id == span.id]
+    assert read.metadata == written.metadata
+    assert (read.value, read.raw_begin_at) == (span.value, span.raw_begin_at)
+    config = ReadConfig(store=plant.root, state_url=service.state_url)
+    with Client(store=config, tenant=service.tenant) as local:
+        (local_read,) = [s for s in local.get_spans(span.tag_name, window) if s.id == span.id]
+    assert local_read == read
+
+
 def test_patch_null_bound_means_the_computed_bound(service: Service):
     span = unannotated(service)
     url = f"/v1/annotations/spans/{span.id}"
