@@ -8,6 +8,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -135,6 +136,20 @@ class Span:
             self.raw_end_at,
             self.metadata,
         )
+
+
+@dataclass(frozen=True)
+class SpanChange:
+    """One change of a span's annotation (get_span_history): the revision it made, the content
+    before (None for the change that created the record) and after (labels, note, begin_at and
+    end_at as ISO text or None, hidden, moved_to), who made it (the writing key's label) and
+    when (the state database's clock)."""
+
+    revision: int
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+    by: str
+    at: datetime
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
