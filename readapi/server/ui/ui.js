@@ -37,12 +37,16 @@ const PALETTES = {
   other: ["#9467bd", "#e377c2", "#7f7f7f", "#bcbd22", "#7b4173", "#a55194", "#525252", "#bdb76b"],
 };
 const NULL_COLOUR = "#c7c7c7";
+const HIDDEN_COLOUR = "#98a2b3";
+const HIDDEN_LABEL = "hidden (shown greyed)";
 
 const $ = (id) => document.getElementById(id);
 let tagNames = [];
 let selected = null;
 let generation = 0; // answers of an older request than the latest are dropped
 let latestDay = null; // the tenant's last materialised day ("YYYY-MM-DD"), if any
+let timelineSpans = new Map(); // the spans drawn, by id (decimal text)
+let timelineTag = null; // the tag whose spans are drawn
 
 /** The bucket width for a range of `ms` milliseconds. */
 function bucketWidth(ms) {
@@ -59,32 +63,51 @@ function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** Call a /v1 endpoint with the key: GET without `body`, else POST with `body` as JSON (the
- * service's POST forms take the GET form's parameters). The parsed JSON answer, or an Error
- * with the API's message. */
-async function api(path, body = null) {
+/** JSON text parsed with every `id` kept as its decimal text: a span id is a 64-bit integer,
+ * which a JavaScript number would round (and a write would then name another span). */
+function parseJson(text) {
+  return JSON.parse(text, (key, value, context) =>
+    key === "id" && typeof value === "number" && context ? context.source : value,
+  );
+}
+
+/** An answer of the API that is not 2xx: its status, `error` code and parsed body. */
+class ApiError extends Error {
+  constructor(status, message, body) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+/** Call a /v1 endpoint with the key: GET without `body`, else POST (or `method`) with `body` as
+ * JSON (the service's POST forms take the GET form's parameters). The parsed JSON answer, or
+ * an ApiError with the API's message. */
+async function api(path, body = null, method = "POST") {
   const request = {
     headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY_ITEM)}` },
     cache: "no-store",
     referrerPolicy: "no-referrer",
   };
   if (body !== null) {
-    request.method = "POST";
+    request.method = method;
     request.headers["Content-Type"] = "application/json";
     request.body = JSON.stringify(body);
   }
   const response = await fetch(new URL(path, window.location.origin), request);
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
+    let answer = null;
     try {
-      message = (await response.json()).message || message;
+      answer = parseJson(await response.text());
+      message = answer.message || message;
     } catch {
       // not a JSON error body: keep the status line
     }
     if (response.status === 401) closeSession("The key was refused.");
-    throw new Error(message);
+    throw new ApiError(response.status, message, answer);
   }
-  return response.json();
+  return parseJson(await response.text());
 }
 
 // ---------------------------------------------------------------- the key
@@ -133,6 +156,11 @@ function closeSession(message = "") {
   $("tag-list").replaceChildren();
   $("coverage").textContent = "";
   Plotly.purge($("chart"));
+  delete $("chart").dataset.bound; // purge dropped the chart's handlers
+  timelineTag = null;
+  timelineSpans = new Map();
+  keyWrites = null;
+  closePanel();
   $("viewer").hidden = true;
   $("session").hidden = true;
   $("key-form").hidden = false;
@@ -272,11 +300,17 @@ async function show() {
       const band = [sampleColumn(min), sampleColumn(max)];
       drawSamples(tag, [start, end], width, times, twa, ...band, carriedForward(since, start, end));
     } else {
-      const spans = await api("/v1/spans", { ...range, tag_name: tag, limit: String(SPAN_LIMIT) });
+      const spans = await api("/v1/spans", {
+        ...range,
+        tag_name: tag,
+        limit: String(SPAN_LIMIT),
+        include_hidden: String($("show-hidden").checked),
+      });
       if (token !== generation) return;
       drawSpans(tag, [start, end], spans);
     }
     $("chart").dataset.tag = tag;
+    $("chart").dataset.shown = String(token); // tests wait for a redraw by this
   } catch (error) {
     if (token === generation) setStatus(error.message, true);
   }
@@ -377,6 +411,9 @@ function bandShape(times, min, max) {
 }
 
 function drawSamples(tag, range, width, times, twa, min, max, carried) {
+  timelineTag = null;
+  timelineSpans = new Map();
+  closePanel();
   Plotly.react(
     $("chart"),
     [
@@ -419,6 +456,7 @@ const isNullSpan = (span) => span.value_string === null && span.value_double ===
 
 /** A span's value as a label: a string as it is, a number in JSON's spelling, or null. */
 function spanLabel(span) {
+  if (span.origin === "user") return "added by a person";
   if (span.value_string !== null) return span.value_string;
   if (span.value_double !== null) return String(span.value_double);
   return "null";
@@ -448,11 +486,19 @@ function newestRunBegin(spans, end) {
   return Date.parse(spans[0].raw_begin_at);
 }
 
+/** A timeline run's colour: grey for hidden spans, the value's colour otherwise. */
+function runColour(label, span) {
+  if (label === HIDDEN_LABEL) return HIDDEN_COLOUR;
+  return isNullSpan(span) ? NULL_COLOUR : stateColour(label);
+}
+
 function drawSpans(tag, range, spans) {
   const carried = spans.length ? carriedForward(newestRunBegin(spans, range[1]), ...range) : null;
+  timelineSpans = new Map(spans.map((span) => [span.id, span]));
+  timelineTag = tag;
   const byValue = new Map();
   for (const span of spans) {
-    const label = spanLabel(span);
+    const label = span.hidden ? HIDDEN_LABEL : spanLabel(span);
     if (!byValue.has(label)) byValue.set(label, []);
     byValue.get(label).push(span);
   }
@@ -460,13 +506,18 @@ function drawSpans(tag, range, spans) {
     type: "bar",
     orientation: "h",
     name: escapeHtml(label),
-    marker: { color: isNullSpan(runs[0]) ? NULL_COLOUR : stateColour(label) },
+    marker: {
+      color: runColour(label, runs[0]),
+      opacity: label === HIDDEN_LABEL ? 0.5 : 1,
+    },
+    customdata: runs.map((span) => span.id),
     y: runs.map(() => "spans"),
     base: runs.map((span) => Date.parse(span.begin_at)),
     x: runs.map((span) => Date.parse(span.end_at) - Date.parse(span.begin_at)),
     hovertext: runs.map(
       (span) =>
-        `${escapeHtml(label)}<br>raw_begin_at ${span.raw_begin_at}<br>raw_end_at ` +
+        `${escapeHtml(label)}${labelsHover(span)}` +
+        `<br>raw_begin_at ${span.raw_begin_at}<br>raw_end_at ` +
         (span.raw_end_at ?? "none (not ended before the range end)"),
     ),
     hovertemplate: "%{hovertext}<extra></extra>",
@@ -480,17 +531,403 @@ function drawSpans(tag, range, spans) {
       xaxis: { type: "date", range, title: { text: "UTC" } },
       yaxis: { visible: false },
       hovermode: "closest",
+      // Drag across the timeline to select a range: a span of one's own (clicks open a span).
+      dragmode: "select",
+      selectdirection: "h",
       margin: { t: 48, r: 24 },
       ...carriedLayout(carried),
     },
     CONFIG,
   );
+  bindTimeline();
   const shown = spans.length === SPAN_LIMIT ? ` (the newest ${SPAN_LIMIT})` : "";
   setStatus(
     spans.length
       ? `${tag}: ${spans.length} spans${shown}, coloured by value${carriedNote(carried)}`
       : `${tag} holds no value in this range`,
   );
+}
+
+// ---------------------------------------------------------------- span annotations
+// Click a span of the timeline: a side panel shows its labels, note, revision, last writer and
+// history; with a write key it labels it, writes a note, corrects its bounds and hides or
+// unhides it (PATCH /v1/annotations/spans/{id}, from the revision shown). Drag across the
+// timeline: a span of one's own over that range (POST /v1/annotations/spans). Span ids are the
+// only thing a write puts in a URL path; tag names and labels travel in the JSON body.
+
+let keyWrites = null; // whether the key may write: null until asked
+let panelSpan = null; // the span the panel shows, as the API last answered it
+let selectedRange = null; // [begin ms, end ms] being dragged on the timeline
+
+/** The annotation of a span as the spans answer's columns or a write's `metadata` carry it
+ * (null fields for a span nobody annotated). */
+function annotationOf(span) {
+  const meta = span.metadata !== undefined ? span.metadata || {} : span;
+  let labels = meta.labels ?? {};
+  if (typeof labels === "string") labels = JSON.parse(labels);
+  return {
+    labels,
+    note: meta.note ?? "",
+    revision: meta.revision ?? 0,
+    hidden: Boolean(meta.hidden),
+    origin: meta.origin ?? "computed",
+    updatedAt: meta.updated_at ?? null,
+    updatedBy: meta.updated_by ?? null,
+  };
+}
+
+/** A span's labels for its hover text ("" without any). */
+function labelsHover(span) {
+  const labels = Object.entries(annotationOf(span).labels);
+  return labels.length
+    ? `<br>${labels.map(([k, v]) => `${escapeHtml(k)}=${escapeHtml(v)}`).join(", ")}`
+    : "";
+}
+
+/** Labels as the panel's text: one `key=value` a line. */
+const labelsText = (labels) =>
+  Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join("\n");
+
+/** The labels typed, one `key=value` a line (blank lines skipped); throws on a line without
+ * `=` or with an empty key. */
+function readLabels(text) {
+  const labels = {};
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const at = line.indexOf("=");
+    const key = at < 0 ? "" : line.slice(0, at).trim();
+    if (!key) throw new Error(`write each label as key=value: "${line.trim()}"`);
+    labels[key] = line.slice(at + 1).trim();
+  }
+  return labels;
+}
+
+const sortedEntries = (labels) => JSON.stringify(Object.entries(labels).sort());
+const sameLabels = (a, b) => sortedEntries(a) === sortedEntries(b);
+
+/** Whether the key may write, asked once per session without writing anything: an empty
+ * PATCH is refused before its body is read (403 for a read key) or for its missing revision
+ * (400 for a write key). */
+async function keyMayWrite() {
+  if (keyWrites !== null) return keyWrites;
+  try {
+    await api("/v1/annotations/spans/0", {}, "PATCH");
+    keyWrites = true;
+  } catch (error) {
+    if (error.status === 403) keyWrites = false;
+    else if (error.status === 400) keyWrites = true;
+    else throw error;
+  }
+  return keyWrites;
+}
+
+function setPanelStatus(text, isError = false) {
+  $("panel-status").textContent = text;
+  $("panel-status").classList.toggle("error", isError);
+}
+
+/** Show the write controls, or say the key may only read (they are then disabled). */
+function applyAccess(form, writes) {
+  for (const control of form.querySelectorAll("input, textarea, button")) {
+    if (!control.classList.contains("cancel")) control.disabled = !writes;
+  }
+}
+
+function closePanel() {
+  panelSpan = null;
+  const open = !$("panel").hidden || !$("new-span").hidden;
+  $("panel").hidden = true;
+  $("new-span").hidden = true;
+  $("conflict").hidden = true;
+  if (open) fitChart();
+}
+
+/** Fit the chart to the room the side panel leaves (Plotly follows only the window's size). */
+function fitChart() {
+  if ($("chart").data) Plotly.Plots.resize($("chart"));
+}
+
+/** The record's facts in the panel's list. */
+function showFacts(span) {
+  const note = annotationOf(span);
+  const facts = [
+    ["tag", span.tag_name],
+    ["value", note.origin === "user" ? "none (added by a person)" : spanLabel(span)],
+    ["begin", `${utcText(Date.parse(span.begin_at))} UTC`],
+    ["end", span.end_at ? `${utcText(Date.parse(span.end_at))} UTC` : "not ended"],
+    ["revision", String(note.revision)],
+    ["origin", note.origin],
+    ["hidden", note.hidden ? "yes" : "no"],
+    [
+      "last changed",
+      note.updatedBy ? `by ${note.updatedBy}, ${utcText(Date.parse(note.updatedAt))} UTC` : "never",
+    ],
+  ];
+  $("span-facts").replaceChildren(
+    ...facts.flatMap(([term, value]) => {
+      const dt = document.createElement("dt");
+      dt.textContent = term;
+      const dd = document.createElement("dd");
+      dd.textContent = value;
+      dd.dataset.fact = term;
+      return [dt, dd];
+    }),
+  );
+}
+
+/** Fill the panel's form from `span` (what a write starts from). */
+function fillForm(span) {
+  const note = annotationOf(span);
+  $("span-labels").value = labelsText(note.labels);
+  $("span-note").value = note.note;
+  $("span-begin").value = utcText(Date.parse(span.begin_at));
+  $("span-end").value = span.end_at ? utcText(Date.parse(span.end_at)) : "";
+  $("span-hide").textContent = note.hidden ? "Unhide" : "Hide";
+}
+
+async function openPanel(span) {
+  panelSpan = span;
+  $("new-span").hidden = true;
+  $("conflict").hidden = true;
+  $("panel").hidden = false;
+  fitChart();
+  showFacts(span);
+  fillForm(span);
+  setPanelStatus("");
+  applyAccess($("span-form"), false);
+  $("panel-readonly").hidden = true;
+  await Promise.all([loadHistory(span), showAccess($("span-form"))]);
+}
+
+async function showAccess(form) {
+  try {
+    const writes = await keyMayWrite();
+    applyAccess(form, writes);
+    $("panel-readonly").hidden = writes;
+    $("new-readonly").hidden = writes;
+  } catch (error) {
+    setPanelStatus(error.message, true);
+  }
+}
+
+async function loadHistory(span) {
+  const list = $("span-history");
+  list.replaceChildren();
+  if (annotationOf(span).revision === 0) {
+    list.textContent = "nobody changed this span";
+    return;
+  }
+  try {
+    const changes = await api(`/v1/annotations/spans/${encodeURIComponent(span.id)}/history`);
+    if (panelSpan !== span) return;
+    list.replaceChildren(
+      ...changes.map((change) => {
+        const item = document.createElement("li");
+        const before = change.before || {};
+        const fields = Object.keys(change.after || {}).filter(
+          (name) => JSON.stringify(change.after[name]) !== JSON.stringify(before[name]),
+        );
+        item.textContent =
+          `revision ${change.revision} by ${change.by}, ${utcText(Date.parse(change.at))} UTC: ` +
+          (change.before === null ? "added" : fields.join(", ") || "no field changed");
+        return item;
+      }),
+    );
+  } catch (error) {
+    list.textContent = `history: ${error.message}`;
+  }
+}
+
+/** The changes typed in the panel, as a PATCH body's fields ({} when nothing changed). */
+function panelChanges() {
+  const note = annotationOf(panelSpan);
+  const changes = {};
+  const labels = readLabels($("span-labels").value);
+  if (!sameLabels(labels, note.labels)) changes.labels = labels;
+  if ($("span-note").value !== note.note) changes.note = $("span-note").value;
+  for (const [bound, input] of [
+    ["begin_at", $("span-begin")],
+    ["end_at", $("span-end")],
+  ]) {
+    const shown = panelSpan[bound] ? utcText(Date.parse(panelSpan[bound])) : "";
+    if (input.value.trim() === shown) continue;
+    const ms = inputMs(input);
+    if (Number.isNaN(ms)) {
+      throw new Error("type bounds as YYYY-MM-DD HH:MM, in UTC and 24-hour form");
+    }
+    changes[bound] = new Date(ms).toISOString();
+  }
+  return changes;
+}
+
+/** PATCH the panel's span with `changes`, from the revision the panel shows. */
+async function writeSpan(changes) {
+  const note = annotationOf(panelSpan);
+  const body = { revision: note.revision, ...changes };
+  if (note.revision === 0) {
+    // A computed span's first annotation names it as the spans answer did.
+    body.tag_name = panelSpan.tag_name;
+    body.raw_begin_at = panelSpan.raw_begin_at;
+  }
+  setPanelStatus("saving …");
+  try {
+    const path = `/v1/annotations/spans/${encodeURIComponent(panelSpan.id)}`;
+    const span = await api(path, body, "PATCH");
+    await afterWrite(span, `saved: revision ${annotationOf(span).revision}`);
+  } catch (error) {
+    if (error.status === 409 && error.body && error.body.current) {
+      showConflict(error.body.current, changes);
+    } else if (error.status === 403) {
+      keyWrites = false;
+      applyAccess($("span-form"), false);
+      $("panel-readonly").hidden = false;
+      setPanelStatus(error.message, true);
+    } else {
+      setPanelStatus(error.message, true);
+    }
+  }
+}
+
+/** Someone changed the span since the panel showed it: show the record as it is now, and the
+ * form filled from it with only the person's own `changes` on top, to be reapplied (saved
+ * again) from the current revision. */
+function showConflict(current, changes) {
+  panelSpan = current;
+  fillForm(current);
+  if (changes.labels !== undefined) $("span-labels").value = labelsText(changes.labels);
+  if (changes.note !== undefined) $("span-note").value = changes.note;
+  if (changes.begin_at) $("span-begin").value = utcText(Date.parse(changes.begin_at));
+  if (changes.end_at) $("span-end").value = utcText(Date.parse(changes.end_at));
+  showFacts(current);
+  const note = annotationOf(current);
+  $("conflict-record").textContent =
+    `revision ${note.revision} by ${note.updatedBy ?? "?"}` +
+    `\nlabels: ${labelsText(note.labels).replaceAll("\n", ", ") || "none"}` +
+    `\nnote: ${note.note || "none"}` +
+    `\nbounds: ${utcText(Date.parse(current.begin_at))} to ` +
+    `${current.end_at ? utcText(Date.parse(current.end_at)) : "not ended"} UTC` +
+    `\nhidden: ${note.hidden ? "yes" : "no"}`;
+  $("conflict").hidden = false;
+  const what = changes.hidden !== undefined ? (changes.hidden ? "Hide" : "Unhide") : "Save";
+  setPanelStatus(
+    "Not saved: someone changed this span since you opened it. Its current record is shown " +
+      `above, with your changes in the form; check them and press ${what} again to reapply.`,
+    true,
+  );
+  loadHistory(current);
+}
+
+/** After a write: redraw the timeline and show the span as answered. */
+async function afterWrite(span, message) {
+  await show();
+  await openPanel(span);
+  setPanelStatus(message);
+}
+
+$("span-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!panelSpan) return;
+  let changes;
+  try {
+    changes = panelChanges();
+  } catch (error) {
+    setPanelStatus(error.message, true);
+    return;
+  }
+  if (!Object.keys(changes).length) {
+    setPanelStatus("nothing changed");
+    return;
+  }
+  writeSpan(changes);
+});
+$("span-hide").addEventListener("click", () => {
+  if (panelSpan) writeSpan({ hidden: !annotationOf(panelSpan).hidden });
+});
+$("panel-close").addEventListener("click", closePanel);
+$("show-hidden").addEventListener("change", () => show());
+
+// A span of one's own: drag across the timeline, then labels and a note.
+
+function openNewSpan(begin, end) {
+  panelSpan = null;
+  $("panel").hidden = true;
+  $("new-span").hidden = false;
+  fitChart();
+  $("new-tag").textContent = timelineTag;
+  $("new-begin").value = utcText(begin);
+  $("new-end").value = utcText(end);
+  $("new-labels").value = "";
+  $("new-note").value = "";
+  $("new-status").textContent = "";
+  applyAccess($("new-span-form"), false);
+  $("new-readonly").hidden = true;
+  showAccess($("new-span-form"));
+}
+
+$("new-span-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const status = $("new-status");
+  const begin = inputMs($("new-begin"));
+  const end = inputMs($("new-end"));
+  let labels;
+  try {
+    labels = readLabels($("new-labels").value);
+    if (Number.isNaN(begin) || Number.isNaN(end)) {
+      throw new Error("type both times as YYYY-MM-DD HH:MM, in UTC and 24-hour form");
+    }
+    if (!(end > begin)) throw new Error("the span must end after it begins");
+  } catch (error) {
+    status.textContent = error.message;
+    status.classList.add("error");
+    return;
+  }
+  status.textContent = "adding …";
+  status.classList.remove("error");
+  const body = {
+    tag_name: timelineTag,
+    begin_at: new Date(begin).toISOString(),
+    end_at: new Date(end).toISOString(),
+    labels,
+  };
+  if ($("new-note").value) body.note = $("new-note").value;
+  try {
+    const span = await api("/v1/annotations/spans", body);
+    await afterWrite(span, `added: ${span.tag_name}, revision 1`);
+  } catch (error) {
+    status.textContent = error.message;
+    status.classList.add("error");
+  }
+});
+$("new-cancel").addEventListener("click", closePanel);
+
+/** A Plotly date-axis value (ms, or "YYYY-MM-DD HH:MM:SS.sss" in UTC) in milliseconds. */
+function axisMs(value) {
+  if (typeof value === "number") return value;
+  return Date.parse(`${String(value).replace(" ", "T")}Z`);
+}
+
+/** The chart's click and selection handlers, bound once per chart element. */
+function bindTimeline() {
+  const chart = $("chart");
+  if (chart.dataset.bound) return;
+  chart.dataset.bound = "1";
+  chart.on("plotly_click", (event) => {
+    const point = event && event.points && event.points[0];
+    const span = point && timelineSpans.get(point.customdata);
+    if (span) openPanel(span);
+  });
+  chart.on("plotly_selecting", (event) => {
+    if (event && event.range && event.range.x) selectedRange = event.range.x.map(axisMs);
+  });
+  chart.on("plotly_selected", (event) => {
+    const range = event && event.range && event.range.x ? event.range.x.map(axisMs) : selectedRange;
+    selectedRange = null;
+    if (!range || !timelineTag || !(range[1] > range[0])) return;
+    // Whole minutes, as the inputs show them.
+    openNewSpan(Math.round(range[0] / 60000) * 60000, Math.round(range[1] / 60000) * 60000);
+  });
 }
 
 // ---------------------------------------------------------------- start
