@@ -255,10 +255,25 @@ def test_write_key_labels_corrects_and_hides_a_clicked_span(service, browser):
         history = page.text_content("#span-history")
         assert "revision 1 by alice" in history and "labels" in history
 
+        # Back to the computed bounds, then corrected again.
+        assert page.is_visible("#span-computed")
+        before = shown_token(page)
+        page.click("#span-computed")
+        wait_status(page, "#panel-status", "saved: revision 2")
+        redrawn(page, before)
+        assert state_of(service, span.id).begin_at == span.begin_at
+        assert bars(page)[str(span.id)][1:] == [ms(span.begin_at), ms(span.end_at)]
+        assert page.is_hidden("#span-computed")
+        page.fill("#span-begin", utc_text(corrected))
+        before = shown_token(page)
+        page.click("#span-save")
+        wait_status(page, "#panel-status", "saved: revision 3")
+        redrawn(page, before)
+
         # Hide it: gone from the timeline unless "show hidden".
         before = shown_token(page)
         page.click("#span-hide")
-        wait_status(page, "#panel-status", "saved: revision 2")
+        wait_status(page, "#panel-status", "saved: revision 4")
         redrawn(page, before)
         assert str(span.id) not in bars(page)
         assert state_of(service, span.id, include_hidden=False) is None
@@ -270,7 +285,7 @@ def test_write_key_labels_corrects_and_hides_a_clicked_span(service, browser):
         name, begin, _ = bars(page)[str(span.id)]
         assert name.startswith("hidden") and begin == ms(corrected)
         assert page.text_content("#span-hide") == "Unhide"
-        assert all(body["revision"] in (0, 1) for _, body in writes(session) if body)
+        assert [body["revision"] for _, body in writes(session) if body] == [0, 1, 2, 3]
     finally:
         context.close()
     assert session.errors == []

@@ -573,6 +573,8 @@ function annotationOf(span) {
     origin: meta.origin ?? "computed",
     updatedAt: meta.updated_at ?? null,
     updatedBy: meta.updated_by ?? null,
+    // The bounds a person corrected (their computed bounds are kept beside them).
+    corrected: ["begin_at", "end_at"].filter((bound) => meta[`computed_${bound}`] != null),
   };
 }
 
@@ -685,6 +687,7 @@ function fillForm(span) {
   $("span-begin").value = utcText(Date.parse(span.begin_at));
   $("span-end").value = span.end_at ? utcText(Date.parse(span.end_at)) : "";
   $("span-hide").textContent = note.hidden ? "Unhide" : "Hide";
+  $("span-computed").hidden = note.corrected.length === 0;
 }
 
 async function openPanel(span) {
@@ -844,6 +847,12 @@ $("span-form").addEventListener("submit", (event) => {
 });
 $("span-hide").addEventListener("click", () => {
   if (panelSpan) writeSpan({ hidden: !annotationOf(panelSpan).hidden });
+});
+$("span-computed").addEventListener("click", () => {
+  // null drops a correction: the span is back to its computed bound.
+  if (panelSpan) {
+    writeSpan(Object.fromEntries(annotationOf(panelSpan).corrected.map((bound) => [bound, null])));
+  }
 });
 $("panel-close").addEventListener("click", closePanel);
 $("show-hidden").addEventListener("change", () => show());
