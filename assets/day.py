@@ -49,11 +49,12 @@ def freshness(late_after_hours: int) -> dg.FreshnessPolicy:
 
 def day_assets(
     partitions: TenantDays,
-    derived: DerivedTagDefinitions | None = None,
-    late_after_hours: int = 6,
+    derived: DerivedTagDefinitions | None,
+    late_after_hours: int,
 ) -> dg.AssetsDefinition:
     """The day step; `derived` holds the deployment's derived tags (DESIGN §8), materialised
-    with the source tags of their tenant in every dataset. Any subset of the datasets can be
+    with the source tags of their tenant in every dataset; its datasets are late
+    `late_after_hours` after a day ended (see freshness). Any subset of the datasets can be
     materialised (Dagster's "Materialize selected", `dagster asset materialize --select`): the
     day is read and computed once for all of them, since each depends on the same read, and
     only the selected ones are published."""
