@@ -31,6 +31,7 @@ from tagflow.schemas.registry import dataset as registered
 
 PART_FILE = "part-0.parquet"
 COMPACTED = "_compacted"
+TENANT_PREFIX = "tenant="
 log = logging.getLogger(__name__)
 
 
@@ -314,9 +315,20 @@ class DatasetStore:
             raise corrupt_partition(dataset, tenant, day, error) from None
 
 
+def tenant_folder(tenant: str) -> str:
+    """The name of a tenant's folder in every dataset."""
+    return f"{TENANT_PREFIX}{tenant}"
+
+
+def partition_folder(dataset: str, tenant: str, day: date | None) -> str:
+    """A partition's folder relative to the store root (`spans/tenant=T/date=D`): what Dagster
+    records as the relation, since the root may name a private folder or a bucket."""
+    return "/".join(_partition_parts(dataset, tenant, day)[:-1])
+
+
 def _partition_parts(dataset: str, tenant: str, day: date | None) -> tuple[str, ...]:
     validate_tenant_name(tenant)
-    base = (dataset, f"tenant={tenant}")
+    base = (dataset, tenant_folder(tenant))
     if not registered(dataset).dated:
         return (*base, PART_FILE)
     if not isinstance(day, date):
@@ -328,7 +340,7 @@ def _month_parts(dataset: str, tenant: str, month: date) -> tuple[str, ...]:
     validate_tenant_name(tenant)
     if not registered(dataset).dated or not isinstance(month, date) or month.day != 1:
         raise TagflowError("a month copy is of a dated dataset and starts on a month's 1st")
-    return (COMPACTED, dataset, f"tenant={tenant}", f"month={month:%Y-%m}", PART_FILE)
+    return (COMPACTED, dataset, tenant_folder(tenant), f"month={month:%Y-%m}", PART_FILE)
 
 
 def _missing(dataset: str, tenant: str, day: date | None) -> MissingPartition:

@@ -17,7 +17,7 @@ import dagster as dg
 import pyarrow as pa
 
 from tagflow.errors import TagflowError
-from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.io_managers.dataset_store import DatasetStore, partition_folder
 from tagflow.io_managers.partition_writer import StagedPartition
 from tagflow.io_managers.sweeper import SweepReport, sweep_stale_temp_files
 from tagflow.schemas.registry import dataset as registered
@@ -57,13 +57,9 @@ def column_schema(dataset: str) -> dg.TableSchema:
 
 def published_metadata(staged: StagedPartition) -> dict[str, Any]:
     """What a materialisation records of one published partition."""
-    relative = f"{staged.dataset}/tenant={staged.tenant}"
-    if staged.day is not None:
-        relative += f"/date={staged.day.isoformat()}"
     return {
         ROWS_KEY: staged.rows,
-        # Relative to the store root, which may name a private folder or a bucket.
-        "dagster/relation_identifier": relative,
+        "dagster/relation_identifier": partition_folder(staged.dataset, staged.tenant, staged.day),
         "bytes": staged.bytes,
         SHA256_KEY: staged.sha256,
         **staged.metadata,

@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.io_managers.dataset_store import TENANT_PREFIX, DatasetStore, tenant_folder
 from tagflow.io_managers.partition_writer import TEMP_PREFIX, TEMP_SUFFIX
 from tagflow.names import validate_tenant_name
 
@@ -119,9 +119,9 @@ def _sweep(
 
 def _wanted(folder_name: str, tenant: str | None) -> bool:
     """Whether a sweep of `tenant` (all if None) enters the folder."""
-    if tenant is None or not folder_name.startswith("tenant="):
+    if tenant is None or not folder_name.startswith(TENANT_PREFIX):
         return True
-    return folder_name == f"tenant={tenant}"
+    return folder_name == tenant_folder(tenant)
 
 
 def _remove_if_stale(
