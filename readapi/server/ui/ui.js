@@ -39,6 +39,7 @@ const PALETTES = {
 const NULL_COLOUR = "#c7c7c7";
 const HIDDEN_COLOUR = "#98a2b3";
 const HIDDEN_LABEL = "hidden (shown greyed)";
+const USER_COLOUR = "#6941c6"; // a span a person added: neither a state's kind nor null's grey
 
 const $ = (id) => document.getElementById(id);
 let tagNames = [];
@@ -486,9 +487,10 @@ function newestRunBegin(spans, end) {
   return Date.parse(spans[0].raw_begin_at);
 }
 
-/** A timeline run's colour: grey for hidden spans, the value's colour otherwise. */
+/** A timeline run's colour: grey for hidden spans, purple for people's, else the value's. */
 function runColour(label, span) {
   if (label === HIDDEN_LABEL) return HIDDEN_COLOUR;
+  if (span.origin === "user") return USER_COLOUR;
   return isNullSpan(span) ? NULL_COLOUR : stateColour(label);
 }
 
