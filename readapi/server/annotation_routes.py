@@ -3,7 +3,8 @@
 
 - `PATCH /v1/annotations/spans/{span_id}`: change the given fields from a revision;
 - `POST /v1/annotations/spans`: add a span of a person's own (201);
-- `GET /v1/annotations/spans/{span_id}/history`: every change, oldest first.
+- `GET /v1/annotations/spans/{span_id}/history`: every change, oldest first;
+- `GET /v1/annotations/access`: whether the key may write (what the /ui page asks first).
 
 A write needs a key added with `--write` (a read key gets 403 `permission_denied`, whatever
 the span); the key's label is recorded as the writer. The key is checked before the body is
@@ -25,6 +26,7 @@ from tagflow.names import validate_tenant_name
 from tagflow.readapi.annotation_wire import change_json, span_json
 from tagflow.readapi.engine.writes import SpanWrites
 from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE, PermissionDenied, wire_error
+from tagflow.readapi.server.keys import KeyEntry
 from tagflow.readapi.server.params import SpanCreateBody, SpanUpdateBody
 from tagflow.readapi.server.routes import Credentials, _json_object
 from tagflow.readapi.wire import TENANT_HEADER
@@ -35,8 +37,8 @@ _READ_ONLY = (
 )
 
 
-def _writes(request: Request, credentials: Credentials, write: bool) -> SpanWrites:
-    service = request.app.state.read_service
+def _key(request: Request, credentials: Credentials) -> KeyEntry:
+    """The key's entry, by the read routes' rules (one 401 for every unknown key)."""
     claimed = request.headers.get(TENANT_HEADER)
     if claimed is not None:
         try:
@@ -44,11 +46,14 @@ def _writes(request: Request, credentials: Credentials, write: bool) -> SpanWrit
         except InvalidName:
             raise AuthenticationFailed(UNAUTHORIZED_MESSAGE) from None
     key = credentials.credentials if credentials is not None else None
-    # The read routes' rules (one 401 for every unknown key), then what the key may do.
-    entry = service.keys.identify(key, claimed)
+    return request.app.state.read_service.keys.identify(key, claimed)
+
+
+def _writes(request: Request, credentials: Credentials, write: bool) -> SpanWrites:
+    entry = _key(request, credentials)
     if write and not entry.write:
         raise PermissionDenied(_READ_ONLY)
-    return SpanWrites(service.engine, entry.tenant, entry.writer)
+    return SpanWrites(request.app.state.read_service.engine, entry.tenant, entry.writer)
 
 
 def _writer(request: Request, credentials: Credentials) -> SpanWrites:
@@ -119,3 +124,10 @@ def create_span(writer: Writer, body: Body) -> Any:
 def span_history(span_id: int, reader: Reader) -> Any:
     """Every change of span `span_id`, oldest first ([] for a span nobody changed)."""
     return JSONResponse([change_json(change) for change in reader.history(span_id)])
+
+
+@router.get("/access")
+def access(key: Annotated[KeyEntry, Depends(_key)]) -> Any:
+    """What the key may do with annotations: `{"write": true}` for a key added with
+    `--write`, else false (reads are open to every key of the tenant)."""
+    return JSONResponse({"write": key.write})

@@ -359,6 +359,14 @@ def test_bodies_are_bounded(service: Service):
     assert answer.status_code == 413
 
 
+def test_the_access_route_says_what_a_key_may_do(service: Service):
+    for key, may_write in ((service.read_key, False), (service.write_key, True)):
+        with service.http(key) as http:
+            answer = http.get("/v1/annotations/access")
+        assert answer.status_code == 200 and answer.json() == {"write": may_write}
+    assert httpx.get(f"{service.url}/v1/annotations/access").status_code == 401
+
+
 def test_no_key_is_401_before_the_body(service: Service):
     answer = httpx.patch(f"{service.url}/v1/annotations/spans/1", content=b"not json")
     assert answer.status_code == 401

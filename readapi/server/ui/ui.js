@@ -611,19 +611,9 @@ function readLabels(text) {
 const sortedEntries = (labels) => JSON.stringify(Object.entries(labels).sort());
 const sameLabels = (a, b) => sortedEntries(a) === sortedEntries(b);
 
-/** Whether the key may write, asked once per session without writing anything: an empty
- * PATCH is refused before its body is read (403 for a read key) or for its missing revision
- * (400 for a write key). */
+/** Whether the key may write, asked once per session. */
 async function keyMayWrite() {
-  if (keyWrites !== null) return keyWrites;
-  try {
-    await api("/v1/annotations/spans/0", {}, "PATCH");
-    keyWrites = true;
-  } catch (error) {
-    if (error.status === 403) keyWrites = false;
-    else if (error.status === 400) keyWrites = true;
-    else throw error;
-  }
+  if (keyWrites === null) keyWrites = (await api("/v1/annotations/access")).write === true;
   return keyWrites;
 }
 
