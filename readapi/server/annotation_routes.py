@@ -21,15 +21,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from tagflow.errors import AuthenticationFailed, Conflict, InvalidName
-from tagflow.names import validate_tenant_name
+from tagflow.errors import Conflict
 from tagflow.readapi.annotation_wire import change_json, span_json
 from tagflow.readapi.engine.writes import SpanWrites
-from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE, PermissionDenied, wire_error
+from tagflow.readapi.errors import PermissionDenied, wire_error
 from tagflow.readapi.server.keys import KeyEntry
 from tagflow.readapi.server.params import SpanCreateBody, SpanUpdateBody
-from tagflow.readapi.server.routes import Credentials, _json_object
-from tagflow.readapi.wire import TENANT_HEADER
+from tagflow.readapi.server.routes import Credentials, _json_object, key_entry
 
 _READ_ONLY = (
     "this API key may only read; writing span annotations needs a key added with "
@@ -37,20 +35,8 @@ _READ_ONLY = (
 )
 
 
-def _key(request: Request, credentials: Credentials) -> KeyEntry:
-    """The key's entry, by the read routes' rules (one 401 for every unknown key)."""
-    claimed = request.headers.get(TENANT_HEADER)
-    if claimed is not None:
-        try:
-            validate_tenant_name(claimed)
-        except InvalidName:
-            raise AuthenticationFailed(UNAUTHORIZED_MESSAGE) from None
-    key = credentials.credentials if credentials is not None else None
-    return request.app.state.read_service.keys.identify(key, claimed)
-
-
 def _writes(request: Request, credentials: Credentials, write: bool) -> SpanWrites:
-    entry = _key(request, credentials)
+    entry = key_entry(request, credentials)
     if write and not entry.write:
         raise PermissionDenied(_READ_ONLY)
     return SpanWrites(request.app.state.read_service.engine, entry.tenant, entry.writer)
@@ -127,7 +113,7 @@ def span_history(span_id: int, reader: Reader) -> Any:
 
 
 @router.get("/access")
-def access(key: Annotated[KeyEntry, Depends(_key)]) -> Any:
+def access(key: Annotated[KeyEntry, Depends(key_entry)]) -> Any:
     """What the key may do with annotations: `{"write": true}` for a key added with
     `--write`, else false (reads are open to every key of the tenant)."""
     return JSONResponse({"write": key.write})

@@ -25,6 +25,7 @@ from tagflow.readapi import query as q
 from tagflow.readapi.engine.reader import TenantReader
 from tagflow.readapi.errors import UNAUTHORIZED_MESSAGE
 from tagflow.readapi.models import ANNOTATIONS_HEADER, annotations_state
+from tagflow.readapi.server.keys import KeyEntry
 from tagflow.readapi.server.memory import releaser
 from tagflow.readapi.server.params import (
     BUCKET_PARAMS,
@@ -79,11 +80,9 @@ class AuthenticatedRead:
         return response
 
 
-def _authenticate(
-    request: Request, credentials: HTTPAuthorizationCredentials | None
-) -> TenantReader:
-    """The reader of the tenant the bearer key opens; 401 with one body otherwise."""
-    service = request.app.state.read_service
+def key_entry(request: Request, credentials: Credentials) -> KeyEntry:
+    """The entry of the bearer key (its tenant, whether it may write, its label); 401 with
+    one body for every reason otherwise."""
     claimed = request.headers.get(TENANT_HEADER)
     if claimed is not None:
         try:
@@ -91,7 +90,15 @@ def _authenticate(
         except InvalidName:
             raise AuthenticationFailed(UNAUTHORIZED_MESSAGE) from None
     key = credentials.credentials if credentials is not None else None
-    return service.engine.reader(service.keys.verify(key, claimed))
+    return request.app.state.read_service.keys.identify(key, claimed)
+
+
+def _authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> TenantReader:
+    """The reader of the tenant the bearer key opens; 401 with one body otherwise."""
+    tenant = key_entry(request, credentials).tenant
+    return request.app.state.read_service.engine.reader(tenant)
 
 
 def _read(request: Request, credentials: Credentials) -> AuthenticatedRead:
