@@ -54,7 +54,7 @@ def _seconds_since_first_failure(context: dg.AssetExecutionContext) -> float:
     first failure). Read from the run's event log, which every executor's attempts share."""
     step_key = context.op_execution_context.get_step_execution_context().step.key
     retries = context.instance.all_logs(
-        context.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY
+        context.run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY
     )
     times = [record.timestamp for record in retries if record.step_key == step_key]
     return max(0.0, time.time() - min(times)) if times else 0.0
