@@ -228,72 +228,58 @@ def _in_process(
     closed months all of whose days succeeded are copied for the read API.
     Exit 0 when every day succeeded, 1 after a failed run, 2 before any run, 130 on Ctrl-C."""
     with _quiet(verbose):
-        _run_range(tenant, start, end, source_url, store, days_per_run, verbose, command, copy)
+        from tagflow.cli.runs import Interrupted, closed_months, days_in_range, materialize_days
+        from tagflow.cli.summary import RangeSummary
+        from tagflow.pipelines.instance import dagster_instance
 
-
-def _run_range(
-    tenant: str,
-    start: str,
-    end: str,
-    source_url: str | None,
-    store: str | None,
-    days_per_run: int,
-    verbose: bool,
-    command: list[str],
-    copy: bool,
-) -> None:
-    from tagflow.cli.runs import Interrupted, closed_months, days_in_range, materialize_days
-    from tagflow.cli.summary import RangeSummary
-    from tagflow.pipelines.instance import dagster_instance
-
-    if store is not None:
-        command = [*command, "--store", store]
-    what = f"{tenant} {start}..{end} (end exclusive)"
-    interrupted = False
-    try:
-        settings = _settings(source_url=source_url, store=store)
-        first, stop = _parse_day(start, "--start"), _parse_day(end, "--end")
-        days = days_in_range(first, stop, settings.start_date)
-        instance = dagster_instance(settings)
-        with _run_progress() as progress:
-            task = progress.add_task(f"materialise {tenant}", total=len(days), failed="")
-            runs = materialize_days(
-                tenant,
-                first,
-                stop,
-                instance,
-                settings,
-                on_partition_done=lambda run: _count(progress, task, run),
-                days_per_run=days_per_run,
-                verbose=verbose,
-            )
-    except Interrupted as stopped:
-        runs, interrupted = stopped.runs, True
-    except KeyboardInterrupt:
-        console.print(f"{what}: interrupted by Ctrl-C before any run started", soft_wrap=True)
-        raise typer.Exit(code=INTERRUPTED_EXIT) from None
-    except TagflowError as error:
+        if store is not None:
+            command = [*command, "--store", store]
+        what = f"{tenant} {start}..{end} (end exclusive)"
+        interrupted = False
+        try:
+            settings = _settings(source_url=source_url, store=store)
+            first, stop = _parse_day(start, "--start"), _parse_day(end, "--end")
+            days = days_in_range(first, stop, settings.start_date)
+            instance = dagster_instance(settings)
+            with _run_progress() as progress:
+                task = progress.add_task(f"materialise {tenant}", total=len(days), failed="")
+                runs = materialize_days(
+                    tenant,
+                    first,
+                    stop,
+                    instance,
+                    settings,
+                    on_partition_done=lambda run: _count(progress, task, run),
+                    days_per_run=days_per_run,
+                    verbose=verbose,
+                )
+        except Interrupted as stopped:
+            runs, interrupted = stopped.runs, True
+        except KeyboardInterrupt:
+            console.print(f"{what}: interrupted by Ctrl-C before any run started", soft_wrap=True)
+            raise typer.Exit(code=INTERRUPTED_EXIT) from None
+        except TagflowError as error:
+            if verbose:
+                console.print_exception()
+            _fail(error, "" if isinstance(error, InvalidTimeRange) else what)
+        summary = RangeSummary(tenant, days, runs)
         if verbose:
-            console.print_exception()
-        _fail(error, "" if isinstance(error, InvalidTimeRange) else what)
-    summary = RangeSummary(tenant, days, runs)
-    if verbose:
-        for run in runs:
-            if run.failure is not None and run.failure.trace:
-                console.print(run.failure.trace, highlight=False, markup=False, soft_wrap=True)
-    for line in summary.lines(command, interrupted):
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
-    if interrupted:
-        raise typer.Exit(code=INTERRUPTED_EXIT)
-    copied = True
-    if copy:
-        # Months whose days all succeeded are copied even when other months failed.
-        unfinished = {day.replace(day=1) for day in summary.failed + summary.not_started}
-        months = closed_months(summary.done, datetime.now(UTC).date())
-        months = [month for month in months if month not in unfinished]
-        copied = _copy_months(tenant, months, instance, settings, verbose)
-    if summary.failed or summary.not_started or not copied:
-        raise typer.Exit(code=1)
+            for run in runs:
+                if run.failure is not None and run.failure.trace:
+                    console.print(run.failure.trace, highlight=False, markup=False, soft_wrap=True)
+        for line in summary.lines(command, interrupted):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+        if interrupted:
+            raise typer.Exit(code=INTERRUPTED_EXIT)
+        copied = True
+        if copy:
+            # Months whose days all succeeded are copied even when other months failed.
+            unfinished = {day.replace(day=1) for day in summary.failed + summary.not_started}
+            months = closed_months(summary.done, datetime.now(UTC).date())
+            months = [month for month in months if month not in unfinished]
+            copied = _copy_months(tenant, months, instance, settings, verbose)
+        if summary.failed or summary.not_started or not copied:
+            raise typer.Exit(code=1)
 
 
 def _copy_months(

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import dagster as dg
 import httpx
 import psycopg
 import pytest
@@ -19,18 +18,15 @@ from psycopg import sql
 
 from tagflow.annotations import AnnotationStore, ComputedSpan
 from tagflow.annotations.state_database import database_on_server, dispose_state_engines
-from tagflow.cli.runs import materialize_days
 from tagflow.readapi import Client, Span
 from tagflow.readapi.engine.config import ReadConfig
 from tagflow.readapi.errors import AnnotationsUnavailable
 from tagflow.readapi.server.app import create_app
 from tagflow.readapi.server.keys import KeyStore
-from tagflow.schemas.source_ddl import create_tenant
-from tagflow.settings import Settings
 from tagflow.source.embedded import embedded_server_url, stop_embedded_server
-from tests.conftest import drop_tenant, unique_tenant_name
+from tests.conftest import drop_tenant
 from tests.readapi.conftest import BackgroundServer
-from tests.readapi.test_hand_examples import D1, D2, D3, NUMERIC_ROWS, STRING_ROWS, TAGS, t
+from tests.readapi.test_hand_examples import D1, D2, D3, load_hand_tenant, t
 
 KEY = "annotated-reads-key"
 
@@ -38,32 +34,7 @@ KEY = "annotated-reads-key"
 @pytest.fixture(scope="module")
 def hand_tenant(admin_conn: psycopg.Connection, pg_url: str, tmp_path_factory):
     """(tenant, store with 03-01 and 03-02 materialised, an empty store)."""
-    tenant = unique_tenant_name("annot")
-    create_tenant(admin_conn, tenant, KEY)
-    s = sql.Identifier(tenant)
-    with admin_conn.cursor() as cur:
-        cur.executemany(
-            sql.SQL(
-                "INSERT INTO {}.tag_names (id, normalized_name, birth_at, death_at) "
-                "VALUES (%s, %s, %s, %s)"
-            ).format(s),
-            TAGS,
-        )
-        cur.executemany(
-            sql.SQL("INSERT INTO {}.tag_data VALUES (%s, %s, %s)").format(s), NUMERIC_ROWS
-        )
-        cur.executemany(
-            sql.SQL("INSERT INTO {}.tag_data_str VALUES (%s, %s, %s)").format(s), STRING_ROWS
-        )
-    root = tmp_path_factory.mktemp("annotated-store")
-    runs = materialize_days(
-        tenant,
-        D1.date(),
-        D3.date(),
-        dg.DagsterInstance.ephemeral(),
-        Settings(source_url=pg_url, store=str(root)),
-    )
-    assert all(run.success for run in runs)
+    tenant, root = load_hand_tenant(admin_conn, pg_url, tmp_path_factory, "annot", KEY)
     yield tenant, root, tmp_path_factory.mktemp("annotated-empty")
     drop_tenant(admin_conn, tenant)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -50,11 +51,13 @@ NUMERIC_ROWS = [
 STRING_ROWS = [(3, t(D2, "00:00"), "A"), (3, t(D2, "00:20"), "B"), (3, t(D2, "01:00"), "A")]
 
 
-@pytest.fixture(scope="module")
-def hand_tenant(admin_conn: psycopg.Connection, pg_url: str, tmp_path_factory):
-    """(tenant, store root with 03-01 and 03-02 materialised, an empty store root)."""
-    tenant = unique_tenant_name("hand")
-    create_tenant(admin_conn, tenant, "hand-example-key")
+def load_hand_tenant(
+    admin_conn: psycopg.Connection, pg_url: str, tmp_path_factory, prefix: str, key: str
+) -> tuple[str, Path]:
+    """A new tenant holding the hand-worked rows, with 03-01 and 03-02 materialised in a
+    store of its own: (tenant, store root)."""
+    tenant = unique_tenant_name(prefix)
+    create_tenant(admin_conn, tenant, key)
     s = sql.Identifier(tenant)
     with admin_conn.cursor() as cur:
         cur.executemany(
@@ -70,7 +73,7 @@ def hand_tenant(admin_conn: psycopg.Connection, pg_url: str, tmp_path_factory):
         cur.executemany(
             sql.SQL("INSERT INTO {}.tag_data_str VALUES (%s, %s, %s)").format(s), STRING_ROWS
         )
-    root = tmp_path_factory.mktemp("hand-store")
+    root = tmp_path_factory.mktemp(f"{prefix}-store")
     runs = materialize_days(
         tenant,
         D1.date(),
@@ -79,6 +82,15 @@ def hand_tenant(admin_conn: psycopg.Connection, pg_url: str, tmp_path_factory):
         Settings(source_url=pg_url, store=str(root)),
     )
     assert all(run.success for run in runs)
+    return tenant, root
+
+
+@pytest.fixture(scope="module")
+def hand_tenant(admin_conn: psycopg.Connection, pg_url: str, tmp_path_factory):
+    """(tenant, store root with 03-01 and 03-02 materialised, an empty store root)."""
+    tenant, root = load_hand_tenant(
+        admin_conn, pg_url, tmp_path_factory, "hand", "hand-example-key"
+    )
     yield tenant, root, tmp_path_factory.mktemp("empty-store")
     drop_tenant(admin_conn, tenant)
 
