@@ -4,9 +4,12 @@ server in a temp dir for the session; uniquely named tenants and a small generat
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -34,6 +37,27 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextmanager
+def server_home(prefix: str = "tagflow-pg-") -> Iterator[Path]:
+    """A fresh folder for an embedded server's data dir, outside pytest's temp root, removed
+    afterwards (stop the server first). pg_ctl runs as the server's own user, and every pytest
+    session that starts on the machine (or an xdist worker) resets that root to 0700, which
+    would lock the server out of a data dir below it."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """`server_home()` for one test: a data dir path (not yet created) for an embedded server."""
+    with server_home() as root:
+        yield root / "pg"
 
 
 def rss_bytes(pid: int) -> int:

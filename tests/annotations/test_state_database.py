@@ -201,8 +201,8 @@ def test_a_write_cut_off_mid_transaction_leaves_nothing(state_url, store, tenant
     assert store.update(tenant, 9, revision=1, by="b", note="again").revision == 2
 
 
-def test_a_stopped_state_database_is_a_one_line_error_and_nothing_is_lost(tmp_path):
-    data_dir = tmp_path / "state-pg"
+def test_a_stopped_state_database_is_a_one_line_error_and_nothing_is_lost(server_dir):
+    data_dir = server_dir
     server = embedded_server_url(data_dir)
     try:
         url = database_on_server(server, "tagflow_state")
@@ -219,7 +219,7 @@ def test_a_stopped_state_database_is_a_one_line_error_and_nothing_is_lost(tmp_pa
             with pytest.raises(StateUnavailable) as refused:
                 attempt()
             text = str(refused.value)
-            assert "\n" not in text and str(tmp_path) not in text and "postgres" not in text
+            assert "\n" not in text and str(data_dir) not in text and "postgres" not in text
         assert time.monotonic() - started < 30
         assert embedded_server_url(data_dir) == server
         assert store.get("acme", 7).note == "before"

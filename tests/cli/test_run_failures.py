@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -28,6 +26,7 @@ from tagflow.io_managers import DatasetStore
 from tagflow.schemas.registry import DATED
 from tagflow.source.connection import libpq_url
 from tagflow.source.embedded import embedded_server_url, stop_embedded_server
+from tests.conftest import server_home
 
 TAGFLOW = str(Path(sys.executable).with_name("tagflow"))
 TENANT = "outage"
@@ -45,16 +44,12 @@ SLOW_S = 240  # a bound that only a hang exceeds, on a loaded machine
 def source():
     """A source with two days of rows (the later days are empty but valid), stopped and
     started by the tests; running when each test starts."""
-    # Not under pytest's private temp folder: pg_ctl runs as the embedded server's own user,
-    # which must reach the data dir to stop the server as a real outage would.
-    root = Path(tempfile.mkdtemp(prefix="tagflow-outage-"))
-    root.chmod(0o755)
-    data_dir = root / "pg"
-    url = embedded_server_url(data_dir)
-    generate_plant(url, [TENANT], tags=13, days=2, start=FIRST, seed=11, rows_per_tag_day=20)
-    yield data_dir, url
-    stop_embedded_server(data_dir)
-    shutil.rmtree(root, ignore_errors=True)
+    with server_home("tagflow-outage-") as root:
+        data_dir = root / "pg"
+        url = embedded_server_url(data_dir)
+        generate_plant(url, [TENANT], tags=13, days=2, start=FIRST, seed=11, rows_per_tag_day=20)
+        yield data_dir, url
+        stop_embedded_server(data_dir)
 
 
 @pytest.fixture

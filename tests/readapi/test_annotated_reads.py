@@ -4,8 +4,6 @@ source alike, the store transport against HTTP, and a state database that stops.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -261,11 +259,10 @@ def test_store_and_http_give_equal_answers(
 
 
 def test_state_database_down_answers_computed_spans_and_says_so(
-    hand_tenant, pg_url: str, tmp_path: Path
+    hand_tenant, pg_url: str, tmp_path: Path, server_dir: Path
 ):
     tenant, root, _ = hand_tenant
-    # Where the embedded server's own user may write (as temporary_server places it).
-    data_dir = Path(tempfile.mkdtemp(prefix="tagflow-state-")) / "pg"
+    data_dir = server_dir
     url = database_on_server(embedded_server_url(data_dir, keep_running=True), "tagflow_state")
     try:
         config = ReadConfig(store=root, source_url=pg_url, state_url=url)
@@ -297,4 +294,3 @@ def test_state_database_down_answers_computed_spans_and_says_so(
     finally:
         dispose_state_engines()
         stop_embedded_server(data_dir)
-        shutil.rmtree(data_dir.parent, ignore_errors=True)

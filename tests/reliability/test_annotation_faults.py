@@ -142,7 +142,10 @@ class Stream:
     in_flight: tuple[int, str] | None = None
 
 
-def write_until_cut(url: str, key: str, spans: list[Span], revisions: dict[int, int]) -> Stream:
+def write_until_cut(
+    url: str, key: str, spans: list[Span], revisions: dict[int, int], first: threading.Event
+) -> Stream:
+    """Writes until the server is cut off; sets `first` once a write was acknowledged."""
     stream = Stream()
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
@@ -159,6 +162,7 @@ def write_until_cut(url: str, key: str, spans: list[Span], revisions: dict[int, 
             assert revision == revisions[span.id] + 1
             revisions[span.id] = revision
             stream.acknowledged.append((span.id, revision, token))
+            first.set()
     return stream
 
 
@@ -176,14 +180,18 @@ def test_kill_9_during_writes_keeps_every_acknowledged_write_and_no_partial_one(
     for _ in range(KILL_TRIALS):
         server = Served(setup, tmp_path / "server.log")
         result: list[Stream] = []
+        first = threading.Event()
         writer = threading.Thread(
-            target=lambda url, out: out.append(
-                write_until_cut(url, setup.key, setup.spans[:4], revisions)
+            target=lambda url, out, first: out.append(
+                write_until_cut(url, setup.key, setup.spans[:4], revisions, first)
             ),
-            args=(server.url, result),
+            args=(server.url, result, first),
         )
         writer.start()
-        time.sleep(chooser.uniform(0.3, 1.5))
+        # The kill lands at a random moment of a stream already writing, however slowly a
+        # loaded machine starts the server and serves its first write.
+        assert first.wait(timeout=120), "no write was acknowledged"
+        time.sleep(chooser.uniform(0.0, 1.2))
         server.kill()
         writer.join(timeout=60)
         (stream,) = result
@@ -262,9 +270,9 @@ def test_two_servers_racing_on_one_span_lose_no_update(setup: Setup, tmp_path: P
 
 
 def test_state_database_stopped_is_a_one_line_503_and_writes_nothing(
-    setup: Setup, tmp_path_factory
+    setup: Setup, server_dir: Path
 ):
-    data_dir = tmp_path_factory.mktemp("state-pg") / "pg"
+    data_dir = server_dir
     state_url = database_on_server(embedded_server_url(data_dir), "tagflow_state")
     app = create_app(setup.root, setup.keys, setup.pg_url, state_url=state_url)
     span = setup.spans[5]

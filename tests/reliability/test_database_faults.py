@@ -30,6 +30,7 @@ from tagflow.schemas.registry import DATED
 from tagflow.settings import Settings
 from tagflow.source.connection import libpq_url
 from tagflow.source.embedded import embedded_server_url, stop_embedded_server
+from tests.conftest import server_home
 from tests.readapi.conftest import BackgroundServer
 from tests.reliability.test_crash_safety import fingerprint
 from tests.reliability.trials import long_trial
@@ -60,11 +61,14 @@ class FaultyServer:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    faulty = FaultyServer(tmp_path_factory.mktemp("faulty-pg") / "pg")
-    generate_plant(faulty.url, [TENANT], tags=16, days=2, start=DAY1, seed=5, rows_per_tag_day=30)
-    yield faulty
-    faulty.stop()
+def server():
+    with server_home("tagflow-faulty-") as root:
+        faulty = FaultyServer(root / "pg")
+        generate_plant(
+            faulty.url, [TENANT], tags=16, days=2, start=DAY1, seed=5, rows_per_tag_day=30
+        )
+        yield faulty
+        faulty.stop()
 
 
 @pytest.fixture
