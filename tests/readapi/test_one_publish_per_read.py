@@ -26,6 +26,7 @@ from tagflow.readapi import Client
 from tagflow.readapi.engine import reader
 from tagflow.schemas.registry import DATASETS
 from tagflow.source.tenant_source import TenantSource
+from tests.readapi.conftest import add_line_flow
 
 DAY = date(2026, 3, 2)
 RANGE = ("2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z")
@@ -42,13 +43,8 @@ def day(make_tenant, admin_conn, pg_url, tmp_path):
     """(tenant, store root, stage: the day's datasets staged from the source as it is now,
     to_version_2: the source's rows changed to version 2), version 1 published."""
     tenant = make_tenant().name
+    add_line_flow(admin_conn, tenant)
     s = sql.Identifier(tenant)
-    insert = "INSERT INTO {}.tag_names (id, normalized_name, birth_at) VALUES (5, 'line/flow', %s)"
-    admin_conn.execute(sql.SQL(insert).format(s), (at(1, 0),))
-    for time, value in ((at(1, 6), 1.0), (at(2, 6), 2.0)):
-        admin_conn.execute(
-            sql.SQL("INSERT INTO {}.tag_data VALUES (5, %s, %s)").format(s), (time, value)
-        )
     source, store = TenantSource(pg_url), DatasetStore(tmp_path)
 
     def stage(on: date = DAY) -> dict[str, StagedPartition]:
