@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
@@ -81,7 +81,6 @@ class TenantSummary:
     numeric_rows: int
     string_rows: int
     checksum: str
-    special_tags: dict[str, int] = field(default_factory=lambda: dict(SPECIAL_TAGS))
 
 
 @dataclass(frozen=True)
