@@ -43,6 +43,20 @@ def add_line_flow(admin_conn: psycopg.Connection, tenant: str) -> None:
         )
 
 
+def datasets_read(monkeypatch: pytest.MonkeyPatch, method: str) -> list[str]:
+    """The datasets that DatasetStore.`method` (read_tag_rows, read_month_rows) is asked for
+    from now on in the test, in call order."""
+    reads: list[str] = []
+    read = getattr(DatasetStore, method)
+
+    def spy(self, dataset, *args, **kwargs):
+        reads.append(dataset)
+        return read(self, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(DatasetStore, method, spy)
+    return reads
+
+
 @dataclass(frozen=True)
 class Plant:
     """The materialised small plant: store root, the two tenants and their API keys."""

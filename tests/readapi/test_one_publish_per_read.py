@@ -26,7 +26,7 @@ from tagflow.readapi import Client
 from tagflow.readapi.engine import reader
 from tagflow.schemas.registry import DATASETS
 from tagflow.source.tenant_source import TenantSource
-from tests.readapi.conftest import add_line_flow
+from tests.readapi.conftest import add_line_flow, datasets_read
 
 DAY = date(2026, 3, 2)
 RANGE = ("2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z")
@@ -139,14 +139,7 @@ def test_a_completed_republish_is_seen_by_the_next_call(day, pg_url, monkeypatch
     publish(staged, set(DATASETS) - {"transitions"})
     assert averages(stored_only) == VERSION_2
     # The day set aside while it was mixed is read from the store again.
-    reads: list[str] = []
-    read_tag_rows = DatasetStore.read_tag_rows
-
-    def spy(self, dataset, *args, **kwargs):
-        reads.append(dataset)
-        return read_tag_rows(self, dataset, *args, **kwargs)
-
-    monkeypatch.setattr(DatasetStore, "read_tag_rows", spy)
+    reads = datasets_read(monkeypatch, "read_tag_rows")
     assert averages(with_source) == VERSION_2
     assert {"transitions", "carry_in"} <= set(reads)
 
@@ -194,14 +187,7 @@ def test_a_day_read_from_its_month_copy_is_of_the_publish_of_its_other_files(
     names = store.read("tags", tenant)
     for dataset in COMPACTED_DATASETS:
         compact_month(store, dataset, tenant, date(2026, 3, 1), names).publish()
-    month_reads: list[str] = []
-    read_month_rows = DatasetStore.read_month_rows
-
-    def spy(self, dataset, *args, **kwargs):
-        month_reads.append(dataset)
-        return read_month_rows(self, dataset, *args, **kwargs)
-
-    monkeypatch.setattr(DatasetStore, "read_month_rows", spy)
+    month_reads = datasets_read(monkeypatch, "read_month_rows")
     two_days = ("2026-03-01T00:00:00Z", "2026-03-03T00:00:00Z")
     stored_only = Client(tenant=tenant, store=root, allow_source=False)
     with_source = Client(tenant=tenant, store=root, source_url=pg_url)
