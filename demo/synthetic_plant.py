@@ -225,8 +225,8 @@ def plant_rows(
     strings.append(mixed_strings)
     numeric.append(_constant_rows(plant))
 
-    num_tag, num_time, num_value, num_null = _with_bad_values(plant, numeric, by_kind["analog"])
-    str_tag, str_time, str_value = _with_string_duplicates(plant, strings)
+    num_tag, num_time, num_value, num_null = _numeric_columns(plant, numeric, by_kind["analog"])
+    str_tag, str_time, str_value = _string_columns(plant, strings)
     # Physical order is random, as in the source: nothing may rely on insertion order.
     numeric_order = plant.rng.permutation(len(num_tag))
     string_order = plant.rng.permutation(len(str_tag))
@@ -385,12 +385,12 @@ def _constant_rows(plant: _Plant) -> _Rows:
     return _Rows(tag, plant.start_us + hours, np.full(len(hours), 42.0))
 
 
-def _with_bad_values(
+def _numeric_columns(
     plant: _Plant, parts: list[_Rows], analog_ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The numeric rows as (tag, time, value, is_null) with a few NaN and NULL values among
-    analog rows, then duplicate instants: half repeat the row exactly, half carry another
-    value, NaN or NULL."""
+    """The numeric rows as (tag, time, value, is_null) columns, with what a real source holds
+    too: a few NaN and NULL values among analog rows, then duplicate instants (half repeat the
+    row exactly, half carry another value, NaN or NULL)."""
     tag = np.concatenate([p.tag for p in parts]).astype(np.int32)
     time = np.concatenate([p.time for p in parts]).astype(np.int64)
     value = np.concatenate([p.value for p in parts]).astype(np.float64)
@@ -403,7 +403,7 @@ def _with_bad_values(
     is_null[picked[bad_count:]] = True
 
     duplicate_count = max(8, len(tag) // 500)
-    duplicated = plant.rng.choice(np.flatnonzero(np.isin(tag, analog_ids)), size=duplicate_count)
+    duplicated = plant.rng.choice(analog_rows, size=duplicate_count)
     duplicate_value = value[duplicated].copy()
     duplicate_null = is_null[duplicated].copy()
     nth = np.arange(duplicate_count)
@@ -418,10 +418,10 @@ def _with_bad_values(
     return tag, time, value, is_null
 
 
-def _with_string_duplicates(
+def _string_columns(
     plant: _Plant, parts: list[_Rows]
 ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-    """The string rows as (tag, time, value), four of them repeated at their instant with
+    """The string rows as (tag, time, value) columns, four of them repeated at their instant with
     another state (the greatest string wins on resolution)."""
     tag = np.concatenate([p.tag for p in parts]).astype(np.int32)
     time = np.concatenate([p.time for p in parts]).astype(np.int64)
