@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import psycopg
@@ -80,7 +81,6 @@ class TenantSummary:
     numeric_rows: int
     string_rows: int
     checksum: str
-    special_tags: dict[str, int] = field(default_factory=lambda: dict(SPECIAL_TAGS))
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,65 @@ def _random_times(
     return tags[order], times[order]
 
 
+class _Rows(NamedTuple):
+    """Rows of some tags as columns, in generation order: tag ids, µs times and values (floats
+    for tag_data, strings or None for tag_data_str)."""
+
+    tag: np.ndarray
+    time: np.ndarray
+    value: np.ndarray | list[str | None]
+
+
+@dataclass(frozen=True)
+class _Plant:
+    """What every generator of one tenant shares: its random stream (each generator draws in
+    turn, so the order of the calls is part of the data), the range and the sizes."""
+
+    rng: np.random.Generator
+    start_us: int
+    span_us: int
+    days: int
+    tag_count: int
+    rows_per_tag_day: float
+
+    @property
+    def end_us(self) -> int:
+        return self.start_us + self.span_us
+
+    def mean_rows(self, divisor: float) -> float:
+        """Mean rows per tag over the range of a kind logging `divisor` times less often than
+        an analog tag."""
+        return self.rows_per_tag_day * self.days / divisor
+
+    def per_tag(self, low: float, high: float, tags: np.ndarray) -> np.ndarray:
+        """One uniform draw per tag id of the tenant, looked up for each row's tag."""
+        return self.rng.uniform(low, high, size=self.tag_count + 1)[tags]
+
+    def integer_per_tag(self, low: int, high: int, tags: np.ndarray) -> np.ndarray:
+        return self.rng.integers(low, high, size=self.tag_count + 1)[tags]
+
+
+@dataclass(frozen=True)
+class _Lifetimes:
+    """birth_at and death_at of every tag, indexed by tag id (index 0 unused)."""
+
+    birth_us: np.ndarray
+    death_us: np.ndarray
+    has_death: np.ndarray
+
+    @classmethod
+    def alive_throughout(cls, plant: _Plant) -> _Lifetimes:
+        return cls(
+            birth_us=np.full(plant.tag_count + 1, plant.start_us - 30 * US_PER_DAY, np.int64),
+            death_us=np.zeros(plant.tag_count + 1, np.int64),
+            has_death=np.zeros(plant.tag_count + 1, bool),
+        )
+
+    def dies(self, tag: np.ndarray, at_us: int) -> None:
+        self.death_us[tag] = at_us
+        self.has_death[tag] = True
+
+
 def plant_rows(
     *, tags: int, days: int, start: date, seed: int, rows_per_tag_day: int, tenant_index: int
 ) -> PlantRows:
@@ -136,163 +195,242 @@ def plant_rows(
         raise ValueError(f"tags must be at least {MIN_TAGS} to hold every kind of tag")
     if days < 1 or rows_per_tag_day < 4:
         raise ValueError("days must be >= 1 and rows_per_tag_day >= 4")
-    rng = np.random.default_rng([seed, tenant_index])
-    t0 = _epoch_us(start)
-    span = days * US_PER_DAY
+    plant = _Plant(
+        rng=np.random.default_rng([seed, tenant_index]),
+        start_us=_epoch_us(start),
+        span_us=days * US_PER_DAY,
+        days=days,
+        tag_count=tags,
+        rows_per_tag_day=float(rows_per_tag_day),
+    )
     ids = np.arange(1, tags + 1, dtype=np.int32)
-    kind = ["special"] * len(SPECIAL_TAGS) + [
+    kinds = ["special"] * len(SPECIAL_TAGS) + [
         KINDS[i % len(KINDS)] for i in range(tags - len(SPECIAL_TAGS))
     ]
-    by_kind = {k: ids[[i for i, x in enumerate(kind) if x == k]] for k in set(KINDS)}
-    rate = float(rows_per_tag_day)
-    num_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    str_parts: list[tuple[np.ndarray, np.ndarray, list[str | None]]] = []
+    by_kind = {k: ids[[i for i, x in enumerate(kinds) if x == k]] for k in set(KINDS)}
+    lifetimes = _Lifetimes.alive_throughout(plant)
+    numeric = [
+        _analog_rows(plant, by_kind["analog"], plant.mean_rows(1), plant.start_us, plant.span_us),
+        _midnight_rows(plant, by_kind["analog"][::3]),
+        _setpoint_rows(plant, by_kind["setpoint"]),
+        _boolean_rows(plant, by_kind["boolean"]),
+        _counter_rows(plant, by_kind["counter"]),
+    ]
+    strings = [_state_rows(plant, by_kind["state"])]
+    numeric += _dies_rows(plant, lifetimes)
+    numeric += _reborn_rows(plant, lifetimes)
+    numeric.append(_born_rows(plant, lifetimes))
+    mixed_numbers, mixed_strings = _mixed_rows(plant)
+    numeric.append(mixed_numbers)
+    strings.append(mixed_strings)
+    numeric.append(_constant_rows(plant))
 
-    def analog(tag_ids: np.ndarray, per_tag: float, lo: int, width: int) -> None:
-        tg, tm = _random_times(rng, tag_ids, per_tag, lo, width)
-        base = rng.uniform(0, 500, size=tags + 1)[tg]
-        amp = rng.uniform(1, 50, size=tags + 1)[tg]
-        period = rng.uniform(2, 30, size=tags + 1)[tg] * US_PER_HOUR
-        wave = np.sin(2 * np.pi * (tm - t0) / period)
-        value = np.round(base + amp * wave + rng.normal(0, amp / 20), 3)
-        num_parts.append((tg, tm, value))
-
-    analog(by_kind["analog"], rate * days, t0, span)
-    # Rows exactly at midnight on every day, for a subset of analog tags.
-    midnight_tags = by_kind["analog"][::3]
-    mt = np.repeat(midnight_tags, days)
-    mtime = t0 + np.tile(np.arange(days, dtype=np.int64) * US_PER_DAY, len(midnight_tags))
-    num_parts.append((mt, mtime, np.round(rng.uniform(0, 100, size=len(mt)), 2)))
-
-    # Setpoints: logged every hour on the hour (midnight included), changing rarely.
-    sp = by_kind["setpoint"]
-    hours = np.arange(days * 24, dtype=np.int64) * US_PER_HOUR
-    sp_tag = np.repeat(sp, len(hours))
-    sp_time = t0 + np.tile(hours, len(sp))
-    ch_tag, ch_time = _random_times(rng, sp, days / 2, t0, span)
-
-    # One sortable key per (tag, time) so a single searchsorted counts each row's earlier changes.
-    def key(tag: np.ndarray, time: np.ndarray) -> np.ndarray:
-        return tag.astype(np.int64) * (4 * span) + (time - t0)
-
-    changes_before = np.searchsorted(key(ch_tag, ch_time), key(sp_tag, sp_time), side="right")
-    first_change = np.searchsorted(ch_tag, sp_tag, side="left")
-    level = changes_before - first_change
-    sp_value = rng.choice([10.0, 20.0, 50.0, 75.0], size=tags + 1)[sp_tag] + 5.0 * level
-    num_parts.append((sp_tag, sp_time, sp_value))
-
-    # Booleans: 0/1 alternating at random instants, random initial state per tag.
-    bt, btime = _random_times(rng, by_kind["boolean"], rate * days / 4, t0, span)
-    initial = rng.integers(0, 2, size=tags + 1)[bt]
-    num_parts.append((bt, btime, ((initial + _grouped_rank(bt)) % 2).astype(np.float64)))
-
-    # Counters: grow at a per-tag rate and reset to zero every few hours.
-    ct, ctime = _random_times(rng, by_kind["counter"], rate * days / 2, t0, span)
-    period_us = rng.integers(6, 30, size=tags + 1)[ct] * US_PER_HOUR
-    phase = rng.integers(0, US_PER_DAY, size=tags + 1)[ct]
-    per_s = rng.uniform(0.1, 5, size=tags + 1)[ct]
-    num_parts.append((ct, ctime, np.floor(((ctime - t0 + phase) % period_us) / US_PER_S * per_s)))
-
-    # State tags: strings, repeats allowed (equal consecutive values collapse into one run).
-    st, stime = _random_times(rng, by_kind["state"], max(2.0, rate / 8) * days, t0, span)
-    states: list[str | None] = [STATES[i] for i in rng.choice(3, size=len(st), p=[0.4, 0.5, 0.1])]
-    for i in rng.choice(len(st), size=min(2, len(st)), replace=False):
-        states[i] = None
-    str_parts.append((st, stime, states))
-
-    # Special tags.
-    death = np.zeros(tags + 1, np.int64)
-    has_death = np.zeros(tags + 1, bool)
-    birth = np.full(tags + 1, t0 - 30 * US_PER_DAY, np.int64)
-
-    dies = np.array([SPECIAL_TAGS["dies"]], np.int32)
-    death[dies] = t0 + span // 2 + 123_457
-    has_death[dies] = True
-    analog(dies, rate * days / 2, t0, int(death[dies][0] - t0))
-    num_parts.append((dies, death[dies].copy(), np.array([99.5])))  # a row exactly at death
-
-    reborn = np.array([SPECIAL_TAGS["reborn"]], np.int32)
-    death[reborn] = t0 + span // 3 + 7_777
-    has_death[reborn] = True
-    analog(reborn, rate * days / 3, t0, int(death[reborn][0] - t0))
-    back = int(death[reborn][0]) + span // 6
-    analog(reborn, rate * days / 3, back, t0 + span - back)
-
-    born = np.array([SPECIAL_TAGS["born"]], np.int32)
-    born_from = t0 + 2 * span // 3 + 31_415
-    analog(born, rate * days / 3 + 1, born_from, t0 + span - born_from)
-    birth[born] = num_parts[-1][1].min() if len(num_parts[-1][1]) else born_from
-
-    mixed = np.array([SPECIAL_TAGS["mixed"]], np.int32)
-    analog(mixed, rate * days / 2, t0, span)
-    m_tag, m_time = _random_times(rng, mixed, 2.0 * days + 1, t0, span)
-    m_vals: list[str | None] = [MIXED_STRINGS[i % 2] for i in range(len(m_tag))]
-    # One instant holding both a number and a string: the string row wins on resolution.
-    m_tag = np.r_[m_tag, mixed]
-    mixed_numeric_times = num_parts[-1][1]
-    shared = mixed_numeric_times[len(mixed_numeric_times) // 2] if len(mixed_numeric_times) else t0
-    m_time = np.r_[m_time, shared]
-    str_parts.append((m_tag, m_time, [*m_vals, "CAL"]))
-
-    constant = np.array([SPECIAL_TAGS["constant"]], np.int32)
-    num_parts.append((np.repeat(constant, len(hours)), t0 + hours, np.full(len(hours), 42.0)))
-
-    num_tag = np.concatenate([p[0] for p in num_parts]).astype(np.int32)
-    num_time = np.concatenate([p[1] for p in num_parts]).astype(np.int64)
-    num_value = np.concatenate([p[2] for p in num_parts]).astype(np.float64)
-    num_null = np.zeros(len(num_tag), bool)
-
-    # A few NaN and NULL values among analog rows.
-    candidates = np.flatnonzero(np.isin(num_tag, by_kind["analog"]))
-    n_bad = max(2, len(candidates) // 1000)
-    picked = rng.choice(candidates, size=2 * n_bad, replace=False)
-    num_value[picked[:n_bad]] = np.nan
-    num_null[picked[n_bad:]] = True
-
-    # Duplicate instants: half repeat the row exactly, half carry another value, NaN or NULL.
-    n_dup = max(8, len(num_tag) // 500)
-    dup = rng.choice(np.flatnonzero(np.isin(num_tag, by_kind["analog"])), size=n_dup)
-    dup_value = num_value[dup].copy()
-    dup_null = num_null[dup].copy()
-    other = np.arange(n_dup) % 2 == 1
-    dup_value[other] = dup_value[other] + 1.0
-    dup_value[np.arange(n_dup) % 6 == 3] = np.nan
-    dup_null[np.arange(n_dup) % 6 == 5] = True
-    num_tag = np.r_[num_tag, num_tag[dup]]
-    num_time = np.r_[num_time, num_time[dup]]
-    num_value = np.r_[num_value, dup_value]
-    num_null = np.r_[num_null, dup_null]
-    num_value[num_null] = 0.0  # keep NULL rows' payload canonical for the checksum
-
-    str_tag = np.concatenate([p[0] for p in str_parts]).astype(np.int32)
-    str_time = np.concatenate([p[1] for p in str_parts]).astype(np.int64)
-    str_value = [v for p in str_parts for v in p[2]]
-    # String duplicates at one instant: the greatest string wins on resolution.
-    sdup = rng.choice(len(str_tag), size=min(4, len(str_tag)), replace=False)
-    str_tag = np.r_[str_tag, str_tag[sdup]]
-    str_time = np.r_[str_time, str_time[sdup]]
-    str_value += ["RUNNING" if str_value[i] == "FAULT" else "FAULT" for i in sdup]
-
+    num_tag, num_time, num_value, num_null = _numeric_columns(plant, numeric, by_kind["analog"])
+    str_tag, str_time, str_value = _string_columns(plant, strings)
     # Physical order is random, as in the source: nothing may rely on insertion order.
-    perm = rng.permutation(len(num_tag))
-    sperm = rng.permutation(len(str_tag))
+    numeric_order = plant.rng.permutation(len(num_tag))
+    string_order = plant.rng.permutation(len(str_tag))
     return PlantRows(
         tag_id=ids,
-        tag_name=[_tag_name(i, k) for i, k in zip(ids.tolist(), kind, strict=True)],
-        birth_us=birth[1:],
-        death_us=death[1:],
-        has_death=has_death[1:],
+        tag_name=[_tag_name(i, k) for i, k in zip(ids.tolist(), kinds, strict=True)],
+        birth_us=lifetimes.birth_us[1:],
+        death_us=lifetimes.death_us[1:],
+        has_death=lifetimes.has_death[1:],
         kind=[
-            _special_of(i) if k == "special" else k for i, k in zip(ids.tolist(), kind, strict=True)
+            _special_of(i) if k == "special" else k
+            for i, k in zip(ids.tolist(), kinds, strict=True)
         ],
-        num_tag=num_tag[perm],
-        num_time=num_time[perm],
-        num_value=num_value[perm],
-        num_null=num_null[perm],
-        str_tag=str_tag[sperm],
-        str_time=str_time[sperm],
-        str_value=[str_value[i] for i in sperm],
+        num_tag=num_tag[numeric_order],
+        num_time=num_time[numeric_order],
+        num_value=num_value[numeric_order],
+        num_null=num_null[numeric_order],
+        str_tag=str_tag[string_order],
+        str_time=str_time[string_order],
+        str_value=[str_value[i] for i in string_order],
     )
+
+
+def _analog_rows(
+    plant: _Plant, tag_ids: np.ndarray, per_tag: float, begin_us: int, length_us: int
+) -> _Rows:
+    """Noisy sine waves (per-tag level, amplitude and period) at random instants of
+    [begin_us, begin_us + length_us)."""
+    tag, time = _random_times(plant.rng, tag_ids, per_tag, begin_us, length_us)
+    level = plant.per_tag(0, 500, tag)
+    amplitude = plant.per_tag(1, 50, tag)
+    period_us = plant.per_tag(2, 30, tag) * US_PER_HOUR
+    wave = np.sin(2 * np.pi * (time - plant.start_us) / period_us)
+    noise = plant.rng.normal(0, amplitude / 20)
+    return _Rows(tag, time, np.round(level + amplitude * wave + noise, 3))
+
+
+def _midnight_rows(plant: _Plant, tag_ids: np.ndarray) -> _Rows:
+    """A row exactly at midnight on every day for each of `tag_ids`."""
+    tag = np.repeat(tag_ids, plant.days)
+    midnights = np.arange(plant.days, dtype=np.int64) * US_PER_DAY
+    time = plant.start_us + np.tile(midnights, len(tag_ids))
+    return _Rows(tag, time, np.round(plant.rng.uniform(0, 100, size=len(tag)), 2))
+
+
+def _hours(plant: _Plant) -> np.ndarray:
+    """Every hour of the range (midnights included), µs from its start."""
+    return np.arange(plant.days * 24, dtype=np.int64) * US_PER_HOUR
+
+
+def _setpoint_rows(plant: _Plant, tag_ids: np.ndarray) -> _Rows:
+    """Setpoints: logged every hour on the hour, changing rarely (5 up at each random change
+    of the tag, from a per-tag starting level)."""
+    hours = _hours(plant)
+    tag = np.repeat(tag_ids, len(hours))
+    time = plant.start_us + np.tile(hours, len(tag_ids))
+    change_tag, change_time = _random_times(
+        plant.rng, tag_ids, plant.days / 2, plant.start_us, plant.span_us
+    )
+
+    # One sortable key per (tag, time) so a single searchsorted counts each row's earlier changes.
+    def key(tags: np.ndarray, times: np.ndarray) -> np.ndarray:
+        return tags.astype(np.int64) * (4 * plant.span_us) + (times - plant.start_us)
+
+    changes_before = np.searchsorted(key(change_tag, change_time), key(tag, time), side="right")
+    changes = changes_before - np.searchsorted(change_tag, tag, side="left")
+    start_level = plant.rng.choice([10.0, 20.0, 50.0, 75.0], size=plant.tag_count + 1)[tag]
+    return _Rows(tag, time, start_level + 5.0 * changes)
+
+
+def _boolean_rows(plant: _Plant, tag_ids: np.ndarray) -> _Rows:
+    """0/1 alternating at random instants, from a random initial state per tag."""
+    tag, time = _random_times(plant.rng, tag_ids, plant.mean_rows(4), plant.start_us, plant.span_us)
+    initial = plant.integer_per_tag(0, 2, tag)
+    return _Rows(tag, time, ((initial + _grouped_rank(tag)) % 2).astype(np.float64))
+
+
+def _counter_rows(plant: _Plant, tag_ids: np.ndarray) -> _Rows:
+    """Counters: grow at a per-tag rate and reset to zero every few hours."""
+    tag, time = _random_times(plant.rng, tag_ids, plant.mean_rows(2), plant.start_us, plant.span_us)
+    reset_every_us = plant.integer_per_tag(6, 30, tag) * US_PER_HOUR
+    phase_us = plant.integer_per_tag(0, US_PER_DAY, tag)
+    per_s = plant.per_tag(0.1, 5, tag)
+    since_reset_us = (time - plant.start_us + phase_us) % reset_every_us
+    return _Rows(tag, time, np.floor(since_reset_us / US_PER_S * per_s))
+
+
+def _state_rows(plant: _Plant, tag_ids: np.ndarray) -> _Rows:
+    """State tags: strings, repeats allowed (equal consecutive values collapse into one run),
+    two of them NULL."""
+    per_tag = max(2.0, plant.rows_per_tag_day / 8) * plant.days
+    tag, time = _random_times(plant.rng, tag_ids, per_tag, plant.start_us, plant.span_us)
+    picks = plant.rng.choice(3, size=len(tag), p=[0.4, 0.5, 0.1])
+    states: list[str | None] = [STATES[i] for i in picks]
+    for i in plant.rng.choice(len(tag), size=min(2, len(tag)), replace=False):
+        states[i] = None
+    return _Rows(tag, time, states)
+
+
+def _special(name: str) -> np.ndarray:
+    return np.array([SPECIAL_TAGS[name]], np.int32)
+
+
+def _analog_until_death(
+    plant: _Plant, lifetimes: _Lifetimes, tag: np.ndarray, death_us: int, per_tag: float
+) -> _Rows:
+    """Analog rows of `tag` from the range start to its death at `death_us`."""
+    lifetimes.dies(tag, death_us)
+    return _analog_rows(plant, tag, per_tag, plant.start_us, death_us - plant.start_us)
+
+
+def _dies_rows(plant: _Plant, lifetimes: _Lifetimes) -> list[_Rows]:
+    """`dies`: analog rows until its death mid-range, and a last row exactly at death_at."""
+    dies = _special("dies")
+    death_us = plant.start_us + plant.span_us // 2 + 123_457
+    before = _analog_until_death(plant, lifetimes, dies, death_us, plant.mean_rows(2))
+    return [before, _Rows(dies, np.array([death_us], np.int64), np.array([99.5]))]
+
+
+def _reborn_rows(plant: _Plant, lifetimes: _Lifetimes) -> list[_Rows]:
+    """`reborn`: analog rows until its death, silence, then rows again to the range end."""
+    reborn = _special("reborn")
+    death_us = plant.start_us + plant.span_us // 3 + 7_777
+    before = _analog_until_death(plant, lifetimes, reborn, death_us, plant.mean_rows(3))
+    back_us = death_us + plant.span_us // 6
+    after = _analog_rows(plant, reborn, plant.mean_rows(3), back_us, plant.end_us - back_us)
+    return [before, after]
+
+
+def _born_rows(plant: _Plant, lifetimes: _Lifetimes) -> _Rows:
+    """`born`: analog rows from two thirds into the range; birth_at is its first row."""
+    born = _special("born")
+    born_from_us = plant.start_us + 2 * plant.span_us // 3 + 31_415
+    per_tag = plant.mean_rows(3) + 1
+    rows = _analog_rows(plant, born, per_tag, born_from_us, plant.end_us - born_from_us)
+    lifetimes.birth_us[born] = rows.time.min() if len(rows.time) else born_from_us
+    return rows
+
+
+def _mixed_rows(plant: _Plant) -> tuple[_Rows, _Rows]:
+    """`mixed`: analog rows, and string rows (CAL/ERR) of which one shares an instant with a
+    number (the string row wins on resolution)."""
+    mixed = _special("mixed")
+    numbers = _analog_rows(plant, mixed, plant.mean_rows(2), plant.start_us, plant.span_us)
+    tag, time = _random_times(plant.rng, mixed, 2.0 * plant.days + 1, plant.start_us, plant.span_us)
+    values: list[str | None] = [MIXED_STRINGS[i % 2] for i in range(len(tag))]
+    shared_us = numbers.time[len(numbers.time) // 2] if len(numbers.time) else plant.start_us
+    strings = _Rows(np.r_[tag, mixed], np.r_[time, shared_us], [*values, "CAL"])
+    return numbers, strings
+
+
+def _constant_rows(plant: _Plant) -> _Rows:
+    """`constant`: a setpoint logged hourly that never changes."""
+    hours = _hours(plant)
+    tag = np.repeat(_special("constant"), len(hours))
+    return _Rows(tag, plant.start_us + hours, np.full(len(hours), 42.0))
+
+
+def _numeric_columns(
+    plant: _Plant, parts: list[_Rows], analog_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The numeric rows as (tag, time, value, is_null) columns, with what a real source holds
+    too: a few NaN and NULL values among analog rows, then duplicate instants (half repeat the
+    row exactly, half carry another value, NaN or NULL)."""
+    tag = np.concatenate([p.tag for p in parts]).astype(np.int32)
+    time = np.concatenate([p.time for p in parts]).astype(np.int64)
+    value = np.concatenate([p.value for p in parts]).astype(np.float64)
+    is_null = np.zeros(len(tag), bool)
+
+    analog_rows = np.flatnonzero(np.isin(tag, analog_ids))
+    bad_count = max(2, len(analog_rows) // 1000)
+    picked = plant.rng.choice(analog_rows, size=2 * bad_count, replace=False)
+    value[picked[:bad_count]] = np.nan
+    is_null[picked[bad_count:]] = True
+
+    duplicate_count = max(8, len(tag) // 500)
+    duplicated = plant.rng.choice(analog_rows, size=duplicate_count)
+    duplicate_value = value[duplicated].copy()
+    duplicate_null = is_null[duplicated].copy()
+    nth = np.arange(duplicate_count)
+    duplicate_value[nth % 2 == 1] += 1.0
+    duplicate_value[nth % 6 == 3] = np.nan
+    duplicate_null[nth % 6 == 5] = True
+    tag = np.r_[tag, tag[duplicated]]
+    time = np.r_[time, time[duplicated]]
+    value = np.r_[value, duplicate_value]
+    is_null = np.r_[is_null, duplicate_null]
+    value[is_null] = 0.0  # keep NULL rows' payload canonical for the checksum
+    return tag, time, value, is_null
+
+
+def _string_columns(
+    plant: _Plant, parts: list[_Rows]
+) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """The string rows as (tag, time, value) columns, four of them repeated at their instant with
+    another state (the greatest string wins on resolution)."""
+    tag = np.concatenate([p.tag for p in parts]).astype(np.int32)
+    time = np.concatenate([p.time for p in parts]).astype(np.int64)
+    value = [v for p in parts for v in p.value]
+    duplicated = plant.rng.choice(len(tag), size=min(4, len(tag)), replace=False)
+    tag = np.r_[tag, tag[duplicated]]
+    time = np.r_[time, time[duplicated]]
+    value += ["RUNNING" if value[i] == "FAULT" else "FAULT" for i in duplicated]
+    return tag, time, value
 
 
 def _special_of(tag_id: int) -> str:

@@ -147,7 +147,7 @@ class DatasetStore:
         schema = DATASETS[dataset].schema
         try:
             with corrupt_if_unreadable(f"the {month:%Y-%m} copy of {dataset}", tenant, None):
-                return partition_reader.read_local(
+                return partition_reader.read_file(
                     path, tag_ids, columns, schema, before_decoding, window
                 )
         except FileNotFoundError:
@@ -302,11 +302,11 @@ class DatasetStore:
         try:
             if self._is_local:
                 path = self._local_file(dataset, tenant, day)
-                return partition_reader.read_local(
+                return partition_reader.read_file(
                     path, tag_ids, names, schema, before_decoding, footer_seen=footer_seen
                 )
             with self.partition_path(dataset, tenant, day).open("rb") as handle:
-                return partition_reader.read_handle(
+                return partition_reader.read_file(
                     handle, tag_ids, names, schema, before_decoding, footer_seen=footer_seen
                 )
         except FileNotFoundError:

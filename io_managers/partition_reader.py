@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -112,8 +113,8 @@ class Window:
     span_us: tuple[int, int]
 
 
-def read_local(
-    path: str,
+def read_file(
+    file: str | BinaryIO,
     tag_ids: TagIds | None,
     columns: Sequence[str],
     schema: pa.Schema,
@@ -121,25 +122,39 @@ def read_local(
     window: Window | None = None,
     footer_seen: Callable[[Footer], None] | None = None,
 ) -> pa.Table:
-    """The rows of `tag_ids` (all if None) of a local file, `columns` only, in file order;
-    with a `window`, only the row groups that may hold rows in it (callers filter the rows).
-    `footer_seen` is given the footer of the very file decoded, before decoding.
-    FileNotFoundError if there is no file."""
-    key = _file_identity(path)
-    footer = _FOOTERS.get(key)
-    with pq.ParquetFile(path, metadata=None if footer is None else footer.metadata) as parquet:
-        if _same_file(path, key):
-            if footer is None:
-                footer = Footer.of(parquet.metadata, key)
-                _FOOTERS.put(key, footer)
-        elif footer is None:
-            footer = Footer.of(parquet.metadata)  # the opened file's own, whichever it is
-        else:
-            # Replaced between the stat and the open: the cached footer is another file's.
-            return read_local(path, tag_ids, columns, schema, before_decoding, window, footer_seen)
+    """The rows of `tag_ids` (all if None) of a file, `columns` only, in file order; with a
+    `window`, only the row groups that may hold rows in it (callers filter the rows).
+    `footer_seen` is given the footer of the very file decoded, before decoding. `file` is a
+    local path (its footer cached) or an open file (an object store's, its footer parsed each
+    time). FileNotFoundError if there is no file."""
+    with _opened(file) as (parquet, footer):
         if footer_seen is not None:
             footer_seen(footer)
         return _read(parquet, footer, tag_ids, columns, schema, before_decoding, window)
+
+
+@contextmanager
+def _opened(file: str | BinaryIO) -> Iterator[tuple[pq.ParquetFile, Footer]]:
+    """The open Parquet file and its footer."""
+    if not isinstance(file, str):
+        with pq.ParquetFile(file) as parquet:
+            yield parquet, Footer.of(parquet.metadata)
+        return
+    while True:
+        key = _file_identity(file)
+        footer = _FOOTERS.get(key)
+        with pq.ParquetFile(file, metadata=None if footer is None else footer.metadata) as parquet:
+            if _same_file(file, key):
+                if footer is None:
+                    footer = Footer.of(parquet.metadata, key)
+                    _FOOTERS.put(key, footer)
+            elif footer is None:
+                footer = Footer.of(parquet.metadata)  # the opened file's own, whichever it is
+            else:
+                # Replaced between the stat and the open: the cached footer is another file's.
+                continue
+            yield parquet, footer
+            return
 
 
 def footer_local(path: str) -> Footer:
@@ -169,23 +184,6 @@ def _same_file(path: str, key: tuple) -> bool:
         return _file_identity(path) == key
     except FileNotFoundError:
         return False
-
-
-def read_handle(
-    handle: BinaryIO,
-    tag_ids: TagIds | None,
-    columns: Sequence[str],
-    schema: pa.Schema,
-    before_decoding: Callable[[int], None] | None = None,
-    window: Window | None = None,
-    footer_seen: Callable[[Footer], None] | None = None,
-) -> pa.Table:
-    """The same from an open file (an object store's), its footer parsed each time."""
-    with pq.ParquetFile(handle) as parquet:
-        footer = Footer.of(parquet.metadata)
-        if footer_seen is not None:
-            footer_seen(footer)
-        return _read(parquet, footer, tag_ids, columns, schema, before_decoding, window)
 
 
 def _read(

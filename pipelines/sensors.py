@@ -263,12 +263,6 @@ def recorded_source_versions(instance: dg.DagsterInstance, partitions: list[str]
     return {key: tags[DATA_VERSION_TAG] for key, tags in latest.items() if DATA_VERSION_TAG in tags}
 
 
-def recorded_source_version(instance: dg.DagsterInstance, tenant: str, day: str) -> str | None:
-    """recorded_source_versions for one tenant-day: None if it was never materialised."""
-    key = str(tenant_day_key(tenant, day))
-    return recorded_source_versions(instance, [key]).get(key)
-
-
 def late_run_requests(
     conn: psycopg.Connection,
     tenant: str,

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from tagflow.time_range import TimeRange
 
 # Imported on first use, so `tagflow keys` and the service do not pay for pandas
-# and the client transports they do not need.
+# and the client transports they do not need; every other name of __all__ is an error class
+# of tagflow.readapi.errors.
 _HOMES = {
     "Client": "tagflow.readapi.client",
     "COMPUTED": "tagflow.readapi.annotation_wire",
@@ -42,27 +43,6 @@ _HOMES = {
     "SpanChange": "tagflow.readapi.models",
     "Tag": "tagflow.readapi.models",
     "TimeRange": "tagflow.time_range",
-    **{
-        name: "tagflow.readapi.errors"
-        for name in (
-            "AnnotationsNotConfigured",
-            "AuthenticationFailed",
-            "Conflict",
-            "CorruptPartition",
-            "InvalidAnnotation",
-            "InvalidArgument",
-            "InvalidName",
-            "InvalidTimeRange",
-            "NotMaterialised",
-            "PermissionDenied",
-            "SourceUnavailable",
-            "StateUnavailable",
-            "TagflowError",
-            "UnknownSpan",
-            "UnknownTag",
-            "UnknownTenant",
-        )
-    },
 }
 
 __all__ = [
@@ -92,6 +72,6 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(import_module(_HOMES[name]), name)
+    if name in __all__:
+        return getattr(import_module(_HOMES.get(name, "tagflow.readapi.errors")), name)
     raise AttributeError(f"module 'tagflow.readapi' has no attribute {name!r}")

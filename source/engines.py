@@ -174,11 +174,6 @@ def source_engine(url: str) -> sa.Engine:
     return _engines.engine(url, most=MAX_ENGINES)
 
 
-def dispose_engines() -> None:
-    """Close every pooled source session (sessions in use when they are given back)."""
-    _engines.dispose()
-
-
 def _give_back(conn: sa.Connection, url: str) -> None:
     """Return the session to its pool, or close it if it cannot serve another user as is:
     broken, closed, left inside a transaction or a COPY, or of an engine since disposed."""

@@ -21,42 +21,31 @@ def _rot(x: np.ndarray, k: int) -> np.ndarray:
     return (x << _U32(k)) | (x >> _U32(32 - k))
 
 
+# lookup3's mix() and final() as PostgreSQL writes them, one step a line, each step on the next
+# of (a, b, c) in turn; the numbers are the rotations of hashfn.c.
+_MIX_ROTATIONS = (4, 6, 8, 16, 19, 4)
+_FINAL_ROTATIONS = (14, 11, 25, 16, 4, 14, 24)
+
+
 def _mix(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
-    a -= c
-    a ^= _rot(c, 4)
-    c += b
-    b -= a
-    b ^= _rot(a, 6)
-    a += c
-    c -= b
-    c ^= _rot(b, 8)
-    b += a
-    a -= c
-    a ^= _rot(c, 16)
-    c += b
-    b -= a
-    b ^= _rot(a, 19)
-    a += c
-    c -= b
-    c ^= _rot(b, 4)
-    b += a
+    """mix(a, b, c): `x -= z; x ^= rot(z, k); z += y` for (x, y, z) = (a, b, c), (b, c, a),
+    (c, a, b), … (in place)."""
+    words = (a, b, c)
+    for step, k in enumerate(_MIX_ROTATIONS):
+        x, y, z = words[step % 3], words[(step + 1) % 3], words[(step + 2) % 3]
+        x -= z
+        x ^= _rot(z, k)
+        z += y
 
 
 def _final(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
-    c ^= b
-    c -= _rot(b, 14)
-    a ^= c
-    a -= _rot(c, 11)
-    b ^= a
-    b -= _rot(a, 25)
-    c ^= b
-    c -= _rot(b, 16)
-    a ^= c
-    a -= _rot(c, 4)
-    b ^= a
-    b -= _rot(a, 14)
-    c ^= b
-    c -= _rot(b, 24)
+    """final(a, b, c): `x ^= y; x -= rot(y, k)` for (x, y) = (c, b), (a, c), (b, a), …
+    (in place)."""
+    words = (c, a, b)
+    for step, k in enumerate(_FINAL_ROTATIONS):
+        x, y = words[step % 3], words[(step + 2) % 3]
+        x ^= y
+        x -= _rot(y, k)
 
 
 def _start(n: int, length: int, seed: np.ndarray | int) -> tuple[np.ndarray, ...]:

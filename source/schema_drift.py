@@ -119,9 +119,3 @@ def require_schema(
             del _passed[stale]
         _passed[key] = now + CHECK_TTL_S
     return tenant
-
-
-def forget_checks() -> None:
-    """Forget every passed check: the next read of each tenant checks its tables again."""
-    with _passed_lock:
-        _passed.clear()

@@ -167,10 +167,6 @@ def to_us(value: datetime) -> int:
     return (value - EPOCH) // ONE_US
 
 
-def from_us(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=int(value))
-
-
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     """[start, end) of a UTC day as aware datetimes."""
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)

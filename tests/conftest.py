@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
@@ -68,6 +71,20 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError(f"no VmRSS for process {pid}")
 
 
+def wait_until_serving(process: subprocess.Popen, url: str, log: Path | None = None) -> None:
+    """Return once the service at `url` answers /v1/health; fail if its process ends first or
+    a minute passes, showing the end of its `log`."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:] if log else "the server stopped"
+        assert time.monotonic() < deadline, "the server did not start"
+        try:
+            if httpx.get(f"{url}/v1/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
 def unique_tenant_name(prefix: str = "t") -> str:
     """A fresh tenant name, so tests (and parallel workers on a shared DSN) never collide."""
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
@@ -99,6 +116,21 @@ def copy_rows(conn: psycopg.Connection, tenant: str, tags, numeric, strings) -> 
             with cur.copy(statement.format(s)) as copy:
                 for row in rows:
                     copy.write_row(row)
+
+
+@contextmanager
+def state_database(pg_url: str, admin_conn: psycopg.Connection) -> Iterator[str]:
+    """The URL of an empty state database of its own on the test server, dropped after."""
+    from tagflow.annotations.state_database import database_on_server, dispose_state_engines
+
+    name = f"state_{uuid.uuid4().hex[:12]}"
+    try:
+        yield database_on_server(pg_url, name)
+    finally:
+        dispose_state_engines()
+        admin_conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture(scope="session")
@@ -146,3 +178,10 @@ def small_plant(pg_url: str, admin_conn: psycopg.Connection) -> Iterator[PlantSu
     yield summary
     for name in names:
         drop_tenant(admin_conn, name)
+
+
+@pytest.fixture(scope="module")
+def state_url(pg_url: str, admin_conn: psycopg.Connection) -> Iterator[str]:
+    """An empty state database for the module's tests."""
+    with state_database(pg_url, admin_conn) as url:
+        yield url

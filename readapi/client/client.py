@@ -12,7 +12,6 @@ import warnings
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -23,6 +22,7 @@ from tagflow.names import validate_tenant_name
 from tagflow.readapi.client.http import DEFAULT_TIMEOUT_S, HttpTransport, public_address
 from tagflow.readapi.engine.config import ReadConfig, StoreRoot
 from tagflow.readapi.engine.read_engine import ReadEngine
+from tagflow.readapi.engine.reader import TenantReader
 from tagflow.readapi.engine.writes import SpanWrites
 from tagflow.readapi.errors import AnnotationsUnavailable, InvalidArgument
 from tagflow.readapi.models import (
@@ -38,7 +38,6 @@ from tagflow.readapi.models import (
 from tagflow.readapi.query import (
     BucketQuery,
     MetricDataQuery,
-    Query,
     Sampling,
     SpanAnnotationsQuery,
     SpansQuery,
@@ -51,42 +50,11 @@ from tagflow.time_range import TimeRange, parse_duration, parse_time_range, pars
 TimeRangeLike = TimeRange | tuple[object, object] | list[object]
 
 
-class Transport(Protocol):
-    """What answers a query: a ReadEngine's TenantReader locally, HttpTransport through the
-    service."""
-
-    def read(self, query: Query) -> pa.Table: ...
-
-
-class Writes(Protocol):
-    """What writes span annotations: the engine's SpanWrites locally, HttpTransport through the
-    service (same arguments, same answers)."""
-
-    def update(
-        self,
-        span_id: int,
-        *,
-        revision: int,
-        tag_name: str | None = None,
-        raw_begin_at: datetime | None = None,
-        labels: dict[str, str] | None = None,
-        note: str | None = None,
-        begin_at: datetime | str | None = None,
-        end_at: datetime | str | None = None,
-        hidden: bool | None = None,
-    ) -> Span: ...
-
-    def create(
-        self,
-        tag_name: str,
-        begin_at: datetime,
-        end_at: datetime,
-        *,
-        labels: dict[str, str] | None = None,
-        note: str | None = None,
-    ) -> Span: ...
-
-    def history(self, span_id: int) -> list[SpanChange]: ...
+# What answers a query: a ReadEngine's TenantReader locally, HttpTransport through the service.
+Transport = TenantReader | HttpTransport
+# What writes span annotations: the engine's SpanWrites locally, HttpTransport through the
+# service; both take the same arguments and give the same answers (update, create, history).
+Writes = SpanWrites | HttpTransport
 
 
 def _local_writer() -> str:
@@ -165,8 +133,9 @@ class Client:
                 )
             self.host: str | None = public_address(host)
             self.store: DatasetStore | None = None
-            self._transport = HttpTransport(host, self._api_key, self.tenant, timeout_s)
-            self._writes: Writes = self._transport
+            http = HttpTransport(host, self._api_key, self.tenant, timeout_s)
+            self._transport = http
+            self._writes: Writes = http
             return
         if self.tenant is None:
             raise InvalidArgument(

@@ -23,8 +23,8 @@ from tagflow.errors import CorruptPartition, MissingPartition
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.readapi.engine.config import ReadConfig
 from tagflow.readapi.engine.coverage import FreshCache
+from tagflow.readapi.engine.day_products import DayProducts
 from tagflow.schemas.arrow import RAW_CARRY_IN, RAW_ROWS, TAGS_DATASET, conform
-from tagflow.schemas.registry import samples_name
 from tagflow.source.connection import answer_within
 from tagflow.source.day_stream import RawChunk
 from tagflow.source.derived_history import SourceHistory
@@ -162,7 +162,7 @@ def definitions_of_rows(tenant: str, tags: pa.Table) -> TenantDerivedTags:
     return tenant_definitions(tenant, entries)
 
 
-class SourceProducts:
+class SourceProducts(DayProducts):
     """One tenant's day products from the source, memoised for the life of one read (a read
     may ask for a day's transitions and its carry-in separately; the source is asked once)."""
 
@@ -239,36 +239,11 @@ class SourceProducts:
         batches = stream_day_rows(conn, self._tenant, day_start, day_end, tag_ids=tag_ids)
         return pa.Table.from_batches(list(batches), schema=RAW_ROWS)
 
-    def _table(
-        self,
-        dataset: str,
-        day: date,
-        tags: pa.Table | None,
-        columns: Sequence[str] | None,
+    def read(
+        self, dataset: str, day: date, tags: pa.Table | None, columns: Sequence[str] | None = None
     ) -> pa.Table:
         table = self._day(day, tags)[dataset]
         return table if columns is None else table.select(list(columns))
-
-    def transitions(
-        self, day: date, tags: pa.Table | None, columns: Sequence[str] | None = None
-    ) -> pa.Table:
-        return self._table("transitions", day, tags, columns)
-
-    def carry_in(self, day: date, tags: pa.Table | None) -> pa.Table:
-        return self._table("carry_in", day, tags, None)
-
-    def spans(self, day: date, tags: pa.Table | None) -> pa.Table:
-        return self._table("spans", day, tags, None)
-
-    def samples(
-        self,
-        width_name: str,
-        string: bool,
-        day: date,
-        tags: pa.Table | None,
-        columns: Sequence[str] | None = None,
-    ) -> pa.Table:
-        return self._table(samples_name(width_name, string), day, tags, columns)
 
 
 def _opened(conn: psycopg.Connection, tenant: str):

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +47,7 @@ from tagflow.readapi.engine.assembly import (
     stitch_spans,
     wide_samples,
 )
+from tagflow.readapi.engine.day_products import DayProducts
 from tagflow.readapi.engine.stored import MixedPublishes, StoredProducts
 from tagflow.readapi.engine.unreadable_days import answer_around_unreadable_days
 from tagflow.readapi.models import ANNOTATED_SPAN_LIST, METRIC_DATA, SPAN_LIST, TAG_LIST
@@ -121,28 +122,6 @@ def map_days(
         if day not in results:
             results[day] = read(products(day), day)
     return [results[day] for day in plan.days]
-
-
-class DayProducts(Protocol):
-    """A day's transitions, carry-in, spans and samples of some tags: `tags` holds their TAGS
-    rows (None = every tag)."""
-
-    def transitions(
-        self, day: date, tags: pa.Table | None, columns: Sequence[str] | None = None
-    ) -> pa.Table: ...
-
-    def carry_in(self, day: date, tags: pa.Table | None) -> pa.Table: ...
-
-    def spans(self, day: date, tags: pa.Table | None) -> pa.Table: ...
-
-    def samples(
-        self,
-        width_name: str,
-        string: bool,
-        day: date,
-        tags: pa.Table | None,
-        columns: Sequence[str] | None = None,
-    ) -> pa.Table: ...
 
 
 @dataclass(frozen=True)

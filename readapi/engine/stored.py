@@ -29,8 +29,9 @@ from tagflow.io_managers.compaction import (
 )
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.io_managers.partition_reader import Window
+from tagflow.readapi.engine.day_products import DayProducts
 from tagflow.readapi.engine.limits import RowBudget
-from tagflow.schemas.registry import DATASETS, samples_name
+from tagflow.schemas.registry import DATASETS
 from tagflow.time_range import day_bounds, to_us
 from tagflow.transforms.columns import time_us
 
@@ -53,7 +54,7 @@ class MixedPublishes(Exception):
         self.dataset, self.day = dataset, day
 
 
-class StoredProducts:
+class StoredProducts(DayProducts):
     """One tenant's stored days for one read of `days`, named by `catalogue` (TAGS rows),
     within the read's row budget. Every method takes `tags`, the TAGS rows of the tags to read
     (None = every tag of the catalogue)."""
@@ -91,12 +92,8 @@ class StoredProducts:
             later = max(first, dataset, key=_PUBLISH_ORDER.__getitem__)
             raise MixedPublishes(later, day)
 
-    def _read(
-        self,
-        dataset: str,
-        day: date,
-        tags: pa.Table | None,
-        columns: Sequence[str] | None = None,
+    def read(
+        self, dataset: str, day: date, tags: pa.Table | None, columns: Sequence[str] | None = None
     ) -> pa.Table:
         names = list(columns) if columns is not None else DATASETS[dataset].schema.names
         ids = None if tags is None else tags.column("tag_id").to_numpy()
@@ -193,24 +190,3 @@ class StoredProducts:
             low, high = np.searchsorted(day_of_row, [index, index + 1])
             out[d] = (table.slice(int(low), int(high - low)), publishes[d])
         return out
-
-    def transitions(
-        self, day: date, tags: pa.Table | None, columns: Sequence[str] | None = None
-    ) -> pa.Table:
-        return self._read("transitions", day, tags, columns)
-
-    def carry_in(self, day: date, tags: pa.Table | None) -> pa.Table:
-        return self._read("carry_in", day, tags)
-
-    def spans(self, day: date, tags: pa.Table | None) -> pa.Table:
-        return self._read("spans", day, tags)
-
-    def samples(
-        self,
-        width_name: str,
-        string: bool,
-        day: date,
-        tags: pa.Table | None,
-        columns: Sequence[str] | None = None,
-    ) -> pa.Table:
-        return self._read(samples_name(width_name, string), day, tags, columns)

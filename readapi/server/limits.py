@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import uvicorn
@@ -78,14 +78,8 @@ class ServerLimits:
                 MAX_TAG_NAME_BYTES,
                 LONGEST_NAME_BODY_BYTES,
             )
-        return cls(
-            max_header_bytes=settings.max_header_bytes,
-            max_body_bytes=settings.max_body_bytes,
-            header_timeout_s=settings.header_timeout_s,
-            body_timeout_s=settings.body_timeout_s,
-            keep_alive_timeout_s=settings.keep_alive_timeout_s,
-            max_connections=settings.max_connections,
-        )
+        # Each limit is the setting of its name.
+        return cls(**{limit.name: getattr(settings, limit.name) for limit in fields(cls)})
 
     def connections_allowed(self) -> int:
         """max_connections, lowered to fit the process's open-file limit: a server out of file

@@ -28,7 +28,19 @@ from tagflow.readapi.wire import ARROW_STREAM
 from tagflow.time_range import TimeRange, parse_duration, parse_time_range, parse_width
 
 
-class ReadParams(BaseModel):
+class _Params(BaseModel):
+    """A call's parameters, each checked by the call's own rules."""
+
+    @classmethod
+    def of_body(cls, body: dict[str, Any]) -> Self:
+        """The parameters of a JSON body, refused with the call's own typed error."""
+        try:
+            return cls.model_validate(body)
+        except ValidationError as invalid:
+            raise _cause(invalid) from None
+
+
+class ReadParams(_Params):
     """What every read takes: the range, the source fallback and the answer's format."""
 
     model_config = ConfigDict(frozen=True)
@@ -50,14 +62,6 @@ class ReadParams(BaseModel):
         if isinstance(value, bool):
             return "true" if value else "false"
         raise InvalidArgument(f"{info.field_name} must be a string")
-
-    @classmethod
-    def of_body(cls, body: dict[str, Any]) -> Self:
-        """The parameters of a POST's JSON object, refused with the query's own error."""
-        try:
-            return cls.model_validate(body)
-        except ValidationError as invalid:
-            raise _cause(invalid) from None
 
     def wants_arrow(self, accept: str) -> bool:
         """Whether to answer as an Arrow stream: `format`, else the Accept header."""
@@ -260,18 +264,11 @@ def _aware_time(name: str, value: Any) -> datetime:
     return moment
 
 
-class WriteBody(BaseModel):
+class WriteBody(_Params):
     """A span annotation write's JSON body: every field is checked by the call's own rules (a
     typed error naming the field, never a validation error that echoes the input)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @classmethod
-    def of_body(cls, body: dict[str, Any]) -> Self:
-        try:
-            return cls.model_validate(body)
-        except ValidationError as invalid:
-            raise _cause(invalid) from None
 
     @field_validator("labels", mode="before", check_fields=False)
     @classmethod

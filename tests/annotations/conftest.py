@@ -1,18 +1,17 @@
 """A state database of its own for the annotation tests, on the session's PostgreSQL: one per
-module, and a fresh one where a test needs an empty database."""
+module (tests/conftest.py's state_url), and a fresh one where a test needs an empty database."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from tagflow.annotations import AnnotationStore, ComputedSpan
-from tagflow.annotations.state_database import database_on_server, dispose_state_engines
+from tests.conftest import state_database, unique_tenant_name
 
 T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
 
@@ -25,29 +24,8 @@ def computed_span(tag: str = "reactor.temp", hours: float = 2.0) -> ComputedSpan
 @pytest.fixture
 def fresh_state_url(pg_url: str, admin_conn: psycopg.Connection) -> Iterator[Callable[[], str]]:
     """Factory of empty state databases, dropped afterwards."""
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"state_{uuid.uuid4().hex[:12]}"
-        made.append(name)
-        return database_on_server(pg_url, name)
-
-    yield make
-    dispose_state_engines()
-    for name in made:
-        admin_conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
-@pytest.fixture(scope="module")
-def state_url(pg_url: str, admin_conn: psycopg.Connection) -> Iterator[str]:
-    name = f"state_{uuid.uuid4().hex[:12]}"
-    yield database_on_server(pg_url, name)
-    dispose_state_engines()
-    admin_conn.execute(
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    )
+    with ExitStack() as made:
+        yield lambda: made.enter_context(state_database(pg_url, admin_conn))
 
 
 @pytest.fixture
@@ -57,4 +35,4 @@ def store(state_url: str) -> AnnotationStore:
 
 @pytest.fixture
 def tenant() -> str:
-    return f"t_{uuid.uuid4().hex[:12]}"
+    return unique_tenant_name()

@@ -5,15 +5,11 @@ others carry on; a state database that is down or not configured skips the tick.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import dagster as dg
-import pytest
-from psycopg import sql
 
 from tagflow.annotations import AnnotationStore, ComputedSpan
-from tagflow.annotations.state_database import database_on_server, dispose_state_engines
 from tagflow.assets.partitions import TENANT_DIMENSION
 from tagflow.assets.resources import StateDatabase
 from tagflow.pipelines.definitions import build_definitions
@@ -24,16 +20,6 @@ T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
 SPAN = ComputedSpan("reactor.temp", T0, datetime(2026, 3, 1, 10, tzinfo=UTC))
 # A dynamic partition added by hand under a name no run can address.
 BROKEN = "Not-A-Tenant"
-
-
-@pytest.fixture(scope="module")
-def state_url(pg_url, admin_conn) -> Iterator[str]:
-    name = f"state_{uuid.uuid4().hex[:12]}"
-    yield database_on_server(pg_url, name)
-    dispose_state_engines()
-    admin_conn.execute(
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    )
 
 
 def tick(instance, url: str | None, cursor: str | None) -> dg.SensorResult:

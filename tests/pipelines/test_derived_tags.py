@@ -16,13 +16,14 @@ from psycopg import sql
 from tagflow.assets.resources import SourceDatabase
 from tagflow.cli.runs import materialize_days
 from tagflow.io_managers import DatasetStore
-from tagflow.pipelines.sensors import build_late_data_sensor, recorded_source_version
+from tagflow.pipelines.sensors import build_late_data_sensor
 from tagflow.schemas.registry import DATASETS, DATED
 from tagflow.settings import Settings
 from tagflow.source.connection import connect
 from tagflow.source.fingerprints import day_fingerprint
 from tagflow.transforms.derived.definitions import derived_tag_id
 from tests.conftest import copy_rows
+from tests.pipelines.conftest import recorded_source_version
 from tests.pipelines.test_materialize import check_evaluations
 
 DAY = date(2026, 3, 2)

@@ -9,11 +9,12 @@ from psycopg import sql
 
 from tagflow.assets.resources import SourceDatabase
 from tagflow.cli.runs import materialize_days
-from tagflow.pipelines.sensors import build_late_data_sensor, recorded_source_version
+from tagflow.pipelines.sensors import build_late_data_sensor
 from tagflow.settings import Settings
 from tagflow.source.connection import connect
 from tagflow.source.fingerprints import day_fingerprint
 from tests.conftest import drop_tenant
+from tests.pipelines.conftest import recorded_source_version
 
 NOW = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
 

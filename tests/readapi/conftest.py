@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -28,6 +28,33 @@ from tagflow.schemas.registry import DATED
 from tagflow.settings import Settings
 from tagflow.transforms.columns import datetime_to_us
 from tests.transforms.reference import RawRow, Reference, Tag
+
+
+def add_line_flow(admin_conn: psycopg.Connection, tenant: str) -> None:
+    """One numeric tag `line/flow` (id 5) in `tenant`: born 2026-03-01 00:00 UTC, 1.0 from
+    03-01 06:00 and 2.0 from 03-02 06:00."""
+    s = sql.Identifier(tenant)
+    insert = "INSERT INTO {}.tag_names (id, normalized_name, birth_at) VALUES (5, 'line/flow', %s)"
+    admin_conn.execute(sql.SQL(insert).format(s), (datetime(2026, 3, 1, tzinfo=UTC),))
+    for day, value in ((1, 1.0), (2, 2.0)):
+        time = datetime(2026, 3, day, 6, tzinfo=UTC)
+        admin_conn.execute(
+            sql.SQL("INSERT INTO {}.tag_data VALUES (5, %s, %s)").format(s), (time, value)
+        )
+
+
+def datasets_read(monkeypatch: pytest.MonkeyPatch, method: str) -> list[str]:
+    """The datasets that DatasetStore.`method` (read_tag_rows, read_month_rows) is asked for
+    from now on in the test, in call order."""
+    reads: list[str] = []
+    read = getattr(DatasetStore, method)
+
+    def spy(self, dataset, *args, **kwargs):
+        reads.append(dataset)
+        return read(self, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(DatasetStore, method, spy)
+    return reads
 
 
 @dataclass(frozen=True)

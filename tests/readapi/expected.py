@@ -10,18 +10,11 @@ import pandas as pd
 
 from tagflow.readapi import Client
 from tagflow.readapi.models import Span
+from tagflow.readapi.query import AGGREGATES
 from tagflow.transforms.columns import datetime_to_us
 from tests.transforms.reference import Reference
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-FIELD = {
-    "average": "twa",
-    "min": "min",
-    "max": "max",
-    "first": "first",
-    "last": "last",
-    "count": "count",
-}
 
 
 def us(value: datetime) -> int:
@@ -82,7 +75,7 @@ def expected_wide(
     fills the other buckets of its grid with NaN/None, count with 0)."""
     step = width // timedelta(microseconds=1)
     numeric, string = ref.samples(us(start), us(end), step, offset // timedelta(microseconds=1))
-    field = FIELD[aggregate]
+    field = AGGREGATES[aggregate]
     out: dict[str, dict[int, object]] = {name: {} for name in kinds}
     for rows, is_string_rows in ((numeric, False), (string, True)):
         for row in rows:

@@ -4,7 +4,6 @@ source alike, the store transport against HTTP, and a state database that stops.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from psycopg import sql
 
 from tagflow.annotations import AnnotationStore, ComputedSpan
 from tagflow.annotations.state_database import database_on_server, dispose_state_engines
@@ -22,7 +20,7 @@ from tagflow.readapi.errors import AnnotationsUnavailable
 from tagflow.readapi.server.app import create_app
 from tagflow.readapi.server.keys import KeyStore
 from tagflow.source.embedded import embedded_server_url, stop_embedded_server
-from tests.conftest import drop_tenant
+from tests.conftest import drop_tenant, state_database
 from tests.readapi.conftest import BackgroundServer
 from tests.readapi.test_hand_examples import D1, D2, D3, load_hand_tenant, t
 
@@ -40,12 +38,8 @@ def hand_tenant(admin_conn: psycopg.Connection, pg_url: str, tmp_path_factory):
 @pytest.fixture
 def state_url(pg_url: str, admin_conn: psycopg.Connection) -> Iterator[str]:
     """An empty state database of the test's own."""
-    name = f"state_{uuid.uuid4().hex[:12]}"
-    yield database_on_server(pg_url, name)
-    dispose_state_engines()
-    admin_conn.execute(
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    )
+    with state_database(pg_url, admin_conn) as url:
+        yield url
 
 
 @pytest.fixture(params=["materialised", "source only"])

@@ -5,19 +5,15 @@ create_span and get_span_history, on the plant's store and a real state database
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 from typer.testing import CliRunner
 
-from tagflow.annotations.state_database import database_on_server, dispose_state_engines
 from tagflow.readapi import (
     COMPUTED,
     AnnotationsNotConfigured,
@@ -56,16 +52,6 @@ class Service:
     def http(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key or self.write_key}"}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
-
-
-@pytest.fixture(scope="module")
-def state_url(pg_url: str, admin_conn: psycopg.Connection) -> Iterator[str]:
-    name = f"state_{uuid.uuid4().hex[:12]}"
-    yield database_on_server(pg_url, name)
-    dispose_state_engines()
-    admin_conn.execute(
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    )
 
 
 @pytest.fixture(scope="module")

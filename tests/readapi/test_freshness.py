@@ -15,6 +15,7 @@ from tagflow.cli.runs import materialize_days
 from tagflow.errors import NotMaterialised, UnknownTag
 from tagflow.readapi import Client
 from tagflow.settings import Settings
+from tests.readapi.conftest import add_line_flow
 
 D1, D2, D3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
 RANGE = ("2026-03-01T00:00:00Z", "2026-03-03T00:00:00Z")
@@ -28,13 +29,8 @@ def at(day: int, hour: int) -> datetime:
 def plant(make_tenant, admin_conn, pg_url, tmp_path):
     """A tenant with one tag `line/flow` (id 5) and a reader over a fresh store."""
     tenant = make_tenant().name
+    add_line_flow(admin_conn, tenant)
     s = sql.Identifier(tenant)
-    insert = "INSERT INTO {}.tag_names (id, normalized_name, birth_at) VALUES (5, 'line/flow', %s)"
-    admin_conn.execute(sql.SQL(insert).format(s), (at(1, 0),))
-    for time, value in ((at(1, 6), 1.0), (at(2, 6), 2.0)):
-        admin_conn.execute(
-            sql.SQL("INSERT INTO {}.tag_data VALUES (5, %s, %s)").format(s), (time, value)
-        )
     settings = Settings(source_url=pg_url, store=str(tmp_path))
     instance = dg.DagsterInstance.ephemeral()
 

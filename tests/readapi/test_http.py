@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 
 from tagflow.readapi import Client, InvalidArgument, InvalidTimeRange, UnknownTag
 from tagflow.readapi.wire import ARROW_STREAM, decode_ipc
+from tests.conftest import free_port, wait_until_serving
 
 D1 = datetime(2026, 3, 1, tzinfo=UTC)
 # Includes day 4, which is not materialised: both transports fall back to the source.
@@ -195,7 +195,7 @@ def test_openapi_docs_are_served(service_url):
 
 
 def test_tagflow_serve_runs_the_service(plant, keys_file, pg_url, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "TAGFLOW_SOURCE_URL": pg_url}
     command = [
         sys.executable,
@@ -212,15 +212,7 @@ def test_tagflow_serve_runs_the_service(plant, keys_file, pg_url, tmp_path):
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
-            time.sleep(0.2)
+        wait_until_serving(server, url)
         tenant = plant.tenants[1]
         with Client(host=url, tenant=tenant, api_key=plant.key(tenant)) as remote:
             spans = remote.get_spans("plant/special/constant", (D1, D1 + timedelta(days=1)))
@@ -229,14 +221,6 @@ def test_tagflow_serve_runs_the_service(plant, keys_file, pg_url, tmp_path):
         server.terminate()
         output = server.communicate(timeout=20)[0].decode()
     assert plant.key(plant.tenants[1]) not in output
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_arrow_ipc_round_trip_keeps_types():

@@ -17,7 +17,7 @@ from tagflow.io_managers import DatasetStore
 from tagflow.io_managers.compaction import COMPACTED_DATASETS, months_to_copy
 from tagflow.readapi import Client
 from tagflow.settings import Settings
-from tests.readapi.conftest import copy_days
+from tests.readapi.conftest import copy_days, datasets_read
 from tests.readapi.expected import all_answers, assert_same_answers
 
 MARCH = date(2026, 3, 1)
@@ -41,15 +41,7 @@ def copied(plant, pg_url, tmp_path_factory) -> Path:
 @pytest.fixture
 def month_reads(monkeypatch) -> list[str]:
     """The datasets read from month copies during a test."""
-    reads: list[str] = []
-    read = DatasetStore.read_month_rows
-
-    def spy(self, dataset, *args, **kwargs):
-        reads.append(dataset)
-        return read(self, dataset, *args, **kwargs)
-
-    monkeypatch.setattr(DatasetStore, "read_month_rows", spy)
-    return reads
+    return datasets_read(monkeypatch, "read_month_rows")
 
 
 def test_every_dated_dataset_but_carry_in_is_copied_row_for_row(plant, copied):

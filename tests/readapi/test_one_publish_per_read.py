@@ -26,6 +26,7 @@ from tagflow.readapi import Client
 from tagflow.readapi.engine import reader
 from tagflow.schemas.registry import DATASETS
 from tagflow.source.tenant_source import TenantSource
+from tests.readapi.conftest import add_line_flow, datasets_read
 
 DAY = date(2026, 3, 2)
 RANGE = ("2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z")
@@ -42,13 +43,8 @@ def day(make_tenant, admin_conn, pg_url, tmp_path):
     """(tenant, store root, stage: the day's datasets staged from the source as it is now,
     to_version_2: the source's rows changed to version 2), version 1 published."""
     tenant = make_tenant().name
+    add_line_flow(admin_conn, tenant)
     s = sql.Identifier(tenant)
-    insert = "INSERT INTO {}.tag_names (id, normalized_name, birth_at) VALUES (5, 'line/flow', %s)"
-    admin_conn.execute(sql.SQL(insert).format(s), (at(1, 0),))
-    for time, value in ((at(1, 6), 1.0), (at(2, 6), 2.0)):
-        admin_conn.execute(
-            sql.SQL("INSERT INTO {}.tag_data VALUES (5, %s, %s)").format(s), (time, value)
-        )
     source, store = TenantSource(pg_url), DatasetStore(tmp_path)
 
     def stage(on: date = DAY) -> dict[str, StagedPartition]:
@@ -143,14 +139,7 @@ def test_a_completed_republish_is_seen_by_the_next_call(day, pg_url, monkeypatch
     publish(staged, set(DATASETS) - {"transitions"})
     assert averages(stored_only) == VERSION_2
     # The day set aside while it was mixed is read from the store again.
-    reads: list[str] = []
-    read_tag_rows = DatasetStore.read_tag_rows
-
-    def spy(self, dataset, *args, **kwargs):
-        reads.append(dataset)
-        return read_tag_rows(self, dataset, *args, **kwargs)
-
-    monkeypatch.setattr(DatasetStore, "read_tag_rows", spy)
+    reads = datasets_read(monkeypatch, "read_tag_rows")
     assert averages(with_source) == VERSION_2
     assert {"transitions", "carry_in"} <= set(reads)
 
@@ -198,14 +187,7 @@ def test_a_day_read_from_its_month_copy_is_of_the_publish_of_its_other_files(
     names = store.read("tags", tenant)
     for dataset in COMPACTED_DATASETS:
         compact_month(store, dataset, tenant, date(2026, 3, 1), names).publish()
-    month_reads: list[str] = []
-    read_month_rows = DatasetStore.read_month_rows
-
-    def spy(self, dataset, *args, **kwargs):
-        month_reads.append(dataset)
-        return read_month_rows(self, dataset, *args, **kwargs)
-
-    monkeypatch.setattr(DatasetStore, "read_month_rows", spy)
+    month_reads = datasets_read(monkeypatch, "read_month_rows")
     two_days = ("2026-03-01T00:00:00Z", "2026-03-03T00:00:00Z")
     stored_only = Client(tenant=tenant, store=root, allow_source=False)
     with_source = Client(tenant=tenant, store=root, source_url=pg_url)

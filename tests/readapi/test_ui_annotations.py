@@ -9,19 +9,15 @@ shows the conflict with the current record. No tag name or label ever travels in
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, Request
-from psycopg import sql
 
-from tagflow.annotations.state_database import database_on_server, dispose_state_engines
 from tagflow.demo.synthetic_plant import PlantSummary
 from tagflow.io_managers import DatasetStore
 from tagflow.readapi import Client, Span
@@ -47,16 +43,6 @@ class Service:
 
     def client(self, key: str | None = None) -> Client:
         return Client(host=self.url, api_key=key or self.write_key)
-
-
-@pytest.fixture(scope="module")
-def state_url(pg_url: str, admin_conn: psycopg.Connection) -> Iterator[str]:
-    name = f"state_{uuid.uuid4().hex[:12]}"
-    yield database_on_server(pg_url, name)
-    dispose_state_engines()
-    admin_conn.execute(
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    )
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from psycopg import sql
 
 from tagflow.annotations import AnnotationStore
 from tagflow.annotations.state_database import database_on_server, dispose_state_engines
@@ -39,7 +38,13 @@ from tagflow.readapi import Client, Span
 from tagflow.readapi.server.app import create_app
 from tagflow.readapi.server.keys import KeyStore
 from tagflow.source.embedded import embedded_server_url, stop_embedded_server
-from tests.conftest import drop_tenant, free_port, unique_tenant_name
+from tests.conftest import (
+    drop_tenant,
+    free_port,
+    state_database,
+    unique_tenant_name,
+    wait_until_serving,
+)
 from tests.readapi.conftest import BackgroundServer
 from tests.reliability.trials import SEED, trials
 from tests.stores import materialise_from_source
@@ -69,19 +74,15 @@ def setup(pg_url: str, admin_conn: psycopg.Connection, tmp_path_factory) -> Iter
     folder = tmp_path_factory.mktemp("annotation-faults")
     materialise_from_source(pg_url, folder / "store", tenant, [DAY1])
     key, _ = KeyStore(folder / "keys.json").add(tenant, write=True, label="writer")
-    name = f"state_{uuid.uuid4().hex[:12]}"
-    state_url = database_on_server(pg_url, name)
     with Client(store=folder / "store", tenant=tenant) as client:
         tag = client.get_tags()[0].name
         spans = [s for s in client.get_spans(tag, RANGE) if s.raw_end_at is not None][:6]
     assert len(spans) == 6
     try:
-        yield Setup(folder / "store", folder / "keys.json", key, tenant, state_url, pg_url, spans)
+        with state_database(pg_url, admin_conn) as state_url:
+            store, keys = folder / "store", folder / "keys.json"
+            yield Setup(store, keys, key, tenant, state_url, pg_url, spans)
     finally:
-        dispose_state_engines()
-        admin_conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
         drop_tenant(admin_conn, tenant)
 
 
@@ -106,15 +107,7 @@ class Served:
             self.process = subprocess.Popen(
                 command, stdout=output, stderr=subprocess.STDOUT, env=env
             )
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            try:
-                if httpx.get(f"{self.url}/v1/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_serving(self.process, self.url, log)
 
     def kill(self) -> None:
         os.kill(self.process.pid, signal.SIGKILL)

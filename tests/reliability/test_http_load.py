@@ -24,7 +24,13 @@ import pytest
 
 from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.readapi.server.keys import KeyStore
-from tests.conftest import drop_tenant, free_port, rss_bytes, unique_tenant_name
+from tests.conftest import (
+    drop_tenant,
+    free_port,
+    rss_bytes,
+    unique_tenant_name,
+    wait_until_serving,
+)
 from tests.reliability.trials import trials
 from tests.stores import materialise_from_source
 
@@ -73,15 +79,7 @@ def server(pg_url: str, admin_conn: psycopg.Connection, tmp_path_factory) -> Ite
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            try:
-                if httpx.get(f"{url}/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_serving(process, url, log)
         headers = {"Authorization": f"Bearer {key}"}
         tags = [t["tag_name"] for t in httpx.get(f"{url}/v1/tags", headers=headers).json()]
         yield Server(url, key, process.pid, tags, log)

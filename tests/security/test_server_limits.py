@@ -38,7 +38,7 @@ from tagflow.readapi.client.http import HttpTransport
 from tagflow.readapi.query import TagsQuery
 from tagflow.readapi.server.keys import KeyStore
 from tagflow.readapi.server.limits import RESERVED_FILES
-from tests.conftest import free_port, rss_bytes
+from tests.conftest import free_port, rss_bytes, wait_until_serving
 
 MIB = 1 << 20
 HEAD_OFFERED = 500 * MIB
@@ -105,15 +105,7 @@ def tagflow_serve(
         )
     server = Server(port, process.pid, key, log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            try:
-                if httpx.get(f"{server.url}/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_serving(process, server.url, log)
         yield server
     finally:
         process.terminate()

@@ -25,12 +25,21 @@ from tagflow.readapi.server.keys import KeyStore
 from tagflow.schemas.registry import DATED
 from tagflow.schemas.source_ddl import source_table_columns
 from tagflow.settings import Settings
+from tagflow.source import schema_drift
 from tagflow.source.engines import source_session
-from tagflow.source.schema_drift import forget_checks, schema_drifts
+from tagflow.source.schema_drift import schema_drifts
 from tagflow.source.tenants import SOURCE_TABLES
 from tests.conftest import CreatedTenant
 from tests.readapi.conftest import BackgroundServer
 from tests.reliability.test_database_faults import failures_of
+
+
+def forget_checks() -> None:
+    """Forget every passed schema check, as a fresh process would: the next session of each
+    tenant checks its tables again."""
+    with schema_drift._passed_lock:
+        schema_drift._passed.clear()
+
 
 DAY1, DAY2, DAY3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
 DAY2_RANGE = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC))

@@ -18,7 +18,6 @@ from tagflow.transforms.columns import NO_TIME
 from tagflow.transforms.derived.definitions import parse_definitions
 from tagflow.transforms.derived.evaluate import (
     DERIVED_TRANSITIONS,
-    STEP_FUNCTION,
     StepFunction,
     evaluate_derived,
     evaluate_tenant,
@@ -37,6 +36,8 @@ from tagflow.transforms.derived.expression import (
 from tagflow.transforms.pieces import pieces_for_window
 from tagflow.transforms.tag_order import TagOrder
 from tests.transforms.builders import DAY, HOUR, MINUTE, us
+from tests.transforms.expression_trees import expression_trees
+from tests.transforms.step_functions import STEP_FUNCTION, step_function_of, step_function_table
 
 OPEN = None  # a piece nothing has ended yet
 
@@ -58,12 +59,12 @@ def step(*pieces: Piece) -> StepFunction:
             ),
         }
     )
-    return StepFunction.from_arrow(table)
+    return step_function_of(table)
 
 
 def plain(derived: StepFunction) -> list[Piece]:
     """The pieces of a step function as plain tuples."""
-    rows = derived.to_arrow().to_pylist()
+    rows = step_function_table(derived).to_pylist()
     out = []
     for row in rows:
         start = _us(row["start"])
@@ -372,12 +373,12 @@ def test_missing_inputs_and_overlapping_pieces_are_refused():
 
 def test_arrow_form_round_trips():
     a = step((0, 10, 1.5), (10, 20, "x"), (25, 30, None), (30, OPEN, NAN))
-    table = a.to_arrow()
+    table = step_function_table(a)
     assert table.schema == STEP_FUNCTION
     assert table.column("is_string").to_pylist() == [False, True, False, False]
     assert table.column("is_null").to_pylist() == [False, False, True, False]
     assert table.column("end").null_count == 1
-    again = StepFunction.from_arrow(table).to_arrow()
+    again = step_function_table(step_function_of(table))
     assert again.drop_columns(["value_double"]).equals(table.drop_columns(["value_double"]))
     assert again.column("value_double").to_pylist()[:3] == [1.5, None, None]
     assert math.isnan(again.column("value_double").to_pylist()[3])
@@ -635,24 +636,7 @@ leaves = st.one_of(
 )
 
 
-def _branches(inner: st.SearchStrategy) -> st.SearchStrategy:
-    some = st.lists(inner, min_size=1, max_size=3).map(tuple)
-    return st.one_of(
-        st.builds(Unary, st.sampled_from(["-", "+", "not"]), inner),
-        st.builds(
-            Binary,
-            st.sampled_from(["+", "-", "*", "/", "=", "!=", "<", "<=", ">", ">=", "and", "or"]),
-            inner,
-            inner,
-        ),
-        st.builds(Between, inner, inner, inner),
-        st.builds(In, inner, some),
-        st.builds(FunctionCall, st.just("abs"), inner.map(lambda arg: (arg,))),
-        st.builds(FunctionCall, st.sampled_from(["min", "max"]), some),
-    )
-
-
-expressions = st.recursive(leaves, _branches, max_leaves=10)
+expressions = expression_trees(leaves, 10)
 
 
 @settings(max_examples=200, deadline=None)
@@ -705,7 +689,7 @@ outer_leaves = st.one_of(
     st.sampled_from(("inner", "inner", "a")).map(TagRef),
     st.sampled_from([0.0, 1.0, "A", None]).map(Literal),
 )
-outer_expressions = st.recursive(outer_leaves, _branches, max_leaves=6)
+outer_expressions = expression_trees(outer_leaves, 6)
 
 
 @settings(max_examples=100, deadline=None)
@@ -716,7 +700,7 @@ def test_derived_on_derived_equals_the_written_out_expression(inner, outer, a, b
     inner_steps = evaluate_derived(inner, inputs)
     layered = evaluate_derived(outer, {**inputs, "inner": inner_steps})
     written_out = evaluate_derived(substitute(outer, "inner", inner), inputs)
-    assert layered.to_arrow().equals(written_out.to_arrow())
+    assert step_function_table(layered).equals(step_function_table(written_out))
 
 
 def test_vectorised_evaluation_of_a_long_history_is_fast():

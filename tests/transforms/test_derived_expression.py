@@ -27,6 +27,7 @@ from tagflow.transforms.derived.expression import (
     render,
     tag_references,
 )
+from tests.transforms.expression_trees import expression_trees
 
 a, b, c, x = TagRef("a"), TagRef("b"), TagRef("c"), TagRef("x")
 
@@ -322,24 +323,7 @@ leaves = st.one_of(
 )
 
 
-def _branches(inner: st.SearchStrategy) -> st.SearchStrategy:
-    some = st.lists(inner, min_size=1, max_size=3).map(tuple)
-    return st.one_of(
-        st.builds(Unary, st.sampled_from(["-", "+", "not"]), inner),
-        st.builds(
-            Binary,
-            st.sampled_from(["+", "-", "*", "/", "=", "!=", "<", "<=", ">", ">=", "and", "or"]),
-            inner,
-            inner,
-        ),
-        st.builds(Between, inner, inner, inner),
-        st.builds(In, inner, some),
-        st.builds(FunctionCall, st.just("abs"), inner.map(lambda arg: (arg,))),
-        st.builds(FunctionCall, st.sampled_from(["min", "max"]), some),
-    )
-
-
-trees = st.recursive(leaves, _branches, max_leaves=16)
+trees = expression_trees(leaves, 16)
 
 
 def as_parsed(node):

@@ -141,11 +141,6 @@ class DerivedTag:
     # it changes exactly when the tag's values may change, so it belongs in a data version.
     fingerprint: str
 
-    @property
-    def canonical_expression(self) -> str:
-        """The expression in canonical form (spacing, case and synonyms normalised)."""
-        return render(self.ast)
-
 
 @dataclass(frozen=True)
 class TenantDerivedTags:

@@ -26,12 +26,9 @@ import pyarrow as pa
 from tagflow.errors import UnknownTag
 from tagflow.schemas.arrow import TS
 from tagflow.transforms.columns import (
-    NO_TIME,
-    float_values,
     nullable_float,
     string_codes,
     strings_by_code,
-    time_us,
     us_to_time,
 )
 from tagflow.transforms.derived.definitions import TenantDerivedTags
@@ -49,20 +46,6 @@ from tagflow.transforms.derived.expression import (
     tag_references,
 )
 from tagflow.transforms.pieces import Pieces
-
-# The Arrow form of a step function: one row per constant piece, sorted by start. `end` is null
-# when nothing ended the piece. NULL where is_null; a string where is_string; else the number
-# (NaN and ±inf are numbers of a source tag, never of a derived one).
-STEP_FUNCTION = pa.schema(
-    [
-        ("start", TS),
-        ("end", TS),
-        ("value_double", pa.float64()),
-        ("value_string", pa.string()),
-        ("is_string", pa.bool_()),
-        ("is_null", pa.bool_()),
-    ]
-)
 
 # A derived tag's transitions, as the transitions dataset holds them (less tag id and name).
 DERIVED_TRANSITIONS = pa.schema(
@@ -120,45 +103,6 @@ class StepFunction:
             np.where(pieces.is_null[window], -1, pieces.string_code[window]).astype(np.int32),
             pieces.is_null[window],
             pieces.strings,
-        )
-
-    @classmethod
-    def from_arrow(cls, table: pa.Table) -> StepFunction:
-        """From a table with the columns of STEP_FUNCTION (start and end as timestamps or int64
-        µs). is_string and is_null may be left out: then a row is a string where value_string
-        is not null, and NULL where the value column of its kind is null."""
-        start = time_us(table.column("start"))
-        end = time_us(table.column("end"), null_as=NO_TIME)
-        value_string = table.column("value_string")
-        number = float_values(table.column("value_double"))
-        number_missing = table.column("value_double").is_null().to_numpy(zero_copy_only=False)
-        string_missing = value_string.is_null().to_numpy(zero_copy_only=False)
-        if "is_string" in table.column_names:
-            is_string = table.column("is_string").fill_null(False).to_numpy(zero_copy_only=False)
-        else:
-            is_string = ~string_missing
-        is_null = np.where(is_string, string_missing, number_missing)
-        if "is_null" in table.column_names:
-            is_null |= table.column("is_null").fill_null(False).to_numpy(zero_copy_only=False)
-        (codes,), strings = string_codes(value_string)
-        string_code = np.where(is_string & ~is_null, codes, -1).astype(np.int32)
-        number = np.where(is_string | is_null, np.nan, number)
-        return cls(start, end, number, string_code, is_null.astype(bool), strings)
-
-    def to_arrow(self) -> pa.Table:
-        """The pieces as a STEP_FUNCTION table."""
-        is_string = self.string_code >= 0
-        not_number = self.is_null | is_string
-        return pa.Table.from_arrays(
-            [
-                us_to_time(self.start),
-                us_to_time(self.end, self.end == NO_TIME),
-                nullable_float(np.where(not_number, np.nan, self.value_double), not_number),
-                strings_by_code(self.strings, np.where(self.is_null, -1, self.string_code)),
-                pa.array(is_string & ~self.is_null),
-                pa.array(self.is_null),
-            ],
-            schema=STEP_FUNCTION,
         )
 
 
@@ -473,7 +417,6 @@ def evaluate_tenant(
 
 __all__ = [
     "DERIVED_TRANSITIONS",
-    "STEP_FUNCTION",
     "StepFunction",
     "evaluate_derived",
     "evaluate_tenant",
