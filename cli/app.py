@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -42,7 +43,7 @@ def _progress() -> Progress:
     )
 
 
-def _fail(error: TagflowError, what: str = "") -> None:
+def _fail(error: TagflowError, what: str = "") -> NoReturn:
     text = f"{what}{': ' if what else ''}{error}"
     console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
@@ -266,13 +267,20 @@ def backfill_status(
     """Where a backfill submitted to the daemon stands: each stretch of days done, failed (with
     why, in one line) or still running, and once it ended the commands that rerun what failed."""
     from tagflow.cli.backfills import latest_backfill_id
+    from tagflow.pipelines.definitions import build_definitions
     from tagflow.pipelines.instance import dagster_instance
 
-    settings = _settings()
-    instance = dagster_instance(settings)
-    backfill_id = backfill_id or latest_backfill_id(instance)
-    if backfill_id is None or instance.get_backfill(backfill_id) is None:
-        _fail(TagflowError(f"no backfill {backfill_id or ''} on this instance".replace("  ", " ")))
+    try:
+        settings = _settings()
+        instance = dagster_instance(settings)
+        backfill_id = backfill_id or latest_backfill_id(instance)
+        if backfill_id is None or instance.get_backfill(backfill_id) is None:
+            which = f"backfill {backfill_id}" if backfill_id else "backfill"
+            raise TagflowError(f"no {which} on this instance ($DAGSTER_HOME)")
+        # the asset graph the backfill's days are read against needs the code location
+        build_definitions(settings)
+    except TagflowError as error:
+        _fail(error)
     _report_backfill(backfill_id, instance, settings)
 
 

@@ -230,6 +230,16 @@ def test_a_start_before_the_partitions_first_day_is_one_line(env) -> None:
     ]
 
 
+def test_a_day_past_the_partitions_end_is_one_line(env) -> None:
+    args = ["backfill", "--tenant", TENANT, "--start", str(FIRST), "--end", str(END)]
+    code, lines = run([*args, "--in-process"], {**env, "TAGFLOW_END_DATE": str(DAYS[2])})
+    assert code == 2
+    assert lines == [
+        f"error: {DAYS[2]} is after the partitions' last day, {DAYS[1]} "
+        f"(TAGFLOW_END_DATE is {DAYS[2]}, exclusive)"
+    ]
+
+
 def test_a_source_that_refuses_tagflow_is_one_line_without_retries(env) -> None:
     url = env["TAGFLOW_SOURCE_URL"]
     missing = re.sub(r"/[^/?]*(\?|$)", r"/no_such_database\1", url, count=1)
