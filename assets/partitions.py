@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 
 import dagster as dg
@@ -21,20 +21,25 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 
 @dataclass(frozen=True)
 class TenantDays:
-    """Tenant × day partitions from `start_date`; a backfill runs up to `days_per_run`
-    tenant-days in one run (each day still its own files), so a year is a dozen runs for the
-    daemon to launch, not 365."""
+    """Tenant × day partitions from `start_date` (to the day before `end_date` if given, else to
+    yesterday); a backfill runs up to `days_per_run` tenant-days in one run (each day still its
+    own files), so a year is a dozen runs for the daemon to launch, not 365."""
 
     start_date: date
     days_per_run: int
+    end_date: date | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> TenantDays:
-        return cls(settings.start_date, settings.backfill_days_per_run)
+        return cls(settings.start_date, settings.backfill_days_per_run, settings.end_date)
 
     @cached_property
     def definition(self) -> dg.MultiPartitionsDefinition:
-        days = dg.DailyPartitionsDefinition(start_date=self.start_date.isoformat(), timezone="UTC")
+        days = dg.DailyPartitionsDefinition(
+            start_date=self.start_date.isoformat(),
+            end_date=self.end_date.isoformat() if self.end_date else None,
+            timezone="UTC",
+        )
         return dg.MultiPartitionsDefinition({TENANT_DIMENSION: tenants, DATE_DIMENSION: days})
 
     @property
@@ -58,15 +63,21 @@ class TenantMonths:
     days of that month."""
 
     start_date: date
+    end_date: date | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> TenantMonths:
-        return cls(settings.start_date)
+        return cls(settings.start_date, settings.end_date)
 
     @cached_property
     def definition(self) -> dg.MultiPartitionsDefinition:
         first = self.start_date.replace(day=1).isoformat()
-        months = dg.MonthlyPartitionsDefinition(start_date=first, timezone="UTC")
+        # through the month of the last day
+        end = None
+        if self.end_date is not None:
+            last = self.end_date - timedelta(days=1)
+            end = (last.replace(day=28) + timedelta(days=4)).replace(day=1).isoformat()
+        months = dg.MonthlyPartitionsDefinition(start_date=first, end_date=end, timezone="UTC")
         return dg.MultiPartitionsDefinition({TENANT_DIMENSION: tenants, MONTH_DIMENSION: months})
 
     @property

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -42,7 +43,7 @@ def _progress() -> Progress:
     )
 
 
-def _fail(error: TagflowError, what: str = "") -> None:
+def _fail(error: TagflowError, what: str = "") -> NoReturn:
     text = f"{what}{': ' if what else ''}{error}"
     console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
@@ -182,7 +183,7 @@ def backfill(
 def _submit_and_wait(
     tenant: str, start: str, end: str, wait: bool, source_url: str | None, store: str | None
 ) -> None:
-    from tagflow.cli.backfills import backfill_daemon_running, backfill_state, submit_backfill
+    from tagflow.cli.backfills import backfill_daemon_running, submit_backfill
     from tagflow.pipelines.instance import dagster_instance
 
     try:
@@ -198,18 +199,89 @@ def _submit_and_wait(
             "[yellow]no backfill daemon is running on this instance: start "
             "`dagster dev -w workspace.yaml` or `dagster-daemon run`, or use --in-process[/yellow]"
         )
-    if not wait:
-        return
-    with _progress() as progress:
-        state = backfill_state(instance, backfill_id, settings)
-        task = progress.add_task(f"backfill {tenant}", total=state.days_total)
-        while not state.finished:
-            time.sleep(2)
+    if wait:
+        _follow(backfill_id, instance, settings)
+    else:
+        console.print(f"see where it stands with: tagflow backfill-status {backfill_id}")
+
+
+def _follow(backfill_id: str, instance, settings: Settings) -> None:
+    """Wait for a submitted backfill with a progress bar, then summarise it as an in-process
+    backfill is summarised. Ctrl-C stops waiting only: the daemon goes on with the backfill."""
+    from tagflow.cli.backfills import backfill_state
+
+    try:
+        with _run_progress() as progress:
             state = backfill_state(instance, backfill_id, settings)
-            progress.update(task, completed=state.days_done)
-    console.print(f"backfill {backfill_id}: {state.status}, {state.runs} run(s)")
+            task = progress.add_task("backfill", total=state.days_total, failed="")
+            while not state.finished:
+                time.sleep(2)
+                state = backfill_state(instance, backfill_id, settings)
+                failed = f", [red]{state.days_failed} failed[/red]" if state.days_failed else ""
+                progress.update(task, completed=state.days_done, failed=failed)
+    except KeyboardInterrupt:
+        console.print(
+            f"stopped waiting; backfill {backfill_id} goes on in the daemon: "
+            f"`tagflow backfill-status {backfill_id}` shows where it stands, and the Dagster "
+            "UI (Runs → Backfills) cancels it",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=INTERRUPTED_EXIT) from None
+    _report_backfill(backfill_id, instance, settings)
+
+
+def _report_backfill(backfill_id: str, instance, settings: Settings) -> None:
+    """One line per stretch of days by outcome, the counts and the commands that rerun what did
+    not succeed. Exit 0 when every day succeeded, 1 when a day or a month copy failed (or days
+    are still running, for `backfill-status`)."""
+    from tagflow.cli.backfills import backfill_report
+    from tagflow.cli.summary import RangeSummary
+
+    report = backfill_report(instance, backfill_id, settings)
+    state = report.state
+    lines = [f"backfill {backfill_id}: {state.status}, {state.runs} run(s)"]
+    if report.days:
+        summary = RangeSummary(report.tenant, report.days, report.runs)
+        lines += summary.lines(
+            ["tagflow", "backfill"],
+            not_started="not launched by the backfill",
+            running=not state.finished,
+        )
+    for what, run in report.other_runs:
+        if not run.success:
+            reason = run.failure.line() if run.failure else "failed"
+            lines.append(f"{report.tenant} {what}: FAILED, {reason} (run {run.run_id[:8]})")
+    for line in lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if not state.succeeded:
         raise typer.Exit(code=1)
+
+
+@app.command("backfill-status")
+def backfill_status(
+    backfill_id: str | None = typer.Argument(
+        None, help="The backfill's id (default: the last one submitted to this instance)."
+    ),
+) -> None:
+    """Where a backfill submitted to the daemon stands: each stretch of days done, failed (with
+    why, in one line) or still running, and once it ended the commands that rerun what failed."""
+    from tagflow.cli.backfills import latest_backfill_id
+    from tagflow.pipelines.definitions import build_definitions
+    from tagflow.pipelines.instance import dagster_instance
+
+    try:
+        settings = _settings()
+        instance = dagster_instance(settings)
+        backfill_id = backfill_id or latest_backfill_id(instance)
+        if backfill_id is None or instance.get_backfill(backfill_id) is None:
+            which = f"backfill {backfill_id}" if backfill_id else "backfill"
+            raise TagflowError(f"no {which} on this instance ($DAGSTER_HOME)")
+        # the asset graph the backfill's days are read against needs the code location
+        build_definitions(settings)
+    except TagflowError as error:
+        _fail(error)
+    _report_backfill(backfill_id, instance, settings)
 
 
 def _in_process(
@@ -239,7 +311,7 @@ def _in_process(
         try:
             settings = _settings(source_url=source_url, store=store)
             first, stop = _parse_day(start, "--start"), _parse_day(end, "--end")
-            days = days_in_range(first, stop, settings.start_date)
+            days = days_in_range(first, stop, settings.start_date, settings.end_date)
             instance = dagster_instance(settings)
             with _run_progress() as progress:
                 task = progress.add_task(f"materialise {tenant}", total=len(days), failed="")

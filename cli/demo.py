@@ -59,8 +59,8 @@ def _materialise(
             f"{summary.string_rows} string rows"
         )
     first, stop = plant.start.date(), plant.end.date()
-    # The demo's code location starts its partitions on the demo's first day (ui_command).
-    settings = settings.replace(start_date=first)
+    # The demo's code location spans just the demo's days (ui_command).
+    settings = settings.replace(start_date=first, end_date=stop)
     store = DatasetStore(settings.store)
     instance = dagster_instance(settings)
     failed = 0
@@ -79,20 +79,21 @@ def _materialise(
     home = Path(instance.root_directory)
     console.print(
         f"{len(DEMO_TENANTS) * days} Dagster runs recorded in {home}. Open the UI with: "
-        + ui_command(home, first)
+        + ui_command(home, first, stop)
     )
 
 
-def ui_command(home: Path, first_day: date) -> str:
-    """The command that opens the Dagster UI on the demo's runs: its partitions start on the
-    demo's first day (else the UI counts every day since 2020 as missing), and `dagster` is
-    this environment's, which the shell may not have on its PATH."""
+def ui_command(home: Path, first_day: date, end_day: date) -> str:
+    """The command that opens the Dagster UI on the demo's runs: its partitions are the demo's
+    days, [first_day, end_day) (else the UI counts every day from 2020 to yesterday as missing),
+    and `dagster` is this environment's, which the shell may not have on its PATH."""
     dagster = Path(sys.executable).parent / "dagster"
     here = Path.cwd()
     shown = {
         "DAGSTER_HOME": _relative(home, here, "$PWD/"),
         "TAGFLOW_SOURCE_URL": EMBEDDED_SOURCE,
         Settings.variable("start_date"): first_day.isoformat(),
+        Settings.variable("end_date"): end_day.isoformat(),
     }
     variables = " ".join(f"{name}={value}" for name, value in shown.items())
     return f"{variables} {_relative(dagster, here, '')} dev -w workspace.yaml"

@@ -61,9 +61,12 @@ class Interrupted(Exception):
         self.runs = runs
 
 
-def days_in_range(start: date, end: date, first_day: date) -> list[date]:
+def days_in_range(
+    start: date, end: date, first_day: date, end_day: date | None = None
+) -> list[date]:
     """The days of [start, end): end is exclusive; none before the first partition day, none
-    that has not ended yet (UTC)."""
+    from `end_day` (the partitions' exclusive end, when set), none that has not ended yet
+    (UTC)."""
     if not isinstance(start, date) or not isinstance(end, date):
         raise InvalidTimeRange("start and end must be dates (YYYY-MM-DD)")
     if end <= start:
@@ -71,6 +74,11 @@ def days_in_range(start: date, end: date, first_day: date) -> list[date]:
     if start < first_day:
         raise InvalidTimeRange(
             f"{start} is before the partitions' first day, {first_day} (TAGFLOW_START_DATE)"
+        )
+    if end_day is not None and end > end_day:
+        raise InvalidTimeRange(
+            f"{max(start, end_day)} is after the partitions' last day, "
+            f"{end_day - timedelta(days=1)} (TAGFLOW_END_DATE is {end_day}, exclusive)"
         )
     today = datetime.now(UTC).date()
     if end > today:
@@ -139,7 +147,7 @@ def materialize_days(
     schema drift, bad data) ends the series: no further run is started, and the days not run
     are those of no returned run. Ctrl-C raises Interrupted once the run it fell in ended."""
     validate_tenant_name(tenant)
-    days = days_in_range(start, end, settings.start_date)
+    days = days_in_range(start, end, settings.start_date, settings.end_date)
     if not isinstance(days_per_run, int) or days_per_run < 1:
         raise InvalidArgument("days per run must be a positive whole number")
     definitions = build_definitions(settings)

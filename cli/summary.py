@@ -1,5 +1,6 @@
-"""What an in-process `materialize` or `backfill` prints when it ends: one line per stretch of
-days with the same outcome, the counts, and the commands that run again what did not succeed."""
+"""What `materialize` and `backfill` print when they end (in process, or a backfill the daemon
+ran): one line per stretch of days with the same outcome, the counts, and the commands that run
+again what did not succeed."""
 
 from __future__ import annotations
 
@@ -33,10 +34,18 @@ class RangeSummary:
         ran = {day for run in self.runs for day in run.days}
         return [day for day in self.days if day not in ran]
 
-    def lines(self, command: list[str], interrupted: bool = False) -> list[str]:
+    def lines(
+        self,
+        command: list[str],
+        interrupted: bool = False,
+        not_started: str | None = None,
+        running: bool = False,
+    ) -> list[str]:
         """The summary: outcomes by stretch of days (with a failed run's id, to find it in the
         Dagster UI), the counts, and the rerun commands (`command` names the command and the
-        options to repeat)."""
+        options to repeat). `not_started` says why days have no run, when it is not a failure
+        every later day shares nor Ctrl-C; with `running` (a daemon's backfill not ended yet)
+        the days without a finished run are running or queued, and nothing is to rerun yet."""
         lines = []
         for label, runs in _stretches(self.runs):
             first, last = runs[0].days[0], runs[-1].days[-1]
@@ -49,14 +58,21 @@ class RangeSummary:
         for first, end in day_ranges(self.not_started):
             last = date.fromordinal(end.toordinal() - 1)
             shown = f"{first}" if first == last else f"{first}..{last}"
-            why = "interrupted" if interrupted else "after a failure every later day shares"
-            lines.append(f"{self.tenant} {shown}: not started ({why})")
+            why = not_started or (
+                "interrupted" if interrupted else "after a failure every later day shares"
+            )
+            if running:
+                lines.append(f"{self.tenant} {shown}: running or queued")
+            else:
+                lines.append(f"{self.tenant} {shown}: not started ({why})")
         counts = [f"{len(self.done)} of {len(self.days)} days done"]
         if self.failed:
             counts.append(f"{len(self.failed)} failed")
         if self.not_started:
-            counts.append(f"{len(self.not_started)} not started")
+            counts.append(f"{len(self.not_started)} {'to go' if running else 'not started'}")
         lines.append(", ".join(counts) + ("; interrupted by Ctrl-C" if interrupted else ""))
+        if running:
+            return lines
         again = rerun_commands(command, self.tenant, self.failed + self.not_started)
         if again:
             lines.append("to run them again:")

@@ -106,12 +106,12 @@ def addressable_tenants(tenants: Sequence[str]) -> tuple[list[str], dict[str, st
 
 
 def daily_run_requests(
-    tenants: list[str], scheduled_at: datetime, first_day: date
+    tenants: list[str], scheduled_at: datetime, first_day: date, end_day: date | None = None
 ) -> list[dg.RunRequest]:
     """One run request per tenant for the UTC day before `scheduled_at`, sorted by tenant;
-    none when that day precedes the first partition day."""
+    none when that day is not a partition (before the first day, or from `end_day` on)."""
     day = previous_utc_day(scheduled_at)
-    if day < first_day:
+    if day < first_day or (end_day is not None and day >= end_day):
         return []
     key = day.isoformat()
     return [
@@ -126,7 +126,7 @@ def daily_run_requests(
 
 def build_daily_schedule(settings: Settings) -> dg.ScheduleDefinition:
     """The daily schedule on the settings' cron (UTC) from their first partition day."""
-    first_day = settings.start_date
+    first_day, end_day = settings.start_date, settings.end_date
 
     @dg.schedule(
         name="daily_tenant_days",
@@ -153,11 +153,16 @@ def build_daily_schedule(settings: Settings) -> dg.ScheduleDefinition:
                 f"tenant {tenant!r} is not scheduled: its partition name cannot be a tenant "
                 f"({error}); delete that dynamic partition and register the tenant by its name"
             )
-        requests = daily_run_requests(tenants, scheduled_at, first_day)
+        requests = daily_run_requests(tenants, scheduled_at, first_day, end_day)
         if requests:
             return requests
         if previous_utc_day(scheduled_at) < first_day:
             return dg.SkipReason(f"{previous_utc_day(scheduled_at)} is before {first_day}")
+        if end_day is not None and previous_utc_day(scheduled_at) >= end_day:
+            return dg.SkipReason(
+                f"{previous_utc_day(scheduled_at)} is after the partitions' last day "
+                f"(TAGFLOW_END_DATE {end_day}, exclusive)"
+            )
         return dg.SkipReason(f"no tenant can be scheduled; {summarise_failures(invalid)}")
 
     return daily_tenant_days

@@ -159,6 +159,12 @@ def build_tenant_discovery_sensor(
     the rest follows on later ticks. Tests pass a fixed `clock`."""
     first_day, days_per_tick = settings.first_backfill_day, settings.backfill_days_per_tick
 
+    def last_partition_day(yesterday: date) -> date:
+        """Yesterday, or the partitions' last day when they end before (TAGFLOW_END_DATE)."""
+        if settings.end_date is None:
+            return yesterday
+        return min(yesterday, settings.end_date - timedelta(days=1))
+
     @dg.sensor(
         name="tenant_discovery",
         job=all_assets_job,
@@ -204,7 +210,7 @@ def build_tenant_discovery_sensor(
             registered,
             state,
             first_day,
-            previous_utc_day(clock()),
+            last_partition_day(previous_utc_day(clock())),
             days_per_tick,
             first_days=first_days,
             failed=failed,

@@ -73,6 +73,9 @@ class Settings:
     # The first day of the date partitions (the demo sets it to its first day, so the UI
     # counts the demo's days, not every day since 2020).
     start_date: date = _setting("TAGFLOW_START_DATE", _day, date(2020, 1, 1))
+    # The day after the partitions' last day (exclusive, as every end in tagflow); unset, the
+    # days go on to yesterday. The demo's UI sets both, so it counts exactly the demo's days.
+    end_date: date | None = _setting("TAGFLOW_END_DATE", _day)
     # Tenant-days in one run of a range backfill (each day still its own files).
     backfill_days_per_run: int = _setting("TAGFLOW_BACKFILL_DAYS_PER_RUN", _positive_int, 31)
     # A tenant-day is late (Dagster's freshness policy of the day's datasets) when nothing was

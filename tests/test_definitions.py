@@ -1,5 +1,7 @@
 """The whole Dagster code location loads and its asset graph is wired as DESIGN §4 says."""
 
+from datetime import date
+
 import dagster as dg
 import pytest
 
@@ -113,3 +115,12 @@ def test_the_start_date_setting_moves_the_first_partition_day():
     days = graph.get(dg.AssetKey("spans")).partitions_def.partitions_defs[0]
     assert days.name == "date"
     assert days.partitions_def.get_first_partition_key() == "2024-06-01"
+
+
+def test_the_partitions_span_start_to_end_date_when_an_end_is_set():
+    """TAGFLOW_END_DATE (exclusive) bounds the days, and the months run through the last day's."""
+    settings = Settings(start_date=date(2026, 3, 1), end_date=date(2026, 3, 4))
+    days = TenantDays.of(settings).definition.get_partitions_def_for_dimension("date")
+    assert days.get_partition_keys() == ["2026-03-01", "2026-03-02", "2026-03-03"]
+    months = TenantMonths.of(settings).definition.get_partitions_def_for_dimension("month")
+    assert months.get_partition_keys() == ["2026-03-01"]

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -73,9 +74,13 @@ def assert_only_the_summary(done: subprocess.CompletedProcess) -> None:
         "4 Dagster runs recorded",
     ):
         assert expected in output, output
-    # The closing hint opens the UI on the demo's days, with this environment's dagster (a
+    # The closing hint opens the UI on just the demo's days, with this environment's dagster (a
     # shell need not have it on its PATH); the console may wrap it.
-    hint = f"TAGFLOW_START_DATE={DEFAULT_START.isoformat()} {BIN / 'dagster'} dev -w workspace.yaml"
+    end = DEFAULT_START + timedelta(days=2)
+    hint = (
+        f"TAGFLOW_START_DATE={DEFAULT_START.isoformat()} TAGFLOW_END_DATE={end.isoformat()} "
+        f"{BIN / 'dagster'} dev -w workspace.yaml"
+    )
     assert hint in " ".join(output.split()), output
 
 

@@ -1,9 +1,9 @@
-"""An operator's failures, driving the real `tagflow backfill --in-process` and `tagflow
-materialize` (subprocesses of the venv's `tagflow`) against an embedded PostgreSQL of this
-module's own, which a test stops in the middle of a backfill: the exit status, the lines
-printed, the seconds to exit after the outage, the printed rerun command (run once the source is
-back, it completes exactly the days that failed), Ctrl-C, and the one-line refusals of days
-that have not ended or come before the partitions' first day."""
+"""An operator's failures, driving the real `tagflow backfill` (in process, and through the
+daemon) and `tagflow materialize` (subprocesses of the venv's `tagflow`) against an embedded
+PostgreSQL of this module's own, which a test stops in the middle of a backfill: the exit
+status, the lines printed, the seconds to exit after the outage, the printed rerun command (run
+once the source is back, it completes exactly the days that failed), Ctrl-C, and the one-line
+refusals of days that have not ended or come before the partitions' first day."""
 
 from __future__ import annotations
 
@@ -23,12 +23,15 @@ import pytest
 
 from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.io_managers import DatasetStore
+from tagflow.pipelines.instance import prepare_dagster_home
 from tagflow.schemas.registry import DATED
+from tagflow.settings import Settings
 from tagflow.source.connection import libpq_url
 from tagflow.source.embedded import embedded_server_url, stop_embedded_server
 from tests.conftest import server_home
 
 TAGFLOW = str(Path(sys.executable).with_name("tagflow"))
+WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
 TENANT = "outage"
 FIRST = date(2026, 3, 1)
 DAYS = [FIRST + timedelta(days=n) for n in range(5)]
@@ -222,6 +225,16 @@ def test_a_start_before_the_partitions_first_day_is_one_line(env) -> None:
     ]
 
 
+def test_a_day_past_the_partitions_end_is_one_line(env) -> None:
+    args = ["backfill", "--tenant", TENANT, "--start", str(FIRST), "--end", str(END)]
+    code, lines = run([*args, "--in-process"], {**env, "TAGFLOW_END_DATE": str(DAYS[2])})
+    assert code == 2
+    assert lines == [
+        f"error: {DAYS[2]} is after the partitions' last day, {DAYS[1]} "
+        f"(TAGFLOW_END_DATE is {DAYS[2]}, exclusive)"
+    ]
+
+
 def test_a_source_that_refuses_tagflow_is_one_line_without_retries(env) -> None:
     url = env["TAGFLOW_SOURCE_URL"]
     missing = re.sub(r"/[^/?]*(\?|$)", r"/no_such_database\1", url, count=1)
@@ -291,3 +304,76 @@ def test_a_month_whose_days_all_succeeded_is_copied_although_a_later_range_faile
     copies = Path(env["TAGFLOW_STORE"], "_compacted")
     assert {path.parent.name for path in copies.rglob("*.parquet")} == {"month=2026-02"}
     assert "tagflow backfill --tenant outage --start 2026-03-01 --end 2026-03-03" in output
+
+
+def test_a_daemon_backfill_whose_source_goes_away_is_summarised_with_a_rerun_command(
+    source, env
+) -> None:
+    """`tagflow backfill` without --in-process: the daemon runs the range; the source stops
+    once the backfill is submitted, so its run fails. The waiting command and `tagflow
+    backfill-status` print the failure in one classified line and the command that reruns
+    exactly the failed days. (That a rerun completes what failed, leaving the rest alone, is
+    the in-process test's: the daemon's runs are the same runs, and each one costs this test
+    tens of seconds.)"""
+    data_dir, _ = source
+    end = FIRST + timedelta(days=3)
+    days = {FIRST + timedelta(days=n) for n in range(3)}
+    # The retry budget is not what this test is about: 1 s makes the failure come at once.
+    env = {**env, "TAGFLOW_SOURCE_RETRY_BUDGET_S": "1"}
+    prepare_dagster_home(Settings.from_env(env), env["DAGSTER_HOME"])
+    daemon_log = Path(env["DAGSTER_HOME"]) / "daemon.log"
+    daemon = subprocess.Popen(
+        [str(Path(TAGFLOW).with_name("dagster-daemon")), "run", "-w", str(WORKSPACE)],
+        cwd=WORKSPACE.parent,
+        env=env,
+        stdout=daemon_log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        # As on call: the daemon is up when the operator submits.
+        wait_for_backfill_daemon(env, daemon, daemon_log)
+        process = start(
+            ["backfill", "--tenant", TENANT, "--start", str(FIRST), "--end", str(end)], env
+        )
+        assert process.stdout is not None
+        first_line = process.stdout.readline()
+        assert "submitted" in first_line, first_line + process.communicate()[0]
+        stop_embedded_server(data_dir)
+        stopped = time.monotonic()
+        output, _ = process.communicate(timeout=SLOW_S)
+        exit_after_s = time.monotonic() - stopped
+        output = first_line + output
+        lines = output.splitlines()
+        print(f"exit after the outage: {exit_after_s:.1f} s, {len(lines)} lines:\n{output}")
+        code, status_lines = run(["backfill-status"], env)
+        print("\n".join(status_lines))
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(timeout=60)
+
+    assert process.returncode == 1
+    assert len(lines) <= MAX_LINES and "Traceback" not in output
+    assert "COMPLETED_FAILED" in lines[1]
+    failed = [line for line in lines if ": FAILED, " in line]
+    assert len(failed) == 1, output
+    assert failed[0].startswith(f"{TENANT} {FIRST}..{end - timedelta(days=1)}: FAILED, unreachable")
+    assert f"0 of {len(days)} days done, {len(days)} failed" in output
+    (args, rerun_days), *more = rerun_ranges(lines)
+    assert more == [] and rerun_days == days and "--in-process" not in args
+    # Later, from any shell: the same summary of the last backfill.
+    assert code == 1
+    assert [line for line in status_lines if ": FAILED, " in line] == failed
+    assert rerun_ranges(status_lines) == rerun_ranges(lines)
+
+
+def wait_for_backfill_daemon(
+    env: dict[str, str], daemon: subprocess.Popen[bytes], log: Path
+) -> None:
+    deadline = time.monotonic() + SLOW_S
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        while "BACKFILL" not in instance.get_daemon_heartbeats():
+            assert daemon.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the daemon never reported"
+            time.sleep(0.5)

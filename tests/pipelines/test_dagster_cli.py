@@ -13,8 +13,9 @@ import pytest
 
 from tagflow.assets.partitions import TENANT_DIMENSION, tenant_day_key
 from tagflow.demo.synthetic_plant import PlantSummary
-from tagflow.pipelines.instance import PG_URL_ENV
+from tagflow.pipelines.instance import PG_URL_ENV, prepare_dagster_home
 from tagflow.schemas.registry import DATASETS
+from tagflow.settings import Settings
 from tests.pipelines.test_ui import PROJECT_ROOT, home_instance
 
 DAGSTER = Path(sys.executable).parent / "dagster"
@@ -79,3 +80,23 @@ def test_dagster_refuses_every_asset_for_one_tenant_day_and_publishes_nothing(te
     assert done.returncode != 0
     assert "There is no PartitionsDefinition shared by all the provided assets" in done.stderr
     assert published(store) == set()
+
+
+def test_dg_check_defs_loads_the_code_location(tmp_path: Path) -> None:
+    """`dg check defs` (pyproject's [tool.dg]) loads the same definitions as `dagster dev`;
+    loading them connects to no database, so any source URL does."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TAGFLOW_")}
+    env.update(DAGSTER_HOME=str(tmp_path), TAGFLOW_SOURCE_URL="postgresql://tagflow@localhost/x")
+    prepare_dagster_home(Settings(), tmp_path)  # as every tagflow command does: no telemetry
+    done = subprocess.run(
+        [str(DAGSTER.with_name("dg")), "check", "defs"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "All definitions loaded successfully" in output
+    assert "warning" not in output.lower(), output

@@ -134,6 +134,20 @@ def test_schedule_yesterday_is_the_utc_day_before_the_scheduled_time(persistent_
     assert keys(daily_schedule(context)) == expected([("plant_a", "2026-03-03")])
 
 
+def test_schedule_asks_for_no_day_past_the_partitions_end(persistent_instance):
+    instance = persistent_instance
+    instance.add_dynamic_partitions(TENANT_DIMENSION, ["plant_a"])
+    # TAGFLOW_END_DATE=2026-03-03: 2 March is the last day.
+    ended = build_daily_schedule(Settings(end_date=date(2026, 3, 3)))
+    at = {day: datetime(2026, 3, day, 0, 30, tzinfo=UTC) for day in (3, 4)}
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=at[3])
+    assert keys(ended(context)) == expected([("plant_a", "2026-03-02")])
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=at[4])
+    skipped = ended(context)
+    assert isinstance(skipped, dg.SkipReason)
+    assert "2026-03-03 is after the partitions' last day" in (skipped.skip_message or "")
+
+
 def test_schedule_skips_without_tenants(persistent_instance):
     context = dg.build_schedule_context(
         instance=persistent_instance,
@@ -224,6 +238,23 @@ def test_backfill_ends_at_the_day_before_discovery_and_leaves_later_days_to_the_
     three = tick(sensor, instance, pg_url, two.cursor)
     assert three.run_requests == []
     assert json.loads(three.cursor) == {"backfill": {}, "missing": []}
+
+
+def test_backfill_of_a_new_tenant_stops_at_the_partitions_end(
+    instance, pg_url, make_tenant_with_history
+):
+    tenant = make_tenant_with_history()
+    settings = Settings(
+        backfill_floor=date(2026, 3, 1), backfill_days_per_tick=31, end_date=date(2026, 3, 3)
+    )
+    one = tick(build_tenant_discovery_sensor(settings, clock=lambda: NOW), instance, pg_url, None)
+    days = {
+        key.keys_by_dimension["date"]
+        for key in (r.partition_key for r in one.run_requests)
+        if key.keys_by_dimension["tenant"] == tenant
+    }
+    # from the floor through the last partition day, not through yesterday (3 March)
+    assert days == {"2026-03-01", "2026-03-02"}
 
 
 def test_dagster_accepts_run_requests_for_tenants_added_in_the_same_tick(
