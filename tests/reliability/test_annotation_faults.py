@@ -142,7 +142,11 @@ class Stream:
     in_flight: tuple[int, str] | None = None
 
 
-def write_until_cut(url: str, key: str, spans: list[Span], revisions: dict[int, int]) -> Stream:
+def write_until_cut(
+    url: str, key: str, spans: list[Span], revisions: dict[int, int], writing: threading.Event
+) -> Stream:
+    """Write until the server is gone; `writing` is set once the first write is acknowledged
+    (a fresh server's first write reads its span from the datasets: slow on a busy machine)."""
     stream = Stream()
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
@@ -159,6 +163,7 @@ def write_until_cut(url: str, key: str, spans: list[Span], revisions: dict[int, 
             assert revision == revisions[span.id] + 1
             revisions[span.id] = revision
             stream.acknowledged.append((span.id, revision, token))
+            writing.set()
     return stream
 
 
@@ -176,14 +181,16 @@ def test_kill_9_during_writes_keeps_every_acknowledged_write_and_no_partial_one(
     for _ in range(KILL_TRIALS):
         server = Served(setup, tmp_path / "server.log")
         result: list[Stream] = []
+        writing = threading.Event()
         writer = threading.Thread(
-            target=lambda url, out: out.append(
-                write_until_cut(url, setup.key, setup.spans[:4], revisions)
+            target=lambda url, out, started: out.append(
+                write_until_cut(url, setup.key, setup.spans[:4], revisions, started)
             ),
-            args=(server.url, result),
+            args=(server.url, result, writing),
         )
         writer.start()
-        time.sleep(chooser.uniform(0.3, 1.5))
+        assert writing.wait(timeout=60), "no write was acknowledged"
+        time.sleep(chooser.uniform(0.05, 1.2))
         server.kill()
         writer.join(timeout=60)
         (stream,) = result
