@@ -566,9 +566,12 @@ class AnnotationStore:
         return taken, pa.Table.from_arrays(arrays, schema=schema)
 
     def high_water_mark(self, tenant: str | None = None) -> int:
-        """A number that grows with every change (of `tenant`, or of any tenant): a sensor
-        exports the annotations again when it moved."""
-        query = "SELECT coalesce(max(seq), 0) FROM span_annotation_history"
+        """The number of changes committed (of `tenant`, or of every tenant): it grows with
+        every change, whatever order concurrent writers commit in, and a sensor exports the
+        annotations again when it moved. (Not the largest `seq`: a change given a lower seq can
+        commit after a higher one was read, and would wait for the next change to be
+        exported.)"""
+        query = "SELECT count(*) FROM span_annotation_history"
         params: tuple[str, ...] = ()
         if tenant is not None:
             query, params = query + " WHERE tenant = %s", (tenant,)
