@@ -23,9 +23,9 @@ _LABELS = SPAN_ANNOTATIONS.field("labels").type
 
 @dataclass(frozen=True)
 class AnnotationExport:
-    """What one export published, and the high-water mark it is complete up to: every change up
-    to it is in both files (a change made while exporting may be too, and moves the mark past
-    this one, so the next export takes it)."""
+    """What one export published, and the high-water mark it is complete up to: the number of
+    changes committed before it read them, all in both files (a change made while exporting may
+    be too, and moves the mark past this one, so the next export takes it)."""
 
     records: StagedPartition
     history: StagedPartition

@@ -31,7 +31,12 @@ STATEMENT_TIMEOUT_S = 10
 LOCK_TIMEOUT_S = 10
 CONNECT_ATTEMPTS = 3
 BACKOFF_S = 0.2
-POOL = PoolSettings(size=4, overflow=12, timeout_s=10.0, recycle_s=1800, ping_timeout_s=5.0)
+# Kept open: as many sessions as writes a busy service runs at once (opening one costs more than
+# a write); a session used in the last few seconds is not pinged (only checked for a server that
+# ended it), so a read or a write is one round trip.
+POOL = PoolSettings(
+    size=16, overflow=16, timeout_s=10.0, recycle_s=1800, ping_timeout_s=5.0, ping_after_s=5.0
+)
 
 _HINT = "check TAGFLOW_STATE_URL and that the state database is up"
 
@@ -112,14 +117,22 @@ def _connect(conninfo: str, context: AdaptContext | None) -> psycopg.Connection:
 
 
 def create_state_engine(url: str) -> sa.Engine:
-    """A new pooled engine of the state database at `url` (most callers want state_engine's)."""
+    """A new pooled engine of the state database at `url` (most callers want state_engine's).
+    Its sessions autocommit: a read or a write is one statement, atomic by itself, in one round
+    trip; work of several statements runs in `transactional(engine)`."""
     conninfo = _conninfo(url)  # an unparsable URL fails now, not at first use
     return pooled_engine(
         lambda context: _connect(conninfo, context),
         POOL,
-        autocommit=False,
+        autocommit=True,
         sessions_of="state",
     )
+
+
+def transactional(engine: sa.Engine) -> sa.Engine:
+    """`engine` with its sessions in transactions (READ COMMITTED) while checked out: for
+    `engine.begin()` blocks of several statements that commit together."""
+    return engine.execution_options(isolation_level="READ COMMITTED")
 
 
 _engines = EngineRegistry(create_state_engine)

@@ -1,24 +1,35 @@
-"""The annotation store: reads and writes of span annotations in the state database. Every
-write is one transaction that locks the span's record, checks the revision it starts from,
-changes the record and appends the change to the history, so a stale revision is refused with
-the current record and racing writers on one span serialise (no lost update). Reads for the
-span merge come back columnar (one query per read), so merging 1,000 annotations costs
-microseconds of Python, not milliseconds."""
+"""The annotation store: reads and writes of span annotations in the state database.
+
+A write is one statement (autocommit, one round trip): an UPDATE of the record that names the
+revision it starts from (or an INSERT of a first one), with the history row appended by the
+same statement, so it commits whole or not at all, a stale revision changes nothing (and is
+refused with the current record), and racing writers on one span serialise on its row (no lost
+update). What the write is checked against is the record at that revision: records are
+immutable per revision, so this process keeps the last one it saw of each span and reads one
+only when the caller starts from another revision. Reads for the span merge come back columnar
+(one query per read), and a tenant's annotations are kept between reads, refreshed by one
+indexed statement per read (annotations.layer_cache), so a read stays exact and costs one round
+trip whatever the number of annotations."""
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
+from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import insert
 
+from tagflow.annotations.layer_cache import CHANGED_SINCE, SNAPSHOT_SELECT, Layer, layer_cache
 from tagflow.annotations.records import (
     USER_SPAN_ID_MIN,
     Annotation,
@@ -33,7 +44,7 @@ from tagflow.annotations.records import (
     checked_span_id,
     is_user_span_id,
 )
-from tagflow.annotations.state_database import state_engine, state_errors
+from tagflow.annotations.state_database import state_engine, state_errors, transactional
 from tagflow.annotations.tables import (
     EFFECTIVE_RANGE,
     migrate,
@@ -45,6 +56,7 @@ from tagflow.errors import Conflict, InvalidAnnotation, InvalidTimeRange, Unknow
 from tagflow.names import validate_tag_name, validate_tenant_name
 
 _TS = pa.timestamp("us", tz="UTC")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # The columns of `for_spans`, `for_read` and `records`: one row per annotated span, labels as
 # JSON text (a merge parses only the labels of the spans it answers with).
@@ -132,9 +144,30 @@ class AnnotationStore:
         with _migrate_lock:
             if self._engine in _migrated:
                 return
-            with state_errors("migrating the state database"), self._engine.begin() as conn:
+            with (
+                state_errors("migrating the state database"),
+                transactional(self._engine).begin() as conn,
+            ):
                 migrate(conn)
             _migrated.add(self._engine)
+
+    @contextmanager
+    def _session(self, action: str) -> Iterator[psycopg.Connection]:
+        """A pooled session of the state database for the block (each statement commits by
+        itself); its failures while `action` runs are StateUnavailable. A session the failure
+        broke is closed, never pooled again."""
+        self.migrate()
+        with state_errors(action):
+            pooled = self._engine.raw_connection()
+            driver: psycopg.Connection = pooled.driver_connection  # type: ignore[assignment]
+            try:
+                yield driver
+            except BaseException:
+                if driver.closed or driver.broken:
+                    pooled.invalidate()
+                raise
+            finally:
+                pooled.close()
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -183,39 +216,38 @@ class AnnotationStore:
             changes["hidden"] = hidden
         if computed is not None:
             computed = _checked_computed(computed)
-        self.migrate()
-        with state_errors("writing a span annotation"), self._engine.begin() as conn:
-            current = self._locked(conn, tenant, span_id)
-            if current is None:
-                if computed is None or is_user_span_id(span_id):
-                    raise UnknownSpan(f"no span {span_id} for tenant {tenant}")
-                current = _unannotated(tenant, span_id, computed)
-            elif computed is not None and current.origin == "computed":
-                current = replace(
-                    current, computed_begin_at=computed.begin_at, computed_end_at=computed.end_at
-                )
+        known = _records_of(self._engine)
+        with self._session("writing a span annotation") as conn:
+            # The record the change starts from: the one this process last saw at `revision`,
+            # else read. A first change presumes there is none: its INSERT finds out.
+            presumed_absent = revision == 0 and computed is not None
+            stored = known.get(tenant, span_id, revision)
+            if stored is None and not (presumed_absent and not is_user_span_id(span_id)):
+                stored = _select(conn, tenant, span_id)
+            current = _current(tenant, span_id, stored, computed)
             if revision != current.revision:
-                raise Conflict(
-                    f"span {span_id} is at revision {current.revision}, not {revision}; "
-                    "start again from the current record",
-                    current,
-                )
-            wanted = _changed(current, changes)
+                raise _stale(span_id, revision, current)
+            try:
+                wanted = _changed(current, changes)
+            except InvalidAnnotation:
+                # A stale revision is a Conflict before any rule: check the record read is current.
+                found = _select(conn, tenant, span_id)
+                if found is not None and found.revision != revision:
+                    stale = _stale(span_id, revision, _current(tenant, span_id, found, computed))
+                    raise stale from None
+                raise
             if wanted.content() == current.content():
+                found = stored or _select(conn, tenant, span_id)
+                if found is not None and found.revision != revision:
+                    raise _stale(span_id, revision, _current(tenant, span_id, found, computed))
                 return current
-            if current.revision == 0 and not self._insert(conn, wanted, by):
-                # Another writer's first change committed while this one waited: it is stale.
-                raced = self._locked(conn, tenant, span_id)
-                raise Conflict(
-                    f"span {span_id} was changed meanwhile; start again from the current record",
-                    raced,
-                )
-            if current.revision > 0:
-                self._rewrite(conn, wanted, by)
-            stored = self._locked(conn, tenant, span_id)
-            assert stored is not None
-            self._append_history(conn, stored, current.content())
-            return stored
+            written = _write(conn, wanted, by, before=current.content())
+            if written is None:
+                # Another writer's change committed first: this one started from a stale record.
+                found = _select(conn, tenant, span_id)
+                raise _stale(span_id, revision, _current(tenant, span_id, found, computed))
+        known.put(written)
+        return written
 
     def create(
         self,
@@ -237,28 +269,21 @@ class AnnotationStore:
         begin = checked_moment("begin_at", begin_at)
         end = checked_moment("end_at", end_at)
         checked_order(begin, end)
-        fields: dict[str, Any] = {
-            "labels": checked_labels(labels if labels is not None else {}),
-            "note": checked_note(note if note is not None else ""),
-        }
-        self.migrate()
-        with state_errors("adding a span"), self._engine.begin() as conn:
-            number = conn.execute(user_span_id_sequence.next_value()).scalar_one()
-            record = Annotation(
-                tenant=tenant,
-                span_id=USER_SPAN_ID_MIN + number,
-                origin="user",
-                tag_name=tag_name,
-                begin_at=begin,
-                end_at=end,
-                revision=1,
-                **fields,
-            )
-            self._insert(conn, record, by)
-            stored = self._locked(conn, tenant, record.span_id)
-            assert stored is not None
-            self._append_history(conn, stored, None)
-            return stored
+        record = Annotation(
+            tenant=tenant,
+            span_id=USER_SPAN_ID_MIN,  # the statement takes the next one of the range
+            origin="user",
+            tag_name=tag_name,
+            labels=checked_labels(labels if labels is not None else {}),
+            note=checked_note(note if note is not None else ""),
+            begin_at=begin,
+            end_at=end,
+        )
+        with self._session("adding a span") as conn:
+            written = _write(conn, record, by, before=None)
+        assert written is not None  # a new id is never taken
+        _records_of(self._engine).put(written)
+        return written
 
     def move(
         self,
@@ -296,7 +321,10 @@ class AnnotationStore:
         ]
         target_span = None if to_computed is None else _checked_computed(to_computed)
         self.migrate()
-        with state_errors("moving a span annotation"), self._engine.begin() as conn:
+        with (
+            state_errors("moving a span annotation"),
+            transactional(self._engine).begin() as conn,
+        ):
             # Both rows locked in id order, so crossing moves cannot deadlock.
             ids = sorted({span_id} if to_span_id is None else {span_id, to_span_id})
             locked = {i: self._locked(conn, tenant, i) for i in ids}
@@ -405,28 +433,24 @@ class AnnotationStore:
         """Span `span_id`'s current annotation, or None if nobody changed it (or it is not
         the tenant's)."""
         span_id = checked_span_id(tenant, span_id)
-        self.migrate()
-        with state_errors("reading a span annotation"), self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(span_annotations).where(
-                    span_annotations.c.tenant == tenant, span_annotations.c.span_id == span_id
-                )
-            ).one_or_none()
-        return None if row is None else _annotation(row)
+        with self._session("reading a span annotation") as conn:
+            record = _select(conn, tenant, span_id)
+        if record is not None:
+            _records_of(self._engine).put(record)
+        return record
 
     def history(self, tenant: str, span_id: int) -> list[SpanChange]:
         """Every change of span `span_id`, oldest first ([] for a span never changed or not
         the tenant's: whether the span exists is the caller's answer)."""
         span_id = checked_span_id(tenant, span_id)
-        self.migrate()
-        h = span_annotation_history.c
-        with state_errors("reading a span's history"), self._engine.connect() as conn:
+        with self._session("reading a span's history") as conn:
             rows = conn.execute(
-                sa.select(h.revision, h.before, h.after, h.changed_by, h.changed_at)
-                .where(h.tenant == tenant, h.span_id == span_id)
-                .order_by(h.revision)
-            ).all()
-        return [SpanChange(r.revision, r.before, r.after, r.changed_by, r.changed_at) for r in rows]
+                "SELECT revision, before, after, changed_by, changed_at"
+                " FROM span_annotation_history WHERE tenant = %s AND span_id = %s"
+                " ORDER BY revision",
+                (tenant, span_id),
+            ).fetchall()
+        return [SpanChange(*row) for row in rows]
 
     def for_spans(self, tenant: str, span_ids: Sequence[int] | np.ndarray) -> pa.Table:
         """The annotations of those of `span_ids` that have one, as ANNOTATION_COLUMNS (one
@@ -436,28 +460,34 @@ class AnnotationStore:
             return ANNOTATION_COLUMNS.empty_table()
         # One array literal, joined (not ANY, which compares each row with every id).
         literal = "{" + ",".join(ids.astype(str)) + "}"
-        return self._columnar(
+        _, table = self._columnar(
             f"{_COLUMNAR_SELECT} JOIN unnest(%s::int8[]) AS wanted(id) ON span_id = wanted.id"
             " WHERE tenant = %s",
             (literal, tenant),
         )
+        return table
 
     def for_read(
         self, tenant: str, begin: datetime, end: datetime, *, computed_since: datetime | None = None
     ) -> pa.Table:
-        """What a read of [begin, end) merges, in one query by time: the annotations whose
-        bounds (corrected where set, otherwise those last stored) intersect the range (a
-        person's spans, and computed ones a correction moved into it), and those of every
-        computed span that began in [computed_since, end), so a read that found computed spans
-        beginning from `computed_since` gets all of theirs. A computed span's begin never
-        changes under its id (the id hashes it); its end may, so the merge takes the end from
-        the spans it read and the annotations by `span_id`. Hidden ones included."""
+        """What a read of [begin, end) merges: the annotations whose bounds (corrected where
+        set, otherwise those last stored) intersect the range (a person's spans, and computed
+        ones a correction moved into it), and those of every computed span that began in
+        [computed_since, end), so a read that found computed spans beginning from
+        `computed_since` gets all of theirs. A computed span's begin never changes under its id
+        (the id hashes it); its end may, so the merge takes the end from the spans it read and
+        the annotations by `span_id`. Hidden ones included. As of one statement that began
+        after the call did: from the tenant's layer kept in this process, brought up to date
+        by that statement (annotations.layer_cache), or by range where it is too large."""
         begin = checked_moment("begin", begin)
         end = checked_moment("end", end)
         if begin >= end:
             raise InvalidTimeRange("a read's begin must be before its end")
         since = end if computed_since is None else checked_moment("computed_since", computed_since)
-        return self._columnar(
+        layer = self._layer(tenant)
+        if layer is not None:
+            return layer.for_read(_us(begin), _us(end), _us(since))
+        _, table = self._columnar(
             # Two branches, each on its own index (an OR would scan the tenant's whole history).
             # The first compares `tenant || ''`, which no index holds, so that the planner walks
             # the range index instead of every annotation of the tenant.
@@ -466,10 +496,38 @@ class AnnotationStore:
             f" AND computed_begin_at >= %s AND computed_begin_at < %s AND NOT {_OVERLAPS}",
             (tenant, begin, end, tenant, since, end, begin, end),
         )
+        return table
+
+    def _layer(self, tenant: str) -> Layer | None:
+        """`tenant`'s annotations as of a statement run now: the kept layer with the records
+        changed since its snapshot read in; the whole layer read if none is kept. None where
+        the layer is too large to keep (the caller reads by range)."""
+        validate_tenant_name(tenant)
+        cache = layer_cache(self._engine)
+        if cache.too_large(tenant):
+            return None
+        base = cache.get(tenant)
+        if base is None:
+            snapshot, table = self._columnar(
+                f"{_COLUMNAR_SELECT} WHERE tenant = %s", (tenant,), with_snapshot=True
+            )
+            layer = Layer.of(snapshot, table)
+        else:
+            snapshot, changed = self._columnar(
+                f"{_COLUMNAR_SELECT} WHERE {CHANGED_SINCE}",
+                (tenant, tenant, base.snapshot, base.snapshot),
+                with_snapshot=True,
+            )
+            layer = base.patched(snapshot, changed)
+        cache.offer(tenant, base, layer)
+        return layer
 
     def records(self, tenant: str) -> pa.Table:
         """Every annotation of `tenant`, as ANNOTATION_COLUMNS ordered by span id (for export)."""
-        table = self._columnar(f"{_COLUMNAR_SELECT} WHERE tenant = %s", (tenant,))
+        layer = self._layer(tenant)
+        if layer is not None:
+            return layer.table.sort_by("span_id")
+        _, table = self._columnar(f"{_COLUMNAR_SELECT} WHERE tenant = %s", (tenant,))
         return table.sort_by("span_id")
 
     def history_table(self, tenant: str) -> pa.Table:
@@ -479,35 +537,181 @@ class AnnotationStore:
             "SELECT seq, span_id, revision, before, after, changed_by, changed_at"
             " FROM span_annotation_history WHERE tenant = %s"
         )
-        return self._columnar(query, (tenant,), HISTORY_COLUMNS).sort_by("seq")
+        _, table = self._columnar(query, (tenant,), HISTORY_COLUMNS)
+        return table.sort_by("seq")
 
     def _columnar(
-        self, query: str, params: tuple[Any, ...], schema: pa.Schema = ANNOTATION_COLUMNS
-    ) -> pa.Table:
-        self.migrate()
-        aggregated = f"SELECT {_AGGREGATES[schema]} FROM ({query}) AS a"
-        with state_errors("reading span annotations"), self._engine.connect() as conn:
-            driver = conn.connection.driver_connection
-            assert driver is not None  # a checked-out session always has one
-            row = driver.cursor(binary=True).execute(aggregated, params).fetchone()
-        if row is None or row[0] is None:
-            return schema.empty_table()
+        self,
+        query: str,
+        params: tuple[Any, ...],
+        schema: pa.Schema = ANNOTATION_COLUMNS,
+        *,
+        with_snapshot: bool = False,
+    ) -> tuple[str, pa.Table]:
+        """The rows of `query` as `schema`, and with `with_snapshot` the snapshot the statement
+        read in (else "")."""
+        snapshot = f"{SNAPSHOT_SELECT}, " if with_snapshot else ""
+        aggregated = f"SELECT {snapshot}{_AGGREGATES[schema]} FROM ({query}) AS a"
+        with self._session("reading span annotations") as conn:
+            row = conn.cursor(binary=True).execute(aggregated, params).fetchone()
+        assert row is not None  # aggregates answer one row
+        taken = str(row[0]) if with_snapshot else ""
+        values = row[1:] if with_snapshot else row
+        if values[0] is None:
+            return taken, schema.empty_table()
         arrays = [
-            pa.array(values, pa.int64()).cast(_TS) if f.type == _TS else pa.array(values, f.type)
-            for values, f in zip(row, schema, strict=True)
+            pa.array(column, pa.int64()).cast(_TS) if f.type == _TS else pa.array(column, f.type)
+            for column, f in zip(values, schema, strict=True)
         ]
-        return pa.Table.from_arrays(arrays, schema=schema)
+        return taken, pa.Table.from_arrays(arrays, schema=schema)
 
     def high_water_mark(self, tenant: str | None = None) -> int:
-        """A number that grows with every change (of `tenant`, or of any tenant): a sensor
-        exports the annotations again when it moved."""
-        self.migrate()
-        h = span_annotation_history.c
-        query = sa.select(sa.func.coalesce(sa.func.max(h.seq), 0))
+        """The number of changes committed (of `tenant`, or of every tenant): it grows with
+        every change, whatever order concurrent writers commit in, and a sensor exports the
+        annotations again when it moved. (Not the largest `seq`: a change given a lower seq can
+        commit after a higher one was read, and would wait for the next change to be
+        exported.)"""
+        query = "SELECT count(*) FROM span_annotation_history"
+        params: tuple[str, ...] = ()
         if tenant is not None:
-            query = query.where(h.tenant == tenant)
-        with state_errors("reading the high-water mark"), self._engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+            query, params = query + " WHERE tenant = %s", (tenant,)
+        with self._session("reading the high-water mark") as conn:
+            row = conn.execute(query, params).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def _us(moment: datetime) -> int:
+    """`moment` (aware) as µs since the epoch, as the layer holds times."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+# Every column of a record, in the order the statements below answer them.
+_RECORD = tuple(column.name for column in span_annotations.columns)
+_RECORD_LIST = ", ".join(_RECORD)
+_SELECT = f"SELECT {_RECORD_LIST} FROM span_annotations WHERE tenant = %s AND span_id = %s"
+
+# A write and its history row in one statement: `written` is the record as stored (no row if
+# the write matched nothing), the history row is appended from it.
+_LOGGED = (
+    ", logged AS (INSERT INTO span_annotation_history"
+    " (tenant, span_id, revision, before, after, changed_by, changed_at)"
+    " SELECT tenant, span_id, revision, %(before)s::jsonb, %(after)s::jsonb, updated_by,"
+    f" updated_at FROM written) SELECT {_RECORD_LIST} FROM written"
+)
+_UPDATE = (
+    "WITH written AS (UPDATE span_annotations SET labels = %(labels)s::jsonb, note = %(note)s,"
+    " begin_at = %(begin_at)s, end_at = %(end_at)s, hidden = %(hidden)s,"
+    " computed_begin_at = %(computed_begin_at)s, computed_end_at = %(computed_end_at)s,"
+    " moved_to = %(moved_to)s, revision = revision + 1, updated_at = clock_timestamp(),"
+    " updated_by = %(by)s"
+    " WHERE tenant = %(tenant)s AND span_id = %(span_id)s AND revision = %(revision)s"
+    f" RETURNING {_RECORD_LIST})" + _LOGGED
+)
+_INSERT = (
+    f"WITH written AS (INSERT INTO span_annotations ({_RECORD_LIST}) VALUES (%(tenant)s,"
+    " {span_id}, %(origin)s, %(tag_name)s, %(labels)s::jsonb, %(note)s, %(begin_at)s,"
+    " %(end_at)s, %(hidden)s, 1, clock_timestamp(), %(by)s, %(computed_begin_at)s,"
+    " %(computed_end_at)s, %(moved_to)s)"
+    f" ON CONFLICT (tenant, span_id) DO NOTHING RETURNING {_RECORD_LIST})" + _LOGGED
+)
+_INSERT_COMPUTED = _INSERT.replace("{span_id}", "%(span_id)s")
+# A person's span takes the next id of its range.
+_INSERT_USER = _INSERT.replace(
+    "{span_id}", f"{USER_SPAN_ID_MIN} + nextval('{user_span_id_sequence.name}')"
+)
+
+
+def _record(row: tuple[Any, ...]) -> Annotation:
+    return Annotation(**dict(zip(_RECORD, row, strict=True)))
+
+
+def _select(conn: psycopg.Connection, tenant: str, span_id: int) -> Annotation | None:
+    row = conn.execute(_SELECT, (tenant, span_id)).fetchone()
+    return None if row is None else _record(row)
+
+
+def _write(
+    conn: psycopg.Connection, record: Annotation, by: str, *, before: dict[str, Any] | None
+) -> Annotation | None:
+    """Store `record` and its history row (the change from `before`) in one statement: a first
+    record (revision 0; a person's span takes a new id) or the change of the one at its
+    revision. None if nothing matched: the record exists already, or is at another revision."""
+    params = {
+        name: getattr(record, name)
+        for name in _RECORD
+        if name not in ("labels", "updated_at", "updated_by")
+    }
+    params.update(
+        labels=Jsonb(record.labels),
+        by=by,
+        before=None if before is None else Jsonb(before),
+        after=Jsonb(record.content()),
+    )
+    if record.revision > 0:
+        statement = _UPDATE
+    else:
+        statement = _INSERT_USER if record.origin == "user" else _INSERT_COMPUTED
+    row = conn.execute(statement, params).fetchone()
+    return None if row is None else _record(row)
+
+
+def _current(
+    tenant: str, span_id: int, stored: Annotation | None, computed: ComputedSpan | None
+) -> Annotation:
+    """The record an update starts from: `stored` with the computed bounds as the datasets hold
+    them now, or a blank one for a computed span nobody annotated (UnknownSpan for any other)."""
+    if stored is None:
+        if computed is None or is_user_span_id(span_id):
+            raise UnknownSpan(f"no span {span_id} for tenant {tenant}")
+        return _unannotated(tenant, span_id, computed)
+    if computed is not None and stored.origin == "computed":
+        return replace(stored, computed_begin_at=computed.begin_at, computed_end_at=computed.end_at)
+    return stored
+
+
+def _stale(span_id: int, revision: int, current: Annotation) -> Conflict:
+    return Conflict(
+        f"span {span_id} is at revision {current.revision}, not {revision}; "
+        "start again from the current record",
+        current,
+    )
+
+
+class _KnownRecords:
+    """The last record this process wrote or read of each span (a record never changes at a
+    revision, so one is exact whenever a write starts from its revision). Bounded: the least
+    recently used go first."""
+
+    MAX_ENTRIES = 20_000
+
+    def __init__(self) -> None:
+        self._records: OrderedDict[tuple[str, int], Annotation] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, tenant: str, span_id: int, revision: int) -> Annotation | None:
+        with self._lock:
+            record = self._records.get((tenant, span_id))
+        return record if record is not None and record.revision == revision else None
+
+    def put(self, record: Annotation) -> None:
+        with self._lock:
+            self._records[(record.tenant, record.span_id)] = record
+            self._records.move_to_end((record.tenant, record.span_id))
+            while len(self._records) > self.MAX_ENTRIES:
+                self._records.popitem(last=False)
+
+
+_known: weakref.WeakKeyDictionary[sa.Engine, _KnownRecords] = weakref.WeakKeyDictionary()
+_known_lock = threading.Lock()
+
+
+def _records_of(engine: sa.Engine) -> _KnownRecords:
+    with _known_lock:
+        known = _known.get(engine)
+        if known is None:
+            known = _known[engine] = _KnownRecords()
+        return known
 
 
 def _check_revision(revision: object) -> None:

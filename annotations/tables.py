@@ -93,8 +93,21 @@ def _create_v1(conn: sa.Connection) -> None:
     )
 
 
+def _change_xids_v2(conn: sa.Connection) -> None:
+    """Each change's transaction id (`xid`, set by the database): a reader that kept the
+    annotations as of a snapshot asks which spans changed in transactions that snapshot did not
+    see (AnnotationStore's layer cache), exactly, whatever order writers commit in. Not a
+    column of span_annotation_history above, which step 1 creates as it was released."""
+    for statement in (
+        "ALTER TABLE span_annotation_history ADD COLUMN xid xid8",
+        "ALTER TABLE span_annotation_history ALTER COLUMN xid SET DEFAULT pg_current_xact_id()",
+        "CREATE INDEX span_annotation_history_xid ON span_annotation_history (tenant, xid)",
+    ):
+        conn.execute(sa.text(statement))
+
+
 # Step n brings a database from version n to n + 1; append, never edit a released step.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_create_v1]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_create_v1, _change_xids_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # pg_advisory_xact_lock key of migrations: the int64 of b"tagflowS".

@@ -27,7 +27,8 @@ asks for the same tags in every transport and in SQL. A shape the read API refus
 
 spans_annotated (with --days 30 or more; `--only spans_annotated` alone): get_spans of 1 tag ×
 30 days with 1,000 of its spans annotated in a state database, against the same call without
-one, interleaved in one process (store transport); printed as the added p50 and the ratio.
+one, interleaved in one process (store transport), a garbage collection before each call;
+printed as the added p50 and the ratio, the median of the paired differences and CPU times.
 
 Transports:
 - store warm: one `Client(store=..., tenant=...)` in this process; 2 warm-up calls, then
@@ -65,6 +66,7 @@ benchmarks/results/read-{tags}tags-{days}days.json, with the machine line.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import math
@@ -72,6 +74,7 @@ import os
 import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -837,14 +840,24 @@ def spans_annotated(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
                 annotated.get_spans(tag, window)
             without: list[float] = []
             with_layer: list[float] = []
+            cpu_without: list[float] = []
+            cpu_with: list[float] = []
             answer: list = []
             for _ in range(max(args.calls, 30)):
-                t0 = time.perf_counter()
+                # A collection before each call, untimed: the collector's pauses otherwise land
+                # on whichever call happens to trigger them, and decide the comparison.
+                gc.collect()
+                t0, c0 = time.perf_counter(), time.process_time()
                 plain.get_spans(tag, window)
-                t1 = time.perf_counter()
-                answer = annotated.get_spans(tag, window)
+                t1, c1 = time.perf_counter(), time.process_time()
                 without.append(t1 - t0)
+                cpu_without.append(c1 - c0)
+                answer = []
+                gc.collect()
+                t1, c1 = time.perf_counter(), time.process_time()
+                answer = annotated.get_spans(tag, window)
                 with_layer.append(time.perf_counter() - t1)
+                cpu_with.append(time.process_time() - c1)
             merged = sum(span.metadata is not None for span in answer)
             # The state database's share: the one query a call makes, alone.
             query_s = []
@@ -859,6 +872,7 @@ def spans_annotated(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
                 sql.Identifier(name)))  # fmt: skip
     plain_p50 = percentiles(without)["p50_ms"]
     annotated_p50 = percentiles(with_layer)["p50_ms"]
+    paired = [b - a for a, b in zip(without, with_layer, strict=True)]
     return {
         "tag": tag,
         "spans": len(spans),
@@ -870,6 +884,11 @@ def spans_annotated(plan: Plan, args: argparse.Namespace) -> dict[str, Any]:
         "state_query": percentiles(query_s),
         "added_p50_ms": annotated_p50 - plain_p50,
         "ratio_p50": annotated_p50 / plain_p50,
+        # Per pair of neighbouring calls, the annotated one's extra time: less swayed by the
+        # machine's load than a difference of two medians.
+        "added_paired_median_ms": statistics.median(paired) * 1000,
+        "cpu_plain_p50_ms": statistics.median(cpu_without) * 1000,
+        "cpu_annotated_p50_ms": statistics.median(cpu_with) * 1000,
     }
 
 
@@ -881,7 +900,9 @@ def annotated_line(row: dict[str, Any]) -> str:
         f"{row['annotated']} annotated, {row['with_metadata']} answered with metadata): "
         f"p50 {row['annotated_call']['p50_ms']:.2f} ms against {row['plain']['p50_ms']:.2f} ms "
         f"without annotations: +{row['added_p50_ms']:.2f} ms, {row['ratio_p50']:.2f}× "
-        f"(store transport, {row['plain']['n']} interleaved calls each; the state database "
+        f"(median of paired differences +{row['added_paired_median_ms']:.2f} ms; CPU p50 "
+        f"{row['cpu_annotated_p50_ms']:.2f} against {row['cpu_plain_p50_ms']:.2f} ms; store "
+        f"transport, {row['plain']['n']} interleaved calls each; the state database "
         f"query alone p50 {row['state_query']['p50_ms']:.2f} ms)"
     )
 

@@ -392,6 +392,31 @@ class Client:
         and return it (origin 'user', revision 1, value None)."""
         return self._writes.create(tag_name, begin_at, end_at, labels=labels, note=note)
 
+    def move_span_annotation(
+        self,
+        span: int | Span,
+        *,
+        revision: int,
+        to: Span | None = None,
+        begin_at: datetime | None = None,
+        end_at: datetime | None = None,
+    ) -> Span:
+        """Move a span's annotation (labels and note; typically a detached one, see
+        get_span_annotations(detached=True)), starting from `revision`, and return the span
+        that now carries it: `to`, a computed span as get_spans returned it that has no
+        annotation of its own (Conflict with its record otherwise), or without `to` a new span
+        of your own from `begin_at` to `end_at` (default: the bounds the annotation covers).
+        The old span keeps its record, hidden, its metadata's history saying where it went."""
+        return self._writes.move(
+            span.id if isinstance(span, Span) else span,
+            revision=revision,
+            to_span_id=to.id if to is not None else None,
+            to_tag_name=to.tag_name if to is not None else None,
+            to_raw_begin_at=to.raw_begin_at if to is not None else None,
+            begin_at=begin_at,
+            end_at=end_at,
+        )
+
     def get_span_history(self, span_id: int | Span) -> list[SpanChange]:
         """Every change of a span's annotation, oldest first ([] for a span never changed)."""
         return self._writes.history(span_id.id if isinstance(span_id, Span) else span_id)

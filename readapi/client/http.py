@@ -175,6 +175,28 @@ class HttpTransport:
         wire = {name: _wire_value(value) for name, value in body.items() if value is not None}
         return span_from_json(self._write("POST", "/v1/annotations/spans", wire))
 
+    def move(
+        self,
+        span_id: int,
+        *,
+        revision: int,
+        to_span_id: int | None = None,
+        to_tag_name: str | None = None,
+        to_raw_begin_at: datetime | None = None,
+        begin_at: datetime | None = None,
+        end_at: datetime | None = None,
+    ) -> Span:
+        fields = {
+            "to_span_id": to_span_id,
+            "to_tag_name": to_tag_name,
+            "to_raw_begin_at": to_raw_begin_at,
+            "begin_at": begin_at,
+            "end_at": end_at,
+        }
+        body: dict[str, Any] = {"revision": revision}
+        body.update({name: _wire_value(v) for name, v in fields.items() if v is not None})
+        return span_from_json(self._write("POST", f"/v1/annotations/spans/{span_id}/move", body))
+
     def history(self, span_id: int) -> list[SpanChange]:
         changes = self._write("GET", f"/v1/annotations/spans/{span_id}/history")
         return [change_from_json(change) for change in changes]

@@ -22,7 +22,15 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from tagflow.errors import Conflict, InvalidArgument, TagflowError, UnknownSpan, UnknownTag
+from tagflow.errors import (
+    Conflict,
+    InvalidAnnotation,
+    InvalidArgument,
+    MissingPartition,
+    TagflowError,
+    UnknownSpan,
+    UnknownTag,
+)
 from tagflow.names import validate_tag_name
 from tagflow.readapi.annotation_wire import COMPUTED
 from tagflow.readapi.errors import AnnotationsNotConfigured
@@ -172,7 +180,10 @@ class SpanWrites:
             return None
         if record.computed_begin_at is None:
             return None
-        return self._computed(record.span_id, record.tag_name, record.computed_begin_at)
+        try:
+            return self._computed(record.span_id, record.tag_name, record.computed_begin_at)
+        except (UnknownTag, MissingPartition):
+            return None  # its tag or day is gone too: detached, answered from its record
 
     def _span_to_annotate(
         self,
@@ -261,6 +272,65 @@ class SpanWrites:
             self.tenant, tag_name, begin_at, end_at, by=self.by, labels=labels, note=note
         )
         return self._span_of(record, None)
+
+    def move(
+        self,
+        span_id: int,
+        *,
+        revision: int,
+        to_span_id: int | None = None,
+        to_tag_name: str | None = None,
+        to_raw_begin_at: datetime | None = None,
+        begin_at: datetime | None = None,
+        end_at: datetime | None = None,
+    ) -> Span:
+        """Move span `span_id`'s annotation (a detached one, typically), starting from
+        `revision`, and answer the span that now carries it: the computed span `to_span_id`
+        (named as get_spans answered it, with `to_tag_name` and `to_raw_begin_at`; it must
+        have no annotation of its own), or without it a new span of the person's own over
+        `begin_at` / `end_at` (default: the bounds the annotation covers). The old span keeps
+        its record, hidden, with `moved_to` (see AnnotationStore.move)."""
+        from tagflow.annotations.records import checked_span_id
+
+        store = self._store()
+        span_id = checked_span_id(self.tenant, span_id)
+        target: Span | None = None
+        if to_span_id is not None:
+            to_span_id = checked_span_id(self.tenant, to_span_id)
+            if begin_at is not None or end_at is not None:
+                raise InvalidAnnotation(
+                    "begin_at / end_at are a new span's bounds: a move onto a computed span "
+                    "keeps that span's"
+                )
+            target = self._found_spans.get(self.tenant, to_span_id)
+            if target is None:
+                if to_tag_name is None or to_raw_begin_at is None:
+                    raise InvalidAnnotation(
+                        "a move onto a computed span names it as get_spans answered it: "
+                        "its id, tag_name and raw_begin_at (the client sends them when given "
+                        "the Span)"
+                    )
+                target = self._computed(to_span_id, validate_tag_name(to_tag_name), to_raw_begin_at)
+            if target is None:
+                raise UnknownSpan(f"no span {to_span_id} for tenant {self.tenant}")
+        elif to_tag_name is not None or to_raw_begin_at is not None:
+            raise InvalidAnnotation("to_tag_name and to_raw_begin_at name a to_span_id")
+        try:
+            moved = store.move(
+                self.tenant,
+                span_id,
+                revision=revision,
+                by=self.by,
+                to_span_id=to_span_id,
+                to_computed=self._as_computed(target) if target else None,
+                begin_at=begin_at,
+                end_at=end_at,
+            )
+        except Conflict as error:
+            current: Annotation = error.current
+            found = target if current.span_id == to_span_id else self._found(current)
+            raise Conflict(str(error), self._span_of(current, found)) from None
+        return self._span_of(moved, target)
 
     def _require_tag(self, tag_name: str) -> None:
         catalogue = self._engine.catalogue

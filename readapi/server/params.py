@@ -264,6 +264,12 @@ def _aware_time(name: str, value: Any) -> datetime:
     return moment
 
 
+def _whole_revision(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidAnnotation("revision must be a whole number, 0 or more")
+    return value
+
+
 class WriteBody(_Params):
     """A span annotation write's JSON body: every field is checked by the call's own rules (a
     typed error naming the field, never a validation error that echoes the input)."""
@@ -312,9 +318,7 @@ class SpanUpdateBody(WriteBody):
     @field_validator("revision", mode="before")
     @classmethod
     def _revision(cls, value: Any) -> Any:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InvalidAnnotation("revision must be a whole number, 0 or more")
-        return value
+        return _whole_revision(value)
 
     @field_validator("hidden", mode="before")
     @classmethod
@@ -360,3 +364,43 @@ class SpanCreateBody(WriteBody):
     @classmethod
     def _times(cls, value: Any, info: ValidationInfo) -> Any:
         return _aware_time(str(info.field_name), value)
+
+
+class SpanMoveBody(WriteBody):
+    """POST /v1/annotations/spans/{span_id}/move: move the span's annotation (a detached one,
+    typically) onto a computed span nobody annotated, named as get_spans answered it
+    (`to_span_id`, `to_tag_name`, `to_raw_begin_at`), or without them onto a new span of the
+    person's own over `begin_at` / `end_at` (left out: the bounds the annotation covers)."""
+
+    revision: int = Field(description="The moved span's revision this change starts from.")
+    to_span_id: int | None = Field(None, description="The computed span to carry it.")
+    to_tag_name: str | None = Field(None, description="That span's tag.")
+    to_raw_begin_at: datetime | None = Field(
+        None, description="That span's raw_begin_at, ISO 8601 with offset."
+    )
+    begin_at: datetime | None = Field(None, description="A new span's begin, ISO 8601.")
+    end_at: datetime | None = Field(None, description="A new span's end, ISO 8601.")
+
+    @field_validator("revision", mode="before")
+    @classmethod
+    def _revision(cls, value: Any) -> Any:
+        return _whole_revision(value)
+
+    @field_validator("to_span_id", mode="before")
+    @classmethod
+    def _span_id(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise InvalidAnnotation("to_span_id must be a whole number")
+        return value
+
+    @field_validator("to_tag_name", mode="before")
+    @classmethod
+    def _tag(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise InvalidAnnotation("to_tag_name must be a string")
+        return value
+
+    @field_validator("to_raw_begin_at", "begin_at", "end_at", mode="before")
+    @classmethod
+    def _times(cls, value: Any, info: ValidationInfo) -> Any:
+        return None if value is None else _aware_time(str(info.field_name), value)
