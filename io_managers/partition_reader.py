@@ -1,7 +1,9 @@
 """Reads of a few tags of one partition file, for the read API: the file's footer and tag
-directory are parsed once and cached by file identity (a rewritten partition is a new file,
-so it is parsed afresh), and only the row groups holding the tags are decoded. A footer is
-only ever used with the file it was read from, even when a publish replaces the file meanwhile."""
+directory are parsed once and kept in the caller's FooterCache by file identity (a rewritten
+partition is a new file, so it is parsed afresh), and only the row groups holding the tags are
+decoded. A footer is only ever used with the file it was read from, even when a publish
+replaces the file meanwhile. The cache belongs to whoever reads (the read engine holds one for
+all its readers); this module keeps no state of its own."""
 
 from __future__ import annotations
 
@@ -79,6 +81,9 @@ class FooterCache:
         self._entries: OrderedDict[tuple, Footer] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def get(self, key: tuple) -> Footer | None:
         with self._lock:
             footer = self._entries.get(key)
@@ -101,9 +106,6 @@ def _parsed_bytes(footer: Footer) -> int:
     return footer.metadata.serialized_size * PARSED_PER_SERIALIZED_BYTE
 
 
-_FOOTERS = FooterCache(FOOTER_CACHE_BYTES)
-
-
 @dataclass(frozen=True)
 class Window:
     """Rows wanted only where `column` (a timestamp) lies in [low, high) µs."""
@@ -113,6 +115,7 @@ class Window:
 
 
 def read_local(
+    footers: FooterCache,
     path: str,
     tag_ids: TagIds | None,
     columns: Sequence[str],
@@ -123,35 +126,38 @@ def read_local(
 ) -> pa.Table:
     """The rows of `tag_ids` (all if None) of a local file, `columns` only, in file order;
     with a `window`, only the row groups that may hold rows in it (callers filter the rows).
-    `footer_seen` is given the footer of the very file decoded, before decoding.
-    FileNotFoundError if there is no file."""
+    `footer_seen` is given the footer of the very file decoded, before decoding; `footers`
+    keeps the parsed footer for the next read. FileNotFoundError if there is no file."""
     key = _file_identity(path)
-    footer = _FOOTERS.get(key)
+    footer = footers.get(key)
     with pq.ParquetFile(path, metadata=None if footer is None else footer.metadata) as parquet:
         if _same_file(path, key):
             if footer is None:
                 footer = Footer.of(parquet.metadata, key)
-                _FOOTERS.put(key, footer)
+                footers.put(key, footer)
         elif footer is None:
             footer = Footer.of(parquet.metadata)  # the opened file's own, whichever it is
         else:
             # Replaced between the stat and the open: the cached footer is another file's.
-            return read_local(path, tag_ids, columns, schema, before_decoding, window, footer_seen)
+            return read_local(
+                footers, path, tag_ids, columns, schema, before_decoding, window, footer_seen
+            )
         if footer_seen is not None:
             footer_seen(footer)
         return _read(parquet, footer, tag_ids, columns, schema, before_decoding, window)
 
 
-def footer_local(path: str) -> Footer:
-    """The footer of a local file, cached like the reads'; FileNotFoundError if none."""
+def footer_local(footers: FooterCache, path: str) -> Footer:
+    """The footer of a local file, cached in `footers` like the reads'; FileNotFoundError if
+    none."""
     key = _file_identity(path)
-    footer = _FOOTERS.get(key)
+    footer = footers.get(key)
     if footer is None:
         footer = Footer.of(pq.read_metadata(path), key)
         if not _same_file(path, key):
             # Replaced while it was read: which file's footer this is is not known.
             return Footer.of(footer.metadata)
-        _FOOTERS.put(key, footer)
+        footers.put(key, footer)
     return footer
 
 
