@@ -107,20 +107,25 @@ def _day_pool() -> ThreadPoolExecutor:
 
 
 def map_days(
-    plan: _Plan, products: Callable[[date], DayProducts], read: Callable[[DayProducts, date], T]
+    plan: _Plan,
+    products: Callable[[date], DayProducts],
+    read: Callable[[DayProducts, date], T],
+    days: Sequence[date] | None = None,
 ) -> list[T]:
-    """`read` of every day of the plan, in day order: stored days concurrently, source days
-    one after the other (they share one memo and the production database)."""
-    stored = [day for day in plan.days if day in plan.stored]
+    """`read` of every day of the plan (or of `days`, some of them), in day order: stored days
+    concurrently, source days one after the other (they share one memo and the production
+    database)."""
+    days = plan.days if days is None else days
+    stored = [day for day in days if day in plan.stored]
     results: dict[date, T] = {}
     if len(stored) > 1:
         results.update(
             zip(stored, _day_pool().map(lambda d: read(products(d), d), stored), strict=True)
         )
-    for day in plan.days:
+    for day in days:
         if day not in results:
             results[day] = read(products(day), day)
-    return [results[day] for day in plan.days]
+    return [results[day] for day in days]
 
 
 class DayProducts(Protocol):
@@ -315,12 +320,12 @@ class TenantReader:
         chosen = table.filter(pc.is_in(table.column("tag_name"), value_set=wanted))
         return chosen, names, chosen
 
-    def _days_of(self, plan: _Plan, tags: pa.Table) -> Callable[[date], DayProducts]:
+    def _days_of(
+        self, plan: _Plan, tags: pa.Table, stored: StoredProducts | None = None
+    ) -> Callable[[date], DayProducts]:
         """Day products of `plan`; stored days are named by `tags` (the whole catalogue the
-        read answers with, or the tags it asked for)."""
-        stored = StoredProducts(
-            self._store, self.tenant, tags, self._limits.row_budget(), sorted(plan.stored)
-        )
+        read answers with, or the tags it asked for), or read by `stored` when given."""
+        stored = stored or self._stored(plan, tags)
         source = None
         if plan.missing:
             assert self._fallback is not None
@@ -330,6 +335,11 @@ class TenantReader:
             return stored if day in plan.stored or source is None else source
 
         return products
+
+    def _stored(self, plan: _Plan, tags: pa.Table) -> StoredProducts:
+        return StoredProducts(
+            self._store, self.tenant, tags, self._limits.row_budget(), sorted(plan.stored)
+        )
 
     # ------------------------------------------------------------------ reads
 
@@ -445,8 +455,16 @@ class TenantReader:
         their annotations where a state database is configured (annotated.merge_annotations)."""
         plan = self._plan(query.time_range, query.allow_source)
         tags, _, chosen = self._resolve_tags([query.tag_name], plan, query.allow_source)
-        products = self._days_of(plan, tags)
-        pieces = pa.concat_tables(map_days(plan, products, lambda p, day: p.spans(day, chosen)))
+        stored = self._stored(plan, tags)
+        # Months of stored days in one piece each (a month copy read once); the other days
+        # from their own files or the source.
+        stored_days = [day for day in plan.days if day in plan.stored]
+        from_copies, rest = stored.read_from_copies("spans", stored_days, chosen)
+        rest += plan.missing
+        rest.sort()
+        products = self._days_of(plan, tags, stored)
+        day_pieces = map_days(plan, products, lambda p, day: p.spans(day, chosen), rest)
+        pieces = pa.concat_tables([from_copies, *day_pieces])
         if self._engine.config.state_url is None:
             stitched = stitch_spans(pieces, plan.start_us, plan.end_us)
         else:
