@@ -302,12 +302,11 @@ class TenantReader:
         if tag_names is None:
             return table, table.column("tag_name").to_pylist(), None
         names = list(dict.fromkeys(validate_tag_name(name) for name in tag_names))
-        wanted = pa.array(names, type=pa.string())
-        unknown = _not_in(wanted, table.column("tag_name"))
+        unknown = _not_in(names, table.column("tag_name"))
         if unknown and not use_source and allow_source and self._fallback is not None:
             # A tag created after the last materialisation: the source knows it.
             table = self._tag_table(True)
-            unknown = _not_in(wanted, table.column("tag_name"))
+            unknown = _not_in(names, table.column("tag_name"))
         if unknown:
             shown = ", ".join(repr(name[:80]) for name in unknown[:5])
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
@@ -315,6 +314,7 @@ class TenantReader:
                 f"unknown tag{'s' if len(unknown) > 1 else ''} {shown}{more} for this tenant; "
                 "get_tags() lists the valid names"
             )
+        wanted = pa.array(names, type=pa.string())
         chosen = table.filter(pc.is_in(table.column("tag_name"), value_set=wanted))
         return chosen, names, chosen
 
@@ -736,11 +736,22 @@ def _at(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
 
-def _not_in(names: pa.Array, catalogue: pa.ChunkedArray) -> list[str]:
-    """Those of `names` the catalogue's names lack (a set of a catalogue's names per read
-    cost more than the read of a tag's month)."""
-    found = pc.is_in(names, value_set=catalogue).to_numpy(zero_copy_only=False)
-    return names.filter(pa.array(~found)).to_pylist()
+def _not_in(names: list[str], catalogue: pa.ChunkedArray) -> list[str]:
+    """Those of `names` the catalogue's names lack, in order (a set of a catalogue's names
+    per read cost more than the read of a tag's month). A name that is not valid UTF-8 (a
+    lone surrogate) is never a catalogue's."""
+    text = [name for name in names if _utf8(name)]
+    wanted = pa.array(text, type=pa.string())
+    found = set(wanted.filter(pc.is_in(wanted, value_set=catalogue)).to_pylist())
+    return [name for name in names if name not in found]
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ids_where(rows: pa.Table, mask: np.ndarray) -> np.ndarray:

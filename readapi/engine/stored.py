@@ -5,7 +5,8 @@ renamed tag's whole history answers to its current name.
 
 Where a read covers several days of a month that has a month copy (io_managers/compaction.py),
 those days are read from the copy in one go, each only if its day file is still the one the
-copy was made from; any other day is read from its own file.
+copy was made from; any other day is read from its own file. A read of spans takes the copy's
+rows of all its days as one table (read_from_copies), the others a table per day.
 
 One read takes every dataset of a day from one publish: each file read (or day of a month copy)
 is checked against the publish id of the day's first one, and a read meeting two publishes of
@@ -58,16 +59,11 @@ class _MonthRows:
     fresh day with its publish id), in file order (by tag, then day)."""
 
     def __init__(
-        self,
-        table: pa.Table,
-        day_of_row: np.ndarray,
-        publishes: dict[date, str | None],
-        month: date,
+        self, table: pa.Table, day_of_row: np.ndarray, publishes: dict[date, str | None]
     ) -> None:
         self.table = table
         self.day_of_row = day_of_row  # 0 for the month's first day
         self.publishes = publishes
-        self._month = month
         self._by_day: tuple[pa.Table, np.ndarray] | None = None
         self._lock = threading.Lock()
 
@@ -110,7 +106,7 @@ class StoredProducts:
         order = np.argsort(ids, kind="stable")
         self._ids = ids[order]
         self._names = catalogue.column("tag_name").take(pa.array(order))
-        # Month copies read for this read, split by day; one lock per copy so the threads
+        # Month copies read for this read (None: not used); one lock per copy so the threads
         # reading its days wait for one read of it instead of each making their own.
         self._months: dict[_MonthKey, _MonthRows | None] = {}
         self._month_locks: dict[_MonthKey, threading.Lock] = {}
@@ -252,9 +248,7 @@ class StoredProducts:
         keep = np.isin(day_of_row, fresh_index)
         if not keep.all():
             table, day_of_row = table.filter(pa.array(keep)), day_of_row[keep]
-        return _MonthRows(
-            self._named(table, names), day_of_row, {d: publishes[d] for d in fresh}, month
-        )
+        return _MonthRows(self._named(table, names), day_of_row, {d: publishes[d] for d in fresh})
 
     def transitions(
         self, day: date, tags: pa.Table | None, columns: Sequence[str] | None = None
