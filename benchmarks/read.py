@@ -18,8 +18,9 @@ or READ_BENCH_PRODUCT outside a checkout). Later chunks leave out the plant's si
 picks them.
 
 Calls (ranges end at the end of the history; 1 day, 30 days and, with --days 365, 365 days):
-get_spans of 1 tag; sample_metric_data (average) of 1 and 10 tags at 1h, 15m, 1m and 7m13s;
-get_metric_data of 1 and 10 tags; get_tags. Each call of a shape asks for other tags, drawn
+get_spans of 1 tag, and get_spans_arrow (its columnar answer) of the same tags;
+sample_metric_data (average) of 1 and 10 tags at 1h, 15m, 1m and 7m13s; get_metric_data of 1
+and 10 tags; get_tags. Each call of a shape asks for other tags, drawn
 at random with a fixed seed (numeric tags for samples, any tag otherwise); call k of a shape
 asks for the same tags in every transport and in SQL. A shape the read API refuses as too large
 (an InvalidTimeRange / InvalidArgument / AnswerTooLarge / RequestTooLarge on its first call) is
@@ -131,7 +132,7 @@ META = "read-bench.json"
 class Shape:
     """One call at one size: `tags` tags (0: get_tags), over the last `days` days."""
 
-    call: str  # get_spans | sample_metric_data | get_metric_data | get_tags
+    call: str  # get_spans | get_spans_arrow | sample_metric_data | get_metric_data | get_tags
     tags: int
     days: int
     width: str | None = None
@@ -139,6 +140,15 @@ class Shape:
     @property
     def key(self) -> str:
         return f"{self.call}:{self.tags}:{self.width or '-'}:{self.days}"
+
+    @property
+    def draw(self) -> str:
+        """The key its tags are drawn by: a columnar answer asks for its records' tags."""
+        return self.key.replace("get_spans_arrow:", "get_spans:")
+
+    @property
+    def spans(self) -> bool:
+        return self.call in ("get_spans", "get_spans_arrow")
 
     @property
     def label(self) -> str:
@@ -153,6 +163,7 @@ def shapes_for(ranges: list[int]) -> list[Shape]:
     out: list[Shape] = []
     for days in ranges:
         out.append(Shape("get_spans", 1, days))
+        out.append(Shape("get_spans_arrow", 1, days))
         for tags in (1, 10):
             out += [Shape("sample_metric_data", tags, days, width) for width in WIDTHS]
         out += [Shape("get_metric_data", tags, days) for tags in (1, 10)]
@@ -179,7 +190,7 @@ class Plan:
         if not shape.tags:
             return []
         pool = self.numeric if shape.call == "sample_metric_data" else self.anything
-        return random.Random(f"{self.seed}:{shape.key}:{index}").sample(pool, shape.tags)
+        return random.Random(f"{self.seed}:{shape.draw}:{index}").sample(pool, shape.tags)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,6 +421,8 @@ def is_refusal(error: Exception) -> bool:
 def client_call(client: Client, shape: Shape, tags: list[str], window: tuple) -> Any:
     if shape.call == "get_spans":
         return client.get_spans(tags[0], window)
+    if shape.call == "get_spans_arrow":
+        return client.get_spans_arrow(tags[0], window)
     if shape.call == "sample_metric_data":
         return client.sample_metric_data(
             shape.width, aggregate_function="average", tag_names=tags, time_range=window
@@ -429,6 +442,8 @@ def client_summary(shape: Shape, answer: Any) -> dict[str, Any]:
     """What the check compares of a client answer."""
     if shape.call == "get_spans":
         return {"rows": len(answer), "begins": digest(s.begin_at for s in answer)}
+    if shape.call == "get_spans_arrow":
+        return {"rows": len(answer), "begins": digest(answer.column("begin_at").to_pylist())}
     if shape.call == "sample_metric_data":
         values = answer.drop(columns=answer.columns[0]).to_numpy(dtype=float)
         finite = values[~np.isnan(values)]
@@ -494,6 +509,8 @@ t2 = time.perf_counter()
 tags, call = spec["tags"], spec["call"]
 if call == "get_spans":
     answer = client.get_spans(tags[0], window)
+elif call == "get_spans_arrow":
+    answer = client.get_spans_arrow(tags[0], window)
 elif call == "sample_metric_data":
     answer = client.sample_metric_data(spec["width"], aggregate_function="average",
                                        tag_names=tags, time_range=window)
@@ -659,6 +676,7 @@ SELECT n.id, n.normalized_name, n.birth_at, n.death_at
 
 _SQL_OF = {
     "get_spans": SQL_SPANS,
+    "get_spans_arrow": SQL_SPANS,
     "sample_metric_data": SQL_SAMPLES,
     "get_metric_data": SQL_METRIC_DATA,
     "get_tags": SQL_TAGS,
@@ -678,7 +696,7 @@ def _width(text: str) -> timedelta:
 
 
 def sql_summary(shape: Shape, rows: list[tuple]) -> dict[str, Any]:
-    if shape.call == "get_spans":
+    if shape.spans:
         return {"rows": len(rows), "begins": digest(r[2] for r in rows)}
     if shape.call == "sample_metric_data":
         values = np.array([r[2] for r in rows if r[2] is not None], dtype=float)
@@ -715,7 +733,7 @@ def compare(shape: Shape, store: dict[str, Any], other: dict[str, Any]) -> str:
     """'ok', or what differs between the store's answer and SQL's to the same question."""
     mine, theirs = store["check"], other["check"]
     rows = f"{mine['rows']}≠{theirs['rows']}"
-    if shape.call == "get_spans" and mine["begins"] != theirs["begins"]:
+    if shape.spans and mine["begins"] != theirs["begins"]:
         return f"spans {rows}" if mine["rows"] != theirs["rows"] else "span begins differ"
     if shape.call == "get_tags" and mine["rows"] != theirs["rows"]:
         return f"tags {rows}"

@@ -36,10 +36,21 @@ log = logging.getLogger(__name__)
 
 
 class DatasetStore:
-    """Reads and writes dataset partitions under one root (local path or object-store URL)."""
+    """Reads and writes dataset partitions under one root (local path or object-store URL).
+    Parsed footers of local files are kept in `footers` (the read engine shares one among its
+    readers; by default each store has its own)."""
 
-    def __init__(self, root: str | os.PathLike[str] | UPath) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | UPath,
+        footers: partition_reader.FooterCache | None = None,
+    ) -> None:
         self.root = root if isinstance(root, UPath) else UPath(root)
+        self.footers = (
+            footers
+            if footers is not None
+            else partition_reader.FooterCache(partition_reader.FOOTER_CACHE_BYTES)
+        )
 
     def __repr__(self) -> str:
         # The root can name a bucket or a private directory: keep it out of reprs and logs.
@@ -103,7 +114,9 @@ class DatasetStore:
             return None
         try:
             with corrupt_if_unreadable(dataset, tenant, day):
-                return partition_reader.footer_local(self._local_file(dataset, tenant, day))
+                return partition_reader.footer_local(
+                    self.footers, self._local_file(dataset, tenant, day)
+                )
         except FileNotFoundError:
             return None
 
@@ -127,7 +140,9 @@ class DatasetStore:
             return None
         try:
             with corrupt_if_unreadable(f"the {month:%Y-%m} copy of {dataset}", tenant, None):
-                return partition_reader.footer_local(self._local_month(dataset, tenant, month))
+                return partition_reader.footer_local(
+                    self.footers, self._local_month(dataset, tenant, month)
+                )
         except FileNotFoundError:
             return None
 
@@ -148,7 +163,7 @@ class DatasetStore:
         try:
             with corrupt_if_unreadable(f"the {month:%Y-%m} copy of {dataset}", tenant, None):
                 return partition_reader.read_file(
-                    path, tag_ids, columns, schema, before_decoding, window
+                    self.footers, path, tag_ids, columns, schema, before_decoding, window
                 )
         except FileNotFoundError:
             raise MissingPartition(
@@ -303,11 +318,23 @@ class DatasetStore:
             if self._is_local:
                 path = self._local_file(dataset, tenant, day)
                 return partition_reader.read_file(
-                    path, tag_ids, names, schema, before_decoding, footer_seen=footer_seen
+                    self.footers,
+                    path,
+                    tag_ids,
+                    names,
+                    schema,
+                    before_decoding,
+                    footer_seen=footer_seen,
                 )
             with self.partition_path(dataset, tenant, day).open("rb") as handle:
                 return partition_reader.read_file(
-                    handle, tag_ids, names, schema, before_decoding, footer_seen=footer_seen
+                    self.footers,
+                    handle,
+                    tag_ids,
+                    names,
+                    schema,
+                    before_decoding,
+                    footer_seen=footer_seen,
                 )
         except FileNotFoundError:
             raise _missing(dataset, tenant, day) from None

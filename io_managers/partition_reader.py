@@ -1,7 +1,9 @@
 """Reads of a few tags of one partition file, for the read API: the file's footer and tag
-directory are parsed once and cached by file identity (a rewritten partition is a new file,
-so it is parsed afresh), and only the row groups holding the tags are decoded. A footer is
-only ever used with the file it was read from, even when a publish replaces the file meanwhile."""
+directory are parsed once and kept in the caller's FooterCache by file identity (a rewritten
+partition is a new file, so it is parsed afresh), and only the row groups holding the tags are
+decoded. A footer is only ever used with the file it was read from, even when a publish
+replaces the file meanwhile. The cache belongs to whoever reads (the read engine holds one for
+all its readers); this module keeps no state of its own."""
 
 from __future__ import annotations
 
@@ -80,6 +82,9 @@ class FooterCache:
         self._entries: OrderedDict[tuple, Footer] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def get(self, key: tuple) -> Footer | None:
         with self._lock:
             footer = self._entries.get(key)
@@ -102,9 +107,6 @@ def _parsed_bytes(footer: Footer) -> int:
     return footer.metadata.serialized_size * PARSED_PER_SERIALIZED_BYTE
 
 
-_FOOTERS = FooterCache(FOOTER_CACHE_BYTES)
-
-
 @dataclass(frozen=True)
 class Window:
     """Rows wanted only where `column` (a timestamp) lies in [low, high) µs."""
@@ -114,6 +116,7 @@ class Window:
 
 
 def read_file(
+    footers: FooterCache,
     file: str | BinaryIO,
     tag_ids: TagIds | None,
     columns: Sequence[str],
@@ -125,16 +128,16 @@ def read_file(
     """The rows of `tag_ids` (all if None) of a file, `columns` only, in file order; with a
     `window`, only the row groups that may hold rows in it (callers filter the rows).
     `footer_seen` is given the footer of the very file decoded, before decoding. `file` is a
-    local path (its footer cached) or an open file (an object store's, its footer parsed each
-    time). FileNotFoundError if there is no file."""
-    with _opened(file) as (parquet, footer):
+    local path (its footer kept in `footers` for the next read) or an open file (an object
+    store's, its footer parsed each time). FileNotFoundError if there is no file."""
+    with _opened(footers, file) as (parquet, footer):
         if footer_seen is not None:
             footer_seen(footer)
         return _read(parquet, footer, tag_ids, columns, schema, before_decoding, window)
 
 
 @contextmanager
-def _opened(file: str | BinaryIO) -> Iterator[tuple[pq.ParquetFile, Footer]]:
+def _opened(footers: FooterCache, file: str | BinaryIO) -> Iterator[tuple[pq.ParquetFile, Footer]]:
     """The open Parquet file and its footer."""
     if not isinstance(file, str):
         with pq.ParquetFile(file) as parquet:
@@ -142,12 +145,12 @@ def _opened(file: str | BinaryIO) -> Iterator[tuple[pq.ParquetFile, Footer]]:
         return
     while True:
         key = _file_identity(file)
-        footer = _FOOTERS.get(key)
+        footer = footers.get(key)
         with pq.ParquetFile(file, metadata=None if footer is None else footer.metadata) as parquet:
             if _same_file(file, key):
                 if footer is None:
                     footer = Footer.of(parquet.metadata, key)
-                    _FOOTERS.put(key, footer)
+                    footers.put(key, footer)
             elif footer is None:
                 footer = Footer.of(parquet.metadata)  # the opened file's own, whichever it is
             else:
@@ -157,16 +160,17 @@ def _opened(file: str | BinaryIO) -> Iterator[tuple[pq.ParquetFile, Footer]]:
             return
 
 
-def footer_local(path: str) -> Footer:
-    """The footer of a local file, cached like the reads'; FileNotFoundError if none."""
+def footer_local(footers: FooterCache, path: str) -> Footer:
+    """The footer of a local file, cached in `footers` like the reads'; FileNotFoundError if
+    none."""
     key = _file_identity(path)
-    footer = _FOOTERS.get(key)
+    footer = footers.get(key)
     if footer is None:
         footer = Footer.of(pq.read_metadata(path), key)
         if not _same_file(path, key):
             # Replaced while it was read: which file's footer this is is not known.
             return Footer.of(footer.metadata)
-        _FOOTERS.put(key, footer)
+        footers.put(key, footer)
     return footer
 
 

@@ -1,9 +1,10 @@
 """What travels between the HTTP service and the client: Arrow IPC streams (exact types, the
 client's format) and JSON (for people and curl), plus the query-string forms of arguments.
 
-The service writes an answer a batch of rows at a time (`ipc_chunks`, `json_record_chunks`,
+The service writes a large answer a batch of rows at a time (`ipc_chunks`, `json_record_chunks`,
 `json_column_chunks`), so the encoded body never exists whole in its memory: a batch is about
-`BATCH_BYTES` of Arrow data, and the pieces are sent in chunks of about `CHUNK_BYTES`. The
+`BATCH_BYTES` of Arrow data, and the pieces are sent in chunks of about `CHUNK_BYTES`. An answer
+that fits in one chunk (`sent_whole`) is encoded the same way and sent in one piece. The
 bytes are those of encoding the whole table at once (JSON), or an IPC stream of the same
 schema and rows in several record batches (Arrow), so a client decodes the same table.
 """
@@ -17,11 +18,16 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 JSON = "application/json"
+# The answer formats a read may ask for: JSON records (or the wide form of bucketed reads), an
+# Arrow IPC stream, or JSON columns (one array per column; see json_columnar_chunks).
+FORMATS = ("json", "arrow", "columns")
 # The tenant a request is for; optional, since a key opens exactly one tenant anyway. Sent by
 # the client so that a key used against the wrong tenant fails instead of reading its own.
 TENANT_HEADER = "X-Tagflow-Tenant"
@@ -40,6 +46,12 @@ _JSON_TEXT: dict[str, Any] = {
     "indent": None,
     "separators": (",", ":"),
 }
+
+
+def sent_whole(table: pa.Table, arrow: bool) -> bool:
+    """Whether an answer is small enough to encode whole and send in one piece: its Arrow data
+    fits in one chunk (in a sixteenth of one as JSON, whose Python rows are larger)."""
+    return table.nbytes <= (CHUNK_BYTES if arrow else CHUNK_BYTES // 16)
 
 
 def rows_per_batch(table: pa.Table, batch_bytes: int) -> int:
@@ -156,3 +168,43 @@ def json_column_chunks(table: pa.Table, batch_bytes: int = JSON_BATCH_BYTES) -> 
 
     head = '{"columns":' + json.dumps(list(table.column_names), **_JSON_TEXT) + ',"rows":'
     yield from _chunked(itertools.chain([head], _json_array(rows()), ["}"]))
+
+
+def json_columnar_chunks(table: pa.Table, batch_bytes: int = JSON_BATCH_BYTES) -> Iterator[bytes]:
+    """`{"columns": [...], "data": [[...], ...]}`: the column names, then one array per column
+    holding the same values as the records form (times as ISO 8601 with offset, non-finite
+    floats as strings), converted a batch of a column at a time and whole columns at once:
+    no Python object per row, so it is the cheapest JSON of a long answer."""
+
+    def columns() -> Iterator[str]:
+        yield '{"columns":' + json.dumps(list(table.column_names), **_JSON_TEXT) + ',"data":['
+        rows = rows_per_batch(table, batch_bytes)
+        for index, column in enumerate(table.columns):
+            if index:
+                yield ","
+            batches = (
+                _jsonable_values(column.slice(start, rows))
+                for start in range(0, table.num_rows, rows)
+            )
+            yield from _json_array(batches)
+        yield "]}"
+
+    yield from _chunked(columns())
+
+
+def _jsonable_values(column: pa.ChunkedArray) -> list[Any]:
+    """`column`'s values as _jsonable makes each one, converted a whole column at a time."""
+    kind = column.type
+    if pa.types.is_timestamp(kind) and kind.tz in ("UTC", "+00:00"):
+        # datetime.isoformat of a UTC time: microseconds only where there are some.
+        text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
+        text = pc.replace_substring_regex(text, pattern=r"\.000000$", replacement="")
+        return pc.binary_join_element_wise(text, "+00:00", "").to_pylist()
+    values = column.to_pylist()
+    if pa.types.is_floating(kind) and len(values):
+        numbers = column.to_numpy(zero_copy_only=False)
+        for at in np.flatnonzero(~np.isfinite(numbers) & column.is_valid().to_numpy()).tolist():
+            values[at] = _jsonable(values[at])
+    elif pa.types.is_timestamp(kind):
+        values = [_jsonable(value) for value in values]
+    return values

@@ -68,33 +68,33 @@ def stitch_spans(day_spans: pa.Table, start_us: int, end_us: int) -> pa.Table:
     """
     begin = time_us(day_spans.column("begin_at"))
     end = time_us(day_spans.column("end_at"))
-    keep = (begin < end_us) & (end > start_us)
-    table = day_spans.filter(pa.array(keep))
-    if table.num_rows == 0:
+    rows = np.flatnonzero((begin < end_us) & (end > start_us))
+    if len(rows) == 0:
         return SPAN_LIST.empty_table()
-    ids = table.column("id").to_numpy()
-    begin, end = begin[keep], end[keep]
+    # Row numbers only: the pieces' columns are taken once, for the stitched runs.
+    ids = day_spans.column("id").to_numpy()[rows]
+    begin, end = begin[rows], end[rows]
     order = np.lexsort((begin, ids))
-    ids, begin, end = ids[order], begin[order], end[order]
-    table = table.take(pa.array(order))
+    ids = ids[order]
     first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     last = np.r_[first[1:] - 1, len(ids) - 1]
-    heads = table.take(pa.array(first))
-    seen_end = end[last]
-    raw_end = time_us(table.column("raw_end_at").take(pa.array(last)), null_as=NO_TIME)
-    raw_end = np.where((raw_end == NO_TIME) & (seen_end < end_us), seen_end, raw_end)
-    raw_begin = time_us(heads.column("raw_begin_at"))
+    head, tail = order[first], order[last]
+    raw_begin = time_us(day_spans.column("raw_begin_at"))[rows[head]]
     newest_first = np.argsort(-raw_begin, kind="stable")
-    heads = heads.take(pa.array(newest_first))
-    raw_end = raw_end[newest_first]
+    head, tail = head[newest_first], tail[newest_first]
+    seen_end = end[tail]
+    raw_end = time_us(day_spans.column("raw_end_at").take(pa.array(rows[tail])), null_as=NO_TIME)
+    raw_end = np.where((raw_end == NO_TIME) & (seen_end < end_us), seen_end, raw_end)
+    heads = day_spans.select(["id", "tag_name", "value_double", "value_string", "raw_begin_at"])
+    heads = heads.take(pa.array(rows[head]))
     return pa.Table.from_arrays(
         [
             heads.column("id"),
             heads.column("tag_name"),
             heads.column("value_double"),
             heads.column("value_string"),
-            us_to_time(np.maximum(begin[first][newest_first], start_us)),
-            us_to_time(np.minimum(seen_end[newest_first], end_us)),
+            us_to_time(np.maximum(begin[head], start_us)),
+            us_to_time(np.minimum(seen_end, end_us)),
             heads.column("raw_begin_at"),
             us_to_time(raw_end, null_mask=raw_end >= end_us),
         ],

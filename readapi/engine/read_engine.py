@@ -1,7 +1,7 @@
-"""The read engine: what every read of one store shares (the store, its coverage index, the
-tenants' tag catalogues and, when a source is configured, the source fallback), built once from
-a ReadConfig. The client's store transport and the HTTP service each hold one, and ask it for
-the reader of a tenant."""
+"""The read engine: what every read of one store shares (the store and the parsed footers of
+its files, its coverage index, the tenants' tag catalogues and, when a source is configured, the
+source fallback), built once from a ReadConfig. The client's store transport and the HTTP
+service each hold one, and ask it for the reader of a tenant."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from tagflow.io_managers.dataset_store import DatasetStore
+from tagflow.io_managers.partition_reader import FOOTER_CACHE_BYTES, FooterCache
 from tagflow.readapi.engine.config import ReadConfig
 from tagflow.readapi.engine.coverage import CoverageIndex, TagCatalogue
 from tagflow.readapi.engine.reader import TenantReader
@@ -22,8 +23,10 @@ class ReadEngine:
 
     def __init__(self, config: ReadConfig) -> None:
         self.config = config
-        store = config.store
-        self.store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+        # One footer cache for every tenant's readers: its memory bound holds for the engine.
+        self.footers = FooterCache(FOOTER_CACHE_BYTES)
+        root = config.store.root if isinstance(config.store, DatasetStore) else config.store
+        self.store = DatasetStore(root, self.footers)
         self.fallback = None
         if config.source_url:
             # Imported here: the database drivers and the derived-tag definitions are only

@@ -108,20 +108,25 @@ def _day_pool() -> ThreadPoolExecutor:
 
 
 def map_days(
-    plan: _Plan, products: Callable[[date], DayProducts], read: Callable[[DayProducts, date], T]
+    plan: _Plan,
+    products: Callable[[date], DayProducts],
+    read: Callable[[DayProducts, date], T],
+    days: Sequence[date] | None = None,
 ) -> list[T]:
-    """`read` of every day of the plan, in day order: stored days concurrently, source days
-    one after the other (they share one memo and the production database)."""
-    stored = [day for day in plan.days if day in plan.stored]
+    """`read` of every day of the plan (or of `days`, some of them), in day order: stored days
+    concurrently, source days one after the other (they share one memo and the production
+    database)."""
+    days = plan.days if days is None else days
+    stored = [day for day in days if day in plan.stored]
     results: dict[date, T] = {}
     if len(stored) > 1:
         results.update(
             zip(stored, _day_pool().map(lambda d: read(products(d), d), stored), strict=True)
         )
-    for day in plan.days:
+    for day in days:
         if day not in results:
             results[day] = read(products(day), day)
-    return [results[day] for day in plan.days]
+    return [results[day] for day in days]
 
 
 @dataclass(frozen=True)
@@ -276,13 +281,11 @@ class TenantReader:
         if tag_names is None:
             return table, table.column("tag_name").to_pylist(), None
         names = list(dict.fromkeys(validate_tag_name(name) for name in tag_names))
-        known = set(table.column("tag_name").to_pylist())
-        unknown = [name for name in names if name not in known]
+        unknown = _not_in(names, table.column("tag_name"))
         if unknown and not use_source and allow_source and self._fallback is not None:
             # A tag created after the last materialisation: the source knows it.
             table = self._tag_table(True)
-            known = set(table.column("tag_name").to_pylist())
-            unknown = [name for name in names if name not in known]
+            unknown = _not_in(names, table.column("tag_name"))
         if unknown:
             shown = ", ".join(repr(name[:80]) for name in unknown[:5])
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
@@ -294,12 +297,12 @@ class TenantReader:
         chosen = table.filter(pc.is_in(table.column("tag_name"), value_set=wanted))
         return chosen, names, chosen
 
-    def _days_of(self, plan: _Plan, tags: pa.Table) -> Callable[[date], DayProducts]:
+    def _days_of(
+        self, plan: _Plan, tags: pa.Table, stored: StoredProducts | None = None
+    ) -> Callable[[date], DayProducts]:
         """Day products of `plan`; stored days are named by `tags` (the whole catalogue the
-        read answers with, or the tags it asked for)."""
-        stored = StoredProducts(
-            self._store, self.tenant, tags, self._limits.row_budget(), sorted(plan.stored)
-        )
+        read answers with, or the tags it asked for), or read by `stored` when given."""
+        stored = stored or self._stored(plan, tags)
         source = None
         if plan.missing:
             assert self._fallback is not None
@@ -309,6 +312,11 @@ class TenantReader:
             return stored if day in plan.stored or source is None else source
 
         return products
+
+    def _stored(self, plan: _Plan, tags: pa.Table) -> StoredProducts:
+        return StoredProducts(
+            self._store, self.tenant, tags, self._limits.row_budget(), sorted(plan.stored)
+        )
 
     # ------------------------------------------------------------------ reads
 
@@ -424,8 +432,16 @@ class TenantReader:
         their annotations where a state database is configured (annotated.merge_annotations)."""
         plan = self._plan(query.time_range, query.allow_source)
         tags, _, chosen = self._resolve_tags([query.tag_name], plan, query.allow_source)
-        products = self._days_of(plan, tags)
-        pieces = pa.concat_tables(map_days(plan, products, lambda p, day: p.spans(day, chosen)))
+        stored = self._stored(plan, tags)
+        # Months of stored days in one piece each (a month copy read once); the other days
+        # from their own files or the source.
+        stored_days = [day for day in plan.days if day in plan.stored]
+        from_copies, rest = stored.read_from_copies("spans", stored_days, chosen)
+        rest += plan.missing
+        rest.sort()
+        products = self._days_of(plan, tags, stored)
+        day_pieces = map_days(plan, products, lambda p, day: p.spans(day, chosen), rest)
+        pieces = pa.concat_tables([from_copies, *day_pieces])
         if self._engine.config.state_url is None:
             stitched = stitch_spans(pieces, plan.start_us, plan.end_us)
         else:
@@ -697,6 +713,24 @@ class TenantReader:
 
 def _at(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+def _not_in(names: list[str], catalogue: pa.ChunkedArray) -> list[str]:
+    """Those of `names` the catalogue's names lack, in order (a set of a catalogue's names
+    per read cost more than the read of a tag's month). A name that is not valid UTF-8 (a
+    lone surrogate) is never a catalogue's."""
+    text = [name for name in names if _utf8(name)]
+    wanted = pa.array(text, type=pa.string())
+    found = set(wanted.filter(pc.is_in(wanted, value_set=catalogue)).to_pylist())
+    return [name for name in names if name not in found]
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ids_where(rows: pa.Table, mask: np.ndarray) -> np.ndarray:

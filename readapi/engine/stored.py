@@ -5,7 +5,8 @@ renamed tag's whole history answers to its current name.
 
 Where a read covers several days of a month that has a month copy (io_managers/compaction.py),
 those days are read from the copy in one go, each only if its day file is still the one the
-copy was made from; any other day is read from its own file.
+copy was made from; any other day is read from its own file. A read of spans takes the copy's
+rows of all its days as one table (read_from_copies), the others a table per day.
 
 One read takes every dataset of a day from one publish: each file read (or day of a month copy)
 is checked against the publish id of the day's first one, and a read meeting two publishes of
@@ -54,6 +55,37 @@ class MixedPublishes(Exception):
         self.dataset, self.day = dataset, day
 
 
+class _MonthRows:
+    """The rows of one read's tags in a month copy, of the days it answers (`publishes`: each
+    fresh day with its publish id), in file order (by tag, then day)."""
+
+    def __init__(
+        self, table: pa.Table, day_of_row: np.ndarray, publishes: dict[date, str | None]
+    ) -> None:
+        self.table = table
+        self.day_of_row = day_of_row  # 0 for the month's first day
+        self.publishes = publishes
+        self._by_day: tuple[pa.Table, np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    def rows_of(self, days: Sequence[date]) -> pa.Table:
+        """The rows of `days` (all held here) in file order."""
+        if len(days) == len(self.publishes):
+            return self.table
+        keep = np.isin(self.day_of_row, np.asarray([d.day - 1 for d in days], np.int64))
+        return self.table.filter(pa.array(keep))
+
+    def day_rows(self, day: date) -> pa.Table:
+        """The rows of `day` (held here), in the order of its own file."""
+        with self._lock:
+            if self._by_day is None:
+                order = np.argsort(self.day_of_row, kind="stable")  # each day's rows in order
+                self._by_day = (self.table.take(pa.array(order)), self.day_of_row[order])
+        table, day_of_row = self._by_day
+        low, high = np.searchsorted(day_of_row, [day.day - 1, day.day])
+        return table.slice(int(low), int(high - low))
+
+
 class StoredProducts(DayProducts):
     """One tenant's stored days for one read of `days`, named by `catalogue` (TAGS rows),
     within the read's row budget. Every method takes `tags`, the TAGS rows of the tags to read
@@ -75,9 +107,9 @@ class StoredProducts(DayProducts):
         order = np.argsort(ids, kind="stable")
         self._ids = ids[order]
         self._names = catalogue.column("tag_name").take(pa.array(order))
-        # Month copies read for this read, split by day; one lock per copy so the threads
+        # Month copies read for this read (None: not used); one lock per copy so the threads
         # reading its days wait for one read of it instead of each making their own.
-        self._months: dict[_MonthKey, dict[date, tuple[pa.Table, str | None]]] = {}
+        self._months: dict[_MonthKey, _MonthRows | None] = {}
         self._month_locks: dict[_MonthKey, threading.Lock] = {}
         self._lock = threading.Lock()
         # day → (the first dataset read of it, that file's publish id).
@@ -98,11 +130,15 @@ class StoredProducts(DayProducts):
         names = list(columns) if columns is not None else DATASETS[dataset].schema.names
         ids = None if tags is None else tags.column("tag_id").to_numpy()
         if dataset in COMPACTED_DATASETS:
-            from_copy = self._month_days(dataset, day, ids, names).get(day)
-            if from_copy is not None:
-                table, publish = from_copy
-                self._same_publish(dataset, day, publish)
-                return table
+            month = self._month(dataset, day, ids, names)
+            if month is not None and day in month.publishes:
+                self._same_publish(dataset, day, month.publishes[day])
+                return month.day_rows(day)
+        return self._read_day_file(dataset, day, ids, names)
+
+    def _read_day_file(
+        self, dataset: str, day: date, ids: np.ndarray | None, names: list[str]
+    ) -> pa.Table:
         # tag_id costs nothing to read (the tag directory has it); stored names may be stale.
         read = [name for name in names if name not in ("tag_id", "tag_name")]
         table = self._store.read_tag_rows(
@@ -110,6 +146,30 @@ class StoredProducts(DayProducts):
             lambda footer: self._same_publish(dataset, day, footer.publish),
         )  # fmt: skip
         return self._named(table, names)
+
+    def read_from_copies(
+        self, dataset: str, days: Sequence[date], tags: pa.Table | None
+    ) -> tuple[pa.Table, list[date]]:
+        """(the rows of those of `days` that month copies answer, in one table; the days left
+        for their own files). Each copy is read once for all its days, and its rows are only
+        filtered where the read wants some of its days but not others: no table per day."""
+        names = DATASETS[dataset].schema.names
+        ids = None if tags is None else tags.column("tag_id").to_numpy()
+        by_month: dict[date, list[date]] = {}
+        for day in days:
+            by_month.setdefault(day.replace(day=1), []).append(day)
+        parts, rest = [], []
+        for month_start, wanted in by_month.items():
+            month = self._month(dataset, month_start, ids, names)
+            held = [] if month is None else [d for d in wanted if d in month.publishes]
+            rest += [d for d in wanted if d not in held]
+            if month is None or not held:
+                continue
+            for day in held:
+                self._same_publish(dataset, day, month.publishes[day])
+            parts.append(month.rows_of(held))
+        table = pa.concat_tables(parts) if parts else DATASETS[dataset].schema.empty_table()
+        return table, rest
 
     def _taker(self, dataset: str):
         return lambda rows: self._budget.take(rows, dataset)
@@ -126,12 +186,11 @@ class StoredProducts(DayProducts):
             table = table.append_column("tag_name", self._names.take(pa.array(at)))
         return table.select(names)
 
-    def _month_days(
+    def _month(
         self, dataset: str, day: date, ids: np.ndarray | None, names: list[str]
-    ) -> dict[date, tuple[pa.Table, str | None]]:
-        """The read's days of `day`'s month answered by the month copy, each with the publish
-        id of the day file it was copied from (none if not worth it, absent, or no longer
-        matching those days' files)."""
+    ) -> _MonthRows | None:
+        """The read's rows of `day`'s month copy, read once per read (None if not worth it,
+        absent, or matching too few of the read's days' files)."""
         month = day.replace(day=1)
         key = (dataset, month, None if ids is None else tuple(ids.tolist()), tuple(names))
         with self._lock:
@@ -143,34 +202,34 @@ class StoredProducts(DayProducts):
 
     def _read_month(
         self, dataset: str, month: date, ids: np.ndarray | None, names: list[str]
-    ) -> dict[date, tuple[pa.Table, str | None]]:
+    ) -> _MonthRows | None:
         wanted = [d for d in self._days if (d.year, d.month) == (month.year, month.month)]
         if len(wanted) < MIN_COPY_DAYS:
-            return {}
+            return None
         try:
-            return self._split_month(dataset, month, ids, names, wanted)
+            return self._month_rows(dataset, month, ids, names, wanted)
         except CorruptPartition:
             # An unreadable copy (logged) is no answer: the day files are.
-            return {}
+            return None
 
-    def _split_month(
+    def _month_rows(
         self,
         dataset: str,
         month: date,
         ids: np.ndarray | None,
         names: list[str],
         wanted: list[date],
-    ) -> dict[date, tuple[pa.Table, str | None]]:
+    ) -> _MonthRows | None:
         footer = self._store.month_footer(dataset, self._tenant, month)
         if footer is None:
-            return {}
+            return None
         held, publishes = compacted_days(footer), compacted_publishes(footer)
         fresh = [
             d for d in wanted
             if d in held and held[d] == self._store.day_identity(dataset, self._tenant, d)
         ]  # fmt: skip
         if len(fresh) < MIN_COPY_DAYS:
-            return {}
+            return None
         column = DATASETS[dataset].time_column
         assert column is not None  # every dataset with month copies is dated
         window = Window(column, (to_us(day_bounds(fresh[0])[0]), to_us(day_bounds(fresh[-1])[1])))
@@ -181,12 +240,9 @@ class StoredProducts(DayProducts):
         )  # fmt: skip
         month_start_us = to_us(datetime(month.year, month.month, 1, tzinfo=UTC))
         day_of_row = (time_us(table.column(column)) - month_start_us) // _DAY_US
-        order = np.argsort(day_of_row, kind="stable")  # by day, each day's rows in file order
-        table = self._named(table.take(pa.array(order)), names)
-        day_of_row = day_of_row[order]
-        out = {}
-        for d in fresh:
-            index = d.day - 1
-            low, high = np.searchsorted(day_of_row, [index, index + 1])
-            out[d] = (table.slice(int(low), int(high - low)), publishes[d])
-        return out
+        # Rows of days the copy holds but that are not fresh (or not read) are never answered.
+        fresh_index = np.asarray([d.day - 1 for d in fresh], np.int64)
+        keep = np.isin(day_of_row, fresh_index)
+        if not keep.all():
+            table, day_of_row = table.filter(pa.array(keep)), day_of_row[keep]
+        return _MonthRows(self._named(table, names), day_of_row, {d: publishes[d] for d in fresh})

@@ -24,7 +24,7 @@ from pydantic import (
 from tagflow.errors import InvalidAnnotation, InvalidArgument, TagflowError
 from tagflow.readapi import query as q
 from tagflow.readapi.annotation_wire import COMPUTED
-from tagflow.readapi.wire import ARROW_STREAM
+from tagflow.readapi.wire import ARROW_STREAM, FORMATS
 from tagflow.time_range import TimeRange, parse_duration, parse_time_range, parse_width
 
 
@@ -48,7 +48,11 @@ class ReadParams(_Params):
     start: str | None = Field(None, description="Range start, ISO 8601 with offset.")
     end: str | None = Field(None, description="Range end (exclusive), ISO 8601.")
     allow_source: str | None = Field(None, description="false: refuse days not materialised.")
-    format: str | None = Field(None, description="'json' (default) or 'arrow'.")
+    format: str | None = Field(
+        None,
+        description="'json' (default), 'arrow' (an Arrow IPC stream) or 'columns' (JSON, one "
+        'array per column: {"columns": [names], "data": [[values], ...]}).',
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -63,13 +67,13 @@ class ReadParams(_Params):
             return "true" if value else "false"
         raise InvalidArgument(f"{info.field_name} must be a string")
 
-    def wants_arrow(self, accept: str) -> bool:
-        """Whether to answer as an Arrow stream: `format`, else the Accept header."""
+    def answer_format(self, accept: str) -> str:
+        """One of wire.FORMATS: `format`, else 'arrow' if the Accept header asks for it."""
         if self.format is not None:
-            if self.format not in ("json", "arrow"):
-                raise InvalidArgument("format must be 'json' or 'arrow'")
-            return self.format == "arrow"
-        return ARROW_STREAM in accept
+            if self.format not in FORMATS:
+                raise InvalidArgument("format must be 'json', 'arrow' or 'columns'")
+            return self.format
+        return "arrow" if ARROW_STREAM in accept else "json"
 
     def time_range(self) -> TimeRange | None:
         if (self.start is None) != (self.end is None):

@@ -44,7 +44,9 @@ from tagflow.readapi.wire import (
     TENANT_HEADER,
     ipc_chunks,
     json_column_chunks,
+    json_columnar_chunks,
     json_record_chunks,
+    sent_whole,
 )
 
 _bearer = HTTPBearer(auto_error=False, description="A tenant's API key.")
@@ -70,9 +72,9 @@ class AuthenticatedRead:
         self, params: ReadParams, query: Callable[[], q.Query], wide: bool = False
     ) -> Response:
         """The answer to `query()` in the format the request asks for (checked first)."""
-        arrow = params.wants_arrow(self.request.headers.get("accept", ""))
+        answer_format = params.answer_format(self.request.headers.get("accept", ""))
         table = self.reader.read(query())
-        response = _respond(table, arrow, wide)
+        response = _respond(table, answer_format, wide)
         # Spans answers say whether annotations were merged (the JSON form has no envelope).
         state = annotations_state(table)
         if state is not None:
@@ -130,12 +132,21 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-def _respond(table: pa.Table, arrow: bool, wide: bool) -> Response:
+def _respond(table: pa.Table, answer_format: str, wide: bool) -> Response:
+    arrow = answer_format == "arrow"
     if arrow:
         chunks, media_type = ipc_chunks(table), ARROW_STREAM
+    elif answer_format == "columns":
+        chunks, media_type = json_columnar_chunks(table), JSON
     else:
         chunks = json_column_chunks(table) if wide else json_record_chunks(table)
         media_type = JSON
+    if sent_whole(table, arrow):
+        # Encoded here, on the route's worker thread, and sent in one piece: streaming costs a
+        # hop to a worker thread per chunk (and one to end), which small answers felt most.
+        body = b"".join(chunks)
+        releaser.request()
+        return Response(body, media_type=media_type)
     return StreamingResponse(releaser.after(chunks), media_type=media_type)
 
 

@@ -119,6 +119,7 @@ def all_answers(client: Client, tag_names: list[str], time_range) -> dict:
     return {
         "tags": client.get_tags(time_range),
         "spans": {name: client.get_spans(name, time_range) for name in tag_names},
+        "spans arrow": {name: client.get_spans_arrow(name, time_range) for name in tag_names},
         "data": client.get_metric_arrow(None, time_range),
         "1h": client.sample_metric_data("1h", time_range=time_range),
         "15m": client.sample_metric_data("15m", aggregate_function="last", time_range=time_range),
@@ -132,6 +133,10 @@ def all_answers(client: Client, tag_names: list[str], time_range) -> dict:
 def assert_same_answers(got: dict, want: dict) -> None:
     assert got["tags"] == want["tags"]
     assert got["spans"] == want["spans"]
+    assert got["spans arrow"].keys() == want["spans arrow"].keys()
+    for name, table in got["spans arrow"].items():
+        assert table.schema == want["spans arrow"][name].schema, name
+        assert table.to_pandas().equals(want["spans arrow"][name].to_pandas()), name
     # pandas equality: NaN values (real NaN rows) compare equal, unlike Arrow's.
     assert got["data"].to_pandas().equals(want["data"].to_pandas())
     for key in ("1h", "15m", "1d count", "counter"):

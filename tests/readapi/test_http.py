@@ -11,9 +11,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pyarrow as pa
 import pytest
+from fastapi.responses import StreamingResponse
 
 from tagflow.readapi import Client, InvalidArgument, InvalidTimeRange, UnknownTag
-from tagflow.readapi.wire import ARROW_STREAM, decode_ipc
+from tagflow.readapi.server.routes import _respond
+from tagflow.readapi.wire import ARROW_STREAM, CHUNK_BYTES, decode_ipc
 from tests.conftest import free_port, wait_until_serving
 
 D1 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -127,6 +129,52 @@ def test_json_is_the_default_and_arrow_is_negotiated(plant, service_url):
     ).json()
     assert samples["columns"] == ["time", "plant/special/constant"]
     assert samples["rows"][0] == ["2026-03-01T00:00:00+00:00", 42.0]
+
+
+@pytest.mark.parametrize(
+    "path, extra",
+    [
+        ("/v1/spans/plant/special/mixed", {}),
+        ("/v1/tags", {}),
+        ("/v1/metrics/data", {}),
+        ("/v1/metrics/samples", {"bucket_width": "1h", "aggregate_function": "count"}),
+    ],
+)
+def test_columns_hold_the_json_answers_values_column_by_column(plant, service_url, path, extra):
+    """format=columns: {"columns", "data"} with one array per column, each value as the records
+    (or wide rows) form writes it: times with offset, NaN as a string, null as null."""
+    params = {"start": "2026-03-01T05:00:00.5Z", "end": "2026-03-03T02:00:00Z", **extra}
+    url = f"{service_url}{path}"
+    as_records = httpx.get(url, params=params, headers=auth(plant)).json()
+    as_columns = httpx.get(url, params={**params, "format": "columns"}, headers=auth(plant))
+    assert as_columns.status_code == 200
+    assert as_columns.headers["content-type"] == "application/json"
+    answer = as_columns.json()
+    if isinstance(as_records, dict):  # the wide form: its rows, transposed
+        assert answer["columns"] == as_records["columns"]
+        assert answer["data"] == [list(column) for column in zip(*as_records["rows"], strict=True)]
+        return
+    assert as_records, "the range holds rows"
+    assert answer["columns"] == list(as_records[0])
+    for name, values in zip(answer["columns"], answer["data"], strict=True):
+        assert values == [record[name] for record in as_records], name
+
+
+def test_small_answers_go_in_one_piece_and_large_ones_are_streamed(plant, service_url):
+    """A small answer is sent whole with its length (no hop to a thread per chunk); one past a
+    chunk of Arrow data is streamed, never encoded whole; both decode to the same table."""
+    params = {"start": "2026-03-01T00:00:00Z", "end": "2026-03-04T00:00:00Z", "format": "arrow"}
+    small = httpx.get(
+        f"{service_url}/v1/spans/plant/special/constant", params=params, headers=auth(plant)
+    )
+    assert "content-length" in small.headers and "transfer-encoding" not in small.headers
+    with Client(store=plant.root, tenant=plant.tenants[0], allow_source=False) as local:
+        want = local.get_spans_arrow("plant/special/constant", (D1, D1 + timedelta(days=3)))
+    assert decode_ipc(small.content).equals(want)
+    large = pa.table({"x": pa.array(range(2 * CHUNK_BYTES // 8), pa.int64())})
+    for answer_format in ("arrow", "json", "columns"):
+        assert isinstance(_respond(large, answer_format, False), StreamingResponse)
+    assert not isinstance(_respond(large.slice(0, 1000), "arrow", False), StreamingResponse)
 
 
 @pytest.mark.parametrize(
