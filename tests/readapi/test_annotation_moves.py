@@ -18,8 +18,7 @@ from tests.readapi import test_annotation_writes as writes
 from tests.readapi.conftest import Plant
 from tests.readapi.test_annotation_writes import Service, unannotated
 
-# The write tests' state database and service, one of each for this module too.
-state_url = writes.state_url
+# The write tests' service, one for this module too (on the shared state_url fixture).
 service = writes.service
 
 # Where the detached annotations' span was: a time the plant's days hold.
