@@ -24,6 +24,7 @@ import pyarrow as pa
 from tagflow.io_managers import partition_reader
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.io_managers.partition_writer import StagedPartition
+from tagflow.io_managers.unreadable import corrupt_if_unreadable
 from tagflow.schemas.registry import DATASETS
 from tagflow.schemas.registry import dataset as registered
 
@@ -112,7 +113,7 @@ def _copy(
     store: DatasetStore, dataset: str, tenant: str, month: date, names: pa.Table, days: list[_Day]
 ) -> StagedPartition:
     schema = registered(dataset).schema
-    order, name_of = _tag_order(days, names, schema)
+    order, name_of = _tag_order(days, names, dataset, tenant, schema)
     identities = {d.day.isoformat(): list(d.identity) for d in days}
     publishes = {d.day.isoformat(): d.publish for d in days}
     key_value = {
@@ -126,7 +127,7 @@ def _copy(
             chunk_ids = chunk.tolist()
             parts, ranks, day_index = [], [], []
             for index, day in enumerate(days):
-                part = day.file.read(chunk_ids, columns, schema)
+                part = _read(day, dataset, tenant, chunk_ids, columns, schema)
                 parts.append(part)
                 ranks.append(_positions(chunk, part.column("tag_id").to_numpy()))
                 day_index.append(np.full(part.num_rows, index, np.int64))
@@ -160,13 +161,24 @@ def _days_of(store: DatasetStore, dataset: str, tenant: str, month: date) -> Ite
             held.file.close()
 
 
+def _read(
+    day: _Day, dataset: str, tenant: str, tag_ids: list[int], columns: list[str], schema: pa.Schema
+) -> pa.Table:
+    """Rows of one day's file; a file that cannot be decoded is a CorruptPartition, which
+    names no path."""
+    with corrupt_if_unreadable(dataset, tenant, day.day):
+        return day.file.read(tag_ids, columns, schema)
+
+
 def _runs(footer: partition_reader.Footer) -> tuple[np.ndarray, np.ndarray]:
     if footer.directory is None:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return partition_reader.runs_in_file_order(footer.directory)
 
 
-def _tag_order(days: list[_Day], names: pa.Table, schema: pa.Schema) -> tuple[np.ndarray, pa.Array]:
+def _tag_order(
+    days: list[_Day], names: pa.Table, dataset: str, tenant: str, schema: pa.Schema
+) -> tuple[np.ndarray, pa.Array]:
     """Every tag id of the month in the order of its current name, and those names; a tag the
     tenant no longer lists keeps the name its last day stored."""
     ids = np.unique(np.concatenate([d.ids for d in days]))
@@ -175,7 +187,7 @@ def _tag_order(days: list[_Day], names: pa.Table, schema: pa.Schema) -> tuple[np
     for day in reversed(days):
         if not missing:
             break
-        found = day.file.read(missing, ["tag_id", "tag_name"], schema)
+        found = _read(day, dataset, tenant, missing, ["tag_id", "tag_name"], schema)
         current = _names_by_id(found) | current
         missing = [tag_id for tag_id in missing if tag_id not in current]
     labels = [current[tag_id] for tag_id in ids.tolist()]
