@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from calendar import monthrange
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -23,6 +24,7 @@ import pyarrow as pa
 from tagflow.io_managers import partition_reader
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.io_managers.partition_writer import StagedPartition
+from tagflow.io_managers.unreadable import corrupt_if_unreadable
 from tagflow.schemas.registry import DATASETS
 from tagflow.schemas.registry import dataset as registered
 
@@ -90,6 +92,7 @@ class _Day:
     day: date
     identity: tuple[int, int]
     publish: str | None
+    file: partition_reader.OpenFile
     ids: np.ndarray  # tag ids in file order
     counts: np.ndarray
 
@@ -100,17 +103,23 @@ def compact_month(
     """The staged month copy of `dataset` for `tenant` (None when no day of the month is
     materialised), its tags ordered and named by `names` (the tenant's current tags: a tag
     renamed during the month is one run under its current name)."""
-    days = _days_of(store, dataset, tenant, month)
-    if not days:
-        return None
-    order, name_of = _tag_order(days, names, store, dataset, tenant)
+    with _days_of(store, dataset, tenant, month) as days:
+        if not days:
+            return None
+        return _copy(store, dataset, tenant, month, names, days)
+
+
+def _copy(
+    store: DatasetStore, dataset: str, tenant: str, month: date, names: pa.Table, days: list[_Day]
+) -> StagedPartition:
+    schema = registered(dataset).schema
+    order, name_of = _tag_order(days, names, dataset, tenant, schema)
     identities = {d.day.isoformat(): list(d.identity) for d in days}
     publishes = {d.day.isoformat(): d.publish for d in days}
     key_value = {
         COMPACTED_DAYS_KEY: json.dumps(identities, separators=(",", ":")).encode(),
         COMPACTED_PUBLISHES_KEY: json.dumps(publishes, separators=(",", ":")).encode(),
     }
-    schema = registered(dataset).schema
     columns = [name for name in schema.names if name != "tag_name"]
     with store.stage_month(dataset, tenant, month, MONTH_GROUP_ROWS, key_value) as writer:
         for start, end in _chunks(order, days):
@@ -118,7 +127,7 @@ def compact_month(
             chunk_ids = chunk.tolist()
             parts, ranks, day_index = [], [], []
             for index, day in enumerate(days):
-                part = store.read_tag_rows(dataset, tenant, day.day, chunk_ids, columns)
+                part = _read(day, dataset, tenant, chunk_ids, columns, schema)
                 parts.append(part)
                 ranks.append(_positions(chunk, part.column("tag_id").to_numpy()))
                 day_index.append(np.full(part.num_rows, index, np.int64))
@@ -133,22 +142,42 @@ def compact_month(
     return staged
 
 
-def _days_of(store: DatasetStore, dataset: str, tenant: str, month: date) -> list[_Day]:
-    days = []
-    for day in month_days(month):
-        identity = store.day_identity(dataset, tenant, day)
-        if identity is None:
-            continue
-        footer = store.day_footer(dataset, tenant, day)
-        if footer is None or footer.directory is None:
-            raise ValueError(f"{dataset} of {day} has no tag directory: materialise it again")
-        ids, counts = partition_reader.runs_in_file_order(footer.directory)
-        days.append(_Day(day, identity, footer.publish, ids, counts))
-    return days
+@contextmanager
+def _days_of(store: DatasetStore, dataset: str, tenant: str, month: date) -> Iterator[list[_Day]]:
+    """The month's materialised days of `dataset`, each file held open for the copy."""
+    days: list[_Day] = []
+    try:
+        for day in month_days(month):
+            opened = store.open_day(dataset, tenant, day)
+            if opened is None:
+                continue
+            footer = opened.footer
+            days.append(_Day(day, opened.identity, footer.publish, opened, *_runs(footer)))
+            if footer.directory is None:
+                raise ValueError(f"{dataset} of {day} has no tag directory: materialise it again")
+        yield days
+    finally:
+        for held in days:
+            held.file.close()
+
+
+def _read(
+    day: _Day, dataset: str, tenant: str, tag_ids: list[int], columns: list[str], schema: pa.Schema
+) -> pa.Table:
+    """Rows of one day's file; a file that cannot be decoded is a CorruptPartition, which
+    names no path."""
+    with corrupt_if_unreadable(dataset, tenant, day.day):
+        return day.file.read(tag_ids, columns, schema)
+
+
+def _runs(footer: partition_reader.Footer) -> tuple[np.ndarray, np.ndarray]:
+    if footer.directory is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return partition_reader.runs_in_file_order(footer.directory)
 
 
 def _tag_order(
-    days: list[_Day], names: pa.Table, store: DatasetStore, dataset: str, tenant: str
+    days: list[_Day], names: pa.Table, dataset: str, tenant: str, schema: pa.Schema
 ) -> tuple[np.ndarray, pa.Array]:
     """Every tag id of the month in the order of its current name, and those names; a tag the
     tenant no longer lists keeps the name its last day stored."""
@@ -158,7 +187,7 @@ def _tag_order(
     for day in reversed(days):
         if not missing:
             break
-        found = store.read_tag_rows(dataset, tenant, day.day, missing, ["tag_id", "tag_name"])
+        found = _read(day, dataset, tenant, missing, ["tag_id", "tag_name"], schema)
         current = _names_by_id(found) | current
         missing = [tag_id for tag_id in missing if tag_id not in current]
     labels = [current[tag_id] for tag_id in ids.tolist()]

@@ -120,6 +120,17 @@ class DatasetStore:
         except FileNotFoundError:
             return None
 
+    def open_day(self, dataset: str, tenant: str, day: date) -> partition_reader.OpenFile | None:
+        """A local day partition held open for many reads (close it after), None when it is
+        missing or the store is not local."""
+        if not self._is_local:
+            return None
+        try:
+            with corrupt_if_unreadable(dataset, tenant, day):
+                return partition_reader.OpenFile(self._local_file(dataset, tenant, day))
+        except FileNotFoundError:
+            return None
+
     def tag_rows(
         self, dataset: str, tenant: str, day: date, tag_ids: partition_reader.TagIds | None
     ) -> int | None:

@@ -160,6 +160,33 @@ def _opened(footers: FooterCache, file: str | BinaryIO) -> Iterator[tuple[pq.Par
             return
 
 
+class OpenFile:
+    """A local partition file held open for many reads of a few tags each (a month copy reads
+    each day once per chunk of tags): its footer parsed once and kept out of the shared cache,
+    which a month's day footers would otherwise fill (and keep) for reads that will not come.
+    `identity` is the (size, mtime) of the very file opened. FileNotFoundError if none."""
+
+    def __init__(self, path: str) -> None:
+        key = _file_identity(path)
+        self._parquet = pq.ParquetFile(path)
+        if not _same_file(path, key):  # replaced while it was opened: open the new one
+            self._parquet.close()
+            key = _file_identity(path)
+            self._parquet = pq.ParquetFile(path)
+            if not _same_file(path, key):
+                self._parquet.close()
+                raise FileNotFoundError(path)
+        self.footer = Footer.of(self._parquet.metadata, key)
+        self.identity = (key[3], key[4])
+
+    def read(self, tag_ids: TagIds | None, columns: Sequence[str], schema: pa.Schema) -> pa.Table:
+        """The rows of `tag_ids` (all if None), `columns` only, in file order."""
+        return _read(self._parquet, self.footer, tag_ids, columns, schema, None, None)
+
+    def close(self) -> None:
+        self._parquet.close()
+
+
 def footer_local(footers: FooterCache, path: str) -> Footer:
     """The footer of a local file, cached in `footers` like the reads'; FileNotFoundError if
     none."""
@@ -225,7 +252,9 @@ def _read(
     # threads cost more than they save on groups of a few thousand rows.
     decoded = [name for name in columns if name != "tag_id"]
     table = parquet.read_row_groups(groups, columns=decoded, use_threads=False)
-    if take is not None:
+    if take is not None and _is_range(take):
+        table = table.slice(int(take[0]), len(take))  # one run of rows: no copy
+    elif take is not None:
         table = table.take(pa.array(take))
     if "tag_id" in columns:
         table = table.append_column("tag_id", tag_id_column(ids, counts))
@@ -236,6 +265,11 @@ def runs_in_file_order(directory: TagDirectory) -> tuple[np.ndarray, np.ndarray]
     """Every run's tag id and row count, in file order."""
     order = np.argsort(directory.first_row, kind="stable")
     return directory.sorted_ids[order], directory.rows[order]
+
+
+def _is_range(positions: np.ndarray) -> bool:
+    """Whether `positions` (rising) are consecutive."""
+    return len(positions) > 0 and int(positions[-1]) - int(positions[0]) == len(positions) - 1
 
 
 def _read_filtered(

@@ -10,6 +10,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -262,3 +264,30 @@ def test_the_cli_sweeps_and_prints_counts(swept_store, monkeypatch):
     assert not paths["fresh"].exists() and paths["plain.tmp"].exists()
     result = CliRunner().invoke(app, ["store", "sweep", "--tenant", "../x"])
     assert result.exit_code == 2 and "invalid tenant name" in result.output
+
+
+def garble_pages(path: Path) -> None:
+    """The footer intact, every column chunk's pages overwritten: the file opens, its rows do
+    not decode."""
+    data = bytearray(path.read_bytes())
+    group = pq.read_metadata(path).row_group(0)
+    for index in range(group.num_columns):
+        column = group.column(index)
+        start = column.dictionary_page_offset or column.data_page_offset
+        data[start : start + column.total_compressed_size] = b"\xff" * column.total_compressed_size
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [zero, truncate, garble, garble_pages], ids=lambda f: f.__name__)
+def test_a_month_copy_of_an_unreadable_day_is_a_corrupt_partition_naming_no_path(tmp_path, damage):
+    from tagflow.io_managers.compaction import compact_month
+
+    store, path = written(tmp_path)
+    damage(path)
+    names = pa.table({"tag_id": pa.array([7], pa.int32()), "tag_name": ["flow"]})
+    with pytest.raises(CorruptPartition) as caught:
+        compact_month(store, "transitions", "acme", DAY.replace(day=1), names)
+    message = str(caught.value)
+    assert "transitions" in message and "2026-03-02" in message
+    assert str(tmp_path) not in message and "parquet" not in message.lower()
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]

@@ -140,3 +140,22 @@ def test_an_unreadable_copy_is_passed_over_for_the_day_files(plant, tmp_path):
         want = {name: days.get_spans(name, time_range) for name in names}
     client = Client(store=tmp_path, tenant=tenant, allow_source=False)
     assert {name: client.get_spans(name, time_range) for name in names} == want
+
+
+def test_a_copy_leaves_the_shared_footer_cache_as_it_was(plant, tmp_path, monkeypatch):
+    """A month copy reads each day file many times (once per chunk of tags) from files it holds
+    open itself: the day footers must not fill the read API's cache, where a backfill of a
+    year kept hundreds of MB of them for reads that never came."""
+    from tagflow.io_managers.compaction import compact_month
+
+    tenant = plant.tenants[0]
+    copy_days(plant.root, tmp_path, tenant, DAYS)
+    cached: list[str] = []
+    store = DatasetStore(tmp_path)
+    monkeypatch.setattr(store.footers, "put", lambda key, footer: cached.append(key[0]))
+    names = store.read("tags", tenant)
+    for dataset in COMPACTED_DATASETS:
+        staged = compact_month(store, dataset, tenant, MARCH, names)
+        assert staged is not None and staged.rows > 0
+        staged.discard()
+    assert not [path for path in cached if "date=" in path]
