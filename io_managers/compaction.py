@@ -21,6 +21,7 @@ from datetime import date, timedelta
 import numpy as np
 import pyarrow as pa
 
+from tagflow.chunk_sizes import COPY_BATCH_ROWS
 from tagflow.io_managers import partition_reader
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.io_managers.partition_writer import StagedPartition
@@ -41,8 +42,6 @@ COMPACTED_PUBLISHES_KEY = b"tagflow.compacted_publishes"
 # footer at 4 K-row groups was 19 MB (160 ms to parse cold); at 16 K it is a quarter of that,
 # and a tag's month of 1-minute samples is still only three groups.
 MONTH_GROUP_ROWS = 16_384
-# Rows gathered from the days before one write: bounds memory (about 100 MB of samples).
-CHUNK_ROWS = 1_000_000
 
 
 def month_days(month: date) -> list[date]:
@@ -207,14 +206,14 @@ def _names_by_id(table: pa.Table) -> dict[int, str]:
 
 
 def _chunks(order: np.ndarray, days: list[_Day]) -> Iterator[tuple[int, int]]:
-    """Consecutive [start, end) slices of `order` holding about CHUNK_ROWS rows over all days
+    """Consecutive [start, end) slices of `order` holding about COPY_BATCH_ROWS rows over all days
     (a tag's rows are never split)."""
     rows = np.zeros(len(order), np.int64)
     for day in days:
         np.add.at(rows, _positions(order, day.ids), day.counts)
     start, total = 0, 0
     for k, count in enumerate(rows.tolist()):
-        if total and total + count > CHUNK_ROWS:
+        if total and total + count > COPY_BATCH_ROWS:
             yield start, k
             start, total = k, 0
         total += count

@@ -1,7 +1,7 @@
 """Write and audit every dataset of one tenant-day as its chunks are computed, in a second
 thread, so that checking and compressing chunk k overlaps computing chunk k+1.
 
-Chunks of a dataset are gathered until they hold BATCH_ROWS rows (small datasets, such as the
+Chunks of a dataset are gathered until they hold WRITE_BATCH_ROWS rows (small datasets, such as the
 daily samples, are then audited and written once a day instead of once a chunk), audited
 against the dataset's pandera schema and its seams, and written to the dataset's staged file.
 Nothing is published here: `finish` returns the staged partitions once every chunk passed and
@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tagflow.chunk_sizes import WRITE_BATCH_ROWS
 from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.io_managers.day_publish import PUBLISH_KEY, publish_id
 from tagflow.io_managers.partition_writer import PartitionWriter, StagedPartition
@@ -25,9 +26,6 @@ from tagflow.schemas.dataset_checks import DayAudit
 from tagflow.schemas.registry import dataset as registered
 from tagflow.timing import Seconds, timed
 
-# Rows of one dataset audited and written at once: the audit's fixed cost per call (about
-# 15 ms) is paid once per this many rows, and memory holds at most this many per dataset.
-BATCH_ROWS = 250_000
 # Units of work waiting for the writer thread: bounds memory when checking lags computing.
 _PENDING = 2
 
@@ -54,7 +52,7 @@ class DayWriter:
         for dataset, table in tables.items():
             self._waiting.setdefault(dataset, []).append(table)
             self._waiting_rows[dataset] = self._waiting_rows.get(dataset, 0) + table.num_rows
-            if self._waiting_rows[dataset] >= BATCH_ROWS:
+            if self._waiting_rows[dataset] >= WRITE_BATCH_ROWS:
                 self._submit(dataset)
 
     def _submit(self, dataset: str) -> None:

@@ -24,14 +24,13 @@ from typing import TypeVar
 import numpy as np
 import pyarrow as pa
 
+from tagflow.chunk_sizes import CHUNK_ROWS
 from tagflow.schemas.arrow import RAW_ROWS
 from tagflow.source.extract import stream_day_rows
 from tagflow.source.fingerprints import RowsFingerprint
 
-# Bounds of one chunk: its rows, and its tags (each tag costs a day of 1-minute buckets in
-# the samples stage whatever its row count). Memory follows the chunk: 125 K rows kept the
-# whole day step under 0.7 GiB at 10 M rows (500 K: 1.4 GiB) and computed no slower.
-CHUNK_ROWS = 125_000
+# Bounds of one chunk: its rows (CHUNK_ROWS), and its tags (each tag costs a day of 1-minute
+# buckets in the samples stage whatever its row count).
 CHUNK_TAGS = 256
 # Batches read ahead of the spill: the driver decodes the next while this one is spilled.
 _READ_AHEAD = 2

@@ -17,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 import pyarrow as pa
 
+from tagflow.chunk_sizes import WORK_PER_CHUNK
 from tagflow.transforms.columns import (
     NO_TIME,
     equals_string,
@@ -28,10 +29,6 @@ from tagflow.transforms.columns import (
 )
 from tagflow.transforms.tag_order import TagOrder
 
-# Tags are processed in chunks of about this many rows of work (see map_tag_chunks): the
-# temporaries of a chunk stay small, so memory is reused instead of freshly faulted in, and two
-# chunks run on two cores since numpy and Arrow release the GIL in their kernels.
-ROWS_PER_CHUNK = 1 << 19
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 ChunkResult = TypeVar("ChunkResult")
@@ -220,7 +217,7 @@ def map_tag_chunks(
     their temporaries grow with). The rows of one tag never straddle two chunks, so each
     chunk's output is exactly the slice of the whole output for its tags.
     """
-    rows_per_chunk = rows_per_chunk or ROWS_PER_CHUNK
+    rows_per_chunk = rows_per_chunk or WORK_PER_CHUNK
     transitions, transition_rank = _in_rank_order(transitions, order)
     carry_in, carry_rank = _in_rank_order(carry_in, order)
     rows_of_tag = np.bincount(transition_rank, minlength=len(order)).astype(np.int64)

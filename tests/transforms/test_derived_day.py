@@ -351,7 +351,7 @@ def test_batches_of_inputs_give_the_same_day(monkeypatch):
         )
 
     whole = compute()
-    monkeypatch.setattr(derived_day, "BATCH_INPUT_ROWS", 1)
+    monkeypatch.setattr(derived_day, "DERIVED_BATCH_ROWS", 1)
     assert len(derived_day._batches(plan, np.full(3, 10))) == 4
     batched = compute()
     assert batched.tables.keys() == whole.tables.keys()

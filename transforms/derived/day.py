@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tagflow.chunk_sizes import DERIVED_BATCH_ROWS
 from tagflow.schemas.arrow import CARRY_IN, RAW_ROWS, TAGS_DATASET, TRANSITIONS, TS, conform
 from tagflow.timing import Seconds
 from tagflow.transforms.columns import (
@@ -236,7 +237,7 @@ def _evaluate_day(
 ) -> tuple[pa.Table, tuple[str, ...]]:
     """The derived tags' transitions in [lo, hi) and the derived tags present, from the
     inputs' rows of the day and carry-in. Derived tags are evaluated in batches whose inputs
-    hold about BATCH_INPUT_ROWS rows, so memory follows a batch, as the day's chunks bound it
+    hold about DERIVED_BATCH_ROWS rows, so memory follows a batch, as the day's chunks bound it
     for source tags, not all the inputs' rows at once."""
     inputs = plan.input_order
     rows = _known_rows(input_raw_rows, inputs)
@@ -259,11 +260,6 @@ def _evaluate_day(
     return _transitions(plan.order, derived, lo_us, hi_us), present_tags(plan, with_data)
 
 
-# Rows of the inputs' day evaluated at once (see _evaluate_day): about what a chunk of the day
-# holds, so the derived tags add no more memory than a chunk of source tags does.
-BATCH_INPUT_ROWS = 250_000
-
-
 @dataclass(frozen=True)
 class _Batch:
     names: tuple[str, ...]
@@ -271,7 +267,7 @@ class _Batch:
 
 
 def _batches(plan: DerivedPlan, rows_of_input: np.ndarray) -> list[_Batch]:
-    """The derived tags in groups whose source inputs hold at most BATCH_INPUT_ROWS rows of
+    """The derived tags in groups whose source inputs hold at most DERIVED_BATCH_ROWS rows of
     the day together (a tag whose own inputs hold more makes a group of its own)."""
     rank_of = {name: rank for rank, name in enumerate(plan.input_order.tag_name.to_pylist())}
     batches: list[_Batch] = []
@@ -280,7 +276,7 @@ def _batches(plan: DerivedPlan, rows_of_input: np.ndarray) -> list[_Batch]:
     for tag in plan.definitions:
         own = {rank_of[name] for name in plan.definitions.source_inputs_of(tag.name)}
         together = ranks | own
-        if names and int(rows_of_input[list(together)].sum()) > BATCH_INPUT_ROWS:
+        if names and int(rows_of_input[list(together)].sum()) > DERIVED_BATCH_ROWS:
             batches.append(_Batch(tuple(names), np.array(sorted(ranks), np.int64)))
             names, together = [], own
         names.append(tag.name)
