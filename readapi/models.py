@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -152,24 +153,43 @@ class SpanChange:
     at: datetime
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SPAN_TIMES = ("begin_at", "end_at", "raw_begin_at", "raw_end_at")
+
+
+def _aware_datetimes(micros: np.ndarray) -> list[datetime]:
+    """Aware UTC datetimes of µs since the epoch, built from datetime's 10-byte state (the
+    form pickle stores and datetime's constructor takes back): the calendar fields come from
+    numpy for all values at once, and each datetime is one C call. About 2.5x faster than
+    `epoch + timedelta(µs)` per value, which made up a third of a large get_spans."""
+    at = micros.astype("datetime64[us]")
+    days = at.astype("datetime64[D]")
+    months = days.astype("datetime64[M]")
+    years = months.astype("datetime64[Y]")
+    year = years.astype(np.int64) + 1970
+    seconds, micro = np.divmod((at - days).astype(np.int64), 1_000_000)
+    hours, seconds = np.divmod(seconds, 3600)
+    minutes, seconds = np.divmod(seconds, 60)
+    state = np.empty((len(micros), 10), np.uint8)
+    state[:, 0], state[:, 1] = year >> 8, year & 0xFF
+    state[:, 2] = (months - years).astype(np.int64) + 1
+    state[:, 3] = (days - months).astype(np.int64) + 1
+    state[:, 4], state[:, 5], state[:, 6] = hours, minutes, seconds
+    state[:, 7], state[:, 8], state[:, 9] = micro >> 16, (micro >> 8) & 0xFF, micro & 0xFF
+    states = state.view("V10").ravel().tolist()
+    # The stubs know only datetime's public signature, not its state form.
+    return list(map(datetime, states, repeat(UTC, len(micros))))  # type: ignore[arg-type]
 
 
 def _times(*columns: pa.ChunkedArray | pa.Array) -> list[list[datetime | None]]:
     """Aware UTC datetimes of timestamp columns, one list per column. Each distinct instant
     becomes one shared (immutable) datetime: a span's end is mostly the next span's begin, so
-    the four columns of spans hold about a quarter as many instants as values. About 3x faster
-    than a datetime per value, itself about 7x faster than Arrow's to_pylist (a zoneinfo-aware
-    datetime per value)."""
+    the four columns of spans hold about a quarter as many instants as values."""
     micros = [column.cast(pa.int64()) for column in columns]
     values = np.concatenate([m.fill_null(0).to_numpy(zero_copy_only=False) for m in micros])
-    instants, position = np.unique(values, return_inverse=True)
-    # The last slot is None, for NULLs.
-    shared = np.array(
-        [_EPOCH + timedelta(microseconds=v) for v in instants.tolist()] + [None], dtype=object
-    )
-    position = position.reshape(-1)
+    # pandas' hash-based factorize: about 3x faster than np.unique's sort here.
+    position, instants = pd.factorize(values)
+    # The last slot is None, for NULLs. fromiter: np.array probes every object for its type.
+    shared = np.fromiter([*_aware_datetimes(instants), None], dtype=object, count=len(instants) + 1)
     at, lists = 0, []
     for column in micros:
         mine = position[at : at + len(column)]
@@ -223,31 +243,75 @@ def annotations_state(table: pa.Table) -> str | None:
 
 
 def spans_from_table(table: pa.Table) -> SpanList:
-    strings = table.column("value_string").to_pylist()
-    numbers = table.column("value_double").to_pylist()
-    values = [
-        text if text is not None else number for text, number in zip(strings, numbers, strict=True)
-    ]
-    rows = zip(
+    """The answer's Span records. Each is built by setting its fields in one go, about half
+    the time of a frozen dataclass's __init__ (which sets each field through
+    object.__setattr__); a read returns thousands. The same objects: equality, hash and repr
+    read the fields."""
+    count = table.num_rows
+    begins, ends, raw_begins, raw_ends = _times(*(table.column(name) for name in _SPAN_TIMES))
+    metadata = (
+        _metadata(table, raw_begins, raw_ends)
+        if "origin" in table.column_names
+        else repeat(None, count)
+    )
+    fields = zip(
         table.column("id").to_pylist(),
         table.column("tag_name").to_pylist(),
-        values,
-        *_times(*(table.column(name) for name in _SPAN_TIMES)),
+        _values(table),
+        begins,
+        ends,
+        raw_begins,
+        raw_ends,
+        metadata,
         strict=True,
     )
-    spans = SpanList(_span(*row) for row in rows)
+    spans = SpanList(map(object.__new__, repeat(Span, count)))
+    set_fields = object.__setattr__
+    for span, (id, tag_name, value, begin_at, end_at, raw_begin_at, raw_end_at, meta) in zip(
+        spans, fields, strict=True
+    ):
+        set_fields(
+            span,
+            "__dict__",
+            {
+                "id": id,
+                "tag_name": tag_name,
+                "value": value,
+                "begin_at": begin_at,
+                "end_at": end_at,
+                "raw_begin_at": raw_begin_at,
+                "raw_end_at": raw_end_at,
+                "metadata": meta,
+            },
+        )
     spans.annotations_unavailable = annotations_state(table) == ANNOTATIONS_UNAVAILABLE
-    if "origin" in table.column_names:
-        _attach_metadata(spans, table)
     return spans
 
 
-def _attach_metadata(spans: list[Span], table: pa.Table) -> None:
-    """Each annotated span's `metadata`, built for those rows alone: every labels text parsed
-    by one json.loads; the computed bounds shown are the span's raw bounds (the same objects)."""
+def _values(table: pa.Table) -> list[float | str | None]:
+    """Each span's value: its string, else its number."""
+    strings = table.column("value_string")
+    numbers = table.column("value_double")
+    if strings.null_count == len(strings):
+        return numbers.to_pylist()
+    if numbers.null_count == len(numbers):
+        return strings.to_pylist()
+    return [
+        text if text is not None else number
+        for text, number in zip(strings.to_pylist(), numbers.to_pylist(), strict=True)
+    ]
+
+
+def _metadata(
+    table: pa.Table, raw_begins: list[datetime | None], raw_ends: list[datetime | None]
+) -> list[dict[str, Any] | None]:
+    """Per row, its annotation as `Span.metadata` (None where none), built for the annotated
+    rows alone: every labels text parsed by one json.loads; the computed bounds shown are the
+    span's raw bounds (the same objects)."""
+    metadata: list[dict[str, Any] | None] = [None] * table.num_rows
     rows = np.flatnonzero(table.column("origin").is_valid().to_numpy(zero_copy_only=False))
     if not len(rows):
-        return
+        return metadata
     annotated = table.take(pa.array(rows))
     labels = json.loads("[" + ",".join(annotated.column("labels").to_pylist()) + "]")
     (updated_at,) = _times(annotated.column("updated_at"))
@@ -264,8 +328,7 @@ def _attach_metadata(spans: list[Span], table: pa.Table) -> None:
         strict=True,
     )
     for row, origin, label_map, note, revision, hidden, at, by, corrected in fields:
-        span = spans[row]
-        metadata = {
+        record = {
             "labels": label_map,
             "note": note,
             "revision": revision,
@@ -275,39 +338,10 @@ def _attach_metadata(spans: list[Span], table: pa.Table) -> None:
             "updated_by": by,
         }
         if corrected:
-            metadata["computed_begin_at"] = span.raw_begin_at
-            metadata["computed_end_at"] = span.raw_end_at
-        span.__dict__["metadata"] = metadata
-
-
-def _span(
-    id: int,
-    tag_name: str,
-    value: float | str | None,
-    begin_at: datetime,
-    end_at: datetime,
-    raw_begin_at: datetime,
-    raw_end_at: datetime | None,
-) -> Span:
-    """Span(...) built in about half the time: a frozen dataclass's __init__ sets each field
-    through object.__setattr__, and a read returns thousands of spans; this sets the record's
-    fields in one go (the same object: equality, hash and repr read the fields)."""
-    span = object.__new__(Span)
-    object.__setattr__(
-        span,
-        "__dict__",
-        {
-            "id": id,
-            "tag_name": tag_name,
-            "value": value,
-            "begin_at": begin_at,
-            "end_at": end_at,
-            "raw_begin_at": raw_begin_at,
-            "raw_end_at": raw_end_at,
-            "metadata": None,
-        },
-    )
-    return span
+            record["computed_begin_at"] = raw_begins[row]
+            record["computed_end_at"] = raw_ends[row]
+        metadata[row] = record
+    return metadata
 
 
 def metric_frame(table: pa.Table) -> pd.DataFrame:

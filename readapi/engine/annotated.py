@@ -55,11 +55,12 @@ def outside_computed(
     """The annotations of computed spans that are not among `computed_ids` (the read's own
     days) whose effective bounds meet [start, end): a correction moved their span into the
     range from a day the read did not cover (or the span is no longer computed: detached)."""
-    begin, end = effective_bounds(annotations)
     missing = pc.invert(pc.is_in(annotations.column("span_id"), value_set=computed_ids))
-    computed = pc.equal(annotations.column("origin"), "computed")
-    meets = pa.array((begin < end_us) & (end > start_us))
-    return annotations.filter(pc.and_(pc.and_(missing, computed), meets))
+    candidates = annotations.filter(
+        pc.and_(missing, pc.equal(annotations.column("origin"), "computed"))
+    )
+    begin, end = effective_bounds(candidates)
+    return candidates.filter(pa.array((begin < end_us) & (end > start_us)))
 
 
 def merge_annotations(
@@ -78,57 +79,59 @@ def merge_annotations(
     annotation whose span is not in `computed` (detached) is left out.
 
     Rows are the computed spans, then people's spans; each annotation is written into the
-    rows it applies to by index, so the work per computed span is a few numpy operations."""
-    is_user = pc.equal(annotations.column("origin"), "user")
-    users = annotations.filter(is_user)
-    of_computed = annotations.filter(pc.invert(is_user))
-    at = pc.index_in(of_computed.column("span_id"), value_set=computed.column("id"))
-    at_np = pc.fill_null(at, -1).to_numpy(zero_copy_only=False)
-    of_computed = of_computed.filter(pa.array(at_np >= 0))
-    at_np = at_np[at_np >= 0]
-    rows, count, found = computed.num_rows, users.num_rows, len(at_np)
-    # Per row, its annotation's row in `carried` (-1: none).
+    rows it applies to by index, so the work per computed span is a few numpy operations, and
+    the Arrow columns are gathered once at the end."""
+    is_user = pc.equal(annotations.column("origin"), "user").to_numpy(zero_copy_only=False)
+    # Per annotation, the computed row of its span (-1: none; a person's id is never computed).
+    at_all = pc.fill_null(
+        pc.index_in(annotations.column("span_id"), value_set=computed.column("id")), -1
+    ).to_numpy(zero_copy_only=False)
+    users = np.flatnonzero(is_user)
+    applied = np.flatnonzero(~is_user & (at_all >= 0))
+    at = at_all[applied]
+    rows, count = computed.num_rows, len(users)
+    # Per answer row, its annotation's row in `annotations` (-1: none).
     annotation_of = np.full(rows + count, -1, dtype=np.int64)
-    annotation_of[at_np] = np.arange(found)
-    annotation_of[rows:] = found + np.arange(count)
-    carried = pa.concat_tables([of_computed.select(_CARRIED), users.select(_CARRIED)])
+    annotation_of[at] = applied
+    annotation_of[rows:] = users
 
-    user_begin, user_end = effective_bounds(users)
-    raw_begin = np.concatenate([time_us(computed.column("raw_begin_at")), user_begin])
+    own_begin, own_end = effective_bounds(annotations)
+    raw_begin = np.concatenate([time_us(computed.column("raw_begin_at")), own_begin[users]])
     raw_end = time_us(computed.column("raw_end_at"), null_as=NO_TIME)
     # A computed run's end is not known where it is not before the range end (DESIGN §2).
-    raw_end = np.concatenate([np.where(raw_end >= end_us, NO_TIME, raw_end), user_end])
+    raw_end = np.concatenate([np.where(raw_end >= end_us, NO_TIME, raw_end), own_end[users]])
     begin = raw_begin.copy()
-    end = np.concatenate([time_us(computed.column("end_at")), user_end])
-    fix_begin = time_us(of_computed.column("begin_at"), null_as=NO_TIME)
-    fix_end = time_us(of_computed.column("end_at"), null_as=NO_TIME)
-    begin[at_np] = np.where(fix_begin != NO_TIME, fix_begin, begin[at_np])
-    end[at_np] = np.where(fix_end != NO_TIME, fix_end, end[at_np])
+    end = np.concatenate([time_us(computed.column("end_at")), own_end[users]])
+    fix_begin = time_us(annotations.column("begin_at"), null_as=NO_TIME)[applied]
+    fix_end = time_us(annotations.column("end_at"), null_as=NO_TIME)[applied]
+    begin[at] = np.where(fix_begin != NO_TIME, fix_begin, begin[at])
+    end[at] = np.where(fix_end != NO_TIME, fix_end, end[at])
     corrected = np.zeros(rows + count, dtype=bool)
-    corrected[at_np] = (fix_begin != NO_TIME) | (fix_end != NO_TIME)
+    corrected[at] = (fix_begin != NO_TIME) | (fix_end != NO_TIME)
 
     keep = (begin < end_us) & (end > start_us)
     if not include_hidden:
-        hidden = np.zeros(rows + count, dtype=bool)
-        hidden[at_np] = of_computed.column("hidden").to_numpy(zero_copy_only=False)
-        hidden[rows:] = users.column("hidden").to_numpy(zero_copy_only=False)
-        keep &= ~hidden
+        hidden = annotations.column("hidden").to_numpy(zero_copy_only=False)
+        keep[annotation_of >= 0] &= ~hidden[annotation_of[annotation_of >= 0]]
     # Newest first by effective begin; stable, so spans nobody corrected keep the computed order.
     order = np.flatnonzero(keep)
     if np.any(np.diff(begin[order]) > 0):  # no correction of a begin reordered anything
         order = order[np.argsort(-begin[order], kind="stable")]
-    own = pa.Table.from_arrays(
-        [
-            users.column("span_id"),
-            users.column("tag_name"),
-            pa.nulls(count, pa.float64()),
-            pa.nulls(count, pa.string()),
-        ],
-        names=_OWN,
-    )
-    spans = pa.concat_tables([computed.select(_OWN), own]).take(pa.array(order))
+    spans = computed.select(_OWN)
+    if count:
+        own = pa.Table.from_arrays(
+            [
+                annotations.column("span_id").take(users),
+                annotations.column("tag_name").take(users),
+                pa.nulls(count, pa.float64()),
+                pa.nulls(count, pa.string()),
+            ],
+            names=_OWN,
+        )
+        spans = pa.concat_tables([spans, own])
+    spans = spans.take(pa.array(order))
     annotation = annotation_of[order]
-    notes = carried.take(pa.array(annotation, mask=annotation < 0))
+    notes = annotations.select(_CARRIED).take(pa.array(annotation, mask=annotation < 0))
     raw_begin, raw_end, shown = raw_begin[order], raw_end[order], corrected[order]
     arrays = [
         *spans.columns,

@@ -57,3 +57,28 @@ def test_spans_from_a_table_are_the_records_the_constructor_builds():
     assert [repr(span) for span in built] == [repr(span) for span in expected]
     with pytest.raises(FrozenInstanceError):
         built[0].value = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("numbers", "strings", "values"),
+    [
+        ([1.5, None], [None, None], [1.5, None]),
+        ([None, None], ["RUN", None], ["RUN", None]),
+        ([2.0, None], [None, "STOP"], [2.0, "STOP"]),
+    ],
+)
+def test_span_values_are_the_string_else_the_number(numbers, strings, values):
+    moments = pa.array([datetime(2026, 3, 1, tzinfo=UTC)] * 2, TS)
+    table = pa.table(
+        {
+            "id": [1, 2],
+            "tag_name": ["a", "a"],
+            "value_double": pa.array(numbers, pa.float64()),
+            "value_string": pa.array(strings, pa.string()),
+            "begin_at": moments,
+            "end_at": moments,
+            "raw_begin_at": moments,
+            "raw_end_at": moments,
+        }
+    )
+    assert [span.value for span in spans_from_table(table)] == values
