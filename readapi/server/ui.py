@@ -13,6 +13,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+# starlette's FileResponse opens files with anyio.open_file, which anyio imports lazily on first
+# use: inside a request, on a server thread, where an import racing another thread's import can
+# fail on Python 3.11.7 ("AST constructor recursion depth mismatch", CPython gh-106905). Imported
+# here, with the service, instead.
+from anyio import open_file as _open_file  # noqa: F401 (imported for its side effect)
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from starlette.exceptions import HTTPException
