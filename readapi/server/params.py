@@ -268,12 +268,6 @@ def _aware_time(name: str, value: Any) -> datetime:
     return moment
 
 
-def _whole_revision(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidAnnotation("revision must be a whole number, 0 or more")
-    return value
-
-
 class WriteBody(_Params):
     """A span annotation write's JSON body: every field is checked by the call's own rules (a
     typed error naming the field, never a validation error that echoes the input)."""
@@ -288,6 +282,13 @@ class WriteBody(_Params):
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
         ):
             raise InvalidAnnotation("labels must be a JSON object of strings to strings")
+        return value
+
+    @field_validator("revision", mode="before", check_fields=False)
+    @classmethod
+    def _revision(cls, value: Any) -> Any:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidAnnotation("revision must be a whole number, 0 or more")
         return value
 
     @field_validator("note", "tag_name", mode="before", check_fields=False)
@@ -318,11 +319,6 @@ class SpanUpdateBody(WriteBody):
         None, description="Corrected end, ISO 8601 with offset; null: the computed end."
     )
     hidden: bool | None = Field(None, description="Leave the span out of answers (or not).")
-
-    @field_validator("revision", mode="before")
-    @classmethod
-    def _revision(cls, value: Any) -> Any:
-        return _whole_revision(value)
 
     @field_validator("hidden", mode="before")
     @classmethod
@@ -384,11 +380,6 @@ class SpanMoveBody(WriteBody):
     )
     begin_at: datetime | None = Field(None, description="A new span's begin, ISO 8601.")
     end_at: datetime | None = Field(None, description="A new span's end, ISO 8601.")
-
-    @field_validator("revision", mode="before")
-    @classmethod
-    def _revision(cls, value: Any) -> Any:
-        return _whole_revision(value)
 
     @field_validator("to_span_id", mode="before")
     @classmethod
