@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
@@ -25,6 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
+
+from tagflow.annotations.state_database import PerEngine
 
 # A tenant's layer larger than this is not kept (reads query the database by range instead),
 # nor more than CACHE_BYTES of layers per engine (the least recently read go first).
@@ -133,14 +134,9 @@ class LayerCache:
                 total -= evicted.table.nbytes
 
 
-_caches: weakref.WeakKeyDictionary[sa.Engine, LayerCache] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
+_caches = PerEngine(LayerCache)
 
 
 def layer_cache(engine: sa.Engine) -> LayerCache:
     """The cache of the state database of `engine`, one per engine in this process."""
-    with _caches_lock:
-        cache = _caches.get(engine)
-        if cache is None:
-            cache = _caches[engine] = LayerCache()
-        return cache
+    return _caches.of(engine)

@@ -5,9 +5,11 @@ SQL. Unlike the source's sessions these may write: this database belongs to tagf
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 import sqlalchemy as sa
@@ -136,6 +138,27 @@ def transactional(engine: sa.Engine) -> sa.Engine:
 
 
 _engines = EngineRegistry(create_state_engine)
+
+
+T = TypeVar("T")
+
+
+class PerEngine(Generic[T]):
+    """One T per state database engine in this process, made on first use, dropped with the
+    engine: what the process keeps of a state database (its annotations, the records it last
+    wrote) belongs to that database alone."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._kept: weakref.WeakKeyDictionary[sa.Engine, T] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def of(self, engine: sa.Engine) -> T:
+        with self._lock:
+            kept = self._kept.get(engine)
+            if kept is None:
+                kept = self._kept[engine] = self._make()
+            return kept
 
 
 def state_engine(url: str) -> sa.Engine:

@@ -44,7 +44,12 @@ from tagflow.annotations.records import (
     checked_span_id,
     is_user_span_id,
 )
-from tagflow.annotations.state_database import state_engine, state_errors, transactional
+from tagflow.annotations.state_database import (
+    PerEngine,
+    state_engine,
+    state_errors,
+    transactional,
+)
 from tagflow.annotations.tables import (
     EFFECTIVE_RANGE,
     migrate,
@@ -216,7 +221,7 @@ class AnnotationStore:
             changes["hidden"] = hidden
         if computed is not None:
             computed = _checked_computed(computed)
-        known = _records_of(self._engine)
+        known = _known.of(self._engine)
         with self._session("writing a span annotation") as conn:
             # The record the change starts from: the one this process last saw at `revision`,
             # else read. A first change presumes there is none: its INSERT finds out.
@@ -282,7 +287,7 @@ class AnnotationStore:
         with self._session("adding a span") as conn:
             written = _write(conn, record, by, before=None)
         assert written is not None  # a new id is never taken
-        _records_of(self._engine).put(written)
+        _known.of(self._engine).put(written)
         return written
 
     def move(
@@ -436,7 +441,7 @@ class AnnotationStore:
         with self._session("reading a span annotation") as conn:
             record = _select(conn, tenant, span_id)
         if record is not None:
-            _records_of(self._engine).put(record)
+            _known.of(self._engine).put(record)
         return record
 
     def history(self, tenant: str, span_id: int) -> list[SpanChange]:
@@ -702,16 +707,7 @@ class _KnownRecords:
                 self._records.popitem(last=False)
 
 
-_known: weakref.WeakKeyDictionary[sa.Engine, _KnownRecords] = weakref.WeakKeyDictionary()
-_known_lock = threading.Lock()
-
-
-def _records_of(engine: sa.Engine) -> _KnownRecords:
-    with _known_lock:
-        known = _known.get(engine)
-        if known is None:
-            known = _known[engine] = _KnownRecords()
-        return known
+_known = PerEngine(_KnownRecords)
 
 
 def _check_revision(revision: object) -> None:
