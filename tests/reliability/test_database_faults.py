@@ -198,8 +198,14 @@ def test_server_stopping_mid_extraction_is_retried_once_it_is_back(up, reference
     instance = dg.DagsterInstance.ephemeral()
     result, blocked = run_extraction_with_server_stopped(up, tmp_path, instance, down_for_s=1.0)
     assert "tag_data" in blocked
-    assert result.success  # Dagster's retry policy (first retry after 5 s) met a live server
-    assert failures_of(instance, result.run_id)[:1] == ["SourceUnavailable"]
+    assert result.success
+    # Mostly the blocked read fails (SourceUnavailable) and Dagster's retry policy (first retry
+    # after 5 s) meets a live server. Once, under the parallel suite's load, the step met the
+    # outage with no failed attempt: a pooled session found gone on checkout, reopened with
+    # backoff (its warnings logged). What must hold either way: no other failure, and the day
+    # exactly the reference.
+    failures = failures_of(instance, result.run_id)
+    assert set(failures) <= {"SourceUnavailable"}, (failures, blocked)
     assert_day_equals_reference(tmp_path, DAY2, reference)
 
 
