@@ -280,7 +280,9 @@ def _read_filtered(
 ) -> pa.Table:
     """A file written before tag directories: every row group read, filtered by tag_id."""
     read_columns = list(columns) if "tag_id" in columns else [*columns, "tag_id"]
-    table = parquet.read(columns=read_columns)
+    # On this thread, like the reads above: `parquet` may be an object store's Python file,
+    # whose buffers Arrow's threads would release later (dataset_store.DatasetStore.read).
+    table = parquet.read(columns=read_columns, use_threads=False)
     if tag_ids is not None:
         wanted = pa.array(sorted(set(tag_ids)), pa.int32())
         table = table.filter(pc.is_in(table.column("tag_id"), value_set=wanted))
