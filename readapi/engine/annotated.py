@@ -112,7 +112,8 @@ def merge_annotations(
     keep = (begin < end_us) & (end > start_us)
     if not include_hidden:
         hidden = annotations.column("hidden").to_numpy(zero_copy_only=False)
-        keep[annotation_of >= 0] &= ~hidden[annotation_of[annotation_of >= 0]]
+        annotated = annotation_of >= 0
+        keep[annotated] &= ~hidden[annotation_of[annotated]]
     # Newest first by effective begin; stable, so spans nobody corrected keep the computed order.
     order = np.flatnonzero(keep)
     if np.any(np.diff(begin[order]) > 0):  # no correction of a begin reordered anything
