@@ -13,18 +13,16 @@ costs a scan of the (tag, time) index per tag with random heap reads: 10x the si
 from __future__ import annotations
 
 import os
-import queue
 import tempfile
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 
 from tagflow.chunk_sizes import CHUNK_ROWS
+from tagflow.read_ahead import read_ahead
 from tagflow.schemas.arrow import RAW_ROWS
 from tagflow.source.extract import stream_day_rows
 from tagflow.source.fingerprints import RowsFingerprint
@@ -34,8 +32,6 @@ from tagflow.source.fingerprints import RowsFingerprint
 CHUNK_TAGS = 256
 # Batches read ahead of the spill: the driver decodes the next while this one is spilled.
 _READ_AHEAD = 2
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -134,40 +130,6 @@ def _spill(
     return paths
 
 
-def _read_ahead(items: Iterator[T], depth: int = _READ_AHEAD) -> Iterator[T]:
-    """`items`, produced by a background thread at most `depth` ahead of the consumer: the
-    source's stream (network, decoding in C++) and the spilling overlap on two cores."""
-    slots: queue.Queue = queue.Queue(depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put(done)
-        except BaseException as error:  # handed to the consumer, raised there
-            slots.put(error)
-
-    thread = threading.Thread(target=produce, name="tagflow-read", daemon=True)
-    thread.start()
-    try:
-        while (item := slots.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
 def _read(path: str) -> pa.Table:
     if not os.path.exists(path):
         return RAW_ROWS.empty_table()
@@ -217,9 +179,10 @@ def raw_day_chunks(
     id_chunks = plan_id_chunks(ids_in_name_order, expected_rows, max_rows, cuts)
     index = _ChunkIndex(id_chunks, input_ids)
     with tempfile.TemporaryDirectory(prefix="tagflow-day-") as folder:
-        batches = _read_ahead(stream_day_rows(url, tenant, day_start, day_end))
         inputs: list[pa.RecordBatch] | None = [] if input_ids is not None else None
-        paths = _spill(batches, index, folder, fingerprint, inputs)
+        stream = stream_day_rows(url, tenant, day_start, day_end)
+        with read_ahead(stream, _READ_AHEAD, "tagflow-read") as batches:
+            paths = _spill(batches, index, folder, fingerprint, inputs)
         if inputs is not None:
             yield RawChunk(input_ids, pa.Table.from_batches(inputs, schema=RAW_ROWS), True)
         for ids, path in zip([*id_chunks, None], paths, strict=True):

@@ -16,8 +16,9 @@ WRITE_BATCH_ROWS = 2 * CHUNK_ROWS
 # Rows of derived tags' inputs evaluated at once: about what a chunk holds, so derived tags
 # add no more memory than a chunk of source tags does.
 DERIVED_BATCH_ROWS = 2 * CHUNK_ROWS
-# Rows gathered from a month's days before one write of its month copy (about 100 MB).
-COPY_BATCH_ROWS = 8 * CHUNK_ROWS
+# Rows gathered from a month's days before one write of its month copy (about 50 MB; two are
+# held at once: one gathered while the one before is encoded).
+COPY_BATCH_ROWS = 4 * CHUNK_ROWS
 # Work of one compute chunk (each transition counts one, each tag a day of buckets): its
 # temporaries stay small, so memory is reused, and two chunks run on two cores.
 WORK_PER_CHUNK = 1 << 19
