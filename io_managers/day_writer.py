@@ -1,5 +1,5 @@
-"""Write and audit every dataset of one tenant-day as its chunks are computed, in a second
-thread, so that checking and compressing chunk k overlaps computing chunk k+1.
+"""Write and audit every dataset of one tenant-day as its chunks are computed, on writer
+threads, so that checking and compressing chunk k overlaps computing chunk k+1.
 
 Chunks of a dataset are gathered until they hold WRITE_BATCH_ROWS rows (small datasets, such as the
 daily samples, are then audited and written once a day instead of once a chunk), audited
@@ -7,11 +7,18 @@ against the dataset's pandera schema and its seams, and written to the dataset's
 Nothing is published here: `finish` returns the staged partitions once every chunk passed and
 the row accounting holds, each stamped with the day's publish id (day_publish), and any
 failure discards them all.
+
+Each dataset is written by one of WRITER_LANES threads, always the same one (its chunks reach
+its file in order, so the bytes are those of a single writer). A dataset takes the lane with
+the fewest rows so far when its first rows come: the 1-minute samples, most of a day's
+rows, get a lane to themselves, the other datasets share the other.
 """
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -26,8 +33,11 @@ from tagflow.schemas.dataset_checks import DayAudit
 from tagflow.schemas.registry import dataset as registered
 from tagflow.timing import Seconds, timed
 
-# Units of work waiting for the writer thread: bounds memory when checking lags computing.
+# Units of work waiting for each writer thread: bounds memory when checking lags computing.
 _PENDING = 2
+# Writer threads: on two cores a day's writing (encoding and audit, which release the GIL)
+# took longer than its computing, one thread behind the other.
+WRITER_LANES = max(1, min(2, os.cpu_count() or 1))
 
 
 class DayWriter:
@@ -41,11 +51,21 @@ class DayWriter:
         self._writers: dict[str, PartitionWriter] = {}
         self._waiting: dict[str, list[pa.Table]] = {}
         self._waiting_rows: dict[str, int] = {}
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="tagflow-write")
-        self._pending: list[Future] = []
+        self._lanes = [
+            _Lane(ThreadPoolExecutor(1, thread_name_prefix=f"tagflow-write-{k}"))
+            for k in range(WRITER_LANES)
+        ]
+        self._lane_of: dict[str, _Lane] = {}
         self._observed: dict[str, _Observed] = {}
-        # Seconds the writer thread spent auditing and writing (alongside the computing).
-        self.seconds: Seconds = {}
+
+    @property
+    def seconds(self) -> Seconds:
+        """Seconds the writer threads spent auditing and writing (alongside the computing)."""
+        total: Seconds = {}
+        for lane in self._lanes:
+            for name, value in lane.seconds.items():
+                total[name] = total.get(name, 0.0) + value
+        return total
 
     def add(self, tables: dict[str, pa.Table]) -> None:
         """The tables of one chunk, by dataset (chunks in tag-name order)."""
@@ -60,15 +80,18 @@ class DayWriter:
         self._waiting_rows.pop(dataset, None)
         if dataset not in self._writers:
             self._writers[dataset] = self._store.stage(dataset, self._tenant, self._day)
-        self._pending.append(self._thread.submit(self._check_and_write, dataset, tables))
-        while len(self._pending) > _PENDING:
-            self._pending.pop(0).result()  # raises the writer thread's failure here
+            self._lane_of[dataset] = min(self._lanes, key=lambda lane: lane.rows)
+        lane = self._lane_of[dataset]
+        lane.rows += sum(table.num_rows for table in tables)
+        lane.pending.append(lane.thread.submit(self._check_and_write, lane, dataset, tables))
+        while len(lane.pending) > _PENDING:
+            lane.pending.pop(0).result()  # raises the writer thread's failure here
 
-    def _check_and_write(self, dataset: str, tables: list[pa.Table]) -> None:
+    def _check_and_write(self, lane: _Lane, dataset: str, tables: list[pa.Table]) -> None:
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        with timed(self.seconds, "audit_s"):
+        with timed(lane.seconds, "audit_s"):
             self._audit.check(dataset, table)
-        with timed(self.seconds, "write_s"):
+        with timed(lane.seconds, "write_s"):
             self._writers[dataset].write(table)
         self._observed.setdefault(dataset, _Observed(registered(dataset).time_column)).add(table)
 
@@ -83,9 +106,10 @@ class DayWriter:
                 if not self._waiting[dataset]:
                     self._waiting[dataset].append(registered(dataset).schema.empty_table())
                 self._submit(dataset)
-        for future in self._pending:
-            future.result()
-        self._pending.clear()
+        for lane in self._lanes:
+            for future in lane.pending:
+                future.result()
+            lane.pending.clear()
         self._audit.check_counts(counts, streamed_rows)
         # Every file of the day carries one publish id, so a reader can refuse to mix them
         # with another publish's files of the day while a republish replaces them one by one.
@@ -99,15 +123,27 @@ class DayWriter:
 
     def discard(self) -> None:
         """Drop every staged file (after a failure); the published partitions stay as they are."""
-        for future in self._pending:
-            future.cancel()
-        self._thread.shutdown(wait=True)
+        for lane in self._lanes:
+            for future in lane.pending:
+                future.cancel()
+            lane.thread.shutdown(wait=True)
         for writer in self._writers.values():
             writer.discard()
         self._writers.clear()
 
     def close(self) -> None:
-        self._thread.shutdown(wait=True)
+        for lane in self._lanes:
+            lane.thread.shutdown(wait=True)
+
+
+@dataclass
+class _Lane:
+    """One writer thread, the units of work waiting for it, the rows it was given."""
+
+    thread: ThreadPoolExecutor
+    pending: list[Future] = field(default_factory=list)
+    rows: int = 0
+    seconds: Seconds = field(default_factory=dict)
 
 
 class _Observed:
