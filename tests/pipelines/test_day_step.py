@@ -32,6 +32,16 @@ def digests(root: Path) -> dict[str, str]:
     }
 
 
+def published_alone(pg_url: str, tenant: str, root: Path) -> None:
+    """The tags and the day DAY of `tenant` published by the day step alone, without Dagster."""
+    source, store = TenantSource(pg_url), DatasetStore(root)
+    tags, staged_tags, plan = stage_tags(source, store, tenant)
+    staged_tags.publish()
+    staged, _ = materialise_day(source, store, tenant, DAY, tags, plan)
+    for partition in staged.values():
+        partition.publish()
+
+
 def test_the_asset_publishes_exactly_what_the_day_step_publishes(small_plant, pg_url, tmp_path):
     tenant = small_plant.tenants[0].tenant
     through_dagster, alone = tmp_path / "dagster", tmp_path / "alone"
@@ -41,12 +51,7 @@ def test_the_asset_publishes_exactly_what_the_day_step_publishes(small_plant, pg
     )
     assert run.success
 
-    source, store = TenantSource(pg_url), DatasetStore(alone)
-    tags, staged_tags, plan = stage_tags(source, store, tenant)
-    staged_tags.publish()
-    staged, _ = materialise_day(source, store, tenant, DAY, tags, plan)
-    for partition in staged.values():
-        partition.publish()
+    published_alone(pg_url, tenant, alone)
 
     published = digests(through_dagster)
     assert len(published) == 1 + len(DATED)
@@ -86,12 +91,7 @@ def test_a_day_is_the_same_bytes_whatever_the_number_of_writer_threads(
     for lanes in (1, 3):
         monkeypatch.setattr(day_writer, "WRITER_LANES", lanes)
         root = tmp_path / f"lanes-{lanes}"
-        source, store = TenantSource(pg_url), DatasetStore(root)
-        tags, staged_tags, plan = stage_tags(source, store, tenant)
-        staged_tags.publish()
-        staged, _ = materialise_day(source, store, tenant, DAY, tags, plan)
-        for partition in staged.values():
-            partition.publish()
+        published_alone(pg_url, tenant, root)
         published[lanes] = digests(root)
     assert len(published[1]) == 1 + len(DATED)
     assert published[1] == published[3]
