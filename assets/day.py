@@ -10,6 +10,7 @@ which a step per dataset would read again from the file the previous step wrote.
 """
 
 import warnings
+from contextlib import closing
 from datetime import timedelta
 
 import dagster as dg
@@ -17,7 +18,7 @@ import dagster as dg
 from tagflow.assets.partitions import TenantDays
 from tagflow.assets.resources import SourceDatabase
 from tagflow.assets.source_retries import SOURCE_RETRY, source_lost
-from tagflow.daystep.materialise import materialise_day, stage_tags
+from tagflow.daystep.materialise import materialise_days, stage_tags
 from tagflow.errors import InvalidDerivedTag, SourceDataError, SourceUnavailable, UnknownTenant
 from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.io_managers.parquet_io_manager import column_schema
@@ -94,20 +95,22 @@ def day_assets(
     ):
         store = datasets.store()
         days = partitions.run_days(context)
-        _sweep_stale_temp_files(context, datasets, days[0][0])
+        # A run covers one tenant: its tag list is read (and staged) once.
+        tenant = days[0][0]
+        _sweep_stale_temp_files(context, datasets, tenant)
         staged: dict[str, list[StagedPartition]] = {name: [] for name in DATASETS}
         fingerprints = []
         try:
-            # A run covers one tenant: its tag list is read (and staged) once.
-            definitions = derived.for_tenant(days[0][0])
             reader = source.reader()
-            tags, staged_tags, plan = stage_tags(reader, store, days[0][0], definitions)
+            tags, staged_tags, plan = stage_tags(reader, store, tenant, derived.for_tenant(tenant))
             staged["tags"].append(staged_tags)
-            for tenant, day in days:
-                day_staged, fingerprint = materialise_day(reader, store, tenant, day, tags, plan)
-                fingerprints.append(fingerprint)
-                for name, partition in day_staged.items():
-                    staged[name].append(partition)
+            # Consecutive days: each day's read begins while the one before is written.
+            each_day = materialise_days(reader, store, tenant, [d for _, d in days], tags, plan)
+            with closing(each_day):
+                for day_staged, fingerprint in each_day:
+                    fingerprints.append(fingerprint)
+                    for name, partition in day_staged.items():
+                        staged[name].append(partition)
         except AuditFailed as failure:
             _discard(staged)
             raise dg.Failure(

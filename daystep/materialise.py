@@ -6,8 +6,10 @@ of what was read; nothing is published here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Generator, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from datetime import date
 
 import pyarrow as pa
@@ -20,7 +22,7 @@ from tagflow.io_managers.partition_writer import StagedPartition
 from tagflow.schemas.arrow import TAGS_DATASET, conform
 from tagflow.schemas.dataset_checks import audit_table
 from tagflow.schemas.registry import DATED
-from tagflow.source.day_stream import raw_day_chunks
+from tagflow.source.day_stream import RawChunk, raw_day_chunks
 from tagflow.source.derived_history import SourceHistory
 from tagflow.source.fingerprints import DayFingerprint, RowsFingerprint, stream_fingerprint
 from tagflow.source.tenant_source import TenantSource
@@ -41,36 +43,120 @@ def materialise_day(
 ) -> tuple[dict[str, StagedPartition], DayFingerprint]:
     """Every dated dataset of one tenant-day staged (audited, not yet published), and the
     fingerprint of what was read; with the tenant's `derived` tags, theirs too."""
-    day_start, day_end = day_bounds(day)
+    with closing(materialise_days(source, store, tenant, [day], tags, derived)) as days:
+        return next(days)
+
+
+def materialise_days(
+    source: TenantSource,
+    store: DatasetStore,
+    tenant: str,
+    days: list[date],
+    tags: pa.Table,
+    derived: DerivedPlan | None = None,
+) -> Generator[tuple[dict[str, StagedPartition], DayFingerprint]]:
+    """materialise_day of each of `days` in turn, the same files, with the next day's read
+    begun while this day's last chunks are audited and written: in a range run the source's
+    scan and the writers' drain, each of which left a core idle, overlap."""
     order = TagOrder.of(tags)
-    raw_carry_in = source.read_carry_in(tenant, day_start)
-    expected_rows = source.estimate_day_rows(tenant, day_start, day_end)
-    rows = RowsFingerprint()
-    seconds: Seconds = {}
-    writer = DayWriter(store, tenant, day, day_start, day_end)
+    upcoming: _DayRead | None = _DayRead.open(source, tenant, days[0], order, derived)
     try:
+        for following in [*days[1:], None]:
+            current, upcoming = upcoming, None
+            assert current is not None
+            seconds: Seconds = {}
+            writer = DayWriter(store, tenant, current.day, *day_bounds(current.day))
+            try:
+                run = run_day(
+                    tenant, current.day, order, current.raw_carry_in, current.chunks(), writer,
+                    derived=derived, history=_history(source, tenant), seconds=seconds,
+                )  # fmt: skip
+                if following is not None:
+                    upcoming = _DayRead.open(source, tenant, following, order, derived)
+                    upcoming.start()
+                with timed(seconds, "finish_s"):
+                    staged = writer.finish(list(DATED), run.counts, current.rows.rows)
+            except BaseException:
+                writer.discard()
+                raise
+            finally:
+                writer.close()
+            fingerprint = stream_fingerprint(
+                current.rows, current.raw_carry_in, tags, run.derived_version
+            )
+            timings = {
+                name: round(value, 3) for name, value in added(seconds, writer.seconds).items()
+            }
+            staged["transitions"].metadata |= {
+                **run.counts, "source_version": fingerprint.version, **timings
+            }  # fmt: skip
+            yield staged, fingerprint
+    finally:
+        if upcoming is not None:
+            upcoming.abandon()
+
+
+@dataclass
+class _DayRead:
+    """One day's read of the source: its carry-in, and its chunks, whose first (the whole
+    scan, spilled by chunk) can be fetched ahead on a thread of its own."""
+
+    day: date
+    raw_carry_in: pa.Table
+    rows: RowsFingerprint
+    _chunks: Generator[RawChunk]
+    _thread: threading.Thread | None = None
+    _first: list[RawChunk | None | BaseException] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls,
+        source: TenantSource,
+        tenant: str,
+        day: date,
+        order: TagOrder,
+        derived: DerivedPlan | None,
+    ) -> _DayRead:
+        day_start, day_end = day_bounds(day)
+        raw_carry_in = source.read_carry_in(tenant, day_start)
+        expected_rows = source.estimate_day_rows(tenant, day_start, day_end)
+        rows = RowsFingerprint()
         chunks = raw_day_chunks(
             source.tenant_url(tenant), tenant, order.tag_id, day_start, day_end,
             expected_rows, rows, input_ids=None if derived is None else derived.input_ids,
             cuts=() if derived is None else derived.cuts(),
         )  # fmt: skip
-        run = run_day(
-            tenant, day, order, raw_carry_in, chunks, writer,
-            derived=derived, history=_history(source, tenant), seconds=seconds,
-        )  # fmt: skip
-        with timed(seconds, "finish_s"):
-            staged = writer.finish(list(DATED), run.counts, rows.rows)
-    except BaseException:
-        writer.discard()
-        raise
-    finally:
-        writer.close()
-    fingerprint = stream_fingerprint(rows, raw_carry_in, tags, run.derived_version)
-    timings = {name: round(value, 3) for name, value in added(seconds, writer.seconds).items()}
-    staged["transitions"].metadata |= {
-        **run.counts, "source_version": fingerprint.version, **timings
-    }  # fmt: skip
-    return staged, fingerprint
+        return cls(day, raw_carry_in, rows, chunks)
+
+    def start(self) -> None:
+        """Fetch the first chunk on a thread (a daemon: a command stopped meanwhile does not
+        wait for the scan)."""
+
+        def fetch() -> None:
+            try:
+                self._first.append(next(self._chunks, None))
+            except BaseException as error:  # raised where the chunks are taken
+                self._first.append(error)
+
+        self._thread = threading.Thread(target=fetch, name="tagflow-next-day", daemon=True)
+        self._thread.start()
+
+    def chunks(self) -> Iterator[RawChunk]:
+        if self._thread is not None:
+            self._thread.join()
+            (first,) = self._first
+            if isinstance(first, BaseException):
+                raise first
+            if first is None:
+                return
+            yield first
+        yield from self._chunks
+
+    def abandon(self) -> None:
+        """Not to be read (a day before it failed): its scan ends on its own thread, and its
+        spilled chunks go with the generator."""
+        if self._thread is None:
+            self._chunks.close()
 
 
 def _history(source: TenantSource, tenant: str) -> HistoryOpener:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -170,7 +170,7 @@ def raw_day_chunks(
     max_rows: int = CHUNK_ROWS,
     input_ids: np.ndarray | None = None,
     cuts: Sequence[int] = (),
-) -> Iterator[RawChunk]:
+) -> Generator[RawChunk]:
     """The day's raw rows, a chunk of tags at a time (every chunk of the tag list, in name
     order, even without rows: its tags may hold a carry-in), then the orphans' chunk.
     `expected_rows` (an estimate of the day's rows) sizes the chunks; `fingerprint` sees every

@@ -4,19 +4,26 @@ source fallback, which runs the same step into memory, holds the same rows."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import tempfile
 import threading
+import time
 from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
+import pytest
 
 from tagflow.cli.runs import materialize_days
-from tagflow.daystep.materialise import materialise_day, stage_tags
+from tagflow.daystep import materialise
+from tagflow.daystep.materialise import materialise_day, materialise_days, stage_tags
+from tagflow.errors import SourceUnavailable
 from tagflow.io_managers import DatasetStore, day_writer
 from tagflow.io_managers.partition_writer import PartitionWriter
 from tagflow.readapi.engine.fallback import SourceProducts
+from tagflow.schemas.dataset_checks import AuditFailed
 from tagflow.schemas.registry import DATED, Kind, dataset
 from tagflow.settings import Settings
 from tagflow.source import day_stream
@@ -99,3 +106,80 @@ def test_a_day_is_the_same_bytes_whatever_the_number_of_writer_threads(
     dated = {key: used for key, used in threads.items() if key[1] in DATED}
     assert all(len(used) == 1 for used in dated.values()), dated
     assert len({name for (lanes, _), used in dated.items() if lanes == 3 for name in used}) == 3
+
+
+RANGE = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
+
+
+def staged_bytes(staged) -> dict[str, str]:
+    digests = {name: partition.sha256 for name, partition in staged.items()}
+    for partition in staged.values():
+        partition.discard()
+    return digests
+
+
+def test_a_range_reads_ahead_and_stages_each_day_as_the_day_alone(small_plant, pg_url, tmp_path):
+    """materialise_days begins each next day's read while the day before is written: every
+    day's files and fingerprint are those of the day staged on its own."""
+    tenant = small_plant.tenants[0].tenant
+    source, store = TenantSource(pg_url), DatasetStore(tmp_path)
+    tags, staged_tags, plan = stage_tags(source, store, tenant)
+    staged_tags.discard()
+    alone = {}
+    for day in RANGE:
+        staged, fingerprint = materialise_day(source, store, tenant, day, tags, plan)
+        alone[day] = (staged_bytes(staged), fingerprint.version)
+    ranged = [
+        (staged_bytes(staged), fingerprint.version)
+        for staged, fingerprint in materialise_days(source, store, tenant, RANGE, tags, plan)
+    ]
+    assert ranged == [alone[day] for day in RANGE]
+
+
+def spill_folders() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("tagflow-day-*")}
+
+
+def test_a_failed_read_ahead_fails_its_own_day_and_a_failed_day_leaves_nothing(
+    small_plant, pg_url, tmp_path, monkeypatch
+):
+    """The next day's source lost while this day is written: this day is staged, the error
+    comes with the next day. This day failing while the next is read ahead: the error comes
+    at once, nothing staged stays, and the read ahead ends on its own, its spill removed."""
+    tenant = small_plant.tenants[0].tenant
+    source, store = TenantSource(pg_url), DatasetStore(tmp_path)
+    tags, staged_tags, plan = stage_tags(source, store, tenant)
+    staged_tags.discard()
+    spills_before = spill_folders()
+    chunks = materialise.raw_day_chunks
+
+    def lost_on_the_second_day(url, tenant, ids, day_start, *args, **kwargs):
+        if day_start.date() == RANGE[1]:
+            raise SourceUnavailable("the source went away")
+        yield from chunks(url, tenant, ids, day_start, *args, **kwargs)
+
+    monkeypatch.setattr(materialise, "raw_day_chunks", lost_on_the_second_day)
+    days = materialise_days(source, store, tenant, RANGE, tags, plan)
+    first, _ = next(days)
+    with pytest.raises(SourceUnavailable, match="went away"):
+        next(days)
+    staged_bytes(first)
+
+    monkeypatch.setattr(materialise, "raw_day_chunks", chunks)
+    finish = day_writer.DayWriter.finish
+
+    def failing_finish(self, *args, **kwargs):
+        if self._day == RANGE[0]:
+            raise AuditFailed("spans", "a broken chunk", [])
+        return finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(day_writer.DayWriter, "finish", failing_finish)
+    with pytest.raises(AuditFailed):
+        next(materialise_days(source, store, tenant, RANGE, tags, plan))
+    deadline = time.monotonic() + 30
+    while any(t.name == "tagflow-next-day" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the read ahead did not end"
+        time.sleep(0.05)
+    gc.collect()
+    assert spill_folders() == spills_before
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
