@@ -13,7 +13,9 @@ costs a scan of the (tag, time) index per tag with random heap reads: 10x the si
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +34,8 @@ from tagflow.source.fingerprints import RowsFingerprint
 CHUNK_TAGS = 256
 # Batches read ahead of the spill: the driver decodes the next while this one is spilled.
 _READ_AHEAD = 2
+# The folders a day's scan is spilled to, in the system's temp folder, removed after the day.
+SPILL_PREFIX = "tagflow-day-"
 
 
 @dataclass(frozen=True)
@@ -178,7 +182,7 @@ def raw_day_chunks(
     as one RawChunk marked derived_inputs, kept from the same scan; chunks begin at `cuts`."""
     id_chunks = plan_id_chunks(ids_in_name_order, expected_rows, max_rows, cuts)
     index = _ChunkIndex(id_chunks, input_ids)
-    with tempfile.TemporaryDirectory(prefix="tagflow-day-") as folder:
+    with tempfile.TemporaryDirectory(prefix=SPILL_PREFIX) as folder:
         inputs: list[pa.RecordBatch] | None = [] if input_ids is not None else None
         stream = stream_day_rows(url, tenant, day_start, day_end)
         with read_ahead(stream, _READ_AHEAD, "tagflow-read") as batches:
@@ -187,3 +191,23 @@ def raw_day_chunks(
             yield RawChunk(input_ids, pa.Table.from_batches(inputs, schema=RAW_ROWS), True)
         for ids, path in zip([*id_chunks, None], paths, strict=True):
             yield from _split(RawChunk(ids, _read(path)), max_rows)
+
+
+def sweep_stale_spills(max_age_s: int, folder: str | None = None) -> int:
+    """Remove the spill folders of killed runs (a kill -9 skips their removal; one holds up to a
+    day's rows): those not changed for `max_age_s`, where a live one lasts a day's read. Returns
+    how many were removed."""
+    folder = folder or tempfile.gettempdir()
+    oldest = time.time() - max_age_s
+    removed = 0
+    for entry in os.scandir(folder):
+        if not entry.name.startswith(SPILL_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= oldest:
+                continue
+        except FileNotFoundError:  # removed meanwhile by its own run
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed += 1
+    return removed

@@ -1,10 +1,14 @@
 """Store hygiene through Dagster (issue 17, item 5): a zero-byte or truncated partition fails
 its asset check with a verdict that says so, and every run sweeps its own tenant's stale temp
-files (those of killed runs) before it writes, leaving fresh ones and other tenants' alone."""
+files (those of killed runs) before it writes, leaving fresh ones and other tenants' alone, and
+the stale spill folders of killed runs' reads."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -18,6 +22,7 @@ from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.io_managers import DatasetStore
 from tagflow.pipelines.definitions import build_definitions
 from tagflow.settings import Settings
+from tagflow.source.day_stream import SPILL_PREFIX
 from tests.conftest import drop_tenant, unique_tenant_name
 
 DAY = date(2026, 3, 2)
@@ -113,3 +118,45 @@ def test_a_run_sweeps_its_tenants_stale_temp_files(tenants, pg_url, tmp_path):
     materialise(own, instance, settings.replace(temp_max_age_s=30))
     assert not fresh.exists() and others.exists()
     assert sorted(p.name for p in spans_folder.iterdir()) == ["part-0.parquet"]
+
+
+KILLED_MID_DAY = """
+import os, signal, sys
+from datetime import UTC, datetime
+from tagflow.source.day_stream import raw_day_chunks
+from tagflow.source.fingerprints import RowsFingerprint
+from tagflow.source.tenant_source import TenantSource
+url, tenant = sys.argv[1], sys.argv[2]
+ids = TenantSource(url).read_tags(tenant).column("tag_id").to_numpy()
+start, end = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)
+chunks = raw_day_chunks(url, tenant, ids, start, end, 1000, RowsFingerprint())
+next(chunks)  # the day is spilled: its folder holds its rows
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_run_removes_the_spill_folders_of_killed_runs(tenants, pg_url, tmp_path):
+    """A run killed while it reads a day leaves its spill folder in the temp folder (kill -9
+    skips every cleanup); a later run removes those older than TAGFLOW_TEMP_MAX_AGE_S and
+    leaves a young one (it may be a live run's)."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    for _ in range(2):
+        killed = subprocess.run(
+            [sys.executable, "-c", KILLED_MID_DAY, pg_url, tenants[0]], env=env, timeout=120
+        )
+        assert killed.returncode == -signal.SIGKILL
+    old, young = sorted(temp.glob(f"{SPILL_PREFIX}*"))
+    assert any(old.iterdir()), "the killed run left no spilled rows: nothing was tested"
+    os.utime(old, (time.time() - 7 * HOURS, time.time() - 7 * HOURS))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tagflow.cli", "materialize", "--tenant", tenants[0],
+         "--start", DAY.isoformat(), "--end", "2026-03-03"],
+        env={**env, "DAGSTER_HOME": str(tmp_path / "home"), "TAGFLOW_STORE": str(tmp_path / "s"),
+             "TAGFLOW_SOURCE_URL": pg_url, "TAGFLOW_TEMP_MAX_AGE_S": str(6 * HOURS)},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(temp.glob(f"{SPILL_PREFIX}*")) == [young]
