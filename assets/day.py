@@ -25,7 +25,6 @@ from tagflow.io_managers.parquet_io_manager import column_schema
 from tagflow.io_managers.partition_writer import StagedPartition
 from tagflow.schemas.dataset_checks import AuditFailed
 from tagflow.schemas.registry import DATASETS
-from tagflow.source.day_stream import sweep_stale_spills
 from tagflow.source.fingerprints import DayFingerprint
 from tagflow.transforms.derived.definitions import DerivedTagDefinitions
 
@@ -152,18 +151,15 @@ def _sweep_stale_temp_files(
 ) -> None:
     """Remove the temp files that killed runs of the tenant left (unwritten for longer than
     TAGFLOW_TEMP_MAX_AGE_S): every run sweeps its own tenant's folders before it writes, so the
-    daily runs sweep the whole store without an operator, and the spill folders of the
-    machine's temp folder. A failed sweep never fails the run."""
+    daily runs sweep the whole store without an operator (and the temp folder's spill folders
+    of killed reads). A failed sweep never fails the run."""
     try:
         report = datasets.sweep_stale_temp_files(tenant)
-        spills = sweep_stale_spills(datasets.temp_max_age_s)
     except OSError as error:
         context.log.warning(f"sweeping stale temp files failed ({error.strerror}); carrying on")
         return
-    if report.removed or report.failed:
+    if report.removed or report.failed or report.spill_folders_removed:
         context.log.info(f"store sweep of tenant {tenant}: {report}")
-    if spills:
-        context.log.info(f"removed {spills} spill folders of killed runs")
 
 
 def _discard(staged: dict[str, list[StagedPartition]]) -> None:

@@ -5,7 +5,9 @@ chunk) is never swept. The walk never follows a symbolic link, never removes any
 reports counts; the log names each removed file relative to the store root.
 
 A local root stages beside each partition, so its tree is walked (one tenant's folders, or all);
-an object-store root stages in this machine's temp folder, which is swept instead.
+an object-store root stages in this machine's temp folder, which is swept instead. Every sweep
+also removes the stale spill folders of killed day reads (source.day_stream) from the temp
+folder: one holds up to a day's rows, and a live one lasts a day's read.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from tagflow.io_managers.dataset_store import TENANT_PREFIX, DatasetStore, tenant_folder
 from tagflow.io_managers.partition_writer import TEMP_PREFIX, TEMP_SUFFIX
 from tagflow.names import validate_tenant_name
+from tagflow.source.day_stream import SPILL_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,8 @@ log = logging.getLogger(__name__)
 STAGED_NAME = re.compile(
     re.escape(TEMP_PREFIX) + r"[A-Za-z0-9_.=-]+\.parquet\.[0-9a-f]{32}" + re.escape(TEMP_SUFFIX)
 )
+# Exactly the names tempfile.mkdtemp gives a spill folder: the prefix and 8 random characters.
+SPILL_NAME = re.compile(re.escape(SPILL_PREFIX) + r"[a-z0-9_]{8}")
 # Folders below the root that can hold a staged file: {dataset}/tenant=T/date=D, and a few more
 # for other layouts under the root (month copies: _compacted/{dataset}/tenant=T/month=M).
 MAX_DEPTH = 6
@@ -42,11 +48,17 @@ class SweepReport:
     removed_bytes: int = 0
     kept_fresh: int = 0
     failed: int = 0
+    spill_folders_removed: int = 0
 
     def __str__(self) -> str:
+        spills = (
+            f"; {self.spill_folders_removed} stale spill folder(s) of killed reads removed"
+            if self.spill_folders_removed
+            else ""
+        )
         return (
             f"{self.removed} stale temp file(s) removed ({self.removed_bytes} bytes), "
-            f"{self.kept_fresh} recent one(s) kept, {self.failed} could not be removed"
+            f"{self.kept_fresh} recent one(s) kept, {self.failed} could not be removed{spills}"
         )
 
 
@@ -65,9 +77,27 @@ def sweep_stale_temp_files(
         _sweep_tree(store.root.path, tenant, cutoff, report)
     else:
         _sweep_folder_at(tempfile.gettempdir(), cutoff, report)
-    if report.removed or report.failed:
+    _sweep_spills(tempfile.gettempdir(), cutoff, report)
+    if report.removed or report.failed or report.spill_folders_removed:
         log.info("store sweep: %s", report)
     return report
+
+
+def _sweep_spills(path: str, cutoff: float, report: SweepReport) -> None:
+    """Remove the spill folders in `path` that nothing has changed since `cutoff` (a kill -9
+    skips a read's own removal of its folder)."""
+    with os.scandir(path) as entries:
+        listed = list(entries)
+    for entry in listed:
+        if not SPILL_NAME.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                continue
+        except FileNotFoundError:  # removed meanwhile by its own read
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        report.spill_folders_removed += 1
 
 
 def _sweep_tree(root: str, tenant: str | None, cutoff: float, report: SweepReport) -> None:

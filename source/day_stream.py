@@ -13,9 +13,7 @@ costs a scan of the (tag, time) index per tag with random heap reads: 10x the si
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
-import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +32,8 @@ from tagflow.source.fingerprints import RowsFingerprint
 CHUNK_TAGS = 256
 # Batches read ahead of the spill: the driver decodes the next while this one is spilled.
 _READ_AHEAD = 2
-# The folders a day's scan is spilled to, in the system's temp folder, removed after the day.
+# The folders a day's scan is spilled to, in the system's temp folder, removed after the day
+# (those a killed read left, by io_managers.sweeper).
 SPILL_PREFIX = "tagflow-day-"
 
 
@@ -191,23 +190,3 @@ def raw_day_chunks(
             yield RawChunk(input_ids, pa.Table.from_batches(inputs, schema=RAW_ROWS), True)
         for ids, path in zip([*id_chunks, None], paths, strict=True):
             yield from _split(RawChunk(ids, _read(path)), max_rows)
-
-
-def sweep_stale_spills(max_age_s: int, folder: str | None = None) -> int:
-    """Remove the spill folders of killed runs (a kill -9 skips their removal; one holds up to a
-    day's rows): those not changed for `max_age_s`, where a live one lasts a day's read. Returns
-    how many were removed."""
-    folder = folder or tempfile.gettempdir()
-    oldest = time.time() - max_age_s
-    removed = 0
-    for entry in os.scandir(folder):
-        if not entry.name.startswith(SPILL_PREFIX) or not entry.is_dir(follow_symlinks=False):
-            continue
-        try:
-            if entry.stat(follow_symlinks=False).st_mtime >= oldest:
-                continue
-        except FileNotFoundError:  # removed meanwhile by its own run
-            continue
-        shutil.rmtree(entry.path, ignore_errors=True)
-        removed += 1
-    return removed
