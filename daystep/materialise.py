@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator, Iterator
+from concurrent.futures import Future
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 import pyarrow as pa
@@ -59,30 +60,29 @@ def materialise_days(
     begun while this day's last chunks are audited and written: in a range run the source's
     scan and the writers' drain, each of which left a core idle, overlap."""
     order = TagOrder.of(tags)
-    upcoming: _DayRead | None = _DayRead.open(source, tenant, days[0], order, derived)
+    read = _DayRead.open(source, tenant, days[0], order, derived)
+    upcoming: _DayRead | None = None
     try:
         for following in [*days[1:], None]:
-            current, upcoming = upcoming, None
-            assert current is not None
             seconds: Seconds = {}
-            writer = DayWriter(store, tenant, current.day, *day_bounds(current.day))
+            writer = DayWriter(store, tenant, read.day, *day_bounds(read.day))
             try:
                 run = run_day(
-                    tenant, current.day, order, current.raw_carry_in, current.chunks(), writer,
+                    tenant, read.day, order, read.raw_carry_in, read.chunks(), writer,
                     derived=derived, history=_history(source, tenant), seconds=seconds,
                 )  # fmt: skip
                 if following is not None:
                     upcoming = _DayRead.open(source, tenant, following, order, derived)
                     upcoming.start()
                 with timed(seconds, "finish_s"):
-                    staged = writer.finish(list(DATED), run.counts, current.rows.rows)
+                    staged = writer.finish(list(DATED), run.counts, read.rows.rows)
             except BaseException:
                 writer.discard()
                 raise
             finally:
                 writer.close()
             fingerprint = stream_fingerprint(
-                current.rows, current.raw_carry_in, tags, run.derived_version
+                read.rows, read.raw_carry_in, tags, run.derived_version
             )
             timings = {
                 name: round(value, 3) for name, value in added(seconds, writer.seconds).items()
@@ -91,6 +91,8 @@ def materialise_days(
                 **run.counts, "source_version": fingerprint.version, **timings
             }  # fmt: skip
             yield staged, fingerprint
+            if upcoming is not None:
+                read, upcoming = upcoming, None
     finally:
         if upcoming is not None:
             upcoming.abandon()
@@ -105,8 +107,7 @@ class _DayRead:
     raw_carry_in: pa.Table
     rows: RowsFingerprint
     _chunks: Generator[RawChunk]
-    _thread: threading.Thread | None = None
-    _first: list[RawChunk | None | BaseException] = field(default_factory=list)
+    _first: Future[RawChunk | None] | None = None
 
     @classmethod
     def open(
@@ -132,21 +133,20 @@ class _DayRead:
         """Fetch the first chunk on a thread (a daemon: a command stopped meanwhile does not
         wait for the scan)."""
 
+        first: Future[RawChunk | None] = Future()
+
         def fetch() -> None:
             try:
-                self._first.append(next(self._chunks, None))
+                first.set_result(next(self._chunks, None))
             except BaseException as error:  # raised where the chunks are taken
-                self._first.append(error)
+                first.set_exception(error)
 
-        self._thread = threading.Thread(target=fetch, name="tagflow-next-day", daemon=True)
-        self._thread.start()
+        self._first = first
+        threading.Thread(target=fetch, name="tagflow-next-day", daemon=True).start()
 
     def chunks(self) -> Iterator[RawChunk]:
-        if self._thread is not None:
-            self._thread.join()
-            (first,) = self._first
-            if isinstance(first, BaseException):
-                raise first
+        if self._first is not None:
+            first = self._first.result()
             if first is None:
                 return
             yield first
@@ -155,7 +155,7 @@ class _DayRead:
     def abandon(self) -> None:
         """Not to be read (a day before it failed): its scan ends on its own thread, and its
         spilled chunks go with the generator."""
-        if self._thread is None:
+        if self._first is None:
             self._chunks.close()
 
 
