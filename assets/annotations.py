@@ -7,14 +7,14 @@ import dagster as dg
 from tagflow.annotations.export import HISTORY, RECORDS, export_annotations
 from tagflow.assets.partitions import tenants
 from tagflow.assets.resources import NO_STATE, StateDatabase
+from tagflow.assets.retries import state_lost
+from tagflow.errors import StateUnavailable
 from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.io_managers.parquet_io_manager import column_schema, published_metadata
 from tagflow.schemas.registry import ANNOTATION_DATASETS
 
 OWNERS = ["team:tagflow"]
 HIGH_WATER_MARK = "high_water_mark"
-# The state database may be briefly away (a restart, a failover): an export is cheap to retry.
-STATE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 
 
 def annotation_assets() -> dg.AssetsDefinition:
@@ -36,7 +36,6 @@ def annotation_assets() -> dg.AssetsDefinition:
             )
             for name in (RECORDS, HISTORY)
         ],
-        retry_policy=STATE_RETRY,
     )
     def span_annotations(
         context: dg.AssetExecutionContext,
@@ -46,7 +45,12 @@ def annotation_assets() -> dg.AssetsDefinition:
         if not state.configured:
             # Not a database briefly away: retrying would not help.
             raise dg.Failure(description=NO_STATE, allow_retries=False)
-        exported = export_annotations(state.store(), datasets.store(), context.partition_key)
+        try:
+            exported = export_annotations(state.store(), datasets.store(), context.partition_key)
+        except StateUnavailable as error:
+            # Briefly away (a restart, a failover): an export is cheap to retry. Not `from`:
+            # state_lost sets the cause of the retry or Failure it returns.
+            raise state_lost(error, context.retry_number)  # noqa: B904
         for staged in (exported.records, exported.history):
             yield dg.MaterializeResult(
                 asset_key=staged.dataset,

@@ -17,7 +17,7 @@ import dagster as dg
 
 from tagflow.assets.partitions import TenantDays
 from tagflow.assets.resources import SourceDatabase
-from tagflow.assets.source_retries import SOURCE_RETRY, source_lost
+from tagflow.assets.retries import source_lost
 from tagflow.daystep.materialise import materialise_days, stage_tags
 from tagflow.errors import InvalidDerivedTag, SourceDataError, SourceUnavailable, UnknownTenant
 from tagflow.io_managers import ParquetDatasetIOManager
@@ -85,7 +85,6 @@ def day_assets(
         can_subset=True,
         partitions_def=partitions.definition,
         backfill_policy=partitions.backfill_policy,
-        retry_policy=SOURCE_RETRY,
         pool="source_db",
     )
     def day(
@@ -132,7 +131,7 @@ def day_assets(
             ) from None
         except SourceUnavailable as error:
             _discard(staged)
-            # Not `from`: source_lost sets the cause of the Failure it may return itself.
+            # Not `from`: source_lost sets the cause of the retry or Failure it returns.
             raise source_lost(context, error, source.retry_budget_s)  # noqa: B904
         except BaseException:
             _discard(staged)

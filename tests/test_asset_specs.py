@@ -1,5 +1,5 @@
 """A snapshot of every asset and check the code location defines: keys, groups, kinds, owners,
-partitions, lineage, pools, retry, backfill and freshness policies, subsetting, and checks. A
+partitions, lineage, pools, backfill and freshness policies, subsetting, and checks. A
 change to the definitions shows as a diff of tests/__snapshots__/test_asset_specs.ambr; when it
 is meant, accept it with `pytest tests/test_asset_specs.py --snapshot-update` and commit
 the file."""
@@ -35,16 +35,6 @@ def _partitions(definition: dg.PartitionsDefinition | None) -> str | None:
     )
 
 
-def _retry(policy: dg.RetryPolicy | None) -> dict[str, Any] | None:
-    if policy is None:
-        return None
-    return {
-        "max_retries": policy.max_retries,
-        "delay": policy.delay,
-        "backoff": str(policy.backoff),
-    }
-
-
 def asset_specs() -> dict[str, Any]:
     defs = build_definitions(Settings(source_url="postgresql://nobody@127.0.0.1:1/none"))
     graph = defs.resolve_asset_graph()
@@ -61,7 +51,6 @@ def asset_specs() -> dict[str, Any]:
             "partitions": _partitions(node.partitions_def),
             "parents": sorted(k.to_user_string() for k in node.parent_keys),
             "pool": assets_def.node_def.pool if hasattr(assets_def.node_def, "pool") else None,
-            "retry": _retry(assets_def.node_def.retry_policy),
             "backfill": None if policy is None else str(policy),
             "freshness": None if node.freshness_policy is None else str(node.freshness_policy),
             "subsettable": assets_def.can_subset,

@@ -20,9 +20,11 @@ from tagflow.annotations import AnnotationStore, ComputedSpan
 from tagflow.assets.annotations import HIGH_WATER_MARK, annotation_assets
 from tagflow.assets.partitions import TENANT_DIMENSION
 from tagflow.assets.resources import StateDatabase
+from tagflow.assets.retries import state_lost
 from tagflow.cli.app import app
 from tagflow.cli.runs import materialize_days
 from tagflow.demo.synthetic_plant import demo_api_key
+from tagflow.errors import StateUnavailable
 from tagflow.io_managers import DatasetStore, ParquetDatasetIOManager
 from tagflow.schemas.source_ddl import create_tenant
 from tagflow.settings import Settings
@@ -194,3 +196,15 @@ def test_the_asset_without_a_state_database_fails_at_once(tmp_path):
     ]
     assert retried == []  # no database is not one briefly away
     assert not (tmp_path / "span_annotations").exists()
+
+
+def test_a_state_database_briefly_away_is_retried_three_times_then_fails():
+    # The step asks for its retries itself (no Dagster retry policy, which would turn Ctrl-C
+    # into a retry): 5, 15 and 35 s apart, then a Failure no policy retries.
+    error = StateUnavailable("the state database could not be reached")
+    retries = [state_lost(error, attempt) for attempt in range(3)]
+    assert all(isinstance(r, dg.RetryRequested) and r.__cause__ is error for r in retries)
+    assert [r.seconds_to_wait for r in retries] == [5, 15, 35]
+    failure = state_lost(error, 3)
+    assert isinstance(failure, dg.Failure) and not failure.allow_retries
+    assert failure.description.endswith("(gave up after 3 retries)")
