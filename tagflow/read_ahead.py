@@ -16,26 +16,33 @@ T = TypeVar("T")
 @contextmanager
 def read_ahead(items: Iterator[T], depth: int, name: str) -> Iterator[Iterator[T]]:
     """`items`, produced by a thread called `name` at most `depth` ahead of the consumer. The
-    thread has stopped when the block is left, however it is left, so whatever it reads from
-    can be closed right after."""
+    thread has stopped when the block is left, so whatever it reads from can be closed right
+    after; unless an interrupt (Ctrl-C, a terminated run) leaves it: the process is stopping,
+    and the thread may be blocked in a read that only a timeout ends (a source that hangs), so
+    it is told to stop but not waited for."""
     slots: queue.Queue = queue.Queue(depth)
     done = object()
     stop = threading.Event()
 
+    def offer(item: object) -> bool:
+        """Put `item` in a slot once one is free; False if told to stop first (the consumer
+        has gone: a full queue would block for good)."""
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
-            slots.put(done)
+            offer(done)
         except BaseException as error:  # handed to the consumer, raised there
-            slots.put(error)
+            offer(error)
         finally:
             # A generator stopped early releases what it holds (a source connection) here,
             # on the thread that ran it, not whenever it is collected.
@@ -53,6 +60,12 @@ def read_ahead(items: Iterator[T], depth: int, name: str) -> Iterator[Iterator[T
     thread.start()
     try:
         yield consume()
-    finally:
+    except Exception:
         stop.set()
         thread.join()
+        raise
+    except BaseException:
+        stop.set()
+        raise
+    stop.set()
+    thread.join()

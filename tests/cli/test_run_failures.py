@@ -29,6 +29,7 @@ from tagflow.settings import Settings
 from tagflow.source.connection import libpq_url
 from tagflow.source.embedded import embedded_server_url, stop_embedded_server
 from tests.conftest import server_home
+from tests.cutting_proxy import CuttingProxy, proxied_url, upstream_of
 
 TAGFLOW = str(Path(sys.executable).with_name("tagflow"))
 WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
@@ -41,6 +42,10 @@ END = DAYS[-1] + timedelta(days=1)
 EXIT_AFTER_OUTAGE_S = 45
 MAX_LINES = 15
 SLOW_S = 240  # a bound that only a hang exceeds, on a loaded machine
+HANGING = "hanging"
+# A day of this tenant is about 2 MiB of COPY, the run's other reads (tag list, carry-ins,
+# estimates) a few KiB per session: the connection cut after 256 KiB is the day's scan.
+SCAN_CUT_AFTER = 256 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +98,10 @@ def run(args: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
     return done.returncode, (done.stdout + done.stderr).splitlines()
 
 
-def published(env: dict[str, str]) -> set[date]:
+def published(env: dict[str, str], tenant: str = TENANT) -> set[date]:
     """Days whose every dated dataset has its file."""
     store = DatasetStore(env["TAGFLOW_STORE"])
-    days = [set(store.materialised_days(dataset, TENANT)) for dataset in DATED]
+    days = [set(store.materialised_days(dataset, tenant)) for dataset in DATED]
     return set.intersection(*days)
 
 
@@ -203,6 +208,48 @@ def test_ctrl_c_stops_the_whole_backfill_and_says_what_completed(env) -> None:
     assert not [path for path in Path(env["TAGFLOW_STORE"]).rglob("*.tmp")]
     (_, days), *_ = rerun_ranges(output.splitlines())
     assert days == set(DAYS[counted:])
+
+
+def test_ctrl_c_stops_a_range_run_at_once_while_its_source_hangs(source, env) -> None:
+    # One run over both days (the default), its day scan held by a source that stopped
+    # answering (a black hole: only the 15-minute statement timeout would end the read).
+    # Ctrl-C must stop the command now: not wait for the read, not retry the day step.
+    _, url = source
+    generate_plant(url, [HANGING], tags=40, days=2, start=FIRST, seed=12, rows_per_tag_day=2000)
+    proxy = CuttingProxy(upstream_of(url))
+    proxy.arm("blackhole", SCAN_CUT_AFTER)
+    args = ["backfill", "--tenant", HANGING, "--start", str(FIRST), "--end", str(DAYS[2])]
+    process = start([*args, "--in-process"], {**env, "TAGFLOW_SOURCE_URL": proxied_url(url, proxy)})
+    try:
+        deadline = time.monotonic() + SLOW_S
+        while proxy.cuts == 0:
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "the day's scan was never cut"
+            time.sleep(0.05)
+        time.sleep(1)  # the scan waits on the black hole
+        process.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        output, _ = process.communicate(timeout=SLOW_S)
+    finally:
+        process.kill()
+        proxy.close()
+    exit_after_s = time.monotonic() - interrupted
+    lines = output.splitlines()
+    print(f"exit after Ctrl-C: {exit_after_s:.1f} s, {len(lines)} lines:\n{output}")
+
+    assert process.returncode == 130
+    assert "interrupted by Ctrl-C" in output and "Traceback" not in output
+    assert len(lines) <= MAX_LINES
+    # The one run stopped (not retried: one attempt of the day step), nothing of it published.
+    (run,) = runs_of(env)
+    assert run.status != dg.DagsterRunStatus.STARTED
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        retries = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    assert retries == []
+    assert published(env, HANGING) == set()
+    assert not [path for path in Path(env["TAGFLOW_STORE"]).rglob("*.tmp")]
+    (_, days), *_ = rerun_ranges(lines)
+    assert days == set(DAYS[:2])
 
 
 def test_a_day_that_has_not_ended_is_one_line(env) -> None:
