@@ -27,7 +27,16 @@ class RangeSummary:
 
     @property
     def failed(self) -> list[date]:
-        return [day for run in self.runs if not run.success for day in run.days]
+        """Days of runs that failed, not those Ctrl-C stopped."""
+        return [
+            day for run in self.runs if not run.success and not _stopped(run) for day in run.days
+        ]
+
+    @property
+    def interrupted(self) -> list[date]:
+        """Days of the run Ctrl-C stopped: none of its days is done (a range run publishes its
+        days together at its end)."""
+        return [day for run in self.runs if _stopped(run) for day in run.days]
 
     @property
     def not_started(self) -> list[date]:
@@ -50,10 +59,15 @@ class RangeSummary:
         for label, runs in _stretches(self.runs):
             first, last = runs[0].days[0], runs[-1].days[-1]
             shown = f"{first}" if first == last else f"{first}..{last}"
+            ids = ", ".join(run.run_id[:8] for run in runs[:3])
             if label == "ok":
                 lines.append(f"{self.tenant} {shown}: ok")
+            elif label == "interrupted":
+                lines.append(
+                    f"{self.tenant} {shown}: interrupted by Ctrl-C, not done; each file is old "
+                    f"or new, never partial (run {ids})"
+                )
             else:
-                ids = ", ".join(run.run_id[:8] for run in runs[:3])
                 lines.append(f"{self.tenant} {shown}: FAILED, {label} (run {ids})")
         for first, end in day_ranges(self.not_started):
             last = date.fromordinal(end.toordinal() - 1)
@@ -68,23 +82,34 @@ class RangeSummary:
         counts = [f"{len(self.done)} of {len(self.days)} days done"]
         if self.failed:
             counts.append(f"{len(self.failed)} failed")
+        if self.interrupted:
+            counts.append(f"{len(self.interrupted)} interrupted")
         if self.not_started:
             counts.append(f"{len(self.not_started)} {'to go' if running else 'not started'}")
         lines.append(", ".join(counts) + ("; interrupted by Ctrl-C" if interrupted else ""))
         if running:
             return lines
-        again = rerun_commands(command, self.tenant, self.failed + self.not_started)
+        again = rerun_commands(
+            command, self.tenant, self.failed + self.interrupted + self.not_started
+        )
         if again:
             lines.append("to run them again:")
             lines.extend(f"  {line}" for line in again)
         return lines
 
 
+def _stopped(run: PartitionRun) -> bool:
+    return run.failure is not None and run.failure.interrupted
+
+
 def _stretches(runs: list[PartitionRun]) -> list[tuple[str, list[PartitionRun]]]:
     """Consecutive runs with the same outcome (ok, or the same failure) and adjoining days."""
     stretches: list[tuple[str, list[PartitionRun]]] = []
     for run in runs:
-        label = "ok" if run.success else (run.failure.line() if run.failure else "failed")
+        if run.success or _stopped(run):
+            label = "ok" if run.success else "interrupted"
+        else:
+            label = run.failure.line() if run.failure else "failed"
         if (
             stretches
             and stretches[-1][0] == label

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 from datetime import date, timedelta
 
-from tagflow.cli.failures import RunFailure, day_ranges, rerun_commands
+from tagflow.cli.failures import INTERRUPTED, RunFailure, day_ranges, rerun_commands
 from tagflow.cli.runs import PartitionRun
 from tagflow.cli.summary import RangeSummary
 
@@ -47,6 +47,21 @@ def test_failed_days_are_counted_failed_and_rerun_with_the_days_not_started() ->
         "3 of 10 days done, 3 failed, 4 not started",
         "to run them again:",
         "  tagflow backfill --tenant acme --start 2026-03-04 --end 2026-03-11 --in-process",
+    ]
+
+
+def test_days_of_a_run_ctrl_c_stopped_are_interrupted_not_failed_and_rerun() -> None:
+    runs = [run(D[0:2]), run(D[2:5], INTERRUPTED, "fedcba9876")]
+    summary = RangeSummary("acme", D[:7], runs)
+    assert summary.failed == [] and summary.interrupted == D[2:5]
+    assert summary.lines(COMMAND, interrupted=True) == [
+        "acme 2026-03-01..2026-03-02: ok",
+        "acme 2026-03-03..2026-03-05: interrupted by Ctrl-C, not done; each file is old or new, "
+        "never partial (run fedcba98)",
+        "acme 2026-03-06..2026-03-07: not started (interrupted)",
+        "2 of 7 days done, 3 interrupted, 2 not started; interrupted by Ctrl-C",
+        "to run them again:",
+        "  tagflow backfill --tenant acme --start 2026-03-03 --end 2026-03-08 --in-process",
     ]
 
 
