@@ -4,6 +4,7 @@ span annotations and the store's upkeep."""
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 import warnings
 from collections.abc import Iterator
@@ -111,15 +112,17 @@ def compact(
     tenant: str = typer.Option(..., help="Tenant (schema) whose months to copy."),
     start: str = typer.Option(..., help="First month, YYYY-MM."),
     end: str = typer.Option(..., help="Month after the last, YYYY-MM (exclusive)."),
+    source_url: str | None = SOURCE_URL,
     store: str | None = STORE,
 ) -> None:
     """Copy each month of [START, END) of TENANT into one file per dataset clustered by tag,
-    for fast reads (the month copies' schedule does this for closed months by itself)."""
+    for fast reads (the month copies' schedule does this for closed months by itself). The
+    copy reads the store only; the source URL names the deployment, as for every run."""
     from tagflow.cli.runs import copy_months, next_month
     from tagflow.pipelines.instance import dagster_instance
 
     try:
-        settings = _settings(store=store)
+        settings = _settings(source_url=source_url, store=store)
         first, stop = _parse_month(start, "--start"), _parse_month(end, "--end")
         if stop <= first:
             raise InvalidTimeRange(f"--end {end} must be after --start {start} (end is exclusive)")
@@ -349,16 +352,22 @@ def _in_process(
             unfinished = {day.replace(day=1) for day in summary.failed + summary.not_started}
             months = closed_months(summary.done, datetime.now(UTC).date())
             months = [month for month in months if month not in unfinished]
-            copied = _copy_months(tenant, months, instance, settings, verbose)
+            copied = _copy_months(tenant, months, instance, settings, verbose, store)
         if summary.failed or summary.not_started or not copied:
             raise typer.Exit(code=1)
 
 
 def _copy_months(
-    tenant: str, months: list[date], instance, settings: Settings, verbose: bool
+    tenant: str,
+    months: list[date],
+    instance,
+    settings: Settings,
+    verbose: bool,
+    store: str | None,
 ) -> bool:
-    """Copy `months` of `tenant` for the read API; whether every copy succeeded."""
-    from tagflow.cli.runs import copy_months
+    """Copy `months` of `tenant` for the read API; whether every copy succeeded. `store` is
+    the --store given, repeated in the command that makes a copy Ctrl-C stopped."""
+    from tagflow.cli.runs import copy_months, next_month
 
     if not months:
         return True
@@ -368,7 +377,17 @@ def _copy_months(
         for run in copy_months(tenant, months, instance, settings, verbose):
             progress.advance(task)
             if run.failure is not None and run.failure.interrupted:
-                console.print(f"{tenant} {run.day:%Y-%m} month copy: interrupted by Ctrl-C")
+                month, following = f"{run.day:%Y-%m}", f"{next_month(run.day):%Y-%m}"
+                again = ["tagflow", "compact", "--tenant", tenant, "--start", month]
+                again += ["--end", following, *(["--store", store] if store else [])]
+                console.print(
+                    f"{tenant} {month} month copy: interrupted by Ctrl-C; its days are done "
+                    "(reads use their own files until it is made); to make it: "
+                    f"{shlex.join(again)}",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
                 raise typer.Exit(code=INTERRUPTED_EXIT)
             if not run.success:
                 ok = False

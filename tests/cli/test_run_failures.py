@@ -21,8 +21,10 @@ import dagster as dg
 import psycopg
 import pytest
 
+from tagflow.cli.runs import next_month
 from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.io_managers import DatasetStore
+from tagflow.io_managers.compaction import compacted_days
 from tagflow.pipelines.instance import prepare_dagster_home
 from tagflow.schemas.registry import DATED
 from tagflow.settings import Settings
@@ -238,8 +240,9 @@ def test_ctrl_c_stops_a_range_run_at_once_while_its_source_hangs(source, env) ->
     print(f"exit after Ctrl-C: {exit_after_s:.1f} s, {len(lines)} lines:\n{output}")
 
     assert process.returncode == 130
-    assert "interrupted by Ctrl-C" in output and "Traceback" not in output
-    assert len(lines) <= MAX_LINES
+    assert "Traceback" not in output and len(lines) <= MAX_LINES
+    assert lines[0].startswith(f"{HANGING} {DAYS[0]}..{DAYS[1]}: interrupted by Ctrl-C, not done")
+    assert lines[1] == "0 of 2 days done, 2 interrupted; interrupted by Ctrl-C"
     # The one run stopped (not retried: one attempt of the day step), nothing of it published.
     (run,) = runs_of(env)
     assert run.status != dg.DagsterRunStatus.STARTED
@@ -250,6 +253,23 @@ def test_ctrl_c_stops_a_range_run_at_once_while_its_source_hangs(source, env) ->
     assert not [path for path in Path(env["TAGFLOW_STORE"]).rglob("*.tmp")]
     (_, days), *_ = rerun_ranges(lines)
     assert days == set(DAYS[:2])
+
+
+def test_compact_copies_a_month_given_the_source_url_as_an_option(env) -> None:
+    # What an interrupted month copy prints to run: `tagflow compact`, the source URL given
+    # again as an option (never printed: it may hold a password).
+    code, lines = run(
+        ["materialize", "--tenant", TENANT, "--start", str(FIRST), "--end", str(END)], env
+    )
+    assert code == 0, lines
+    options = {key: value for key, value in env.items() if key != "TAGFLOW_SOURCE_URL"}
+    month = f"{FIRST:%Y-%m}"
+    args = ["compact", "--tenant", TENANT, "--start", month, "--end", f"{next_month(FIRST):%Y-%m}"]
+    code, lines = run([*args, "--source-url", env["TAGFLOW_SOURCE_URL"]], options)
+    assert code == 0, lines
+    assert len(lines) == 1 and lines[0].startswith(f"{TENANT} {month}: ok (run ")
+    footer = DatasetStore(env["TAGFLOW_STORE"]).month_footer("spans", TENANT, FIRST)
+    assert footer is not None and sorted(compacted_days(footer)) == DAYS
 
 
 def test_a_day_that_has_not_ended_is_one_line(env) -> None:
