@@ -6,6 +6,7 @@ days; the day partitions stay the datasets."""
 import dagster as dg
 
 from tagflow.assets.partitions import TenantMonths
+from tagflow.assets.store_errors import is_store_error, store_write_failed
 from tagflow.errors import MissingPartition
 from tagflow.io_managers import ParquetDatasetIOManager
 from tagflow.io_managers.compaction import COMPACTED_DATASETS, compact_month
@@ -52,16 +53,22 @@ def compaction_assets(partitions: TenantMonths) -> dg.AssetsDefinition:
                 names = None
             for key in sorted(context.selected_asset_keys, key=str):
                 dataset = key.path[-1]
-                staged = None
-                if names is not None:
-                    staged = compact_month(store, dataset, tenant, month, names)
+                try:
+                    staged = None
+                    if names is not None:
+                        staged = compact_month(store, dataset, tenant, month, names)
+                    if staged is not None:
+                        try:
+                            staged.publish()
+                        finally:
+                            staged.discard()
+                except OSError as error:
+                    if not is_store_error(error):
+                        raise
+                    raise store_write_failed(error, "the month copy") from None
                 if staged is None:
                     yield dg.MaterializeResult(asset_key=key, metadata={"days": 0, ROWS_KEY: 0})
                     continue
-                try:
-                    staged.publish()
-                finally:
-                    staged.discard()
                 relation = store.month_relation(dataset, tenant, month)
                 yield dg.MaterializeResult(
                     asset_key=key,

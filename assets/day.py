@@ -18,6 +18,7 @@ import dagster as dg
 from tagflow.assets.partitions import TenantDays
 from tagflow.assets.resources import SourceDatabase
 from tagflow.assets.retries import source_lost
+from tagflow.assets.store_errors import is_store_error, store_write_failed
 from tagflow.daystep.materialise import materialise_days, stage_tags
 from tagflow.errors import InvalidDerivedTag, SourceDataError, SourceUnavailable, UnknownTenant
 from tagflow.io_managers import ParquetDatasetIOManager
@@ -133,8 +134,10 @@ def day_assets(
             _discard(staged)
             # Not `from`: source_lost sets the cause of the retry or Failure it returns.
             raise source_lost(context, error, source.retry_budget_s)  # noqa: B904
-        except BaseException:
+        except BaseException as error:
             _discard(staged)
+            if is_store_error(error):
+                raise store_write_failed(error, "the day's files") from None
             raise
         selected = {key.path[-1] for key in context.selected_asset_keys}
         _discard({name: staged[name] for name in DATASETS if name not in selected})

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from tagflow.assets.store_errors import STORE_WRITE_FAILED
 from tagflow.pipelines.dagster_internals import ErrorSource
 
 # What each kind of failure means and what to do, keyed by the tagflow error the step raised.
@@ -34,6 +35,12 @@ _KINDS: dict[str, tuple[str, str, bool]] = {
     "UnknownTenant": ("unknown tenant", "check the tenant's name and its role's grants", True),
     "InvalidDerivedTag": ("derived tags", "fix the derived tags file, then rerun", True),
     "AuditFailed": ("audit", "nothing was published; see the run's audit in the Dagster UI", False),
+    STORE_WRITE_FAILED: (
+        "store",
+        "nothing of these days was published; the store (--store, TAGFLOW_STORE) and the temp "
+        "folder must be creatable and writable, with free space; then rerun",
+        True,
+    ),
 }
 _INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
 
@@ -118,7 +125,8 @@ def _tagflow_error(data) -> tuple[str, str]:
         return (str(named.value) if named is not None else "", _first_line(user.description))
     error, found = data.error, ("", "")
     while error is not None:
-        if error.cls_name in _KINDS or not found[0]:
+        # Dagster's own wrappers say only that the step failed: the error they wrap says why.
+        if error.cls_name in _KINDS or not found[0] or found[0].startswith("Dagster"):
             found = (error.cls_name, _first_line(error.message.split(": ", 1)[-1]))
         if error.cls_name in _KINDS:
             return found

@@ -255,6 +255,32 @@ def test_ctrl_c_stops_a_range_run_at_once_while_its_source_hangs(source, env) ->
     assert days == set(DAYS[:2])
 
 
+def test_a_store_that_cannot_be_written_fails_fast_in_one_line_without_its_path(
+    env, tmp_path
+) -> None:
+    # A store under a file: its folders cannot be made (root can write anywhere else).
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    store = blocker / "store"
+    code, lines = run(backfill_args(), {**env, "TAGFLOW_STORE": str(store)})
+    output = "\n".join(lines)
+    print(output)
+
+    assert code == 1 and "Traceback" not in output and str(tmp_path) not in output
+    assert lines[0].startswith(
+        f"{TENANT} {DAYS[0]}: FAILED, store: the day's files could not be written (Not a "
+        "directory); nothing of these days was published;"
+    )
+    # Every later day would fail the same way: no further run, one rerun command for all.
+    assert (
+        lines[1]
+        == f"{TENANT} {DAYS[1]}..{DAYS[-1]}: not started (after a failure every later day shares)"
+    )
+    assert len(runs_of(env)) == 1
+    (_, days), *more = rerun_ranges(lines)
+    assert more == [] and days == set(DAYS)
+
+
 def test_compact_copies_a_month_given_the_source_url_as_an_option(env) -> None:
     # What an interrupted month copy prints to run: `tagflow compact`, the source URL given
     # again as an option (never printed: it may hold a password).
