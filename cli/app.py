@@ -436,6 +436,7 @@ def demo(
     """Start an embedded PostgreSQL, generate two synthetic plants, materialise, show a read,
     and stop the server again (unless --keep-server)."""
     from tagflow.cli.demo import run_demo
+    from tagflow.cli.runs import Interrupted
 
     try:
         run_demo(
@@ -446,6 +447,9 @@ def demo(
             progress=_progress(),
             keep_server=keep_server,
         )
+    except (Interrupted, KeyboardInterrupt):
+        console.print("demo interrupted by Ctrl-C; `tagflow demo` starts it over")
+        raise typer.Exit(code=INTERRUPTED_EXIT) from None
     except TagflowError as error:
         _fail(error)
 

@@ -6,6 +6,7 @@ that server again by itself afterwards."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -161,3 +162,35 @@ def test_demo_refuses_fewer_tags_than_the_plant_needs_before_starting_anything(
     result = CliRunner().invoke(app, ["demo", "--days", "0"])
     assert result.exit_code == 2
     assert not (tmp_path / ".tagflow").exists()
+
+
+def test_ctrl_c_stops_the_demo_in_a_few_lines_and_stops_its_server(tmp_path) -> None:
+    process = subprocess.Popen(
+        DEMO,
+        cwd=tmp_path,
+        env=demo_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # As a terminal starts it: a shell's background jobs (CI's) inherit SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        # Its plants written, the demo materialises them: Ctrl-C falls in a Dagster run.
+        seen = []
+        while not any(line.startswith("tenant globex:") for line in seen):
+            line = process.stdout.readline()
+            assert line, "".join(seen)
+            seen.append(line)
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=DEMO_TIMEOUT_S)
+    finally:
+        process.kill()
+    output = "".join(seen) + rest
+    print(output)
+    assert process.returncode == 130
+    assert "Traceback" not in output and "╭" not in output
+    assert output.splitlines()[-1] == "demo interrupted by Ctrl-C; `tagflow demo` starts it over"
+    assert len(output.splitlines()) <= 8
+    assert not postmaster_running(tmp_path / ".tagflow" / "pg")
