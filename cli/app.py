@@ -133,9 +133,20 @@ def compact(
         runs = copy_months(tenant, months, dagster_instance(settings), settings)
     except TagflowError as error:
         _fail(error)
+    except KeyboardInterrupt:  # between two runs
+        console.print("compact interrupted by Ctrl-C")
+        raise typer.Exit(code=INTERRUPTED_EXIT) from None
     for run in runs:
-        status = "ok" if run.success else "[red]FAILED[/red]"
-        console.print(f"{run.tenant} {run.day:%Y-%m}: {status} (run {run.run_id[:8]})")
+        if run.success:
+            outcome = "ok"
+        elif run.failure is not None and run.failure.interrupted:
+            outcome = "interrupted by Ctrl-C; each file is old or new, never partial"
+        else:
+            outcome = f"FAILED, {run.failure.line() if run.failure else 'failed'}"
+        line = f"{run.tenant} {run.day:%Y-%m}: {outcome} (run {run.run_id[:8]})"
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if any(run.failure is not None and run.failure.interrupted for run in runs):
+        raise typer.Exit(code=INTERRUPTED_EXIT)
     if not all(run.success for run in runs):
         raise typer.Exit(code=1)
 
@@ -367,34 +378,46 @@ def _copy_months(
 ) -> bool:
     """Copy `months` of `tenant` for the read API; whether every copy succeeded. `store` is
     the --store given, repeated in the command that makes a copy Ctrl-C stopped."""
-    from tagflow.cli.runs import copy_months, next_month
+    from tagflow.cli.runs import PartitionRun, copy_months, next_month
 
     if not months:
         return True
-    ok = True
+    runs: list[PartitionRun] = []
     with _progress() as progress:
         task = progress.add_task(f"copy months of {tenant}", total=len(months))
-        for run in copy_months(tenant, months, instance, settings, verbose):
+
+        def ended(run: PartitionRun) -> None:
+            runs.append(run)
             progress.advance(task)
-            if run.failure is not None and run.failure.interrupted:
-                month, following = f"{run.day:%Y-%m}", f"{next_month(run.day):%Y-%m}"
-                again = ["tagflow", "compact", "--tenant", tenant, "--start", month]
-                again += ["--end", following, *(["--store", store] if store else [])]
-                console.print(
-                    f"{tenant} {month} month copy: interrupted by Ctrl-C; its days are done "
-                    "(reads use their own files until it is made); to make it: "
-                    f"{shlex.join(again)}",
-                    highlight=False,
-                    markup=False,
-                    soft_wrap=True,
-                )
-                raise typer.Exit(code=INTERRUPTED_EXIT)
-            if not run.success:
-                ok = False
-                reason = run.failure.line() if run.failure else "failed"
-                line = f"{tenant} {run.day:%Y-%m} month copy: FAILED, {reason}"
-                console.print(line, highlight=False, markup=False, soft_wrap=True)
-    return ok
+
+        try:
+            copy_months(tenant, months, instance, settings, verbose, on_run=ended)
+            interrupted = (
+                bool(runs) and runs[-1].failure is not None and runs[-1].failure.interrupted
+            )
+        except KeyboardInterrupt:  # between two runs
+            interrupted = True
+    # The run Ctrl-C stopped, if any, is the last: no run starts after it.
+    copied = [run for run in runs if run.failure is None or not run.failure.interrupted]
+    for run in copied:
+        if not run.success:
+            reason = run.failure.line() if run.failure else "failed"
+            line = f"{tenant} {run.day:%Y-%m} month copy: FAILED, {reason}"
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if interrupted and len(copied) < len(months):
+        first, end = f"{months[len(copied)]:%Y-%m}", f"{next_month(months[-1]):%Y-%m}"
+        again = ["tagflow", "compact", "--tenant", tenant, "--start", first, "--end", end]
+        again += ["--store", store] if store else []
+        console.print(
+            f"{tenant} month copies from {first}: interrupted by Ctrl-C; their days are done "
+            f"(reads use their own files until they are made); to make them: {shlex.join(again)}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    if interrupted:
+        raise typer.Exit(code=INTERRUPTED_EXIT)
+    return all(run.success for run in runs)
 
 
 def _run_progress() -> Progress:

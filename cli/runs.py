@@ -221,9 +221,11 @@ def copy_months(
     instance: dg.DagsterInstance,
     settings: Settings,
     verbose: bool = False,
+    on_run: Callable[[PartitionRun], None] | None = None,
 ) -> list[PartitionRun]:
     """Make the read API's month copies of `tenant` for `months` (first days), one Dagster run
-    per month, recorded in `instance`."""
+    per month, recorded in `instance`; each run is passed to `on_run` as it ends. No run
+    starts after one Ctrl-C stopped."""
     validate_tenant_name(tenant)
     job = build_definitions(settings).resolve_job_def("month_copies")
     if not instance.has_dynamic_partition(TENANT_DIMENSION, tenant):
@@ -239,4 +241,8 @@ def copy_months(
         )
         failure = None if result.success else run_failure(instance, result.run_id)
         runs.append(PartitionRun(tenant, (month,), result.run_id, result.success, failure))
+        if on_run is not None:
+            on_run(runs[-1])
+        if failure is not None and failure.interrupted:
+            break
     return runs
