@@ -37,8 +37,8 @@ from tests.reliability.trials import long_trial
 
 TENANT = "faulty"
 DAY1, DAY2 = date(2026, 3, 1), date(2026, 3, 2)
-# A run that fails for good spends Dagster's retry policy (5 + 10 + 20 s) plus the connection
-# retries of every attempt; anything beyond this is a hang.
+# A run that fails for good spends the day step's retries (5 + 15 s within the 30 s budget)
+# plus the connection retries of every attempt; anything beyond this is a hang.
 NO_HANG_S = 120
 
 
@@ -199,8 +199,8 @@ def test_server_stopping_mid_extraction_is_retried_once_it_is_back(up, reference
     result, blocked = run_extraction_with_server_stopped(up, tmp_path, instance, down_for_s=1.0)
     assert "tag_data" in blocked
     assert result.success
-    # Mostly the blocked read fails (SourceUnavailable) and Dagster's retry policy (first retry
-    # after 5 s) meets a live server. Once, under the parallel suite's load, the step met the
+    # Mostly the blocked read fails (SourceUnavailable) and the day step's first retry (after
+    # 5 s) meets a live server. Once, under the parallel suite's load, the step met the
     # outage with no failed attempt: a pooled session found gone on checkout, reopened with
     # backoff (its warnings logged). What must hold either way: no other failure, and the day
     # exactly the reference.
