@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -46,6 +47,22 @@ def run_demo(workdir: Path, *options: str) -> subprocess.CompletedProcess:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done
+
+
+def start(
+    workdir: Path, args: list[str], preexec_fn: Callable[[], object] | None = None
+) -> subprocess.Popen[str]:
+    """`args` running in `workdir` as run_demo runs the demo, output read as it comes."""
+    return subprocess.Popen(
+        args,
+        cwd=workdir,
+        env=demo_env(workdir),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=preexec_fn,
+    )
 
 
 def postmaster_running(data_dir: Path) -> bool:
@@ -108,15 +125,7 @@ def test_demo_prints_only_its_summary_and_stops_its_server_which_serve_restarts(
 
         # `tagflow serve` with no source URL anywhere: the demo's server, started again.
         port = free_port()
-        serve = subprocess.Popen(
-            [str(BIN / "tagflow"), "serve", "--port", str(port)],
-            cwd=tmp_path,
-            env=demo_env(tmp_path),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        serve = start(tmp_path, [str(BIN / "tagflow"), "serve", "--port", str(port)])
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -165,17 +174,8 @@ def test_demo_refuses_fewer_tags_than_the_plant_needs_before_starting_anything(
 
 
 def test_ctrl_c_stops_the_demo_in_a_few_lines_and_stops_its_server(tmp_path) -> None:
-    process = subprocess.Popen(
-        DEMO,
-        cwd=tmp_path,
-        env=demo_env(tmp_path),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        # As a terminal starts it: a shell's background jobs (CI's) inherit SIGINT ignored.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    # As a terminal starts it: a shell's background jobs (CI's) inherit SIGINT ignored.
+    process = start(tmp_path, DEMO, lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # Its plants written, the demo materialises them: Ctrl-C falls in a Dagster run.
         seen = []
