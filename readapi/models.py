@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from tagflow.collector import collector_paused
 from tagflow.schemas.arrow import TS
 
 # get_tags: the tags dataset without value_kind; derived tags (DESIGN §8) marked, with their
@@ -247,6 +248,11 @@ def spans_from_table(table: pa.Table) -> SpanList:
     the time of a frozen dataclass's __init__ (which sets each field through
     object.__setattr__); a read returns thousands. The same objects: equality, hash and repr
     read the fields."""
+    with collector_paused():
+        return _spans_from_table(table)
+
+
+def _spans_from_table(table: pa.Table) -> SpanList:
     count = table.num_rows
     begins, ends, raw_begins, raw_ends = _times(*(table.column(name) for name in _SPAN_TIMES))
     metadata = (
