@@ -33,7 +33,7 @@ class RangeSummary:
         ]
 
     @property
-    def interrupted(self) -> list[date]:
+    def stopped(self) -> list[date]:
         """Days of the run Ctrl-C stopped: none of its days is done (a range run publishes its
         days together at its end)."""
         return [day for run in self.runs if _stopped(run) for day in run.days]
@@ -82,16 +82,14 @@ class RangeSummary:
         counts = [f"{len(self.done)} of {len(self.days)} days done"]
         if self.failed:
             counts.append(f"{len(self.failed)} failed")
-        if self.interrupted:
-            counts.append(f"{len(self.interrupted)} interrupted")
+        if self.stopped:
+            counts.append(f"{len(self.stopped)} interrupted")
         if self.not_started:
             counts.append(f"{len(self.not_started)} {'to go' if running else 'not started'}")
         lines.append(", ".join(counts) + ("; interrupted by Ctrl-C" if interrupted else ""))
         if running:
             return lines
-        again = rerun_commands(
-            command, self.tenant, self.failed + self.interrupted + self.not_started
-        )
+        again = rerun_commands(command, self.tenant, self.failed + self.stopped + self.not_started)
         if again:
             lines.append("to run them again:")
             lines.extend(f"  {line}" for line in again)

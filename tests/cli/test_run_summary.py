@@ -53,7 +53,7 @@ def test_failed_days_are_counted_failed_and_rerun_with_the_days_not_started() ->
 def test_days_of_a_run_ctrl_c_stopped_are_interrupted_not_failed_and_rerun() -> None:
     runs = [run(D[0:2]), run(D[2:5], INTERRUPTED, "fedcba9876")]
     summary = RangeSummary("acme", D[:7], runs)
-    assert summary.failed == [] and summary.interrupted == D[2:5]
+    assert summary.failed == [] and summary.stopped == D[2:5]
     assert summary.lines(COMMAND, interrupted=True) == [
         "acme 2026-03-01..2026-03-02: ok",
         "acme 2026-03-03..2026-03-05: interrupted by Ctrl-C, not done; each file is old or new, "
