@@ -139,13 +139,13 @@ def compact(
     for run in runs:
         if run.success:
             outcome = "ok"
-        elif run.failure is not None and run.failure.interrupted:
+        elif run.interrupted:
             outcome = "interrupted by Ctrl-C; each file is old or new, never partial"
         else:
             outcome = f"FAILED, {run.failure.line() if run.failure else 'failed'}"
         line = f"{run.tenant} {run.day:%Y-%m}: {outcome} (run {run.run_id[:8]})"
         console.print(line, highlight=False, markup=False, soft_wrap=True)
-    if any(run.failure is not None and run.failure.interrupted for run in runs):
+    if any(run.interrupted for run in runs):
         raise typer.Exit(code=INTERRUPTED_EXIT)
     if not all(run.success for run in runs):
         raise typer.Exit(code=1)
@@ -392,13 +392,11 @@ def _copy_months(
 
         try:
             copy_months(tenant, months, instance, settings, verbose, on_run=ended)
-            interrupted = (
-                bool(runs) and runs[-1].failure is not None and runs[-1].failure.interrupted
-            )
+            interrupted = any(run.interrupted for run in runs)
         except KeyboardInterrupt:  # between two runs
             interrupted = True
     # The run Ctrl-C stopped, if any, is the last: no run starts after it.
-    copied = [run for run in runs if run.failure is None or not run.failure.interrupted]
+    copied = [run for run in runs if not run.interrupted]
     for run in copied:
         if not run.success:
             reason = run.failure.line() if run.failure else "failed"

@@ -51,6 +51,11 @@ class PartitionRun:
         """The run's first day."""
         return self.days[0]
 
+    @property
+    def interrupted(self) -> bool:
+        """Whether Ctrl-C stopped the run."""
+        return self.failure is not None and self.failure.interrupted
+
 
 class Interrupted(Exception):
     """Ctrl-C while in-process runs went on: no further run was started; `runs` are those that
@@ -166,7 +171,7 @@ def materialize_days(
             runs.append(run)
             if on_partition_done is not None:
                 on_partition_done(run)
-            if run.failure is not None and run.failure.interrupted:
+            if run.interrupted:
                 raise Interrupted(runs)
             if run.failure is not None and run.failure.stops:
                 break
@@ -243,6 +248,6 @@ def copy_months(
         runs.append(PartitionRun(tenant, (month,), result.run_id, result.success, failure))
         if on_run is not None:
             on_run(runs[-1])
-        if failure is not None and failure.interrupted:
+        if runs[-1].interrupted:
             break
     return runs

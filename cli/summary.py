@@ -29,14 +29,14 @@ class RangeSummary:
     def failed(self) -> list[date]:
         """Days of runs that failed, not those Ctrl-C stopped."""
         return [
-            day for run in self.runs if not run.success and not _stopped(run) for day in run.days
+            day for run in self.runs if not run.success and not run.interrupted for day in run.days
         ]
 
     @property
     def stopped(self) -> list[date]:
         """Days of the run Ctrl-C stopped: none of its days is done (a range run publishes its
         days together at its end)."""
-        return [day for run in self.runs if _stopped(run) for day in run.days]
+        return [day for run in self.runs if run.interrupted for day in run.days]
 
     @property
     def not_started(self) -> list[date]:
@@ -96,15 +96,11 @@ class RangeSummary:
         return lines
 
 
-def _stopped(run: PartitionRun) -> bool:
-    return run.failure is not None and run.failure.interrupted
-
-
 def _stretches(runs: list[PartitionRun]) -> list[tuple[str, list[PartitionRun]]]:
     """Consecutive runs with the same outcome (ok, or the same failure) and adjoining days."""
     stretches: list[tuple[str, list[PartitionRun]]] = []
     for run in runs:
-        if run.success or _stopped(run):
+        if run.success or run.interrupted:
             label = "ok" if run.success else "interrupted"
         else:
             label = run.failure.line() if run.failure else "failed"

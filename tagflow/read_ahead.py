@@ -58,14 +58,13 @@ def read_ahead(items: Iterator[T], depth: int, name: str) -> Iterator[Iterator[T
 
     thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
+    wait = True
     try:
         yield consume()
-    except Exception:
-        stop.set()
-        thread.join()
+    except BaseException as leaving:
+        wait = isinstance(leaving, Exception)  # not an interrupt
         raise
-    except BaseException:
+    finally:
         stop.set()
-        raise
-    stop.set()
-    thread.join()
+        if wait:
+            thread.join()
