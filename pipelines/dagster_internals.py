@@ -8,6 +8,9 @@ so an upgrade of Dagster starts here).
   Dagster offers no public call to create one or read its status.
 - The CLI tells a step's own failure from a framework error by the error's source, which
   Dagster records on every step failure but exports no name for.
+- The SQLite storage keeps its connections open between events (`sqlite_storage.py`) by
+  subclassing Dagster's SQLite storages, which are public classes whose connection methods
+  and directory helpers are not.
 - The range and backfill tags are the strings Dagster documents for launching range runs and
   marking backfill runs; they are spelled here, not imported from a private module.
 """
@@ -29,7 +32,22 @@ from dagster._core.executor.step_delegating import (
     StepHandler,
     StepHandlerContext,
 )
+from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.runs import SqliteRunStorage
+from dagster._core.storage.schedules import SqliteScheduleStorage
+from dagster._core.storage.sqlite_storage import (
+    DagsterSqliteStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+)
 from dagster._core.utils import make_new_backfill_id
+from dagster._serdes import ConfigurableClassData
+
+# Where Dagster's SQLite storage keeps runs, event logs and schedules under its base folder.
+event_logs_directory = _event_logs_directory
+runs_directory = _runs_directory
+schedule_directory = _schedule_directory
 
 # The Dagster releases these private names were read from (pyproject pins the same range).
 WRITTEN_FOR = (">=1.13", "<1.14")
@@ -50,14 +68,22 @@ __all__ = [
     "BaseAssetGraph",
     "BulkActionStatus",
     "CheckStepHealthResult",
+    "ConfigurableClassData",
     "DagsterEvent",
+    "DagsterSqliteStorage",
     "ErrorSource",
     "PARTITION_TAG",
     "PartitionBackfill",
     "RetryMode",
+    "SqliteEventLogStorage",
+    "SqliteRunStorage",
+    "SqliteScheduleStorage",
     "StepDelegatingExecutor",
     "StepHandler",
     "StepHandlerContext",
     "WRITTEN_FOR",
+    "event_logs_directory",
     "make_new_backfill_id",
+    "runs_directory",
+    "schedule_directory",
 ]

@@ -59,9 +59,14 @@ def test_default_home_is_sqlite_with_the_project_settings(tmp_path, monkeypatch)
     instance = dagster_instance(Settings.from_env())
     try:
         config = yaml.safe_load((tmp_path / "home" / "dagster.yaml").read_text())
-        assert "storage" not in config
+        assert config["storage"]["custom"]["class"] == "PooledSqliteStorage"
         assert config["concurrency"] == {"pools": {"default_limit": 2}}
-        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert type(instance.run_storage).__name__ == "PooledSqliteRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PooledSqliteEventLogStorage"
+        assert type(instance.schedule_storage).__name__ == "PooledSqliteScheduleStorage"
+        # Dagster's own layout in the home: a stock instance reads the same files.
+        assert (tmp_path / "home" / "history" / "runs.db").is_file()
+        assert (tmp_path / "home" / "schedules" / "schedules.db").is_file()
     finally:
         instance.dispose()
 
@@ -74,7 +79,8 @@ def test_pg_url_adds_a_storage_section_that_keeps_the_secret_off_disk(tmp_path):
     assert yaml.safe_load(text)["storage"] == {"postgres": {"postgres_url": {"env": PG_URL_ENV}}}
     # Unsetting the variable switches a generated home back to SQLite.
     prepare_dagster_home(Settings.from_env({}), home, PROJECT_CONFIG)
-    assert "storage" not in yaml.safe_load((home / "dagster.yaml").read_text())
+    storage = yaml.safe_load((home / "dagster.yaml").read_text())["storage"]
+    assert storage["custom"]["config"] == {"base_dir": str(home)}
 
 
 def test_a_pg_url_without_the_psycopg2_driver_is_refused(tmp_path):
@@ -87,7 +93,7 @@ def test_a_home_copied_from_the_project_config_is_upgraded(tmp_path):
     home.mkdir()
     (home / "dagster.yaml").write_text("# an older comment\n" + PROJECT_CONFIG.read_text())
     prepare_dagster_home(pg_settings("postgresql+psycopg2://x/y"), home, PROJECT_CONFIG)
-    assert "storage" in yaml.safe_load((home / "dagster.yaml").read_text())
+    assert "postgres" in yaml.safe_load((home / "dagster.yaml").read_text())["storage"]
 
 
 def test_a_hand_written_instance_file_is_left_alone(tmp_path):
