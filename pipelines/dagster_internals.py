@@ -33,6 +33,7 @@ from dagster._core.executor.step_delegating import (
     StepHandlerContext,
 )
 from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._core.storage.sqlite_storage import (
@@ -71,6 +72,7 @@ __all__ = [
     "ConfigurableClassData",
     "DagsterEvent",
     "DagsterSqliteStorage",
+    "INDEX_SHARD_NAME",
     "ErrorSource",
     "PARTITION_TAG",
     "PartitionBackfill",

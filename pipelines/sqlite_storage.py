@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from tagflow.pipelines.dagster_internals import (
+    INDEX_SHARD_NAME,
     ConfigurableClassData,
     DagsterSqliteStorage,
     SqliteEventLogStorage,
@@ -114,7 +115,20 @@ class PooledSqliteScheduleStorage(SqliteScheduleStorage):
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines = _Engines()
+        self._tables: set[str] = set()
         super().__init__(base_dir, inst_data)
+
+    def has_table(self, table_name: str) -> bool:
+        # Asked before every partitioned output (does the dynamic-partitions table exist?),
+        # each time through an engine of its own; a table, once there, stays.
+        if table_name in self._tables:
+            return True
+        engine = self._engines.get(self.conn_string_for_shard(INDEX_SHARD_NAME))
+        with engine.connect() as connection:
+            found = bool(engine.dialect.has_table(connection, table_name))
+        if found:
+            self._tables.add(table_name)
+        return found
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:

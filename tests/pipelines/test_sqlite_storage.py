@@ -127,3 +127,17 @@ def test_a_killed_process_loses_no_committed_event(tmp_path):
     with stock_instance(home, tmp_path / "stock") as stock:
         messages = [e.message for e in stock.all_logs(run_id)]
     assert messages == [f"event {i}" for i in range(50)]
+
+
+def test_tables_are_found_as_dagster_finds_them(tmp_path):
+    home = tmp_path / "home"
+    with (
+        pooled_instance(home) as instance,
+        stock_instance(home, tmp_path / "stock") as stock,
+    ):
+        for table in ("dynamic_partitions", "asset_check_executions", "no_such_table"):
+            expected = stock.event_log_storage.has_table(table)  # type: ignore[attr-defined]
+            assert instance.event_log_storage.has_table(table) == expected  # type: ignore[attr-defined]
+            # Asked again: the answer is kept only once the table exists.
+            assert instance.event_log_storage.has_table(table) == expected  # type: ignore[attr-defined]
+        assert not instance.event_log_storage.has_table("no_such_table")  # type: ignore[attr-defined]
