@@ -141,6 +141,11 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             with _transaction(engine) as connection:
                 yield connection
 
+    def wipe(self) -> None:
+        # Dagster deletes the runs' files: connections kept open would go on writing to them.
+        self._engines.dispose()
+        super().wipe()
+
     def dispose(self) -> None:
         self._engines.dispose()
         super().dispose()

@@ -141,3 +141,14 @@ def test_tables_are_found_as_dagster_finds_them(tmp_path):
             # Asked again: the answer is kept only once the table exists.
             assert instance.event_log_storage.has_table(table) == expected  # type: ignore[attr-defined]
         assert not instance.event_log_storage.has_table("no_such_table")  # type: ignore[attr-defined]
+
+
+def test_a_wiped_home_takes_new_events_in_new_files(tmp_path):
+    home = tmp_path / "home"
+    with pooled_instance(home) as instance:
+        run = instance.run_storage.add_run(dg.DagsterRun(job_name="j", run_id=str(uuid.uuid4())))
+        instance.report_engine_event("before", run)
+        instance.event_log_storage.wipe()
+        instance.report_engine_event("after", run)
+        with stock_instance(home, tmp_path / "stock") as stock:
+            assert [e.message for e in stock.all_logs(run.run_id)] == ["after"]
