@@ -603,7 +603,8 @@ class TenantReader:
         )
         if aggregate in NUMERIC_ONLY:
             need_string = False
-        products = self._days_of(plan, tags)
+        stored = self._stored(plan, tags)
+        products = self._days_of(plan, tags, stored)
         fine = materialised_source(grid.width_us, query.offset_us, plan.start_us, plan.end_us)
         if fine is not None and self._cheaper_from_transitions(plan, fine, grid, chosen):
             fine = None
@@ -613,7 +614,7 @@ class TenantReader:
             )
         else:
             numeric, string = self._computed(
-                plan, products, tags, chosen, query.width, query.offset
+                plan, stored, products, tags, chosen, query.width, query.offset
             )
         return wide_samples(sort_samples(numeric), sort_samples(string), columns, aggregate, grid)
 
@@ -669,24 +670,44 @@ class TenantReader:
     def _window_inputs(
         self,
         plan: _Plan,
+        stored: StoredProducts,
         products: Callable[[date], DayProducts],
         tags: pa.Table,
         chosen: pa.Table | None,
     ) -> tuple[pa.Table, pa.Table]:
         """(transitions inside the range, carry-in at the range start) of the tags."""
         first_day = plan.days[0]
-        day_transitions = map_days(plan, products, lambda p, day: p.transitions(day, chosen))
+        transitions = self._transitions(plan, stored, products, chosen)
         carry_in = products(first_day).carry_in(first_day, chosen)
         if plan.time_range.start != day_bounds(first_day)[0]:
-            carry_in = carry_in_at(carry_in, day_transitions[0], plan.time_range.start, tags)
-        transitions = pa.concat_tables(day_transitions)
+            # Only rows of the first day lie before the range start.
+            carry_in = carry_in_at(carry_in, transitions, plan.time_range.start, tags)
         times = time_us(transitions.column("time"))
         inside = (times >= plan.start_us) & (times < plan.end_us)
         return transitions.filter(pa.array(inside)), carry_in
 
+    def _transitions(
+        self,
+        plan: _Plan,
+        stored: StoredProducts,
+        products: Callable[[date], DayProducts],
+        chosen: pa.Table | None,
+    ) -> pa.Table:
+        """The transitions of the plan's days: each month copy read whole, in its file's order
+        (by tag, then time), the other days from their own files or the source. What reads
+        them orders the rows by (tag, time) itself, and finds a range inside one month in
+        order already: cutting the copy into days and sorting the days back into tags took
+        two passes over every row, 40 % of a 15-minute read of 10 tags over 30 days."""
+        stored_days = [day for day in plan.days if day in plan.stored]
+        from_copies, rest = stored.read_from_copies("transitions", stored_days, chosen)
+        rest = sorted(rest + plan.missing)
+        day_parts = map_days(plan, products, lambda p, day: p.transitions(day, chosen), rest)
+        return pa.concat_tables([from_copies, *day_parts])
+
     def _computed(
         self,
         plan: _Plan,
+        stored: StoredProducts,
         products: Callable[[date], DayProducts],
         tags: pa.Table,
         chosen: pa.Table | None,
@@ -694,7 +715,7 @@ class TenantReader:
         offset: timedelta,
     ) -> tuple[pa.Table, pa.Table]:
         """Samples at any width and offset, exactly, from transitions and the carry-in."""
-        transitions, carry_in = self._window_inputs(plan, products, tags, chosen)
+        transitions, carry_in = self._window_inputs(plan, stored, products, tags, chosen)
         result = samples(
             transitions, carry_in, plan.time_range.start, plan.time_range.end, width, tags, offset
         )
@@ -706,8 +727,9 @@ class TenantReader:
         plan = self._plan(query.time_range, query.allow_source)
         tags, names, chosen = self._resolve_tags(query.tag_names, plan, query.allow_source)
         grid = self._grid(plan, query, len(names))
-        products = self._days_of(plan, tags)
-        transitions, carry_in = self._window_inputs(plan, products, tags, chosen)
+        stored = self._stored(plan, tags)
+        products = self._days_of(plan, tags, stored)
+        transitions, carry_in = self._window_inputs(plan, stored, products, tags, chosen)
         return counter_rate(transitions, carry_in, names, grid)
 
 

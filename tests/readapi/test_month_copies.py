@@ -107,6 +107,34 @@ def test_a_day_rewritten_after_the_copy_is_read_from_its_own_file(plant, copied,
     assert on_day_1 and all(value < 1000.0 for value in on_day_1)
 
 
+@pytest.mark.parametrize("rewritten", DAYS, ids=["first", "middle", "last"])
+def test_copied_days_around_a_day_read_from_its_own_file_answer_as_the_days(
+    plant, month_reads, tmp_path, rewritten
+):
+    """A range's transitions are read from the copy whole, with the day the copy no longer
+    answers (rewritten after it) from its own file, before, between or after the copied days.
+    The rewritten day holds the same rows, so every answer is the day files' answer."""
+    tenant = plant.tenants[0]
+    root = tmp_path / "store"
+    copy_days(plant.root, root, tenant, DAYS)
+    copy_months(
+        tenant, [MARCH], dg.DagsterInstance.ephemeral(), Settings(source_url="x", store=str(root))
+    )
+    store = DatasetStore(root)
+    store.write("transitions", tenant, rewritten, store.read("transitions", tenant, rewritten))
+    time_range = (D1 + timedelta(hours=5, seconds=1.5), D1 + timedelta(days=2, hours=23))
+    with (
+        Client(store=plant.root, tenant=tenant, allow_source=False) as days,
+        Client(store=root, tenant=tenant, allow_source=False) as copies,
+    ):
+        names = [tag.name for tag in days.get_tags()]
+        want = all_answers(days, names, time_range)
+        reads_before = len(month_reads)
+        got = all_answers(copies, names, time_range)
+    assert_same_answers(got, want)
+    assert len(month_reads) > reads_before
+
+
 def test_the_schedule_asks_for_closed_settled_months_missing_or_behind(plant, tmp_path):
     tenant = plant.tenants[0]
     copy_days(plant.root, tmp_path, tenant, DAYS)
