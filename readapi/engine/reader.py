@@ -559,15 +559,11 @@ class TenantReader:
         """Every transition of the tags (all if None) in the range, by time."""
         plan = self._plan(query.time_range, query.allow_source)
         tags, _, chosen = self._resolve_tags(query.tag_names, plan, query.allow_source)
-        products = self._days_of(plan, tags)
-
-        def rows_of(day_products: DayProducts, day: date) -> pa.Table:
-            lo, hi = plan.day_window_us(day)
-            rows = day_products.transitions(day, chosen, METRIC_DATA.names)
-            times = time_us(rows.column("time"))
-            return rows.filter(pa.array((times >= lo) & (times < hi)))
-
-        table = pa.concat_tables(map_days(plan, products, rows_of)).cast(METRIC_DATA)
+        stored = self._stored(plan, tags)
+        transitions = self._transitions(plan, stored, self._days_of(plan, tags, stored), chosen)
+        times = time_us(transitions.column("time"))
+        inside = pa.array((times >= plan.start_us) & (times < plan.end_us))
+        table = transitions.filter(inside).select(METRIC_DATA.names).cast(METRIC_DATA)
         if table.num_rows == 0:
             return table
         return table.sort_by([("time", "ascending"), ("tag_name", "ascending")])
