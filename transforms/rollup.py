@@ -33,13 +33,15 @@ from tagflow.transforms.segments import (
 from tagflow.transforms.weighted_mean import weighted_means
 
 
-def _in_tag_bucket_order(table: pa.Table) -> pa.Table:
-    """The table itself if each tag's rows are contiguous with rising buckets, else sorted by
-    tag id and bucket."""
+def in_tag_bucket_order(table: pa.Table) -> pa.Table:
+    """The table itself if each tag's rows are contiguous with rising buckets (a month copy's
+    rows, a roll-up's), else sorted by tag id and bucket."""
     tag_id = table.column("tag_id").to_numpy(zero_copy_only=False)
     bucket = time_us(table.column("bucket_start"))
     new_tag = tag_id[1:] != tag_id[:-1]
-    contiguous = np.count_nonzero(new_tag) + 1 == len(np.unique(tag_id))
+    # Contiguous: no tag id begins two runs (the runs' ids, not every row's, are compared).
+    run_ids = tag_id[np.flatnonzero(np.r_[True, new_tag])] if len(tag_id) else tag_id
+    contiguous = len(np.unique(run_ids)) == len(run_ids)
     if contiguous and bool((new_tag | (bucket[1:] > bucket[:-1])).all()):
         return table
     # By tag id, not name: integer keys sort many times faster, and only contiguity matters.
@@ -154,7 +156,7 @@ def _rolled(
     no_tags = np.zeros(0, dtype=np.int64)
     if samples_table.num_rows == 0:
         return schema.empty_table(), no_tags
-    table = _in_tag_bucket_order(samples_table)
+    table = in_tag_bucket_order(samples_table)
     tag_id = table.column("tag_id").to_numpy(zero_copy_only=False)
     bucket = time_us(table.column("bucket_start"))
     coarse = offset_us + ((bucket - offset_us) // width_us) * width_us

@@ -174,7 +174,7 @@ def materialised_source(width_us: int, offset_us: int, start_us: int, end_us: in
 
 
 def _tag_slices(table: pa.Table) -> dict[str, tuple[int, int]]:
-    """tag_name → [lo, hi) rows of a table whose tags are contiguous (sort_samples)."""
+    """tag_name → [lo, hi) rows of a table whose tags are contiguous (in_tag_bucket_order)."""
     if table.num_rows == 0:
         return {}
     ids = table.column("tag_id").to_numpy()
@@ -182,16 +182,6 @@ def _tag_slices(table: pa.Table) -> dict[str, tuple[int, int]]:
     ends = np.r_[starts[1:], len(ids)]
     names = table.column("tag_name").take(pa.array(starts)).to_pylist()
     return {name: (int(lo), int(hi)) for name, lo, hi in zip(names, starts, ends, strict=True)}
-
-
-def sort_samples(table: pa.Table) -> pa.Table:
-    """Each tag's rows together, by bucket: by tag id, whose integer keys sort many times
-    faster than names (the wide table orders its columns itself)."""
-    if table.num_rows == 0:
-        return table
-    ids = table.column("tag_id").to_numpy()
-    buckets = time_us(table.column("bucket_start"))
-    return table.take(pa.array(np.lexsort((buckets, ids))))
 
 
 def wide_samples(
@@ -205,7 +195,7 @@ def wide_samples(
     the grid. Numeric and first/last columns of numeric (and mixed) tags come from numeric
     samples, first/last of string tags from string samples (average/min/max of a string tag
     are null); count is the bucket's transition count (0 where the tag has no bucket).
-    Both tables hold each tag's rows together, by bucket (sort_samples)."""
+    Both tables hold each tag's rows together, by bucket (in_tag_bucket_order)."""
     field = AGGREGATES[aggregate]
     numeric_rows, string_rows = _tag_slices(numeric), _tag_slices(string)
     numeric_bucket = time_us(numeric.column("bucket_start"))

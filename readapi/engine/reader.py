@@ -43,7 +43,6 @@ from tagflow.readapi.engine.assembly import (
     derivative,
     in_intervals,
     materialised_source,
-    sort_samples,
     stitch_spans,
     wide_samples,
 )
@@ -65,7 +64,7 @@ from tagflow.schemas.arrow import SAMPLES, SAMPLES_STR
 from tagflow.schemas.registry import WIDTHS, samples_name
 from tagflow.time_range import ONE_US, TimeRange, day_bounds, to_us
 from tagflow.transforms.columns import NO_TIME, time_us
-from tagflow.transforms.rollup import rollup
+from tagflow.transforms.rollup import in_tag_bucket_order, rollup
 from tagflow.transforms.samples import samples
 
 if TYPE_CHECKING:
@@ -150,6 +149,13 @@ class _Plan:
         """The part of the range inside `day`."""
         day_start, day_end = day_bounds(day)
         return max(self.start_us, to_us(day_start)), min(self.end_us, to_us(day_end))
+
+    def inside(self, table: pa.Table, column: str) -> pa.Table:
+        """The rows of `table` whose `column` lies in the range; the table itself when all do
+        (a range of whole days: a filter would copy every column of every row)."""
+        times = time_us(table.column(column))
+        inside = (times >= self.start_us) & (times < self.end_us)
+        return table if bool(inside.all()) else table.filter(pa.array(inside))
 
 
 def describe_days(days: Sequence[date]) -> str:
@@ -561,9 +567,7 @@ class TenantReader:
         tags, _, chosen = self._resolve_tags(query.tag_names, plan, query.allow_source)
         stored = self._stored(plan, tags)
         transitions = self._transitions(plan, stored, self._days_of(plan, tags, stored), chosen)
-        times = time_us(transitions.column("time"))
-        inside = pa.array((times >= plan.start_us) & (times < plan.end_us))
-        table = transitions.filter(inside).select(METRIC_DATA.names).cast(METRIC_DATA)
+        table = plan.inside(transitions, "time").select(METRIC_DATA.names).cast(METRIC_DATA)
         if table.num_rows == 0:
             return table
         return table.sort_by([("time", "ascending"), ("tag_name", "ascending")])
@@ -612,7 +616,8 @@ class TenantReader:
             numeric, string = self._computed(
                 plan, stored, products, tags, chosen, query.width, query.offset
             )
-        return wide_samples(sort_samples(numeric), sort_samples(string), columns, aggregate, grid)
+        numeric, string = in_tag_bucket_order(numeric), in_tag_bucket_order(string)
+        return wide_samples(numeric, string, columns, aggregate, grid)
 
     def _cheaper_from_transitions(
         self, plan: _Plan, fine: str, grid: BucketGrid, chosen: pa.Table | None
@@ -658,8 +663,7 @@ class TenantReader:
             rows = self._range_rows(
                 samples_name(fine, string), plan, stored, products, chosen, read_day
             )
-            buckets = time_us(rows.column("bucket_start"))
-            table = rows.filter(pa.array((buckets >= plan.start_us) & (buckets < plan.end_us)))
+            table = plan.inside(rows, "bucket_start")
             if grid.width_us != WIDTHS[fine] // ONE_US:
                 table = rollup(table, timedelta(microseconds=grid.width_us), offset)
             out.append(table)
@@ -680,9 +684,7 @@ class TenantReader:
         if plan.time_range.start != day_bounds(first_day)[0]:
             # Only rows of the first day lie before the range start.
             carry_in = carry_in_at(carry_in, transitions, plan.time_range.start, tags)
-        times = time_us(transitions.column("time"))
-        inside = (times >= plan.start_us) & (times < plan.end_us)
-        return transitions.filter(pa.array(inside)), carry_in
+        return plan.inside(transitions, "time"), carry_in
 
     def _range_rows(
         self,

@@ -241,8 +241,11 @@ class StoredProducts(DayProducts):
         month_start_us = to_us(datetime(month.year, month.month, 1, tzinfo=UTC))
         day_of_row = (time_us(table.column(column)) - month_start_us) // _DAY_US
         # Rows of days the copy holds but that are not fresh (or not read) are never answered.
-        fresh_index = np.asarray([d.day - 1 for d in fresh], np.int64)
-        keep = np.isin(day_of_row, fresh_index)
+        # A lookup by day of the month (every row is in the month's window): isin hashed
+        # every row.
+        is_fresh = np.zeros(31, bool)
+        is_fresh[[d.day - 1 for d in fresh]] = True
+        keep = is_fresh[day_of_row]
         if not keep.all():
             table, day_of_row = table.filter(pa.array(keep)), day_of_row[keep]
         return _MonthRows(self._named(table, names), day_of_row, {d: publishes[d] for d in fresh})
