@@ -82,9 +82,14 @@ def _transaction(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
-class PooledSqliteRunStorage(SqliteRunStorage):
+class _KeptEngine:
+    """connect() through a kept engine, for Dagster's run and schedule storages: each holds
+    one database file (`_conn_string`). Listed before the storage it serves."""
+
+    _conn_string: str
+
     def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None):
-        super().__init__(conn_string, inst_data)
+        super().__init__(conn_string, inst_data)  # type: ignore[call-arg]  # the storage's
         self._engines = _Engines()
 
     @contextmanager
@@ -94,22 +99,15 @@ class PooledSqliteRunStorage(SqliteRunStorage):
 
     def dispose(self) -> None:
         self._engines.dispose()
-        super().dispose()
+        super().dispose()  # type: ignore[misc]  # the storage's
 
 
-class PooledSqliteScheduleStorage(SqliteScheduleStorage):
-    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None):
-        super().__init__(conn_string, inst_data)
-        self._engines = _Engines()
+class PooledSqliteRunStorage(_KeptEngine, SqliteRunStorage):
+    pass
 
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with _transaction(self._engines.get(self._conn_string)) as connection:
-            yield connection
 
-    def dispose(self) -> None:
-        self._engines.dispose()
-        super().dispose()
+class PooledSqliteScheduleStorage(_KeptEngine, SqliteScheduleStorage):
+    pass
 
 
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):

@@ -66,26 +66,37 @@ def test_answers_from_the_copies_equal_the_answers_from_the_days(
     plant, copied, month_reads, time_range
 ):
     for tenant in plant.tenants:
-        with (
-            Client(store=plant.root, tenant=tenant, allow_source=False) as days,
-            Client(store=copied, tenant=tenant, allow_source=False) as copies,
-        ):
-            names = [tag.name for tag in days.get_tags()]
-            want = all_answers(days, names, time_range)
-            reads_before = len(month_reads)
-            got = all_answers(copies, names, time_range)
-        assert_same_answers(got, want)
-        assert len(month_reads) > reads_before  # the copies were used
+        assert_copies_answer_as_days(plant.root, copied, tenant, time_range, month_reads)
+
+
+def assert_copies_answer_as_days(
+    days_root: Path, copied: Path, tenant: str, time_range: tuple, month_reads: list[str]
+) -> None:
+    with (
+        Client(store=days_root, tenant=tenant, allow_source=False) as days,
+        Client(store=copied, tenant=tenant, allow_source=False) as copies,
+    ):
+        names = [tag.name for tag in days.get_tags()]
+        want = all_answers(days, names, time_range)
+        reads_before = len(month_reads)
+        got = all_answers(copies, names, time_range)
+    assert_same_answers(got, want)
+    assert len(month_reads) > reads_before  # the copies were used
+
+
+def copied_store(plant, tenant: str, root: Path) -> DatasetStore:
+    """A store of `tenant`'s days with March copied, to be changed by a test."""
+    copy_days(plant.root, root, tenant, DAYS)
+    copy_months(
+        tenant, [MARCH], dg.DagsterInstance.ephemeral(), Settings(source_url="x", store=str(root))
+    )
+    return DatasetStore(root)
 
 
 def test_a_day_rewritten_after_the_copy_is_read_from_its_own_file(plant, copied, tmp_path):
     tenant = plant.tenants[0]
     root = tmp_path / "store"
-    copy_days(plant.root, root, tenant, DAYS)
-    copy_months(
-        tenant, [MARCH], dg.DagsterInstance.ephemeral(), Settings(source_url="x", store=str(root))
-    )
-    store = DatasetStore(root)
+    store = copied_store(plant, tenant, root)
     # A rerun of 03-02 that changed every value: the copy still holds the old ones.
     spans = store.read("spans", tenant, DAYS[1])
     changed = spans.set_column(
@@ -116,23 +127,10 @@ def test_copied_days_around_a_day_read_from_its_own_file_answer_as_the_days(
     The rewritten day holds the same rows, so every answer is the day files' answer."""
     tenant = plant.tenants[0]
     root = tmp_path / "store"
-    copy_days(plant.root, root, tenant, DAYS)
-    copy_months(
-        tenant, [MARCH], dg.DagsterInstance.ephemeral(), Settings(source_url="x", store=str(root))
-    )
-    store = DatasetStore(root)
+    store = copied_store(plant, tenant, root)
     store.write("transitions", tenant, rewritten, store.read("transitions", tenant, rewritten))
     time_range = (D1 + timedelta(hours=5, seconds=1.5), D1 + timedelta(days=2, hours=23))
-    with (
-        Client(store=plant.root, tenant=tenant, allow_source=False) as days,
-        Client(store=root, tenant=tenant, allow_source=False) as copies,
-    ):
-        names = [tag.name for tag in days.get_tags()]
-        want = all_answers(days, names, time_range)
-        reads_before = len(month_reads)
-        got = all_answers(copies, names, time_range)
-    assert_same_answers(got, want)
-    assert len(month_reads) > reads_before
+    assert_copies_answer_as_days(plant.root, root, tenant, time_range, month_reads)
 
 
 def test_the_schedule_asks_for_closed_settled_months_missing_or_behind(plant, tmp_path):
