@@ -148,12 +148,18 @@ class StoredProducts(DayProducts):
         return self._named(table, names)
 
     def read_from_copies(
-        self, dataset: str, days: Sequence[date], tags: pa.Table | None
+        self,
+        dataset: str,
+        days: Sequence[date],
+        tags: pa.Table | None,
+        columns: Sequence[str] | None = None,
     ) -> tuple[pa.Table, list[date]]:
-        """(the rows of those of `days` that month copies answer, in one table; the days left
-        for their own files). Each copy is read once for all its days, and its rows are only
-        filtered where the read wants some of its days but not others: no table per day."""
-        names = DATASETS[dataset].schema.names
+        """(the rows of those of `days` that month copies answer, in one table, `columns` only
+        (None = every column); the days left for their own files). Each copy is read once for
+        all its days, and its rows are only filtered where the read wants some of its days but
+        not others: no table per day."""
+        schema = DATASETS[dataset].schema
+        names = list(columns) if columns is not None else schema.names
         ids = None if tags is None else tags.column("tag_id").to_numpy()
         by_month: dict[date, list[date]] = {}
         for day in days:
@@ -168,7 +174,7 @@ class StoredProducts(DayProducts):
             for day in held:
                 self._same_publish(dataset, day, month.publishes[day])
             parts.append(month.rows_of(held))
-        table = pa.concat_tables(parts) if parts else DATASETS[dataset].schema.empty_table()
+        table = pa.concat_tables(parts) if parts else schema.empty_table().select(names)
         return table, rest
 
     def _taker(self, dataset: str):

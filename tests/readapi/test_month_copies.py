@@ -84,9 +84,9 @@ def assert_copies_answer_as_days(
     assert len(month_reads) > reads_before  # the copies were used
 
 
-def copied_store(plant, tenant: str, root: Path) -> DatasetStore:
-    """A store of `tenant`'s days with March copied, to be changed by a test."""
-    copy_days(plant.root, root, tenant, DAYS)
+def copied_store(source_root: Path, tenant: str, root: Path) -> DatasetStore:
+    """A store of `tenant`'s days (from `source_root`) with March copied, for a test to change."""
+    copy_days(source_root, root, tenant, DAYS)
     copy_months(
         tenant, [MARCH], dg.DagsterInstance.ephemeral(), Settings(source_url="x", store=str(root))
     )
@@ -96,7 +96,7 @@ def copied_store(plant, tenant: str, root: Path) -> DatasetStore:
 def test_a_day_rewritten_after_the_copy_is_read_from_its_own_file(plant, copied, tmp_path):
     tenant = plant.tenants[0]
     root = tmp_path / "store"
-    store = copied_store(plant, tenant, root)
+    store = copied_store(plant.root, tenant, root)
     # A rerun of 03-02 that changed every value: the copy still holds the old ones.
     spans = store.read("spans", tenant, DAYS[1])
     changed = spans.set_column(
@@ -127,10 +127,37 @@ def test_copied_days_around_a_day_read_from_its_own_file_answer_as_the_days(
     The rewritten day holds the same rows, so every answer is the day files' answer."""
     tenant = plant.tenants[0]
     root = tmp_path / "store"
-    store = copied_store(plant, tenant, root)
+    store = copied_store(plant.root, tenant, root)
     store.write("transitions", tenant, rewritten, store.read("transitions", tenant, rewritten))
     time_range = (D1 + timedelta(hours=5, seconds=1.5), D1 + timedelta(days=2, hours=23))
     assert_copies_answer_as_days(plant.root, root, tenant, time_range, month_reads)
+
+
+def test_a_tag_with_no_transition_on_whole_copied_days_is_not_listed(plant, month_reads, tmp_path):
+    """get_tags takes whole days from the copies of the daily counts: a tag whose days hold a
+    row (its value held all day) but count no transition is not in the range's tags."""
+    tenant = plant.tenants[0]
+    days_root, copies_root = tmp_path / "days", tmp_path / "copies"
+    copy_days(plant.root, days_root, tenant, DAYS)
+    store = DatasetStore(days_root)
+    quiet = store.read("samples_1d", tenant, DAYS[1]).column("tag_id")[0].as_py()
+    for day in DAYS[1:]:
+        samples = store.read("samples_1d", tenant, day)
+        held_only = pc.if_else(pc.equal(samples.column("tag_id"), quiet), 0, samples["count"])
+        index = samples.schema.get_field_index("count")
+        store.write("samples_1d", tenant, day, samples.set_column(index, "count", held_only))
+    copied_store(days_root, tenant, copies_root)
+    time_range = (D1 + timedelta(days=1), D1 + timedelta(days=3))
+    with (
+        Client(store=days_root, tenant=tenant, allow_source=False) as days,
+        Client(store=copies_root, tenant=tenant, allow_source=False) as copies,
+    ):
+        want = days.get_tags(time_range)
+        reads_before = len(month_reads)
+        got = copies.get_tags(time_range)
+    assert quiet not in {tag.id for tag in want}
+    assert got == want
+    assert len(month_reads) > reads_before
 
 
 def test_the_schedule_asks_for_closed_settled_months_missing_or_behind(plant, tmp_path):
