@@ -150,17 +150,17 @@ class _Plan:
         day_start, day_end = day_bounds(day)
         return max(self.start_us, to_us(day_start)), min(self.end_us, to_us(day_end))
 
+    def covers(self, day: date) -> bool:
+        """Whether the range holds all of `day`."""
+        day_start, day_end = day_bounds(day)
+        return self.start_us <= to_us(day_start) and to_us(day_end) <= self.end_us
+
     def inside(self, table: pa.Table, column: str) -> pa.Table:
         """The rows of `table` whose `column` lies in the range; the table itself when all do
         (a range of whole days: a filter would copy every column of every row)."""
         times = time_us(table.column(column))
         inside = (times >= self.start_us) & (times < self.end_us)
         return table if bool(inside.all()) else table.filter(pa.array(inside))
-
-
-def _whole_day_us(day: date) -> tuple[int, int]:
-    day_start, day_end = day_bounds(day)
-    return to_us(day_start), to_us(day_end)
 
 
 def describe_days(days: Sequence[date]) -> str:
@@ -415,10 +415,7 @@ class TenantReader:
 
         # Whole stored days from the month copies of their daily counts, each copy read once
         # (a read of 30 days was 60 reads of a day's file); the others a day at a time.
-        whole = [
-            day for day in plan.days
-            if day in plan.stored and plan.day_window_us(day) == _whole_day_us(day)
-        ]  # fmt: skip
+        whole = [day for day in plan.days if day in plan.stored and plan.covers(day)]
         found: list[np.ndarray] = []
         rest = set(plan.days) - set(whole)
         for string in (False, True):
@@ -458,15 +455,10 @@ class TenantReader:
         plan = self._plan(query.time_range, query.allow_source)
         tags, _, chosen = self._resolve_tags([query.tag_name], plan, query.allow_source)
         stored = self._stored(plan, tags)
-        # Months of stored days in one piece each (a month copy read once); the other days
-        # from their own files or the source.
-        stored_days = [day for day in plan.days if day in plan.stored]
-        from_copies, rest = stored.read_from_copies("spans", stored_days, chosen)
-        rest += plan.missing
-        rest.sort()
         products = self._days_of(plan, tags, stored)
-        day_pieces = map_days(plan, products, lambda p, day: p.spans(day, chosen), rest)
-        pieces = pa.concat_tables([from_copies, *day_pieces])
+        pieces = self._range_rows(
+            "spans", plan, stored, products, chosen, lambda p, day: p.spans(day, chosen)
+        )
         if self._engine.config.state_url is None:
             stitched = stitch_spans(pieces, plan.start_us, plan.end_us)
         else:
