@@ -1,7 +1,6 @@
 """The day's compute chain, in one place: raw source rows and the raw carry-in → transitions and
-carry-in (duplicates resolved) → spans → samples at the finest width → each coarser width rolled
-up from the one before (the widths of the dataset registry; numeric tags whose finer averages
-cancel are computed from the step function instead).
+carry-in (duplicates resolved) → spans → samples at every width of the dataset registry, each
+from the step function itself.
 
 The assets run it on each chunk of whole tags of a day, the read API's source fallback on the
 tags a read asks for, the benchmarks on a generated day. Every semantic is per tag, so a day
@@ -18,8 +17,6 @@ import pyarrow as pa
 
 from tagflow.schemas.registry import WIDTHS, samples_name
 from tagflow.timing import Seconds, timed
-from tagflow.transforms.coarse_samples import coarse_numeric_samples
-from tagflow.transforms.rollup import rollup
 from tagflow.transforms.samples import samples
 from tagflow.transforms.spans import spans_for_day
 from tagflow.transforms.tag_order import TagOrder
@@ -48,26 +45,14 @@ def spans_and_samples(
     carry-in of the same tags; `seconds`, if given, adds up the time of each stage."""
     with timed(seconds, "spans"):
         tables = {"spans": spans_for_day(transitions, carry_in, day_start, day_end, order, tenant)}
-    finest, *coarser = WIDTHS
-    with timed(seconds, f"samples_{finest}"):
-        finest_samples = samples(transitions, carry_in, day_start, day_end, WIDTHS[finest], order)
-    tables[samples_name(finest, False)] = finest_samples.numeric
-    tables[samples_name(finest, True)] = finest_samples.string
-    finer = finest
-    for width_name in coarser:
-        with timed(seconds, f"rollup_{width_name}"):
-            tables[samples_name(width_name, False)] = coarse_numeric_samples(
-                tables[samples_name(finer, False)],
-                WIDTHS[width_name],
-                transitions,
-                carry_in,
-                order,
-                day_start,
-                day_end,
-            )
-            finer_strings = tables[samples_name(finer, True)]
-            tables[samples_name(width_name, True)] = rollup(finer_strings, WIDTHS[width_name])
-        finer = width_name
+    # Each width from the step function, not rolled up from the width below: an hour is split
+    # into one piece per transition and hour, 9x fewer rows than its minutes (a day of 2,000
+    # tags: 0.05 s against 0.35 to 0.65 s), and no finer average's rounding can reach it.
+    for width_name, width in WIDTHS.items():
+        with timed(seconds, f"samples_{width_name}"):
+            result = samples(transitions, carry_in, day_start, day_end, width, order)
+        tables[samples_name(width_name, False)] = result.numeric
+        tables[samples_name(width_name, True)] = result.string
     return tables
 
 

@@ -1,4 +1,5 @@
-"""Roll-up of samples to a coarser, aligned width, exactly as if computed at that width.
+"""Roll-up of samples to a coarser, aligned width, exactly as if computed at that width: the
+read API's answer at a width or offset that is not materialised, from stored buckets.
 
 Covered and held times are summed in integer microseconds, twa is re-weighted by covered
 time, first/last come from the first/last fine bucket with covered time. Works on SAMPLES
@@ -57,41 +58,7 @@ def _nullable_values(column: pa.ChunkedArray, null_as: float) -> np.ndarray:
     return np.where(is_null(column), null_as, values)
 
 
-# A stored twa is within this fraction of its exact value: weighted_means keeps each float sum
-# within 1e-10 of itself, then divides and unscales.
-_STORED_TWA_ERROR = 1e-10 + 4 * float(np.finfo(np.float64).eps)
-_TWA_TOLERANCE = 1e-9
-
-
-def _may_cancel(
-    twa: np.ndarray,
-    covered_us: np.ndarray,
-    starts: np.ndarray,
-    total_us: np.ndarray,
-    minimum: np.ndarray,
-    maximum: np.ndarray,
-    mean: np.ndarray,
-) -> np.ndarray:
-    """Per coarse bucket, whether the error its finer twas carry (each up to _STORED_TWA_ERROR of
-    itself) may add up to more than the tolerance of the coarse mean: only where finer averages
-    of both signs cancel to a mean far smaller than their own magnitudes."""
-    # An uncovered bucket's min is +inf and its max -inf: never mixed.
-    mixed = (minimum < 0.0) & (maximum > 0.0)
-    if not bool(mixed.any()):
-        return mixed
-    covered = total_us > 0
-    largest = np.where(covered, np.maximum(np.abs(minimum), np.abs(maximum)), -np.inf)
-    magnitude = weighted_means(
-        np.abs(twa), covered_us, starts, total_us, np.where(covered, 0.0, np.inf), largest
-    )
-    return mixed & (
-        _STORED_TWA_ERROR * magnitude > (_TWA_TOLERANCE - _STORED_TWA_ERROR) * np.abs(mean)
-    )
-
-
-def _rollup_numeric(
-    table: pa.Table, starts: np.ndarray, covered_us: np.ndarray, flag_cancelling: bool
-) -> tuple[list[pa.Array], np.ndarray | None]:
+def _rollup_numeric(table: pa.Table, starts: np.ndarray, covered_us: np.ndarray) -> list[pa.Array]:
     covered = covered_us > 0
     total_us = segment_sums(covered_us, starts)
     twa = _nullable_values(table.column("twa"), 0.0)
@@ -99,16 +66,11 @@ def _rollup_numeric(
     maximum = np.maximum.reduceat(_nullable_values(table.column("max"), -np.inf), starts)
     mean = weighted_means(twa, covered_us, starts, total_us, minimum, maximum)
     mean = np.clip(mean, minimum, maximum) + 0.0
-    cancelling = (
-        _may_cancel(twa, covered_us, starts, total_us, minimum, maximum, mean)
-        if flag_cancelling
-        else None
-    )
     first_row, last_row = first_and_last_index(covered, starts)
     first = float_values(table.column("first"))[first_row]
     last = float_values(table.column("last"))[last_row]
     count = segment_sums(table.column("count").to_numpy(zero_copy_only=False), starts)
-    return numeric_statistics(mean, total_us, minimum, maximum, first, last, count), cancelling
+    return numeric_statistics(mean, total_us, minimum, maximum, first, last, count)
 
 
 def _rollup_string(table: pa.Table, starts: np.ndarray, covered_us: np.ndarray) -> list[pa.Array]:
@@ -146,41 +108,6 @@ def _rollup_string(table: pa.Table, starts: np.ndarray, covered_us: np.ndarray) 
     ]
 
 
-def _rolled(
-    samples_table: pa.Table, to_width: timedelta, offset: timedelta, flag_cancelling: bool
-) -> tuple[pa.Table, np.ndarray]:
-    is_string = "mode" in samples_table.column_names
-    schema = SAMPLES_STR if is_string else SAMPLES
-    width_us = width_to_us(to_width, "roll-up width")
-    offset_us = offset_to_us(offset, width_us)
-    no_tags = np.zeros(0, dtype=np.int64)
-    if samples_table.num_rows == 0:
-        return schema.empty_table(), no_tags
-    table = in_tag_bucket_order(samples_table)
-    tag_id = table.column("tag_id").to_numpy(zero_copy_only=False)
-    bucket = time_us(table.column("bucket_start"))
-    coarse = offset_us + ((bucket - offset_us) // width_us) * width_us
-    starts = segment_starts(tag_id, coarse)
-    covered_us = _microseconds(table.column("covered_s"))
-    if is_string:
-        rolled, cancelling = _rollup_string(table, starts, covered_us), None
-    else:
-        rolled, cancelling = _rollup_numeric(table, starts, covered_us, flag_cancelling)
-    index = pa.array(starts, type=pa.int64())
-    result = pa.Table.from_arrays(
-        [
-            table.column("tag_id").take(index).combine_chunks(),
-            table.column("tag_name").take(index).combine_chunks(),
-            us_to_time(coarse[starts]),
-            *rolled,
-        ],
-        schema=schema,
-    )
-    if cancelling is None or not bool(cancelling.any()):
-        return result, no_tags
-    return result, np.unique(tag_id[starts[cancelling]]).astype(np.int64)
-
-
 def rollup(
     samples_table: pa.Table, to_width: timedelta, offset: timedelta = timedelta(0)
 ) -> pa.Table:
@@ -190,13 +117,30 @@ def rollup(
     samples directly at `to_width` (floats up to rounding), and each twa is the exact weighted
     mean of the finer twas.
     """
-    return _rolled(samples_table, to_width, offset, flag_cancelling=False)[0]
-
-
-def rollup_and_cancelling_tags(
-    samples_table: pa.Table, to_width: timedelta
-) -> tuple[pa.Table, np.ndarray]:
-    """The roll-up of numeric samples, and the ids of the tags with a coarse bucket whose finer
-    twas cancel so far that their rounding may move its twa by more than 1e-9 of itself away
-    from the step function's mean (those must be computed from the step function)."""
-    return _rolled(samples_table, to_width, timedelta(0), flag_cancelling=True)
+    is_string = "mode" in samples_table.column_names
+    schema = SAMPLES_STR if is_string else SAMPLES
+    width_us = width_to_us(to_width, "roll-up width")
+    offset_us = offset_to_us(offset, width_us)
+    if samples_table.num_rows == 0:
+        return schema.empty_table()
+    table = in_tag_bucket_order(samples_table)
+    tag_id = table.column("tag_id").to_numpy(zero_copy_only=False)
+    bucket = time_us(table.column("bucket_start"))
+    coarse = offset_us + ((bucket - offset_us) // width_us) * width_us
+    starts = segment_starts(tag_id, coarse)
+    covered_us = _microseconds(table.column("covered_s"))
+    rolled = (
+        _rollup_string(table, starts, covered_us)
+        if is_string
+        else _rollup_numeric(table, starts, covered_us)
+    )
+    index = pa.array(starts, type=pa.int64())
+    return pa.Table.from_arrays(
+        [
+            table.column("tag_id").take(index).combine_chunks(),
+            table.column("tag_name").take(index).combine_chunks(),
+            us_to_time(coarse[starts]),
+            *rolled,
+        ],
+        schema=schema,
+    )
