@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -38,6 +39,12 @@ from tagflow.transforms.columns import time_us
 
 # Days of one month a read must cover for the month copy to be worth reading instead.
 MIN_COPY_DAYS = 2
+# The month copies of a read over months are read concurrently (Arrow decodes with the GIL
+# released), on threads of their own: a month's read never waits on this pool, so it cannot
+# wait on itself, whichever thread the read runs on.
+_MONTH_READERS = 4
+_month_pool: ThreadPoolExecutor | None = None
+_month_pool_lock = threading.Lock()
 _DAY_US = 86_400_000_000
 
 _MonthKey = tuple[str, date, tuple[int, ...] | None, tuple[str, ...]]
@@ -164,9 +171,14 @@ class StoredProducts(DayProducts):
         by_month: dict[date, list[date]] = {}
         for day in days:
             by_month.setdefault(day.replace(day=1), []).append(day)
+
+        def read(month_start: date) -> _MonthRows | None:
+            return self._month(dataset, month_start, ids, names)
+
+        reading = _months_pool().map if len(by_month) > 1 else map
+        months = list(reading(read, by_month))
         parts, rest = [], []
-        for month_start, wanted in by_month.items():
-            month = self._month(dataset, month_start, ids, names)
+        for wanted, month in zip(by_month.values(), months, strict=True):
             held = [] if month is None else [d for d in wanted if d in month.publishes]
             rest += [d for d in wanted if d not in held]
             if month is None or not held:
@@ -255,3 +267,11 @@ class StoredProducts(DayProducts):
         if not keep.all():
             table, day_of_row = table.filter(pa.array(keep)), day_of_row[keep]
         return _MonthRows(self._named(table, names), day_of_row, {d: publishes[d] for d in fresh})
+
+
+def _months_pool() -> ThreadPoolExecutor:
+    global _month_pool
+    with _month_pool_lock:
+        if _month_pool is None:
+            _month_pool = ThreadPoolExecutor(_MONTH_READERS, thread_name_prefix="tagflow-month")
+        return _month_pool

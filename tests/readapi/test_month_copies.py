@@ -12,11 +12,13 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from tagflow.cli.runs import copy_months
+from tagflow.cli.runs import copy_months, materialize_days
+from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.io_managers import DatasetStore
 from tagflow.io_managers.compaction import COMPACTED_DATASETS, months_to_copy
 from tagflow.readapi import Client
 from tagflow.settings import Settings
+from tests.conftest import drop_tenant, unique_tenant_name
 from tests.readapi.conftest import copy_days, datasets_read
 from tests.readapi.expected import all_answers, assert_same_answers
 
@@ -212,3 +214,54 @@ def test_a_copy_leaves_the_shared_footer_cache_as_it_was(plant, tmp_path, monkey
         assert staged is not None and staged.rows > 0
         staged.discard()
     assert not [path for path in cached if "date=" in path]
+
+
+@pytest.fixture(scope="module")
+def two_months(pg_url, admin_conn, tmp_path_factory):
+    """A tenant of 36 tags over 2026-01-30..02-02, materialised: (its tenant, the store of its
+    days, the store with January and February copied)."""
+    tenant = unique_tenant_name("months")
+    generate_plant(
+        pg_url, [tenant], tags=36, days=4, start=date(2026, 1, 30), seed=3, rows_per_tag_day=40
+    )
+    days_root = tmp_path_factory.mktemp("two-months-days")
+    copied = tmp_path_factory.mktemp("two-months-copied")
+    instance = dg.DagsterInstance.ephemeral()
+    runs = materialize_days(
+        tenant, date(2026, 1, 30), date(2026, 2, 3), instance,
+        Settings(source_url=pg_url, store=str(days_root)),
+    )  # fmt: skip
+    assert all(run.success for run in runs)
+    days = [date(2026, 1, 30) + timedelta(days=k) for k in range(4)]
+    copy_days(days_root, copied, tenant, days)
+    months = [date(2026, 1, 1), date(2026, 2, 1)]
+    runs = copy_months(tenant, months, instance, Settings(source_url=pg_url, store=str(copied)))
+    assert all(run.success for run in runs)
+    yield tenant, days_root, copied
+    drop_tenant(admin_conn, tenant)
+
+
+def test_a_read_over_two_month_copies_answers_as_the_days(two_months, monkeypatch):
+    """The copies of a read over months are read concurrently: every answer is still the days'
+    answer, and each month's copy was read."""
+    tenant, days_root, copied = two_months
+    reads: list[str] = []  # "dataset month" of each read of a copy
+    read = DatasetStore.read_month_rows
+
+    def spy(self, dataset, tenant, month, *args, **kwargs):
+        reads.append(f"{dataset} {month.isoformat()}")
+        return read(self, dataset, tenant, month, *args, **kwargs)
+
+    monkeypatch.setattr(DatasetStore, "read_month_rows", spy)
+    start = datetime(2026, 1, 30, 13, 7, 30, 500_000, tzinfo=UTC)
+    time_range = (start, start + timedelta(days=3))
+    with Client(store=days_root, tenant=tenant, allow_source=False) as days:
+        names = [tag.name for tag in days.get_tags()]
+        want = all_answers(days, names, time_range)
+    day_reads = datasets_read(monkeypatch, "read_tag_rows")
+    with Client(store=copied, tenant=tenant, allow_source=False) as copies:
+        got = all_answers(copies, names, time_range)
+    assert_same_answers(got, want)
+    assert {read.split()[1] for read in reads} == {"2026-01-01", "2026-02-01"}
+    # Each month's copy answered its days: only the first day's carry-in came from a day file.
+    assert set(day_reads) <= {"carry_in"}
