@@ -24,19 +24,22 @@ OPEN_HOME = (
 )
 
 
-def open_and_kill(home: Path, after_s: float) -> bool:
-    """Open `home` in a fresh process and SIGKILL it `after_s` seconds after its imports;
-    whether it was killed before it had opened the home."""
+def open_and_kill(home: Path, after_s: float | None) -> tuple[bool, float]:
+    """Open `home` in a fresh process and SIGKILL it `after_s` seconds after its imports (None:
+    let it finish); whether it was killed before it had opened the home, and how long after
+    its imports it had run."""
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     process = subprocess.Popen(
         [sys.executable, "-c", OPEN_HOME], env=env, stdout=subprocess.PIPE, text=True
     )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "importing done"
-    time.sleep(after_s)
-    process.send_signal(signal.SIGKILL)
+    began = time.monotonic()
+    if after_s is not None:
+        time.sleep(after_s)
+        process.send_signal(signal.SIGKILL)
     out, _ = process.communicate(timeout=60)
-    return "opened" not in out
+    return "opened" not in out, time.monotonic() - began
 
 
 def usable(home: Path, monkeypatch) -> None:
@@ -54,13 +57,16 @@ def usable(home: Path, monkeypatch) -> None:
 
 
 def test_a_home_killed_while_first_opened_opens_whole_afterwards(tmp_path, monkeypatch):
-    # How long the first opening takes here: the kills land all over it.
-    began = time.monotonic()
-    usable(tmp_path / "timed", monkeypatch)
-    opening_s = time.monotonic() - began
+    # How long a first opening takes here, in a process like the killed ones: the kills land
+    # all over it. A loaded machine may open a home faster or slower than that one did, so
+    # kills that all came too late are tried again earlier.
+    _, opening_s = open_and_kill(tmp_path / "timed", None)
+    fractions = [(k + 0.5) / 8 for k in range(8)] + [0.05, 0.1, 0.2, 0.3] * 2
     killed = 0
-    for trial in range(8):
+    for trial, fraction in enumerate(fractions):
+        if trial >= 8 and killed >= 4:
+            break
         home = tmp_path / f"home{trial}"
-        killed += open_and_kill(home, opening_s * (trial + 0.5) / 8)
+        killed += open_and_kill(home, opening_s * fraction)[0]
         usable(home, monkeypatch)
     assert killed >= 4, "the kills came after the home was open: nothing was tested"
