@@ -5,10 +5,8 @@ the local one calls it directly, the HTTP service calls it for the key's tenant.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
@@ -47,6 +45,7 @@ from tagflow.readapi.engine.assembly import (
     wide_samples,
 )
 from tagflow.readapi.engine.day_products import DayProducts
+from tagflow.readapi.engine.pools import SharedPool
 from tagflow.readapi.engine.stored import MixedPublishes, StoredProducts
 from tagflow.readapi.engine.unreadable_days import answer_around_unreadable_days
 from tagflow.readapi.models import ANNOTATED_SPAN_LIST, METRIC_DATA, SPAN_LIST, TAG_LIST
@@ -91,19 +90,8 @@ _REPUBLISH_POLL_S = 0.05
 
 T = TypeVar("T")
 
-# Stored day partitions are read concurrently: Arrow decodes with the GIL released, so a
-# 30-day read takes about the time of the slowest few files instead of their sum.
-_DAY_READERS = 4
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _day_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(_DAY_READERS, thread_name_prefix="tagflow-read")
-        return _pool
+# Stored day partitions are read concurrently.
+DAY_READERS = SharedPool(4, "tagflow-read")
 
 
 def map_days(
@@ -120,7 +108,7 @@ def map_days(
     results: dict[date, T] = {}
     if len(stored) > 1:
         results.update(
-            zip(stored, _day_pool().map(lambda d: read(products(d), d), stored), strict=True)
+            zip(stored, DAY_READERS.get().map(lambda d: read(products(d), d), stored), strict=True)
         )
     for day in days:
         if day not in results:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -33,18 +32,17 @@ from tagflow.io_managers.dataset_store import DatasetStore
 from tagflow.io_managers.partition_reader import Window
 from tagflow.readapi.engine.day_products import DayProducts
 from tagflow.readapi.engine.limits import RowBudget
+from tagflow.readapi.engine.pools import SharedPool
 from tagflow.schemas.registry import DATASETS
 from tagflow.time_range import day_bounds, to_us
 from tagflow.transforms.columns import time_us
 
 # Days of one month a read must cover for the month copy to be worth reading instead.
 MIN_COPY_DAYS = 2
-# The month copies of a read over months are read concurrently (Arrow decodes with the GIL
-# released), on threads of their own: a month's read never waits on this pool, so it cannot
-# wait on itself, whichever thread the read runs on.
-_MONTH_READERS = 4
-_month_pool: ThreadPoolExecutor | None = None
-_month_pool_lock = threading.Lock()
+# The month copies of a read over months are read concurrently, on threads of their own: a
+# month's read never waits on this pool, so it cannot wait on itself, whichever thread (a day
+# reader's among them) the read runs on.
+MONTH_READERS = SharedPool(4, "tagflow-month")
 _DAY_US = 86_400_000_000
 
 _MonthKey = tuple[str, date, tuple[int, ...] | None, tuple[str, ...]]
@@ -175,7 +173,7 @@ class StoredProducts(DayProducts):
         def read(month_start: date) -> _MonthRows | None:
             return self._month(dataset, month_start, ids, names)
 
-        reading = _months_pool().map if len(by_month) > 1 else map
+        reading = MONTH_READERS.get().map if len(by_month) > 1 else map
         months = list(reading(read, by_month))
         parts, rest = [], []
         for wanted, month in zip(by_month.values(), months, strict=True):
@@ -267,11 +265,3 @@ class StoredProducts(DayProducts):
         if not keep.all():
             table, day_of_row = table.filter(pa.array(keep)), day_of_row[keep]
         return _MonthRows(self._named(table, names), day_of_row, {d: publishes[d] for d in fresh})
-
-
-def _months_pool() -> ThreadPoolExecutor:
-    global _month_pool
-    with _month_pool_lock:
-        if _month_pool is None:
-            _month_pool = ThreadPoolExecutor(_MONTH_READERS, thread_name_prefix="tagflow-month")
-        return _month_pool
