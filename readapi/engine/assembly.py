@@ -74,13 +74,17 @@ def stitch_spans(day_spans: pa.Table, start_us: int, end_us: int) -> pa.Table:
     # Row numbers only: the pieces' columns are taken once, for the stitched runs.
     ids = day_spans.column("id").to_numpy()[rows]
     begin, end = begin[rows], end[rows]
-    order = np.lexsort((begin, ids))
-    ids = ids[order]
+    order = None if _one_tag_in_time_order(day_spans, begin) else np.lexsort((begin, ids))
+    if order is not None:
+        ids = ids[order]
     first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     last = np.r_[first[1:] - 1, len(ids) - 1]
-    head, tail = order[first], order[last]
+    head, tail = (first, last) if order is None else (order[first], order[last])
     raw_begin = time_us(day_spans.column("raw_begin_at"))[rows[head]]
-    newest_first = np.argsort(-raw_begin, kind="stable")
+    if bool((raw_begin[1:] > raw_begin[:-1]).all()):
+        newest_first = np.arange(len(head) - 1, -1, -1)
+    else:
+        newest_first = np.argsort(-raw_begin, kind="stable")
     head, tail = head[newest_first], tail[newest_first]
     seen_end = end[tail]
     raw_end = time_us(day_spans.column("raw_end_at").take(pa.array(rows[tail])), null_as=NO_TIME)
@@ -100,6 +104,16 @@ def stitch_spans(day_spans: pa.Table, start_us: int, end_us: int) -> pa.Table:
         ],
         schema=SPAN_LIST,
     )
+
+
+def _one_tag_in_time_order(day_spans: pa.Table, begin: np.ndarray) -> bool:
+    """Whether the pieces are one tag's with rising begins (a read of one tag from a month copy,
+    or from its days in order): a tag's runs do not overlap, so each run's pieces are then
+    together already, oldest run first, and need no sort."""
+    if len(begin) and not bool((begin[1:] >= begin[:-1]).all()):
+        return False
+    low, high = pc.min_max(day_spans.column("tag_id")).values()
+    return low == high
 
 
 def carry_in_at(
