@@ -284,7 +284,7 @@ class DatasetStore:
         if not self._is_local:
             return None
         try:
-            stat = os.stat(self.partition_path(dataset, tenant, day).path)
+            stat = os.stat(self._local_file(dataset, tenant, day))
         except FileNotFoundError:
             return ()
         return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
