@@ -46,6 +46,9 @@ class DatasetStore:
         footers: partition_reader.FooterCache | None = None,
     ) -> None:
         self.root = root if isinstance(root, UPath) else UPath(root)
+        # Asked hundreds of times per read call: a UPath computes each on every access.
+        self._is_local = self.root.protocol in ("", "file", "local")
+        self._root_path = self.root.path
         self.footers = (
             footers
             if footers is not None
@@ -56,17 +59,13 @@ class DatasetStore:
         # The root can name a bucket or a private directory: keep it out of reprs and logs.
         return f"DatasetStore(protocol={self.root.protocol or 'file'!r})"
 
-    @property
-    def _is_local(self) -> bool:
-        return self.root.protocol in ("", "file", "local")
-
     def partition_path(self, dataset: str, tenant: str, day: date | None = None) -> UPath:
         return self.root.joinpath(*_partition_parts(dataset, tenant, day))
 
     def _local_file(self, dataset: str, tenant: str, day: date | None) -> str:
         """partition_path of a local root as a plain path: the read API asks for hundreds
         per call, and building UPaths cost more than reading some of the files."""
-        return os.path.join(self.root.path, *_partition_parts(dataset, tenant, day))
+        return os.path.join(self._root_path, *_partition_parts(dataset, tenant, day))
 
     def exists(self, dataset: str, tenant: str, day: date | None = None) -> bool:
         return self.partition_path(dataset, tenant, day).exists()
@@ -182,7 +181,7 @@ class DatasetStore:
             ) from None
 
     def _local_month(self, dataset: str, tenant: str, month: date) -> str:
-        return os.path.join(self.root.path, *_month_parts(dataset, tenant, month))
+        return os.path.join(self._root_path, *_month_parts(dataset, tenant, month))
 
     def _refuse_links(self, target: UPath) -> None:
         """A partition is written only inside the root and never through a symbolic link: a

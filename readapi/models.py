@@ -397,7 +397,10 @@ def metric_frame(table: pa.Table) -> pd.DataFrame:
 
 def wide_frame(table: pa.Table) -> pd.DataFrame:
     """A `time` + one column per tag table as a DataFrame, column order kept (a tag may even
-    be called "time": columns are placed by position, not by name)."""
-    frame = pd.concat([table.column(i).to_pandas() for i in range(table.num_columns)], axis=1)
+    be called "time": columns are renamed to their positions for the conversion, which builds
+    the frame's blocks in one go, and named after it). Against a concat of one Series per
+    column: 500 tags 3.6 ms against 24."""
+    positions = [str(i) for i in range(table.num_columns)]
+    frame = table.replace_schema_metadata(None).rename_columns(positions).to_pandas()
     frame.columns = list(table.column_names)
     return frame

@@ -34,6 +34,7 @@ from tagflow.readapi.server import ui
 from tagflow.readapi.server.annotation_routes import router as annotation_router
 from tagflow.readapi.server.keys import KeyFileError, KeyStore
 from tagflow.readapi.server.limits import ServerLimits, uvicorn_config
+from tagflow.readapi.server.memory import keep_freed_memory
 from tagflow.readapi.server.request_body import RequestBodyLimits
 from tagflow.readapi.server.routes import router
 from tagflow.settings import Settings
@@ -168,6 +169,7 @@ def serve(settings: Settings, port: int = 8000, host: str = "127.0.0.1") -> None
         # service's worker threads that held about 200 MiB more, still growing after tens of
         # seconds under load (tests/reliability/test_http_load.py). The operator's choice wins.
         pa.set_memory_pool(pa.system_memory_pool())
+    keep_freed_memory()
     limits = ServerLimits.from_settings(settings)
     app = create_app(ReadConfig.from_settings(settings), settings.keys_file, limits=limits)
     # What the process loaded to start (FastAPI, pyarrow, Dagster's modules: about 260,000

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tagflow.readapi.models import Span, _times, spans_from_table
+from tagflow.readapi.models import Span, _times, spans_from_table, wide_frame
 from tagflow.schemas.arrow import TS
 
 # Within the years Python's datetime holds, microseconds from the epoch.
@@ -99,3 +100,21 @@ def test_span_values_are_the_string_else_the_number(numbers, strings, values):
         }
     )
     assert [span.value for span in spans_from_table(table)] == values
+
+
+def test_a_wide_frame_keeps_each_column_in_place_whatever_its_name():
+    # A tag may be called "time" or "0"; each column converts as Arrow converts it alone.
+    table = pa.Table.from_arrays(
+        [
+            pa.array([0, 60_000_000], pa.int64()).cast(TS),
+            pa.array([1.5, None], pa.float64()),
+            pa.array(["RUN", None], pa.string()),
+            pa.array([None, 2.0], pa.float64()),
+        ],
+        names=["time", "time", "0", "plant/a"],
+    ).replace_schema_metadata({b"pandas": b"{}"})
+    frame = wide_frame(table)
+    assert list(frame.columns) == ["time", "time", "0", "plant/a"]
+    for at in range(table.num_columns):
+        expected = table.column(at).to_pandas()
+        pd.testing.assert_series_equal(frame.iloc[:, at], expected, check_names=False)
