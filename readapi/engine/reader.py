@@ -383,8 +383,9 @@ class TenantReader:
 
     def _tags(self, time_range: TimeRange | None, allow_source: bool) -> pa.Table:
         """TAG_LIST of the tags with a transition in the range (all tags without a range),
-        sorted by name. Materialised days are answered from the 1d/1h/1m sample counts (the
-        coarsest that fits each part of the range), only sub-minute edges from transitions."""
+        sorted by name. Whole materialised days from their tag directories, the parts of
+        others from the sample counts (the coarsest width that fits), only sub-minute edges
+        from transitions."""
         if time_range is None:
             self._require_tenant(allow_source)
             use_source = self._catalogue.stored(self.tenant) is None
@@ -401,20 +402,15 @@ class TenantReader:
             rows = day_products.transitions(day, None, ["tag_id", "time"])
             return _ids_where(rows, in_intervals(time_us(rows.column("time")), [(lo, hi)]))
 
-        # Whole stored days from the month copies of their daily counts, each copy read once
-        # (a read of 30 days was 60 reads of a day's file); the others a day at a time.
+        # A whole stored day's tags are those its transitions file lists in its tag directory
+        # (or its month copy, for a read of every day the copy holds): nothing decoded. The
+        # other days, and files without a directory, a day at a time.
         whole = [day for day in plan.days if day in plan.stored and plan.covers(day)]
-        found: list[np.ndarray] = []
-        rest = set(plan.days) - set(whole)
-        for string in (False, True):
-            counts, left = stored.read_from_copies(
-                samples_name("1d", string), whole, None, ["tag_id", "count"]
-            )
-            found.append(_ids_where(counts, counts.column("count").to_numpy() > 0))
-            rest |= set(left)
-        found += map_days(plan, products, active_in, sorted(rest))
+        listed, left = stored.tags_with_rows("transitions", whole)
+        rest = (set(plan.days) - set(whole)) | set(left)
+        found = [listed, *map_days(plan, products, active_in, sorted(rest))]
         # Tag ids, not names: a set of integers is built and merged many times faster.
-        active = np.unique(np.concatenate([np.empty(0, np.int32), *found]))
+        active = np.unique(np.concatenate([np.empty(0, np.int32), *found])).astype(np.int32)
         keep = pc.is_in(table.column("tag_id"), value_set=pa.array(active, pa.int32()))
         return table.filter(keep).select(TAG_LIST.names).cast(TAG_LIST)
 

@@ -187,6 +187,44 @@ class StoredProducts(DayProducts):
         table = pa.concat_tables(parts) if parts else schema.empty_table().select(names)
         return table, rest
 
+    def tags_with_rows(self, dataset: str, days: Sequence[date]) -> tuple[np.ndarray, list[date]]:
+        """(the ids of the tags with a row of `dataset` on any of those of `days` whose files
+        say so in their tag directories, nothing decoded; the days left). A month copy answers
+        where the read wants every day it holds, fresh; other days their own file's footer."""
+        by_month: dict[date, list[date]] = {}
+        for day in days:
+            by_month.setdefault(day.replace(day=1), []).append(day)
+        found, rest = [], []
+        for month, wanted in by_month.items():
+            ids = self._month_tags(dataset, month, wanted)
+            if ids is not None:
+                found.append(ids)
+                continue
+            for day in wanted:
+                footer = self._store.day_footer(dataset, self._tenant, day)
+                if footer is None or footer.directory is None:
+                    rest.append(day)
+                    continue
+                self._same_publish(dataset, day, footer.publish)
+                found.append(footer.directory.sorted_ids)
+        return np.unique(np.concatenate([np.empty(0, np.int64), *found])), rest
+
+    def _month_tags(self, dataset: str, month: date, wanted: list[date]) -> np.ndarray | None:
+        """The tags of `month`'s copy when it holds exactly `wanted`, every day fresh."""
+        if len(wanted) < MIN_COPY_DAYS:
+            return None
+        footer = self._store.month_footer(dataset, self._tenant, month)
+        if footer is None or footer.directory is None:
+            return None
+        held, publishes = compacted_days(footer), compacted_publishes(footer)
+        if set(held) != set(wanted) or any(
+            held[day] != self._store.day_identity(dataset, self._tenant, day) for day in wanted
+        ):
+            return None
+        for day in wanted:
+            self._same_publish(dataset, day, publishes[day])
+        return footer.directory.sorted_ids
+
     def _taker(self, dataset: str):
         return lambda rows: self._budget.take(rows, dataset)
 

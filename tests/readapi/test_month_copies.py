@@ -135,31 +135,48 @@ def test_copied_days_around_a_day_read_from_its_own_file_answer_as_the_days(
     assert_copies_answer_as_days(plant.root, root, tenant, time_range, month_reads)
 
 
-def test_a_tag_with_no_transition_on_whole_copied_days_is_not_listed(plant, month_reads, tmp_path):
-    """get_tags takes whole days from the copies of the daily counts: a tag whose days hold a
-    row (its value held all day) but count no transition is not in the range's tags."""
+def test_whole_days_list_their_tags_from_tag_directories_decoding_nothing(
+    plant, month_reads, tmp_path, monkeypatch
+):
+    """get_tags takes a whole stored day's tags from its transitions' tag directory: the month
+    copy's where the read wants every day it holds, else each day file's. A tag whose value is
+    held through days 2 and 3 without a transition (its samples still have a row each day) is
+    not among the range's tags, and no row is decoded either way."""
     tenant = plant.tenants[0]
     days_root, copies_root = tmp_path / "days", tmp_path / "copies"
     copy_days(plant.root, days_root, tenant, DAYS)
     store = DatasetStore(days_root)
     quiet = store.read("samples_1d", tenant, DAYS[1]).column("tag_id")[0].as_py()
     for day in DAYS[1:]:
-        samples = store.read("samples_1d", tenant, day)
-        held_only = pc.if_else(pc.equal(samples.column("tag_id"), quiet), 0, samples["count"])
-        index = samples.schema.get_field_index("count")
-        store.write("samples_1d", tenant, day, samples.set_column(index, "count", held_only))
+        transitions = store.read("transitions", tenant, day)
+        store.write(
+            "transitions",
+            tenant,
+            day,
+            transitions.filter(pc.not_equal(transitions["tag_id"], quiet)),
+        )
+        assert quiet in store.read("samples_1d", tenant, day).column("tag_id").to_pylist()
     copied_store(days_root, tenant, copies_root)
-    time_range = (D1 + timedelta(days=1), D1 + timedelta(days=3))
+    # The copy holds days 1-3; a read of days 2-3 alone takes each day file's directory.
+    whole_copy, two_days = (
+        (D1, D1 + timedelta(days=3)),
+        (D1 + timedelta(days=1), D1 + timedelta(days=3)),
+    )
+    reads = datasets_read(monkeypatch, "read_tag_rows")
+    footers = datasets_read(monkeypatch, "day_footer")
     with (
         Client(store=days_root, tenant=tenant, allow_source=False) as days,
         Client(store=copies_root, tenant=tenant, allow_source=False) as copies,
     ):
-        want = days.get_tags(time_range)
-        reads_before = len(month_reads)
-        got = copies.get_tags(time_range)
-    assert quiet not in {tag.id for tag in want}
-    assert got == want
-    assert len(month_reads) > reads_before
+        for time_range in (whole_copy, two_days):
+            want = {tag.id for tag in days.get_tags(time_range)}
+            footers.clear()
+            got = {tag.id for tag in copies.get_tags(time_range)}
+            assert got == want
+            assert ("transitions" in footers) == (time_range == two_days)
+        assert quiet not in {tag.id for tag in days.get_tags(two_days)}
+        assert quiet in {tag.id for tag in days.get_tags(whole_copy)}
+    assert reads == [] and month_reads == []
 
 
 def test_the_schedule_asks_for_closed_settled_months_missing_or_behind(plant, tmp_path):
