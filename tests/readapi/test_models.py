@@ -3,6 +3,7 @@ Arrow's own conversion, NULLs included, whatever the columns share."""
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -11,7 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tagflow.readapi.models import Span, _times, spans_from_table, wide_frame
+from tagflow.readapi.models import (
+    Span,
+    Tag,
+    _times,
+    spans_from_table,
+    tags_from_table,
+    wide_frame,
+)
 from tagflow.schemas.arrow import TS
 
 # Within the years Python's datetime holds, microseconds from the epoch.
@@ -118,3 +126,27 @@ def test_a_wide_frame_keeps_each_column_in_place_whatever_its_name():
     for at in range(table.num_columns):
         expected = table.column(at).to_pandas()
         pd.testing.assert_series_equal(frame.iloc[:, at], expected, check_names=False)
+
+
+def test_tags_from_a_table_are_the_records_the_constructor_builds():
+    born = datetime(2026, 1, 1, tzinfo=UTC)
+    table = pa.table(
+        {
+            "tag_id": pa.array([3, -1], pa.int32()),
+            "tag_name": ["plant/a", "plant/twice_a"],
+            "birth_at": pa.array([born, None], TS),
+            "death_at": pa.array([None, None], TS),
+            "derived": [False, True],
+            "expression": [None, "2 * tag('plant/a')"],
+        }
+    )
+    built = tags_from_table(table)
+    expected = [
+        Tag(3, "plant/a", born, None),
+        Tag(-1, "plant/twice_a", None, None, True, "2 * tag('plant/a')"),
+    ]
+    assert built == expected
+    assert [hash(tag) for tag in built] == [hash(tag) for tag in expected]
+    assert [repr(tag) for tag in built] == [repr(tag) for tag in expected]
+    with pytest.raises(FrozenInstanceError):
+        built[0].name = "other"  # type: ignore[misc]
