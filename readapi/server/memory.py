@@ -19,7 +19,6 @@ about 9,000 page faults and 20 ms a call on a 2-core VM)."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import threading
 import time
@@ -39,10 +38,11 @@ _MALLOC_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABL
 
 
 def _libc_function(name: str) -> Any:
-    """A function of glibc, or None where the C library has none (musl, macOS)."""
-    library = ctypes.util.find_library("c")
+    """A function of glibc, or None where the C library has none (musl, macOS). Looked up
+    among the symbols the process has loaded (libc's among them): ctypes.util.find_library
+    runs ldconfig or a compiler to find the library's file."""
     try:
-        return getattr(ctypes.CDLL(library), name) if library else None
+        return getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
 
