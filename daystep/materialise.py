@@ -179,6 +179,9 @@ def stage_tags(
     returned holds the source tags only), and the plan of those derived tags. Its metadata
     counts the tenant's rows that no day holds (a time of ±infinity or NULL, DESIGN §2)."""
     tags = source.read_tags(tenant).sort_by("tag_name")
+    # Every read of the source comes before the file is staged: a source lost in between
+    # fails the run with nothing staged, where a staged file would be left behind.
+    skipped = source.count_out_of_range(tenant)
     written = conform(tags, TAGS_DATASET)
     plan = derived_plan(derived, tags) if derived is not None else None
     if plan is not None:
@@ -187,6 +190,6 @@ def stage_tags(
     with store.stage("tags", tenant) as writer:
         writer.write(written)
         staged = writer.close()
-    staged.metadata["out_of_range_skipped"] = source.count_out_of_range(tenant)
+    staged.metadata["out_of_range_skipped"] = skipped
     staged.metadata["derived_tags"] = 0 if plan is None else plan.tags.num_rows
     return tags, staged, plan

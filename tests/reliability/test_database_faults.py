@@ -14,11 +14,13 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 import psycopg
+import pyarrow as pa
 import pytest
 from psycopg import sql
 
 from tagflow.assets.partitions import tenant_day_key
 from tagflow.cli.runs import materialize_days
+from tagflow.daystep.materialise import stage_tags
 from tagflow.demo.synthetic_plant import generate_plant
 from tagflow.errors import SourceUnavailable
 from tagflow.io_managers import DatasetStore
@@ -30,6 +32,7 @@ from tagflow.schemas.registry import DATED
 from tagflow.settings import Settings
 from tagflow.source.connection import libpq_url
 from tagflow.source.embedded import embedded_server_url, stop_embedded_server
+from tagflow.source.tenant_source import TenantSource
 from tests.conftest import server_home
 from tests.readapi.conftest import BackgroundServer
 from tests.reliability.test_crash_safety import fingerprint
@@ -207,6 +210,22 @@ def test_server_stopping_mid_extraction_is_retried_once_it_is_back(up, reference
     failures = failures_of(instance, result.run_id)
     assert set(failures) <= {"SourceUnavailable"}, (failures, blocked)
     assert_day_equals_reference(tmp_path, DAY2, reference)
+
+
+def test_the_source_lost_right_after_the_tag_list_leaves_no_file(up, tmp_path):
+    """The day step reads the tag list, then counts the rows no day holds, then stages the
+    list: a source lost between the two reads fails with SourceUnavailable and leaves no file,
+    staged or published (a long trial found a staged tag list left behind)."""
+
+    class LostAfterTheTagList(TenantSource):
+        def read_tags(self, tenant: str) -> pa.Table:
+            tags = super().read_tags(tenant)
+            up.stop()
+            return tags
+
+    with pytest.raises(SourceUnavailable):
+        stage_tags(LostAfterTheTagList(up.url), DatasetStore(tmp_path), TENANT)
+    assert [path for path in tmp_path.rglob("*") if path.is_file()] == []
 
 
 @long_trial
