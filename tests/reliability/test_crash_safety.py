@@ -227,6 +227,9 @@ def kill_trials(
 ):
     rng = random.Random(SEED)
     outcomes = []
+    # The runs' pace against the reference's, from the latest rerun: a reference timed on a
+    # busy machine (long trials side by side) put most kills after runs that then went faster.
+    pace = 1.0
     for trial in range(count):
         root = tmp_path / f"store{trial}"
         # A Dagster home per trial (its rerun shares it), or one for all with `shared_home`:
@@ -239,10 +242,10 @@ def kill_trials(
         # store: every fourth trial is uniform over the whole run, the others land in the
         # window where the uninterrupted run wrote its files (widened for timing noise).
         if trial % 4 == 0:
-            delay = rng.uniform(0.05, reference.seconds * 1.05)
+            delay = rng.uniform(0.05, reference.seconds * 1.05) * pace
         else:
             low, high = reference.write_window
-            delay = rng.uniform(low * 0.9, high * 1.1)
+            delay = rng.uniform(low * 0.9, high * 1.1) * pace
         killed = kill_at(cli(crash_tenant), cli_env(pg_url, root, home), delay)
         assert_readers_see_only_complete_files(root, crash_tenant)
         versions = store_versions(root, crash_tenant)
@@ -253,7 +256,7 @@ def kill_trials(
             (round(delay, 2), killed, sum(v == reference.new[d] for d, v in versions.items()))
         )
         if trial in reruns:
-            run_cli(crash_tenant, pg_url, root, home)
+            pace = run_cli(crash_tenant, pg_url, root, home) / reference.seconds
             assert store_versions(root, crash_tenant) == reference.new, f"rerun of trial {trial}"
             # A temp file a kill left behind stays until it is older than
             # TAGFLOW_TEMP_MAX_AGE_S (a later run sweeps it then; see test_store_hygiene) but
