@@ -96,14 +96,27 @@ def run_failure(instance: dg.DagsterInstance, run_id: str) -> RunFailure:
             "see the run in the Dagster UI, or rerun with --verbose",
             trace=trace,
         )
-    messages = [r.dagster_event.message or "" for r in records if r.dagster_event is not None]
-    if any(name in message for message in messages for name in _INTERRUPTS):
+    events = [r.dagster_event for r in records if r.dagster_event is not None]
+    messages = [event.message or "" for event in events]
+    if any(name in message for message in messages for name in _INTERRUPTS) or any(
+        _interrupted_run(event) for event in events
+    ):
         return INTERRUPTED
     return RunFailure(
         "failed",
         _first_line(messages[0]) if messages else "",
         "see the run in the Dagster UI, or rerun with --verbose",
     )
+
+
+def _interrupted_run(event) -> bool:
+    """Whether a run failure is Ctrl-C's that fell outside every step (between two steps, or
+    as the run set up or ended): Dagster then records no step failure, only the run's, with
+    the interrupt as its error."""
+    if event.event_type != dg.DagsterEventType.RUN_FAILURE:
+        return False
+    data = event.event_specific_data
+    return data is not None and bool(_names(getattr(data, "error", None)) & _INTERRUPTS)
 
 
 def _names(error) -> set[str]:
