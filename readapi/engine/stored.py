@@ -166,9 +166,7 @@ class StoredProducts(DayProducts):
         schema = DATASETS[dataset].schema
         names = list(columns) if columns is not None else schema.names
         ids = None if tags is None else tags.column("tag_id").to_numpy()
-        by_month: dict[date, list[date]] = {}
-        for day in days:
-            by_month.setdefault(day.replace(day=1), []).append(day)
+        by_month = _by_month(days)
 
         def read(month_start: date) -> _MonthRows | None:
             return self._month(dataset, month_start, ids, names)
@@ -190,12 +188,10 @@ class StoredProducts(DayProducts):
     def tags_with_rows(self, dataset: str, days: Sequence[date]) -> tuple[np.ndarray, list[date]]:
         """(the ids of the tags with a row of `dataset` on any of those of `days` whose files
         say so in their tag directories, nothing decoded; the days left). A month copy answers
-        where the read wants every day it holds, fresh; other days their own file's footer."""
-        by_month: dict[date, list[date]] = {}
-        for day in days:
-            by_month.setdefault(day.replace(day=1), []).append(day)
+        where the read wants every day it holds, fresh; other days their own file's footer.
+        An id appears once per file that lists it."""
         found, rest = [], []
-        for month, wanted in by_month.items():
+        for month, wanted in _by_month(days).items():
             ids = self._month_tags(dataset, month, wanted)
             if ids is not None:
                 found.append(ids)
@@ -207,7 +203,7 @@ class StoredProducts(DayProducts):
                     continue
                 self._same_publish(dataset, day, footer.publish)
                 found.append(footer.directory.sorted_ids)
-        return np.unique(np.concatenate([np.empty(0, np.int64), *found])), rest
+        return np.concatenate([np.empty(0, np.int64), *found]), rest
 
     def _month_tags(self, dataset: str, month: date, wanted: list[date]) -> np.ndarray | None:
         """The tags of `month`'s copy when it holds exactly `wanted`, every day fresh."""
@@ -217,13 +213,21 @@ class StoredProducts(DayProducts):
         if footer is None or footer.directory is None:
             return None
         held, publishes = compacted_days(footer), compacted_publishes(footer)
-        if set(held) != set(wanted) or any(
-            held[day] != self._store.day_identity(dataset, self._tenant, day) for day in wanted
-        ):
+        if set(held) != set(wanted) or self._fresh(dataset, held, wanted) != wanted:
             return None
         for day in wanted:
             self._same_publish(dataset, day, publishes[day])
         return footer.directory.sorted_ids
+
+    def _fresh(
+        self, dataset: str, held: dict[date, tuple[int, int]], wanted: list[date]
+    ) -> list[date]:
+        """The days of `wanted` a month copy holding `held` (compacted_days) answers: those
+        whose day file is still the one it was copied from."""
+        return [
+            day for day in wanted
+            if day in held and held[day] == self._store.day_identity(dataset, self._tenant, day)
+        ]  # fmt: skip
 
     def _taker(self, dataset: str):
         return lambda rows: self._budget.take(rows, dataset)
@@ -278,10 +282,7 @@ class StoredProducts(DayProducts):
         if footer is None:
             return None
         held, publishes = compacted_days(footer), compacted_publishes(footer)
-        fresh = [
-            d for d in wanted
-            if d in held and held[d] == self._store.day_identity(dataset, self._tenant, d)
-        ]  # fmt: skip
+        fresh = self._fresh(dataset, held, wanted)
         if len(fresh) < MIN_COPY_DAYS:
             return None
         column = DATASETS[dataset].time_column
@@ -303,3 +304,11 @@ class StoredProducts(DayProducts):
         if not keep.all():
             table, day_of_row = table.filter(pa.array(keep)), day_of_row[keep]
         return _MonthRows(self._named(table, names), day_of_row, {d: publishes[d] for d in fresh})
+
+
+def _by_month(days: Sequence[date]) -> dict[date, list[date]]:
+    """`days` by the first day of their month, in the order given."""
+    by_month: dict[date, list[date]] = {}
+    for day in days:
+        by_month.setdefault(day.replace(day=1), []).append(day)
+    return by_month
